@@ -1,0 +1,118 @@
+//! Authorization as a value you hold.
+//!
+//! Extractors at the edge turn credentials into a [`Principal`]; the functions here turn
+//! a principal into a scope — [`PlatformScope`] or [`TenantScope`] — whose
+//! constructors are private to this module. Every store method takes a scope, so code
+//! that was never authorized cannot even name the rows it would touch, and code holding
+//! tenant A's scope has no way to spell tenant B.
+
+use crate::identity::operator::OperatorId;
+use crate::tenant::{RegionName, Tenant, TenantId, TenantStatus};
+
+/// Who is acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A platform operator authenticated by an access token.
+    Operator(OperatorId),
+    /// Someone running the `strongroom` CLI on the server with access to the data
+    /// directory — which already means access to the root key.
+    LocalAdmin,
+}
+
+impl Principal {
+    /// A stable, non-secret label for logs and audit entries, e.g. `operator:<uuid>`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Operator(id) => format!("operator:{id}"),
+            Self::LocalAdmin => "local-admin".into(),
+        }
+    }
+}
+
+/// Why an action was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccessError {
+    /// The principal may not do this.
+    #[error("not permitted: {0}")]
+    Forbidden(&'static str),
+    /// The tenant does not accept writes in its current state.
+    #[error("tenant is read-only (contract ended)")]
+    TenantReadOnly,
+}
+
+/// Platform-level actions (operators only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformAction {
+    /// List and read tenants.
+    ReadTenants,
+    /// Create tenants.
+    ManageTenants,
+    /// Create operators.
+    ManageOperators,
+}
+
+/// Proof that the holder may perform platform-level actions.
+#[derive(Debug, Clone)]
+pub struct PlatformScope {
+    actor: Principal,
+}
+
+impl PlatformScope {
+    /// Who acts under this scope.
+    pub fn actor(&self) -> &Principal {
+        &self.actor
+    }
+}
+
+/// Proof that the holder may act on one tenant's data, and on nothing else.
+#[derive(Debug, Clone)]
+pub struct TenantScope {
+    tenant: TenantId,
+    region: RegionName,
+    writable: bool,
+    actor: Principal,
+}
+
+impl TenantScope {
+    /// The tenant this scope is for.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The region whose storage holds the tenant's data.
+    pub fn region(&self) -> &RegionName {
+        &self.region
+    }
+
+    /// Who acts under this scope.
+    pub fn actor(&self) -> &Principal {
+        &self.actor
+    }
+
+    /// Fails unless the tenant accepts writes.
+    pub fn require_writable(&self) -> Result<(), AccessError> {
+        if self.writable { Ok(()) } else { Err(AccessError::TenantReadOnly) }
+    }
+}
+
+/// Decides whether `principal` may perform `action` at platform level.
+///
+/// Today every platform action is open to operators and the local administrator and
+/// to no one else; tenant principals (a later variant) will be refused here.
+pub fn authorize_platform(principal: &Principal, action: PlatformAction) -> Result<PlatformScope, AccessError> {
+    tracing::trace!(actor = %principal.label(), ?action, "platform authorization");
+    match principal {
+        Principal::Operator(_) | Principal::LocalAdmin => Ok(PlatformScope { actor: principal.clone() }),
+    }
+}
+
+/// Grants the platform's own bootstrap work (provisioning a new tenant's storage) a
+/// scope for that tenant. Requires a platform scope: only platform actors provision.
+pub fn provisioning_scope(platform: &PlatformScope, tenant: &Tenant) -> TenantScope {
+    TenantScope {
+        tenant: tenant.id,
+        region: tenant.region.clone(),
+        writable: tenant.status == TenantStatus::Active,
+        actor: platform.actor.clone(),
+    }
+}

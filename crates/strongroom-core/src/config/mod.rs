@@ -1,0 +1,252 @@
+//! Configuration: one typed struct, layered, strict.
+//!
+//! Layers, later ones winning: built-in defaults → TOML file → `STRONGROOM_*`
+//! environment variables → command-line flags. Unknown settings are errors, and every
+//! error names the setting (and the environment variable, when one set it), so a typo
+//! fails at start instead of being silently ignored. The result is passed by value
+//! into the server; there is no global configuration.
+
+mod layers;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::tenant::RegionName;
+
+pub use layers::{ConfigError, ENV_PREFIX, Source};
+
+/// The whole configuration of one Strongroom process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, the root key file, certificates and blobs live.
+    pub data_dir: PathBuf,
+    /// Address the HTTPS listener binds to.
+    pub listen: SocketAddr,
+    /// TLS certificate settings.
+    pub tls: TlsConfig,
+    /// Logging settings.
+    pub log: LogConfig,
+    /// Size, count and time bounds on what clients may send.
+    pub limits: LimitsConfig,
+    /// Residency regions; each maps to its own storage location.
+    pub regions: BTreeMap<RegionName, RegionConfig>,
+    /// Access-token settings.
+    pub tokens: TokensConfig,
+    /// Password-hashing settings.
+    pub passwords: PasswordConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./strongroom-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls: TlsConfig::default(),
+            log: LogConfig::default(),
+            limits: LimitsConfig::default(),
+            regions: BTreeMap::new(),
+            tokens: TokensConfig::default(),
+            passwords: PasswordConfig::default(),
+        }
+    }
+}
+
+/// TLS: a self-signed certificate in the data directory unless files are given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key_file`, replaces the self-signed certificate.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// `Strict-Transport-Security` max-age, in seconds.
+    pub hsts_max_age_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { cert_file: None, key_file: None, hsts_max_age_secs: 63_072_000 }
+    }
+}
+
+/// How log lines look and how many there are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto` (pretty on a terminal, JSON otherwise), `json` or `pretty`.
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `info,strongroom_http=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Auto, level: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+/// Bounds on client input. Every size, count and time the server accepts is here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted by JSON endpoints, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take from headers read to response produced.
+    pub request_timeout_secs: u64,
+    /// Longest a client may take to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Longest a client may take to complete the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Concurrent connections; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// On SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// One residency region.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegionConfig {
+    /// Directory holding the region's database and blobs; default
+    /// `<data_dir>/regions/<name>`. Relative paths are relative to `data_dir`.
+    pub path: Option<PathBuf>,
+}
+
+/// Access tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// `iss` claim of every token this deployment signs.
+    pub issuer: String,
+    /// Lifetime of an operator access token, in seconds.
+    pub operator_ttl_secs: u64,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self { issuer: "strongroom".into(), operator_ttl_secs: 900 }
+    }
+}
+
+/// Argon2id cost and the size of the hashing pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// Memory per hash in KiB (OWASP minimum: 19456 with 2 iterations).
+    pub argon2_memory_kib: u32,
+    /// Passes over memory.
+    pub argon2_iterations: u32,
+    /// Lanes per hash.
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; 0 means one per CPU. Bounds memory under a login flood.
+    pub hashing_workers: usize,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hashing_workers: 0,
+        }
+    }
+}
+
+/// The region used when the configuration declares none.
+pub const DEFAULT_REGION: &str = "local";
+
+impl Config {
+    /// Loads the configuration from its layers and checks it.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Vec<(&'static str, toml::Value)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Config = layers::merge(file, env, flags)?;
+        if config.regions.is_empty() {
+            let local = RegionName::parse(DEFAULT_REGION).map_err(|e| invalid("regions", e))?;
+            config.regions.insert(local, RegionConfig::default());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The directory of a region's data: its own database and blob store.
+    pub fn region_dir(&self, region: &RegionName) -> Option<PathBuf> {
+        let rc = self.regions.get(region)?;
+        Some(match &rc.path {
+            Some(p) => self.data_dir.join(p),
+            None => self.data_dir.join("regions").join(region.as_str()),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        check(l.max_body_bytes, 1024, 1 << 30, "limits.max_body_bytes")?;
+        check(l.request_timeout_secs, 1, 3600, "limits.request_timeout_secs")?;
+        check(l.header_read_timeout_secs, 1, 300, "limits.header_read_timeout_secs")?;
+        check(l.tls_handshake_timeout_secs, 1, 300, "limits.tls_handshake_timeout_secs")?;
+        check(l.max_connections, 1, 1_000_000, "limits.max_connections")?;
+        check(l.shutdown_grace_secs, 0, 3600, "limits.shutdown_grace_secs")?;
+        check(self.tokens.operator_ttl_secs, 60, 3600, "tokens.operator_ttl_secs")?;
+        if self.tokens.issuer.is_empty() || self.tokens.issuer.len() > 255 {
+            return Err(invalid("tokens.issuer", "must be 1 to 255 characters"));
+        }
+        let p = &self.passwords;
+        check(p.argon2_memory_kib, 19_456, 4 * 1024 * 1024, "passwords.argon2_memory_kib")?;
+        check(p.argon2_iterations, 1, 100, "passwords.argon2_iterations")?;
+        check(p.argon2_parallelism, 1, 64, "passwords.argon2_parallelism")?;
+        check(p.hashing_workers, 0, 1024, "passwords.hashing_workers")?;
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(invalid("tls", "cert_file and key_file must be set together"));
+        }
+        if self.log.format == LogFormat::Auto && self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+fn check<T: PartialOrd + std::fmt::Display>(v: T, min: T, max: T, setting: &str) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(invalid(setting, format!("{v} is out of range {min}..={max}")));
+    }
+    Ok(())
+}
+
+fn invalid(setting: &str, message: impl ToString) -> ConfigError {
+    ConfigError::Invalid { setting: setting.to_owned(), origin: String::new(), message: message.to_string() }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+#[test]
+fn defaults_are_valid_and_declare_one_region() {
+    let c = Config::load(None, vec![], vec![]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+    assert_eq!(c.regions.len(), 1);
+    assert!(c.regions.contains_key(&RegionName::parse(DEFAULT_REGION).unwrap()));
+}
+
+#[test]
+fn env_overrides_file_and_flags_override_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1000\"\n[limits]\nmax_body_bytes = 4096\n").unwrap();
+    let e = env(&[("STRONGROOM_LISTEN", "127.0.0.1:2000"), ("STRONGROOM_LIMITS__MAX_BODY_BYTES", "8192")]);
+    let c = Config::load(Some(&file), e.clone(), vec![]).unwrap();
+    assert_eq!(c.listen.port(), 2000);
+    assert_eq!(c.limits.max_body_bytes, 8192);
+    let c = Config::load(Some(&file), e, vec![("listen", toml::Value::String("127.0.0.1:3000".into()))]).unwrap();
+    assert_eq!(c.listen.port(), 3000);
+}
+
+#[test]
+fn errors_name_the_setting_and_its_origin() {
+    let e = Config::load(None, env(&[("STRONGROOM_LIMITS__MAX_BODY_BYTES", "lots")]), vec![]).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("limits.max_body_bytes"), "{msg}");
+    assert!(msg.contains("STRONGROOM_LIMITS__MAX_BODY_BYTES"), "{msg}");
+
+    let e = Config::load(None, env(&[("STRONGROOM_LISTEN", "not-an-address")]), vec![]).unwrap_err();
+    assert!(e.to_string().contains("`listen`"), "{e}");
+}
+
+#[test]
+fn unknown_settings_are_rejected() {
+    let e = Config::load(None, env(&[("STRONGROOM_LIMITS__MAX_BODY", "1")]), vec![]).unwrap_err();
+    assert!(e.to_string().contains("max_body"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[tls]\ncert = \"x\"\n").unwrap();
+    let e = Config::load(Some(&file), vec![], vec![]).unwrap_err();
+    assert!(e.to_string().contains("tls"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_are_rejected() {
+    let e = Config::load(None, env(&[("STRONGROOM_LIMITS__MAX_BODY_BYTES", "1")]), vec![]).unwrap_err();
+    assert!(e.to_string().contains("limits.max_body_bytes"), "{e}");
+    let e = Config::load(None, env(&[("STRONGROOM_PASSWORDS__ARGON2_MEMORY_KIB", "1024")]), vec![]).unwrap_err();
+    assert!(e.to_string().contains("argon2_memory_kib"), "{e}");
+}
+
+#[test]
+fn bad_region_names_are_rejected_with_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[regions.EU]\n").unwrap();
+    let e = Config::load(Some(&file), vec![], vec![]).unwrap_err();
+    assert!(e.to_string().contains("regions"), "{e}");
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "listen = \n").unwrap();
+    let e = Config::load(Some(&file), vec![], vec![]).unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+}
+
+#[test]
+fn the_example_config_parses_and_matches_the_defaults_it_documents() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strongroom.example.toml");
+    let c = Config::load(Some(&file), vec![], vec![]).unwrap();
+    let d = Config::default();
+    assert_eq!(c.listen, d.listen);
+    assert_eq!(c.limits.max_body_bytes, d.limits.max_body_bytes);
+    assert_eq!(c.tokens.operator_ttl_secs, d.tokens.operator_ttl_secs);
+    assert_eq!(c.passwords.argon2_memory_kib, d.passwords.argon2_memory_kib);
+    assert!(c.regions.len() >= 2, "the example shows more than one region");
+}

@@ -1,0 +1,32 @@
+//! Identity: who someone is and how they prove it.
+//!
+//! Platform operators (this issue) and, later, tenant users share the same parts:
+//! validated [`Email`]s, argon2id [`password`] hashing on a bounded pool, and
+//! EdDSA-signed access [`token`]s.
+
+mod email;
+pub mod operator;
+pub mod password;
+pub mod token;
+
+pub use email::Email;
+
+/// Why an identity value or credential was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The e-mail address is not acceptable.
+    #[error("invalid e-mail address: {0}")]
+    InvalidEmail(&'static str),
+    /// The password breaks the password rules.
+    #[error("password rejected: {0}")]
+    WeakPassword(&'static str),
+    /// Email/password (or token) did not match. Deliberately says nothing more.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Too many hashes queued; the caller should retry later.
+    #[error("too many sign-ins in progress; retry shortly")]
+    Busy,
+    /// Hashing or signing failed for a reason that is ours, not the caller's.
+    #[error("credential processing failed: {0}")]
+    Internal(String),
+}

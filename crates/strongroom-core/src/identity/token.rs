@@ -1,0 +1,267 @@
+//! Access tokens: short-lived EdDSA (Ed25519) JWTs.
+//!
+//! Signing is done here with aws-lc-rs, so the private key never leaves a type that
+//! wipes it; verification — the part that parses hostile input — is done by the
+//! `jsonwebtoken` crate, pinned to `EdDSA` only, with expiry checked against the
+//! injected [`Clock`] rather than the system clock.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::clock::SharedClock;
+use crate::secret::SecretBytes;
+
+/// Tolerance for clock skew between signer and verifier, in seconds.
+const LEEWAY_SECS: i64 = 30;
+
+/// Audience of operator tokens: they are good for the platform API and nothing else.
+pub const OPERATOR_AUDIENCE: &str = "strongroom:platform";
+
+/// Why a presented token was refused. All variants answer 401 to the client; the
+/// variant is for the log.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a well-formed JWT, or a claim has the wrong shape.
+    #[error("malformed token")]
+    Malformed,
+    /// Signed with an algorithm other than EdDSA, or by a key we do not know.
+    #[error("token signed with an unacceptable algorithm or unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Wrong `iss` or `aud`: a token minted for something else.
+    #[error("token was issued for another audience or by another issuer")]
+    WrongAudience,
+    /// Past `exp`.
+    #[error("token expired")]
+    Expired,
+    /// Before `nbf`.
+    #[error("token not yet valid")]
+    NotYetValid,
+}
+
+/// An Ed25519 signing key with its key id (RFC 7638 thumbprint).
+pub struct SigningKey {
+    kid: String,
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Generates a key; returns it and its PKCS#8 encoding (to be stored wrapped).
+    pub fn generate() -> Result<(Self, SecretBytes), TokenKeyError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| TokenKeyError)?;
+        let pkcs8 = SecretBytes::new(doc.as_ref().to_vec());
+        Ok((Self::from_pkcs8(&pkcs8)?, pkcs8))
+    }
+
+    /// Loads a key from its (unwrapped) PKCS#8 encoding.
+    pub fn from_pkcs8(pkcs8: &SecretBytes) -> Result<Self, TokenKeyError> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.expose()).map_err(|_| TokenKeyError)?;
+        let kid = thumbprint(pair.public_key().as_ref());
+        Ok(Self { kid, pair })
+    }
+
+    /// The key id: the RFC 7638 JWK thumbprint of the public key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The raw 32-byte public key.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+}
+
+/// A signing key could not be generated or parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("Ed25519 key could not be generated or parsed")]
+pub struct TokenKeyError;
+
+/// RFC 7638 thumbprint of an Ed25519 public key, base64url.
+fn thumbprint(public: &[u8]) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// The registered claims every Strongroom token carries, plus its kind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// Issuer: this deployment.
+    pub iss: String,
+    /// Audience: what the token may be used for.
+    pub aud: String,
+    /// Subject: `operator:<uuid>` or, later, `user:<uuid>`.
+    pub sub: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Expires at.
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: String,
+}
+
+/// A token handed to a client.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// The public half of a signing key, as a JWK (RFC 8037).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PublicJwk {
+    /// `OKP`.
+    pub kty: &'static str,
+    /// `Ed25519`.
+    pub crv: &'static str,
+    /// The public key, base64url.
+    pub x: String,
+    /// Key id.
+    pub kid: String,
+    /// `EdDSA`.
+    pub alg: &'static str,
+    /// `sig`.
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+}
+
+/// A JWK Set (RFC 7517 §5).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Jwks {
+    /// Every key whose tokens may still be presented.
+    pub keys: Vec<PublicJwk>,
+}
+
+/// Signs and verifies tokens with the deployment's signing keys.
+pub struct TokenService {
+    issuer: String,
+    active: SigningKey,
+    verifying: HashMap<String, Vec<u8>>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService").field("issuer", &self.issuer).field("active", &self.active.kid).finish()
+    }
+}
+
+impl TokenService {
+    /// A service signing with `active` and also accepting tokens of `older` keys
+    /// (rotation overlap).
+    pub fn new(issuer: String, active: SigningKey, older: Vec<SigningKey>, clock: SharedClock) -> Self {
+        let verifying = std::iter::once(&active)
+            .chain(older.iter())
+            .map(|k| (k.kid.clone(), k.public_key()))
+            .collect();
+        Self { issuer, active, verifying, clock }
+    }
+
+    /// Signs a token for `subject` with audience `aud`, valid for `ttl_secs`.
+    pub fn issue(&self, aud: &str, subject: &str, ttl_secs: u64) -> IssuedToken {
+        let now = self.clock.now().unix_timestamp();
+        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX).min(86_400);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: aud.to_owned(),
+            sub: subject.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(ttl),
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        IssuedToken { access_token: self.sign(&claims), token_type: "Bearer", expires_in: ttl.unsigned_abs() }
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.active.kid});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default())
+        );
+        let sig = self.active.pair.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    /// Verifies a token's signature, issuer, audience and validity period.
+    pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, TokenError> {
+        if token.len() > 8 * 1024 {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::UnknownKey);
+        }
+        let public = header.kid.as_ref().and_then(|k| self.verifying.get(k)).ok_or(TokenError::UnknownKey)?;
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.validate_exp = false; // checked below against the injected clock
+        v.validate_nbf = false;
+        v.set_audience(&[aud]);
+        v.set_issuer(&[&self.issuer]);
+        v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_ed_der(public), &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature => TokenError::BadSignature,
+                K::InvalidAudience | K::InvalidIssuer => TokenError::WrongAudience,
+                K::InvalidAlgorithm => TokenError::UnknownKey,
+                _ => TokenError::Malformed,
+            }
+        })?;
+        self.check_times(&data.claims)?;
+        Ok(data.claims)
+    }
+
+    fn check_times(&self, c: &Claims) -> Result<(), TokenError> {
+        let now = self.clock.now().unix_timestamp();
+        if now > c.exp.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::Expired);
+        }
+        if now < c.nbf.saturating_sub(LEEWAY_SECS) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// The public keys, for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Jwks {
+        let keys = self
+            .verifying
+            .iter()
+            .map(|(kid, x)| PublicJwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: URL_SAFE_NO_PAD.encode(x),
+                kid: kid.clone(),
+                alg: "EdDSA",
+                use_: "sig",
+            })
+            .collect();
+        Jwks { keys }
+    }
+}
+
+#[cfg(test)]
+mod tests;

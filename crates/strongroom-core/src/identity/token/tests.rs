@@ -1,0 +1,88 @@
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use super::*;
+use crate::clock::ManualClock;
+
+fn service(clock: &ManualClock) -> TokenService {
+    let (key, _) = SigningKey::generate().unwrap();
+    TokenService::new("strongroom-test".into(), key, vec![], Arc::new(clock.clone()))
+}
+
+fn clock() -> ManualClock {
+    ManualClock::new(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap())
+}
+
+#[test]
+fn issued_tokens_verify_until_they_expire() {
+    let clock = clock();
+    let s = service(&clock);
+    let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900);
+    assert_eq!(s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap().sub, "operator:x");
+    clock.advance(Duration::seconds(900 + LEEWAY_SECS + 1));
+    assert_eq!(s.verify(&t.access_token, OPERATOR_AUDIENCE), Err(TokenError::Expired));
+}
+
+#[test]
+fn tokens_from_the_future_are_refused() {
+    let clock = clock();
+    let s = service(&clock);
+    let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900);
+    clock.advance(Duration::seconds(-(LEEWAY_SECS + 5)));
+    assert_eq!(s.verify(&t.access_token, OPERATOR_AUDIENCE), Err(TokenError::NotYetValid));
+}
+
+#[test]
+fn wrong_audience_key_and_tampering_are_refused() {
+    let clock = clock();
+    let s = service(&clock);
+    let other = service(&clock);
+    let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900).access_token;
+    assert_eq!(s.verify(&t, "strongroom:tenant"), Err(TokenError::WrongAudience));
+    assert_eq!(other.verify(&t, OPERATOR_AUDIENCE), Err(TokenError::UnknownKey));
+    let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    claims["sub"] = "operator:someone-else".into();
+    parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+    assert_eq!(s.verify(&parts.join("."), OPERATOR_AUDIENCE), Err(TokenError::BadSignature));
+}
+
+#[test]
+fn alg_none_and_hs256_confusion_are_refused() {
+    let clock = clock();
+    let s = service(&clock);
+    let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900).access_token;
+    let parts: Vec<&str> = t.split('.').collect();
+    let kid = s.active.kid().to_owned();
+    let none = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#));
+    assert!(s.verify(&format!("{none}.{}.", parts[1]), OPERATOR_AUDIENCE).is_err());
+    // HS256 keyed with the public key: the classic algorithm-confusion attack.
+    let hs = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#));
+    let input = format!("{hs}.{}", parts[1]);
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &s.active.public_key());
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+    assert_eq!(s.verify(&forged, OPERATOR_AUDIENCE), Err(TokenError::UnknownKey));
+}
+
+#[test]
+fn garbage_is_malformed_not_a_panic() {
+    let clock = clock();
+    let s = service(&clock);
+    for junk in ["", ".", "..", "a.b.c", "eyJ.eyJ.sig", &"x".repeat(10_000)] {
+        assert!(s.verify(junk, OPERATOR_AUDIENCE).is_err(), "{junk}");
+    }
+}
+
+#[test]
+fn jwks_lists_active_and_older_keys() {
+    let clock = clock();
+    let (a, _) = SigningKey::generate().unwrap();
+    let (b, _) = SigningKey::generate().unwrap();
+    let (a_kid, b_kid) = (a.kid().to_owned(), b.kid().to_owned());
+    let s = TokenService::new("i".into(), a, vec![b], Arc::new(clock));
+    let kids: Vec<String> = s.jwks().keys.into_iter().map(|k| k.kid).collect();
+    assert!(kids.contains(&a_kid) && kids.contains(&b_kid));
+}

@@ -1,0 +1,86 @@
+//! The platform's error, grouped by whose fault it is. The HTTP edge maps each group to
+//! a status and a problem type; the CLI prints the message.
+
+use crate::access::AccessError;
+use crate::identity::IdentityError;
+use crate::identity::token::TokenError;
+use crate::keys::KeyError;
+use crate::store::StoreError;
+use crate::tenant::TenantError;
+
+/// A failed platform operation.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The caller sent a value that breaks a rule (→ 422).
+    #[error("{0}")]
+    Invalid(String),
+    /// Credentials missing or wrong (→ 401).
+    #[error("authentication required or failed")]
+    Unauthenticated,
+    /// Authenticated, but not allowed (→ 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such object, or not visible to the caller (→ 404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Conflicts with existing state (→ 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Temporarily unable to serve; retry later (→ 503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Our fault (→ 500). The message is for the log, never for the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for PlatformError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { what } => Self::Conflict(format!("{what} already exists")),
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Corrupt(_) | StoreError::Backend(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for PlatformError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<IdentityError> for PlatformError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::InvalidEmail(_) | IdentityError::WeakPassword(_) => Self::Invalid(e.to_string()),
+            IdentityError::InvalidCredentials => Self::Unauthenticated,
+            IdentityError::Busy => Self::Unavailable(e.to_string()),
+            IdentityError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<TenantError> for PlatformError {
+    fn from(e: TenantError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl From<AccessError> for PlatformError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Forbidden(_) => Self::Forbidden(e.to_string()),
+            AccessError::TenantReadOnly => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<TokenError> for PlatformError {
+    fn from(_: TokenError) -> Self {
+        Self::Unauthenticated
+    }
+}

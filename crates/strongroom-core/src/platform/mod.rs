@@ -1,0 +1,221 @@
+//! The platform: the one facade the CLI and the HTTP edge both call.
+//!
+//! It holds the store, the key provider, the clock, the token service and the password
+//! pool, and applies the rules (authorization first, then validation against the
+//! deployment's configuration, then storage). Because the CLI and the API go through
+//! the same methods, they cannot drift apart.
+
+mod error;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::access::{self, PlatformAction, Principal};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::identity::operator::{Operator, OperatorId};
+use crate::identity::password::{self, PasswordHasher};
+use crate::identity::token::{IssuedToken, Jwks, OPERATOR_AUDIENCE, SigningKey, TokenError, TokenService};
+use crate::identity::{Email, IdentityError};
+use crate::keys::KeyProvider;
+use crate::secret::{SecretBytes, SecretString};
+use crate::store::{Page, Store, StoreError, StoredSigningKey};
+use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
+
+pub use error::PlatformError;
+
+/// Largest page a list endpoint returns.
+pub const MAX_PAGE: u32 = 100;
+
+/// The running deployment's services, shared by every request.
+pub struct Platform {
+    store: Arc<dyn Store>,
+    keys: Arc<dyn KeyProvider>,
+    clock: SharedClock,
+    tokens: TokenService,
+    passwords: PasswordHasher,
+    regions: BTreeSet<crate::tenant::RegionName>,
+    operator_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform").field("keys", &self.keys.describe()).finish_non_exhaustive()
+    }
+}
+
+/// The state of each dependency, for `/readyz`.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// `Ok` or why the databases are not usable.
+    pub database: Result<(), String>,
+    /// `Ok` or why the key provider is not usable.
+    pub keys: Result<(), String>,
+}
+
+impl Readiness {
+    /// True when every dependency is usable.
+    pub fn is_ready(&self) -> bool {
+        self.database.is_ok() && self.keys.is_ok()
+    }
+}
+
+impl Platform {
+    /// Assembles the platform, creating the token-signing key on first start.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        keys: Arc<dyn KeyProvider>,
+        clock: SharedClock,
+        config: &Config,
+    ) -> Result<Self, PlatformError> {
+        let tokens = load_token_service(&*store, &*keys, clock.clone(), config.tokens.issuer.clone()).await?;
+        let passwords = PasswordHasher::new(&config.passwords)?;
+        Ok(Self {
+            store,
+            keys,
+            clock,
+            tokens,
+            passwords,
+            regions: config.regions.keys().cloned().collect(),
+            operator_ttl_secs: config.tokens.operator_ttl_secs,
+        })
+    }
+
+    /// Checks the database and the key provider.
+    pub async fn readiness(&self) -> Readiness {
+        let (database, keys) = tokio::join!(self.store.health(), self.keys.health());
+        Readiness { database: database.map_err(|e| e.to_string()), keys: keys.map_err(|e| e.to_string()) }
+    }
+
+    /// The key provider in use (for status output).
+    pub fn key_provider(&self) -> String {
+        self.keys.describe()
+    }
+
+    /// Creates a platform operator.
+    pub async fn create_operator(
+        &self,
+        principal: &Principal,
+        email: Email,
+        password: &SecretString,
+    ) -> Result<Operator, PlatformError> {
+        let scope = access::authorize_platform(principal, PlatformAction::ManageOperators)?;
+        password::check_policy(password)?;
+        let hash = self.passwords.hash(password).await?;
+        let operator = Operator { id: OperatorId::generate(), email, created_at: self.clock.now() };
+        self.store.insert_operator(&scope, &operator, &hash).await?;
+        tracing::info!(operator = %operator.id, actor = %principal.label(), "operator created");
+        Ok(operator)
+    }
+
+    /// Checks an operator's e-mail and password and issues an access token.
+    pub async fn operator_login(&self, email: &Email, password: &SecretString) -> Result<IssuedToken, PlatformError> {
+        let Some(creds) = self.store.operator_credentials(email).await? else {
+            self.passwords.verify_dummy(password).await?;
+            return Err(IdentityError::InvalidCredentials.into());
+        };
+        if !self.passwords.verify(password, &creds.password_hash).await? {
+            tracing::info!(operator = %creds.operator.id, "operator sign-in failed");
+            return Err(IdentityError::InvalidCredentials.into());
+        }
+        tracing::info!(operator = %creds.operator.id, "operator signed in");
+        let subject = format!("operator:{}", creds.operator.id);
+        Ok(self.tokens.issue(OPERATOR_AUDIENCE, &subject, self.operator_ttl_secs))
+    }
+
+    /// Turns a bearer token into an operator principal.
+    pub fn authenticate_operator(&self, bearer: &str) -> Result<Principal, TokenError> {
+        let claims = self.tokens.verify(bearer, OPERATOR_AUDIENCE)?;
+        let id = claims
+            .sub
+            .strip_prefix("operator:")
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .ok_or(TokenError::Malformed)?;
+        Ok(Principal::Operator(OperatorId::from_uuid(id)))
+    }
+
+    /// Creates a tenant in a declared region.
+    pub async fn create_tenant(&self, principal: &Principal, new: NewTenant) -> Result<Tenant, PlatformError> {
+        let scope = access::authorize_platform(principal, PlatformAction::ManageTenants)?;
+        if !self.regions.contains(&new.region) {
+            return Err(TenantError::UnknownRegion(new.region.to_string()).into());
+        }
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            slug: new.slug,
+            display_name: new.display_name,
+            region: new.region,
+            status: TenantStatus::Active,
+            created_at: self.clock.now(),
+        };
+        let home = access::provisioning_scope(&scope, &tenant);
+        self.store.create_tenant(&scope, &tenant, &home).await?;
+        tracing::info!(tenant = %tenant.slug, region = %tenant.region, actor = %principal.label(), "tenant created");
+        Ok(tenant)
+    }
+
+    /// Reads one tenant.
+    pub async fn tenant(&self, principal: &Principal, slug: &Slug) -> Result<Tenant, PlatformError> {
+        let scope = access::authorize_platform(principal, PlatformAction::ReadTenants)?;
+        self.store.tenant(&scope, slug).await?.ok_or(PlatformError::NotFound("tenant"))
+    }
+
+    /// Lists tenants in slug order, `limit` capped at [`MAX_PAGE`].
+    pub async fn tenants(&self, principal: &Principal, after: Option<Slug>, limit: u32) -> Result<Vec<Tenant>, PlatformError> {
+        let scope = access::authorize_platform(principal, PlatformAction::ReadTenants)?;
+        let page = Page { after, limit: limit.clamp(1, MAX_PAGE) };
+        Ok(self.store.tenants(&scope, page).await?)
+    }
+
+    /// Checks that a tenant's home exists in its region's storage.
+    pub async fn tenant_storage_ok(&self, principal: &Principal, tenant: &Tenant) -> Result<bool, PlatformError> {
+        let scope = access::authorize_platform(principal, PlatformAction::ReadTenants)?;
+        let home = access::provisioning_scope(&scope, tenant);
+        Ok(self.store.tenant_home_exists(&home).await?)
+    }
+
+    /// The public keys that verify this deployment's tokens.
+    pub fn jwks(&self) -> Jwks {
+        self.tokens.jwks()
+    }
+}
+
+/// Context a signing key is wrapped under: binds the wrapped bytes to their key id.
+fn signing_key_context(kid: &str) -> Vec<u8> {
+    format!("platform-signing-key:{kid}").into_bytes()
+}
+
+async fn load_token_service(
+    store: &dyn Store,
+    keys: &dyn KeyProvider,
+    clock: SharedClock,
+    issuer: String,
+) -> Result<TokenService, PlatformError> {
+    let mut stored = store.signing_keys().await?;
+    if stored.is_empty() {
+        let (key, pkcs8) = SigningKey::generate().map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let record = StoredSigningKey {
+            kid: key.kid().to_owned(),
+            public_key: key.public_key(),
+            wrapped_private_key: keys.wrap(&pkcs8, &signing_key_context(key.kid())).await?,
+            created_at: clock.now(),
+        };
+        match store.insert_signing_key(&record).await {
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        stored = store.signing_keys().await?;
+    }
+    let mut loaded = Vec::with_capacity(stored.len());
+    for s in &stored {
+        let pkcs8: SecretBytes = keys.unwrap(&s.wrapped_private_key, &signing_key_context(&s.kid)).await?;
+        let key = SigningKey::from_pkcs8(&pkcs8).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        if key.kid() != s.kid {
+            return Err(PlatformError::Internal(format!("signing key {} does not match its id", s.kid)));
+        }
+        loaded.push(key);
+    }
+    let mut loaded = loaded.into_iter();
+    let active = loaded.next().ok_or_else(|| PlatformError::Internal("no signing key".into()))?;
+    Ok(TokenService::new(issuer, active, loaded.collect(), clock))
+}
