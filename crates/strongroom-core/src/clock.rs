@@ -33,7 +33,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock frozen at `start`.
     pub fn new(start: OffsetDateTime) -> Self {
-        Self { now: Arc::new(Mutex::new(start)) }
+        Self {
+            now: Arc::new(Mutex::new(start)),
+        }
     }
 
     /// Moves the clock forward (or backward, with a negative duration).

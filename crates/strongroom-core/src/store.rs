@@ -70,7 +70,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Pre-authentication lookup of an operator and their password hash.
-    async fn operator_credentials(&self, email: &Email) -> Result<Option<OperatorCredentials>, StoreError>;
+    async fn operator_credentials(
+        &self,
+        email: &Email,
+    ) -> Result<Option<OperatorCredentials>, StoreError>;
 
     /// The platform's token-signing keys, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
@@ -81,14 +84,26 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a tenant: its directory entry, and its home in its region's storage.
     /// Both or neither. `home` is the tenant's own scope, made by the caller from the
     /// platform scope.
-    async fn create_tenant(&self, scope: &PlatformScope, tenant: &Tenant, home: &TenantScope)
-    -> Result<(), StoreError>;
+    async fn create_tenant(
+        &self,
+        scope: &PlatformScope,
+        tenant: &Tenant,
+        home: &TenantScope,
+    ) -> Result<(), StoreError>;
 
     /// Looks a tenant up by slug.
-    async fn tenant(&self, scope: &PlatformScope, slug: &Slug) -> Result<Option<Tenant>, StoreError>;
+    async fn tenant(
+        &self,
+        scope: &PlatformScope,
+        slug: &Slug,
+    ) -> Result<Option<Tenant>, StoreError>;
 
     /// Lists tenants in slug order.
-    async fn tenants(&self, scope: &PlatformScope, page: Page<Slug>) -> Result<Vec<Tenant>, StoreError>;
+    async fn tenants(
+        &self,
+        scope: &PlatformScope,
+        page: Page<Slug>,
+    ) -> Result<Vec<Tenant>, StoreError>;
 
     /// Confirms the tenant's home exists in its region's storage (and only there).
     async fn tenant_home_exists(&self, scope: &TenantScope) -> Result<bool, StoreError>;

@@ -1,1 +1,10 @@
-//! placeholder
+//! Storage adapters for Strongroom.
+//!
+//! [`sqlite::SqliteStore`] is the embedded default: one control database for the
+//! platform directory and one database per residency region for tenant data. SQL lives
+//! only here, written out plainly per backend.
+
+pub mod sqlite;
+
+mod error;
+mod time_codec;

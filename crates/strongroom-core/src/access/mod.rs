@@ -91,7 +91,11 @@ impl TenantScope {
 
     /// Fails unless the tenant accepts writes.
     pub fn require_writable(&self) -> Result<(), AccessError> {
-        if self.writable { Ok(()) } else { Err(AccessError::TenantReadOnly) }
+        if self.writable {
+            Ok(())
+        } else {
+            Err(AccessError::TenantReadOnly)
+        }
     }
 }
 
@@ -99,10 +103,15 @@ impl TenantScope {
 ///
 /// Today every platform action is open to operators and the local administrator and
 /// to no one else; tenant principals (a later variant) will be refused here.
-pub fn authorize_platform(principal: &Principal, action: PlatformAction) -> Result<PlatformScope, AccessError> {
+pub fn authorize_platform(
+    principal: &Principal,
+    action: PlatformAction,
+) -> Result<PlatformScope, AccessError> {
     tracing::trace!(actor = %principal.label(), ?action, "platform authorization");
     match principal {
-        Principal::Operator(_) | Principal::LocalAdmin => Ok(PlatformScope { actor: principal.clone() }),
+        Principal::Operator(_) | Principal::LocalAdmin => Ok(PlatformScope {
+            actor: principal.clone(),
+        }),
     }
 }
 

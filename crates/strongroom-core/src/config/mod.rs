@@ -69,7 +69,11 @@ pub struct TlsConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { cert_file: None, key_file: None, hsts_max_age_secs: 63_072_000 }
+        Self {
+            cert_file: None,
+            key_file: None,
+            hsts_max_age_secs: 63_072_000,
+        }
     }
 }
 
@@ -85,7 +89,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Auto, level: "info".into() }
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
     }
 }
 
@@ -153,7 +160,10 @@ pub struct TokensConfig {
 
 impl Default for TokensConfig {
     fn default() -> Self {
-        Self { issuer: "strongroom".into(), operator_ttl_secs: 900 }
+        Self {
+            issuer: "strongroom".into(),
+            operator_ttl_secs: 900,
+        }
     }
 }
 
@@ -192,12 +202,12 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: Vec<(&'static str, toml::Value)>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Config = layers::merge(file, env, flags)?;
+        let (mut config, origins): (Config, _) = layers::merge(file, env, flags)?;
         if config.regions.is_empty() {
             let local = RegionName::parse(DEFAULT_REGION).map_err(|e| invalid("regions", e))?;
             config.regions.insert(local, RegionConfig::default());
         }
-        config.validate()?;
+        config.validate().map_err(|e| e.with_origin(&origins))?;
         Ok(config)
     }
 
@@ -213,22 +223,50 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         check(l.max_body_bytes, 1024, 1 << 30, "limits.max_body_bytes")?;
-        check(l.request_timeout_secs, 1, 3600, "limits.request_timeout_secs")?;
-        check(l.header_read_timeout_secs, 1, 300, "limits.header_read_timeout_secs")?;
-        check(l.tls_handshake_timeout_secs, 1, 300, "limits.tls_handshake_timeout_secs")?;
+        check(
+            l.request_timeout_secs,
+            1,
+            3600,
+            "limits.request_timeout_secs",
+        )?;
+        check(
+            l.header_read_timeout_secs,
+            1,
+            300,
+            "limits.header_read_timeout_secs",
+        )?;
+        check(
+            l.tls_handshake_timeout_secs,
+            1,
+            300,
+            "limits.tls_handshake_timeout_secs",
+        )?;
         check(l.max_connections, 1, 1_000_000, "limits.max_connections")?;
         check(l.shutdown_grace_secs, 0, 3600, "limits.shutdown_grace_secs")?;
-        check(self.tokens.operator_ttl_secs, 60, 3600, "tokens.operator_ttl_secs")?;
+        check(
+            self.tokens.operator_ttl_secs,
+            60,
+            3600,
+            "tokens.operator_ttl_secs",
+        )?;
         if self.tokens.issuer.is_empty() || self.tokens.issuer.len() > 255 {
             return Err(invalid("tokens.issuer", "must be 1 to 255 characters"));
         }
         let p = &self.passwords;
-        check(p.argon2_memory_kib, 19_456, 4 * 1024 * 1024, "passwords.argon2_memory_kib")?;
+        check(
+            p.argon2_memory_kib,
+            19_456,
+            4 * 1024 * 1024,
+            "passwords.argon2_memory_kib",
+        )?;
         check(p.argon2_iterations, 1, 100, "passwords.argon2_iterations")?;
         check(p.argon2_parallelism, 1, 64, "passwords.argon2_parallelism")?;
         check(p.hashing_workers, 0, 1024, "passwords.hashing_workers")?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(invalid("tls", "cert_file and key_file must be set together"));
+            return Err(invalid(
+                "tls",
+                "cert_file and key_file must be set together",
+            ));
         }
         if self.log.format == LogFormat::Auto && self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "must not be empty"));
@@ -237,16 +275,37 @@ impl Config {
     }
 }
 
-fn check<T: PartialOrd + std::fmt::Display>(v: T, min: T, max: T, setting: &str) -> Result<(), ConfigError> {
+fn check<T: PartialOrd + std::fmt::Display>(
+    v: T,
+    min: T,
+    max: T,
+    setting: &str,
+) -> Result<(), ConfigError> {
     if v < min || v > max {
-        return Err(invalid(setting, format!("{v} is out of range {min}..={max}")));
+        return Err(invalid(
+            setting,
+            format!("{v} is out of range {min}..={max}"),
+        ));
     }
     Ok(())
 }
 
 fn invalid(setting: &str, message: impl ToString) -> ConfigError {
-    ConfigError::Invalid { setting: setting.to_owned(), origin: String::new(), message: message.to_string() }
+    ConfigError::Invalid {
+        setting: setting.to_owned(),
+        origin: String::new(),
+        message: message.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests;
+
+/// The process's `STRONGROOM_*` environment variables: the one place configuration
+/// reads the environment.
+#[allow(clippy::disallowed_methods)]
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect()
+}

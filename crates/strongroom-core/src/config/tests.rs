@@ -1,7 +1,10 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 #[test]
@@ -9,30 +12,55 @@ fn defaults_are_valid_and_declare_one_region() {
     let c = Config::load(None, vec![], vec![]).unwrap();
     assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
     assert_eq!(c.regions.len(), 1);
-    assert!(c.regions.contains_key(&RegionName::parse(DEFAULT_REGION).unwrap()));
+    assert!(
+        c.regions
+            .contains_key(&RegionName::parse(DEFAULT_REGION).unwrap())
+    );
 }
 
 #[test]
 fn env_overrides_file_and_flags_override_env() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.toml");
-    std::fs::write(&file, "listen = \"127.0.0.1:1000\"\n[limits]\nmax_body_bytes = 4096\n").unwrap();
-    let e = env(&[("STRONGROOM_LISTEN", "127.0.0.1:2000"), ("STRONGROOM_LIMITS__MAX_BODY_BYTES", "8192")]);
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1000\"\n[limits]\nmax_body_bytes = 4096\n",
+    )
+    .unwrap();
+    let e = env(&[
+        ("STRONGROOM_LISTEN", "127.0.0.1:2000"),
+        ("STRONGROOM_LIMITS__MAX_BODY_BYTES", "8192"),
+    ]);
     let c = Config::load(Some(&file), e.clone(), vec![]).unwrap();
     assert_eq!(c.listen.port(), 2000);
     assert_eq!(c.limits.max_body_bytes, 8192);
-    let c = Config::load(Some(&file), e, vec![("listen", toml::Value::String("127.0.0.1:3000".into()))]).unwrap();
+    let c = Config::load(
+        Some(&file),
+        e,
+        vec![("listen", toml::Value::String("127.0.0.1:3000".into()))],
+    )
+    .unwrap();
     assert_eq!(c.listen.port(), 3000);
 }
 
 #[test]
 fn errors_name_the_setting_and_its_origin() {
-    let e = Config::load(None, env(&[("STRONGROOM_LIMITS__MAX_BODY_BYTES", "lots")]), vec![]).unwrap_err();
+    let e = Config::load(
+        None,
+        env(&[("STRONGROOM_LIMITS__MAX_BODY_BYTES", "lots")]),
+        vec![],
+    )
+    .unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("limits.max_body_bytes"), "{msg}");
     assert!(msg.contains("STRONGROOM_LIMITS__MAX_BODY_BYTES"), "{msg}");
 
-    let e = Config::load(None, env(&[("STRONGROOM_LISTEN", "not-an-address")]), vec![]).unwrap_err();
+    let e = Config::load(
+        None,
+        env(&[("STRONGROOM_LISTEN", "not-an-address")]),
+        vec![],
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("`listen`"), "{e}");
 }
 
@@ -49,9 +77,19 @@ fn unknown_settings_are_rejected() {
 
 #[test]
 fn out_of_range_values_are_rejected() {
-    let e = Config::load(None, env(&[("STRONGROOM_LIMITS__MAX_BODY_BYTES", "1")]), vec![]).unwrap_err();
+    let e = Config::load(
+        None,
+        env(&[("STRONGROOM_LIMITS__MAX_BODY_BYTES", "1")]),
+        vec![],
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("limits.max_body_bytes"), "{e}");
-    let e = Config::load(None, env(&[("STRONGROOM_PASSWORDS__ARGON2_MEMORY_KIB", "1024")]), vec![]).unwrap_err();
+    let e = Config::load(
+        None,
+        env(&[("STRONGROOM_PASSWORDS__ARGON2_MEMORY_KIB", "1024")]),
+        vec![],
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("argon2_memory_kib"), "{e}");
 }
 
@@ -82,5 +120,8 @@ fn the_example_config_parses_and_matches_the_defaults_it_documents() {
     assert_eq!(c.limits.max_body_bytes, d.limits.max_body_bytes);
     assert_eq!(c.tokens.operator_ttl_secs, d.tokens.operator_ttl_secs);
     assert_eq!(c.passwords.argon2_memory_kib, d.passwords.argon2_memory_kib);
-    assert!(c.regions.len() >= 2, "the example shows more than one region");
+    assert!(
+        c.regions.len() >= 2,
+        "the example shows more than one region"
+    );
 }

@@ -24,14 +24,26 @@ impl Email {
             return Err(IdentityError::InvalidEmail("must be 1 to 254 characters"));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(IdentityError::InvalidEmail("must not contain spaces or control characters"));
+            return Err(IdentityError::InvalidEmail(
+                "must not contain spaces or control characters",
+            ));
         }
-        let (local, domain) = s.rsplit_once('@').ok_or(IdentityError::InvalidEmail("missing '@'"))?;
+        let (local, domain) = s
+            .rsplit_once('@')
+            .ok_or(IdentityError::InvalidEmail("missing '@'"))?;
         if local.is_empty() || local.len() > 64 || local.contains('@') {
-            return Err(IdentityError::InvalidEmail("the part before '@' must be 1 to 64 characters"));
+            return Err(IdentityError::InvalidEmail(
+                "the part before '@' must be 1 to 64 characters",
+            ));
         }
-        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
-            return Err(IdentityError::InvalidEmail("the domain is not a valid host name"));
+        if !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains("..")
+        {
+            return Err(IdentityError::InvalidEmail(
+                "the domain is not a valid host name",
+            ));
         }
         Ok(Self(format!("{local}@{}", domain.to_lowercase())))
     }
@@ -57,7 +69,7 @@ impl From<Email> for String {
 
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -67,12 +79,17 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_addresses_and_normalises_the_domain() {
-        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "Ann@example.com");
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "Ann@example.com"
+        );
     }
 
     #[test]
     fn rejects_malformed_addresses() {
-        for bad in ["", "a", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.c", "a@c.", "a@b..c", "a\n@b.c"] {
+        for bad in [
+            "", "a", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.c", "a@c.", "a@b..c", "a\n@b.c",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Email::parse(&format!("{}@b.c", "a".repeat(65))).is_err());

@@ -61,6 +61,8 @@ pub struct OperatorCredentials {
 
 impl std::fmt::Debug for OperatorCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OperatorCredentials").field("operator", &self.operator).finish_non_exhaustive()
+        f.debug_struct("OperatorCredentials")
+            .field("operator", &self.operator)
+            .finish_non_exhaustive()
     }
 }

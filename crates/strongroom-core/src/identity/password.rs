@@ -53,7 +53,9 @@ pub struct PasswordHasher {
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordHasher").field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,13 +101,19 @@ impl PasswordHasher {
     }
 
     /// Checks `password` against a stored PHC hash. `Ok(false)` for a wrong password.
-    pub async fn verify(&self, password: &SecretString, stored: &str) -> Result<bool, IdentityError> {
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        stored: &str,
+    ) -> Result<bool, IdentityError> {
         let password = password.clone();
         let stored = stored.to_owned();
         self.run(move || {
             let hash = argon2::password_hash::phc::PasswordHash::new(&stored)
                 .map_err(|e| IdentityError::Internal(format!("stored hash unreadable: {e}")))?;
-            Ok(Argon2::default().verify_password(password.expose().as_bytes(), &hash).is_ok())
+            Ok(Argon2::default()
+                .verify_password(password.expose().as_bytes(), &hash)
+                .is_ok())
         })
         .await
     }
@@ -154,9 +162,16 @@ mod tests {
         let h = hasher();
         let pw = SecretString::new("correct horse battery staple".into());
         let hash = h.hash(&pw).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(h.verify(&pw, &hash).await.unwrap());
-        assert!(!h.verify(&SecretString::new("wrong".into()), &hash).await.unwrap());
+        assert!(
+            !h.verify(&SecretString::new("wrong".into()), &hash)
+                .await
+                .unwrap()
+        );
         assert!(!h.verify_dummy(&pw).await.unwrap());
     }
 

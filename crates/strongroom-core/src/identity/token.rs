@@ -55,7 +55,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +95,10 @@ pub struct TokenKeyError;
 
 /// RFC 7638 thumbprint of an Ed25519 public key, base64url.
 fn thumbprint(public: &[u8]) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public));
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(public)
+    );
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
@@ -163,19 +168,32 @@ pub struct TokenService {
 
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenService").field("issuer", &self.issuer).field("active", &self.active.kid).finish()
+        f.debug_struct("TokenService")
+            .field("issuer", &self.issuer)
+            .field("active", &self.active.kid)
+            .finish()
     }
 }
 
 impl TokenService {
     /// A service signing with `active` and also accepting tokens of `older` keys
     /// (rotation overlap).
-    pub fn new(issuer: String, active: SigningKey, older: Vec<SigningKey>, clock: SharedClock) -> Self {
+    pub fn new(
+        issuer: String,
+        active: SigningKey,
+        older: Vec<SigningKey>,
+        clock: SharedClock,
+    ) -> Self {
         let verifying = std::iter::once(&active)
             .chain(older.iter())
             .map(|k| (k.kid.clone(), k.public_key()))
             .collect();
-        Self { issuer, active, verifying, clock }
+        Self {
+            issuer,
+            active,
+            verifying,
+            clock,
+        }
     }
 
     /// Signs a token for `subject` with audience `aud`, valid for `ttl_secs`.
@@ -191,7 +209,11 @@ impl TokenService {
             exp: now.saturating_add(ttl),
             jti: uuid::Uuid::new_v4().to_string(),
         };
-        IssuedToken { access_token: self.sign(&claims), token_type: "Bearer", expires_in: ttl.unsigned_abs() }
+        IssuedToken {
+            access_token: self.sign(&claims),
+            token_type: "Bearer",
+            expires_in: ttl.unsigned_abs(),
+        }
     }
 
     fn sign(&self, claims: &Claims) -> String {
@@ -214,22 +236,27 @@ impl TokenService {
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::UnknownKey);
         }
-        let public = header.kid.as_ref().and_then(|k| self.verifying.get(k)).ok_or(TokenError::UnknownKey)?;
+        let public = header
+            .kid
+            .as_ref()
+            .and_then(|k| self.verifying.get(k))
+            .ok_or(TokenError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::EdDSA);
         v.validate_exp = false; // checked below against the injected clock
         v.validate_nbf = false;
         v.set_audience(&[aud]);
         v.set_issuer(&[&self.issuer]);
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_ed_der(public), &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::InvalidSignature => TokenError::BadSignature,
-                K::InvalidAudience | K::InvalidIssuer => TokenError::WrongAudience,
-                K::InvalidAlgorithm => TokenError::UnknownKey,
-                _ => TokenError::Malformed,
-            }
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_ed_der(public), &v)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => TokenError::BadSignature,
+                    K::InvalidAudience | K::InvalidIssuer => TokenError::WrongAudience,
+                    K::InvalidAlgorithm => TokenError::UnknownKey,
+                    _ => TokenError::Malformed,
+                }
+            })?;
         self.check_times(&data.claims)?;
         Ok(data.claims)
     }

@@ -18,7 +18,8 @@ pub const KEY_LEN: usize = 32;
 /// A fresh random 256-bit key.
 pub fn generate_key() -> Result<SecretBytes, KeyError> {
     let mut key = vec![0u8; KEY_LEN];
-    aws_lc_rs::rand::fill(&mut key).map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
+    aws_lc_rs::rand::fill(&mut key)
+        .map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
     Ok(SecretBytes::new(key))
 }
 
@@ -26,14 +27,19 @@ pub fn generate_key() -> Result<SecretBytes, KeyError> {
 pub fn seal(key: &SecretBytes, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
     let key = less_safe_key(key)?;
     let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
     out.push(VERSION);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let mut body = out.split_off(1 + NONCE_LEN);
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
-        .map_err(|_| KeyError::Unavailable("AES-GCM seal failed".into()))?;
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut body,
+    )
+    .map_err(|_| KeyError::Unavailable("AES-GCM seal failed".into()))?;
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -41,14 +47,17 @@ pub fn seal(key: &SecretBytes, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
 /// Opens a box made by [`seal`] with the same key and associated data.
 pub fn open(key: &SecretBytes, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, KeyError> {
     if sealed.len() < OVERHEAD {
-        return Err(KeyError::Malformed("sealed value shorter than its header and tag"));
+        return Err(KeyError::Malformed(
+            "sealed value shorter than its header and tag",
+        ));
     }
     let (version, rest) = sealed.split_at(1);
     if version != [VERSION] {
         return Err(KeyError::Malformed("unknown sealed-value version"));
     }
     let (nonce, body) = rest.split_at(NONCE_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Malformed("nonce"))?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Malformed("nonce"))?;
     let key = less_safe_key(key)?;
     let mut buf = body.to_vec();
     let plain_len = key
@@ -75,14 +84,23 @@ mod tests {
         let sealed = seal(&key, b"ctx", b"hello").unwrap();
         assert_eq!(sealed.len(), 5 + OVERHEAD);
         assert_eq!(open(&key, b"ctx", &sealed).unwrap().expose(), b"hello");
-        assert!(matches!(open(&key, b"other", &sealed), Err(KeyError::Integrity)));
+        assert!(matches!(
+            open(&key, b"other", &sealed),
+            Err(KeyError::Integrity)
+        ));
         for i in 1..sealed.len() {
             let mut t = sealed.clone();
             t[i] ^= 0x01;
-            assert!(open(&key, b"ctx", &t).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                open(&key, b"ctx", &t).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         let other = generate_key().unwrap();
-        assert!(matches!(open(&other, b"ctx", &sealed), Err(KeyError::Integrity)));
+        assert!(matches!(
+            open(&other, b"ctx", &sealed),
+            Err(KeyError::Integrity)
+        ));
         assert!(open(&key, b"ctx", &sealed[..OVERHEAD - 1]).is_err());
     }
 }

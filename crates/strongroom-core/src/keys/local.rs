@@ -35,7 +35,9 @@ impl LocalKeyFile {
     pub fn open_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
         match Self::create(path) {
             Ok(p) => Ok((p, true)),
-            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(KeyError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
                 Ok((Self::open(path)?, false))
             }
             Err(e) => Err(e),
@@ -45,13 +47,24 @@ impl LocalKeyFile {
     /// Opens an existing key file, refusing one that others can read.
     pub fn open(path: &Path) -> Result<Self, KeyError> {
         let key = read_key(path)?;
-        Ok(Self { path: path.to_owned(), key })
+        Ok(Self {
+            path: path.to_owned(),
+            key,
+        })
     }
 
     fn create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io { path: path.to_owned(), source };
+        let io = |source| KeyError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let key = aead::generate_key()?;
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
         let text = format!(
             "# Strongroom root key. Whoever holds this file and the data directory can read every tenant's data.\n\
              # Back it up separately from the data; losing it makes the data unreadable.\n\
@@ -60,7 +73,10 @@ impl LocalKeyFile {
         );
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
-        Ok(Self { path: path.to_owned(), key })
+        Ok(Self {
+            path: path.to_owned(),
+            key,
+        })
     }
 
     /// The file this key lives in.
@@ -70,17 +86,25 @@ impl LocalKeyFile {
 }
 
 fn read_key(path: &Path) -> Result<SecretBytes, KeyError> {
-    let io = |source| KeyError::Io { path: path.to_owned(), source };
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::InsecurePermissions { path: path.to_owned(), mode });
+        return Err(KeyError::InsecurePermissions {
+            path: path.to_owned(),
+            mode,
+        });
     }
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix(HEADER))
-        .ok_or(KeyError::Malformed("root key file has no `strongroom-root-key v1` line"))?;
+        .ok_or(KeyError::Malformed(
+            "root key file has no `strongroom-root-key v1` line",
+        ))?;
     let key = URL_SAFE_NO_PAD
         .decode(line.trim())
         .map_err(|_| KeyError::Malformed("root key is not base64url"))?;
@@ -116,7 +140,9 @@ impl KeyProvider for LocalKeyFile {
             .await
             .map_err(|_| KeyError::Unavailable("key file check did not complete".into()))??;
         if !on_disk.ct_eq(self.key.expose()) {
-            return Err(KeyError::Unavailable("root key file now holds a different key".into()));
+            return Err(KeyError::Unavailable(
+                "root key file now holds a different key".into(),
+            ));
         }
         Ok(())
     }
@@ -134,7 +160,10 @@ mod tests {
         assert!(created);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let wrapped = p.wrap(&SecretBytes::new(vec![7; 32]), b"ctx").await.unwrap();
+        let wrapped = p
+            .wrap(&SecretBytes::new(vec![7; 32]), b"ctx")
+            .await
+            .unwrap();
         let (q, created) = LocalKeyFile::open_or_create(&path).unwrap();
         assert!(!created);
         assert_eq!(q.unwrap(&wrapped, b"ctx").await.unwrap().expose(), &[7; 32]);
@@ -148,7 +177,10 @@ mod tests {
         let path = dir.path().join("root.key");
         let (p, _) = LocalKeyFile::open_or_create(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(LocalKeyFile::open(&path), Err(KeyError::InsecurePermissions { .. })));
+        assert!(matches!(
+            LocalKeyFile::open(&path),
+            Err(KeyError::InsecurePermissions { .. })
+        ));
         assert!(p.health().await.is_err());
         std::fs::remove_file(&path).unwrap();
         assert!(p.health().await.is_err());

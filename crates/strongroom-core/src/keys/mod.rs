@@ -23,13 +23,17 @@ pub enum KeyError {
     Unavailable(String),
     /// A ciphertext or wrapped key failed authentication: tampered, moved, or the
     /// wrong key.
-    #[error("authentication failed: the sealed value was altered, moved, or sealed under another key")]
+    #[error(
+        "authentication failed: the sealed value was altered, moved, or sealed under another key"
+    )]
     Integrity,
     /// A sealed value or key file does not have the expected layout.
     #[error("malformed key material: {0}")]
     Malformed(&'static str),
     /// The root key file is readable by other users.
-    #[error("root key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600)")]
+    #[error(
+        "root key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600)"
+    )]
     InsecurePermissions {
         /// The file.
         path: std::path::PathBuf,

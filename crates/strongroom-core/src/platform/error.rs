@@ -12,8 +12,13 @@ use crate::tenant::TenantError;
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     /// The caller sent a value that breaks a rule (→ 422).
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{message}")]
+    Invalid {
+        /// The request field at fault, when there is one (e.g. `region`).
+        field: Option<&'static str>,
+        /// What is wrong.
+        message: String,
+    },
     /// Credentials missing or wrong (→ 401).
     #[error("authentication required or failed")]
     Unauthenticated,
@@ -56,7 +61,14 @@ impl From<KeyError> for PlatformError {
 impl From<IdentityError> for PlatformError {
     fn from(e: IdentityError) -> Self {
         match e {
-            IdentityError::InvalidEmail(_) | IdentityError::WeakPassword(_) => Self::Invalid(e.to_string()),
+            IdentityError::InvalidEmail(_) => Self::Invalid {
+                field: Some("email"),
+                message: e.to_string(),
+            },
+            IdentityError::WeakPassword(_) => Self::Invalid {
+                field: Some("password"),
+                message: e.to_string(),
+            },
             IdentityError::InvalidCredentials => Self::Unauthenticated,
             IdentityError::Busy => Self::Unavailable(e.to_string()),
             IdentityError::Internal(m) => Self::Internal(m),
@@ -66,7 +78,15 @@ impl From<IdentityError> for PlatformError {
 
 impl From<TenantError> for PlatformError {
     fn from(e: TenantError) -> Self {
-        Self::Invalid(e.to_string())
+        let field = match e {
+            TenantError::InvalidSlug(_) => "slug",
+            TenantError::InvalidDisplayName(_) => "display_name",
+            TenantError::InvalidRegionName(_) | TenantError::UnknownRegion(_) => "region",
+        };
+        Self::Invalid {
+            field: Some(field),
+            message: e.to_string(),
+        }
     }
 }
 

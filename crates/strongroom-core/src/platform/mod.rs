@@ -15,7 +15,9 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::identity::operator::{Operator, OperatorId};
 use crate::identity::password::{self, PasswordHasher};
-use crate::identity::token::{IssuedToken, Jwks, OPERATOR_AUDIENCE, SigningKey, TokenError, TokenService};
+use crate::identity::token::{
+    IssuedToken, Jwks, OPERATOR_AUDIENCE, SigningKey, TokenError, TokenService,
+};
 use crate::identity::{Email, IdentityError};
 use crate::keys::KeyProvider;
 use crate::secret::{SecretBytes, SecretString};
@@ -40,7 +42,9 @@ pub struct Platform {
 
 impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Platform").field("keys", &self.keys.describe()).finish_non_exhaustive()
+        f.debug_struct("Platform")
+            .field("keys", &self.keys.describe())
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +72,9 @@ impl Platform {
         clock: SharedClock,
         config: &Config,
     ) -> Result<Self, PlatformError> {
-        let tokens = load_token_service(&*store, &*keys, clock.clone(), config.tokens.issuer.clone()).await?;
+        let tokens =
+            load_token_service(&*store, &*keys, clock.clone(), config.tokens.issuer.clone())
+                .await?;
         let passwords = PasswordHasher::new(&config.passwords)?;
         Ok(Self {
             store,
@@ -84,7 +90,10 @@ impl Platform {
     /// Checks the database and the key provider.
     pub async fn readiness(&self) -> Readiness {
         let (database, keys) = tokio::join!(self.store.health(), self.keys.health());
-        Readiness { database: database.map_err(|e| e.to_string()), keys: keys.map_err(|e| e.to_string()) }
+        Readiness {
+            database: database.map_err(|e| e.to_string()),
+            keys: keys.map_err(|e| e.to_string()),
+        }
     }
 
     /// The key provider in use (for status output).
@@ -102,25 +111,39 @@ impl Platform {
         let scope = access::authorize_platform(principal, PlatformAction::ManageOperators)?;
         password::check_policy(password)?;
         let hash = self.passwords.hash(password).await?;
-        let operator = Operator { id: OperatorId::generate(), email, created_at: self.clock.now() };
+        let operator = Operator {
+            id: OperatorId::generate(),
+            email,
+            created_at: self.clock.now(),
+        };
         self.store.insert_operator(&scope, &operator, &hash).await?;
         tracing::info!(operator = %operator.id, actor = %principal.label(), "operator created");
         Ok(operator)
     }
 
     /// Checks an operator's e-mail and password and issues an access token.
-    pub async fn operator_login(&self, email: &Email, password: &SecretString) -> Result<IssuedToken, PlatformError> {
+    pub async fn operator_login(
+        &self,
+        email: &Email,
+        password: &SecretString,
+    ) -> Result<IssuedToken, PlatformError> {
         let Some(creds) = self.store.operator_credentials(email).await? else {
             self.passwords.verify_dummy(password).await?;
             return Err(IdentityError::InvalidCredentials.into());
         };
-        if !self.passwords.verify(password, &creds.password_hash).await? {
+        if !self
+            .passwords
+            .verify(password, &creds.password_hash)
+            .await?
+        {
             tracing::info!(operator = %creds.operator.id, "operator sign-in failed");
             return Err(IdentityError::InvalidCredentials.into());
         }
         tracing::info!(operator = %creds.operator.id, "operator signed in");
         let subject = format!("operator:{}", creds.operator.id);
-        Ok(self.tokens.issue(OPERATOR_AUDIENCE, &subject, self.operator_ttl_secs))
+        Ok(self
+            .tokens
+            .issue(OPERATOR_AUDIENCE, &subject, self.operator_ttl_secs))
     }
 
     /// Turns a bearer token into an operator principal.
@@ -135,7 +158,11 @@ impl Platform {
     }
 
     /// Creates a tenant in a declared region.
-    pub async fn create_tenant(&self, principal: &Principal, new: NewTenant) -> Result<Tenant, PlatformError> {
+    pub async fn create_tenant(
+        &self,
+        principal: &Principal,
+        new: NewTenant,
+    ) -> Result<Tenant, PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ManageTenants)?;
         if !self.regions.contains(&new.region) {
             return Err(TenantError::UnknownRegion(new.region.to_string()).into());
@@ -155,20 +182,39 @@ impl Platform {
     }
 
     /// Reads one tenant.
-    pub async fn tenant(&self, principal: &Principal, slug: &Slug) -> Result<Tenant, PlatformError> {
+    pub async fn tenant(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<Tenant, PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ReadTenants)?;
-        self.store.tenant(&scope, slug).await?.ok_or(PlatformError::NotFound("tenant"))
+        self.store
+            .tenant(&scope, slug)
+            .await?
+            .ok_or(PlatformError::NotFound("tenant"))
     }
 
     /// Lists tenants in slug order, `limit` capped at [`MAX_PAGE`].
-    pub async fn tenants(&self, principal: &Principal, after: Option<Slug>, limit: u32) -> Result<Vec<Tenant>, PlatformError> {
+    pub async fn tenants(
+        &self,
+        principal: &Principal,
+        after: Option<Slug>,
+        limit: u32,
+    ) -> Result<Vec<Tenant>, PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ReadTenants)?;
-        let page = Page { after, limit: limit.clamp(1, MAX_PAGE) };
+        let page = Page {
+            after,
+            limit: limit.clamp(1, MAX_PAGE),
+        };
         Ok(self.store.tenants(&scope, page).await?)
     }
 
     /// Checks that a tenant's home exists in its region's storage.
-    pub async fn tenant_storage_ok(&self, principal: &Principal, tenant: &Tenant) -> Result<bool, PlatformError> {
+    pub async fn tenant_storage_ok(
+        &self,
+        principal: &Principal,
+        tenant: &Tenant,
+    ) -> Result<bool, PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ReadTenants)?;
         let home = access::provisioning_scope(&scope, tenant);
         Ok(self.store.tenant_home_exists(&home).await?)
@@ -193,7 +239,8 @@ async fn load_token_service(
 ) -> Result<TokenService, PlatformError> {
     let mut stored = store.signing_keys().await?;
     if stored.is_empty() {
-        let (key, pkcs8) = SigningKey::generate().map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let (key, pkcs8) =
+            SigningKey::generate().map_err(|e| PlatformError::Internal(e.to_string()))?;
         let record = StoredSigningKey {
             kid: key.kid().to_owned(),
             public_key: key.public_key(),
@@ -208,14 +255,22 @@ async fn load_token_service(
     }
     let mut loaded = Vec::with_capacity(stored.len());
     for s in &stored {
-        let pkcs8: SecretBytes = keys.unwrap(&s.wrapped_private_key, &signing_key_context(&s.kid)).await?;
-        let key = SigningKey::from_pkcs8(&pkcs8).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let pkcs8: SecretBytes = keys
+            .unwrap(&s.wrapped_private_key, &signing_key_context(&s.kid))
+            .await?;
+        let key =
+            SigningKey::from_pkcs8(&pkcs8).map_err(|e| PlatformError::Internal(e.to_string()))?;
         if key.kid() != s.kid {
-            return Err(PlatformError::Internal(format!("signing key {} does not match its id", s.kid)));
+            return Err(PlatformError::Internal(format!(
+                "signing key {} does not match its id",
+                s.kid
+            )));
         }
         loaded.push(key);
     }
     let mut loaded = loaded.into_iter();
-    let active = loaded.next().ok_or_else(|| PlatformError::Internal("no signing key".into()))?;
+    let active = loaded
+        .next()
+        .ok_or_else(|| PlatformError::Internal("no signing key".into()))?;
     Ok(TokenService::new(issuer, active, loaded.collect(), clock))
 }

@@ -71,10 +71,14 @@ impl DisplayName {
             return Err(TenantError::InvalidDisplayName("must not be empty"));
         }
         if s.chars().count() > Self::MAX_CHARS {
-            return Err(TenantError::InvalidDisplayName("longer than 200 characters"));
+            return Err(TenantError::InvalidDisplayName(
+                "longer than 200 characters",
+            ));
         }
         if s.chars().any(char::is_control) {
-            return Err(TenantError::InvalidDisplayName("contains control characters"));
+            return Err(TenantError::InvalidDisplayName(
+                "contains control characters",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -86,7 +90,9 @@ impl DisplayName {
 }
 
 /// A tenant's internal id (a UUIDv7, so ids sort by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(transparent)]
 #[schema(value_type = String, format = Uuid)]
 pub struct TenantId(Uuid);
@@ -109,11 +115,19 @@ impl TenantId {
 }
 
 /// DNS-label rules shared by slugs and region names.
-fn check_label(s: &str, min: usize, max: usize, length_rule: &'static str) -> Result<(), &'static str> {
+fn check_label(
+    s: &str,
+    min: usize,
+    max: usize,
+    length_rule: &'static str,
+) -> Result<(), &'static str> {
     if s.len() < min || s.len() > max {
         return Err(length_rule);
     }
-    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err("only lowercase letters a-z, digits 0-9 and '-' are allowed");
     }
     if !s.as_bytes()[0].is_ascii_lowercase() {
@@ -140,7 +154,7 @@ macro_rules! string_newtype_conversions {
         }
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
     )*};
@@ -162,7 +176,18 @@ mod tests {
         for ok in ["abc", "acme-pharma", "a1b", &"a".repeat(63)] {
             assert!(Slug::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "Acme", "1abc", "abc-", "a--b", "ab c", "ab_c", "äbc", &"a".repeat(64), "../x"] {
+        for bad in [
+            "ab",
+            "Acme",
+            "1abc",
+            "abc-",
+            "a--b",
+            "ab c",
+            "ab_c",
+            "äbc",
+            &"a".repeat(64),
+            "../x",
+        ] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
         }
     }

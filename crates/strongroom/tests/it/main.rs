@@ -1,1 +1,14 @@
-//! it
+//! Strongroom's integration tests: one binary, real server, real TLS, real SQLite.
+
+// Tests state their expectations with unwrap/expect/panic; a failure is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// Table-driven cases are long lists, and wire-format builders cast small known lengths.
+#![allow(clippy::too_many_lines, clippy::cast_possible_truncation)]
+
+mod bad_input;
+mod cli;
+mod headers;
+mod lifecycle;
+mod openapi;
+mod support;
+mod tls;

@@ -7,7 +7,12 @@ use crate::clock::ManualClock;
 
 fn service(clock: &ManualClock) -> TokenService {
     let (key, _) = SigningKey::generate().unwrap();
-    TokenService::new("strongroom-test".into(), key, vec![], Arc::new(clock.clone()))
+    TokenService::new(
+        "strongroom-test".into(),
+        key,
+        vec![],
+        Arc::new(clock.clone()),
+    )
 }
 
 fn clock() -> ManualClock {
@@ -19,9 +24,15 @@ fn issued_tokens_verify_until_they_expire() {
     let clock = clock();
     let s = service(&clock);
     let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900);
-    assert_eq!(s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap().sub, "operator:x");
+    assert_eq!(
+        s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap().sub,
+        "operator:x"
+    );
     clock.advance(Duration::seconds(900 + LEEWAY_SECS + 1));
-    assert_eq!(s.verify(&t.access_token, OPERATOR_AUDIENCE), Err(TokenError::Expired));
+    assert_eq!(
+        s.verify(&t.access_token, OPERATOR_AUDIENCE),
+        Err(TokenError::Expired)
+    );
 }
 
 #[test]
@@ -30,7 +41,10 @@ fn tokens_from_the_future_are_refused() {
     let s = service(&clock);
     let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900);
     clock.advance(Duration::seconds(-(LEEWAY_SECS + 5)));
-    assert_eq!(s.verify(&t.access_token, OPERATOR_AUDIENCE), Err(TokenError::NotYetValid));
+    assert_eq!(
+        s.verify(&t.access_token, OPERATOR_AUDIENCE),
+        Err(TokenError::NotYetValid)
+    );
 }
 
 #[test]
@@ -39,14 +53,23 @@ fn wrong_audience_key_and_tampering_are_refused() {
     let s = service(&clock);
     let other = service(&clock);
     let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900).access_token;
-    assert_eq!(s.verify(&t, "strongroom:tenant"), Err(TokenError::WrongAudience));
-    assert_eq!(other.verify(&t, OPERATOR_AUDIENCE), Err(TokenError::UnknownKey));
+    assert_eq!(
+        s.verify(&t, "strongroom:tenant"),
+        Err(TokenError::WrongAudience)
+    );
+    assert_eq!(
+        other.verify(&t, OPERATOR_AUDIENCE),
+        Err(TokenError::UnknownKey)
+    );
     let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
     let mut claims: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
     claims["sub"] = "operator:someone-else".into();
     parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
-    assert_eq!(s.verify(&parts.join("."), OPERATOR_AUDIENCE), Err(TokenError::BadSignature));
+    assert_eq!(
+        s.verify(&parts.join("."), OPERATOR_AUDIENCE),
+        Err(TokenError::BadSignature)
+    );
 }
 
 #[test]
@@ -57,14 +80,20 @@ fn alg_none_and_hs256_confusion_are_refused() {
     let parts: Vec<&str> = t.split('.').collect();
     let kid = s.active.kid().to_owned();
     let none = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#));
-    assert!(s.verify(&format!("{none}.{}.", parts[1]), OPERATOR_AUDIENCE).is_err());
+    assert!(
+        s.verify(&format!("{none}.{}.", parts[1]), OPERATOR_AUDIENCE)
+            .is_err()
+    );
     // HS256 keyed with the public key: the classic algorithm-confusion attack.
     let hs = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#));
     let input = format!("{hs}.{}", parts[1]);
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &s.active.public_key());
     let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
     let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
-    assert_eq!(s.verify(&forged, OPERATOR_AUDIENCE), Err(TokenError::UnknownKey));
+    assert_eq!(
+        s.verify(&forged, OPERATOR_AUDIENCE),
+        Err(TokenError::UnknownKey)
+    );
 }
 
 #[test]

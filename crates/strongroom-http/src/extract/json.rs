@@ -1,0 +1,177 @@
+//! A JSON body extractor whose every failure is problem+json.
+//!
+//! Wrong content type → 415; larger than the limit → 413; not JSON → 400; JSON with
+//! unknown fields, wrong types or values that break a rule → 422 with a JSON Pointer
+//! to the offending field.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::problem::{self, Problem};
+
+/// A request body parsed as JSON into `T` (which should `deny_unknown_fields`).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(Problem::new(
+                &problem::UNSUPPORTED_MEDIA_TYPE,
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_problem)?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json(value: Option<&header::HeaderValue>) -> bool {
+    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn body_problem(e: BytesRejection) -> Problem {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            &problem::PAYLOAD_TOO_LARGE,
+            "The request body is larger than this server accepts.",
+        )
+    } else {
+        Problem::new(
+            &problem::MALFORMED_BODY,
+            "The request body could not be read.",
+        )
+    }
+}
+
+/// Parses a JSON object, locating semantic errors by JSON Pointer. Every request body
+/// of this API is an object; anything else is refused before field mapping starts, so
+/// `[1,2]` gets "must be an object" rather than a confusing per-element message.
+pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => Problem::field("", "The request body must be a JSON object."),
+                Err(_) => Problem::new(&problem::MALFORMED_BODY, "The body is not valid JSON."),
+            },
+        );
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let pointer = pointer(e.path());
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    Err(Problem::field(pointer, data_message(&inner)))
+                }
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    Err(Problem::new(
+                        &problem::MALFORMED_BODY,
+                        format!(
+                            "The body is not valid JSON (line {}, column {}).",
+                            inner.line(),
+                            inner.column()
+                        ),
+                    ))
+                }
+                serde_json::error::Category::Io => Err(Problem::new(
+                    &problem::MALFORMED_BODY,
+                    "The body could not be read.",
+                )),
+            }
+        }
+    }
+}
+
+/// serde's message without its " at line X column Y" suffix, which means nothing to a
+/// client that sent a single-line body.
+fn data_message(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg,
+    }
+}
+
+/// `serde_path_to_error` path → RFC 6901 JSON Pointer.
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        out.push('/');
+        match seg {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        slug: strongroom_core::tenant::Slug,
+        n: u8,
+    }
+
+    #[test]
+    fn errors_point_at_the_field() {
+        let p = parse::<Body>(br#"{"slug":"BAD","n":1}"#).unwrap_err();
+        assert_eq!(p.kind(), &problem::VALIDATION);
+        let p = parse::<Body>(br#"{"slug":"good","n":300}"#).unwrap_err();
+        assert_eq!(p.kind(), &problem::VALIDATION);
+        let p = parse::<Body>(br#"{"slug":"good","n":1,"extra":true}"#).unwrap_err();
+        assert_eq!(p.kind(), &problem::VALIDATION);
+        let p = parse::<Body>(b"[1,2]").unwrap_err();
+        assert_eq!(p.kind(), &problem::VALIDATION);
+        let p = parse::<Body>(b"  null ").unwrap_err();
+        assert_eq!(p.kind(), &problem::VALIDATION);
+        let p = parse::<Body>(b"[1,").unwrap_err();
+        assert_eq!(p.kind(), &problem::MALFORMED_BODY);
+        let p = parse::<Body>(br#"{"slug":"good""#).unwrap_err();
+        assert_eq!(p.kind(), &problem::MALFORMED_BODY);
+        assert!(parse::<Body>(br#"{"slug":"good","n":1}"#).is_ok());
+    }
+
+    #[test]
+    fn content_types() {
+        use header::HeaderValue as V;
+        assert!(is_json(Some(&V::from_static("application/json"))));
+        assert!(is_json(Some(&V::from_static(
+            "application/json; charset=utf-8"
+        ))));
+        assert!(is_json(Some(&V::from_static(
+            "application/merge-patch+json"
+        ))));
+        assert!(!is_json(Some(&V::from_static("text/plain"))));
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,10 @@
+//! Extractors: where outside bytes become typed values, and every rejection becomes a
+//! problem+json response instead of axum's plain-text default.
+
+mod auth;
+mod json;
+mod params;
+
+pub use auth::OperatorAuth;
+pub use json::ApiJson;
+pub use params::{ApiPath, ApiQuery};

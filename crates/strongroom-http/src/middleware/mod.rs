@@ -1,0 +1,49 @@
+//! Middleware applied to every response: request ids and the request span, security
+//! headers, the request timeout, and the fallbacks for unknown routes and methods.
+
+mod headers;
+mod request_id;
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::problem::{self, Problem};
+
+pub use headers::security_headers;
+pub use request_id::{REQUEST_ID_HEADER, current_request_id, request_context};
+
+/// Answers 503 `timeout` when a request outlives the configured limit.
+pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            &problem::TIMEOUT,
+            "The request took longer than the server allows.",
+        )
+        .into_response(),
+    }
+}
+
+/// Fallback for paths no route matches.
+pub async fn no_route() -> Problem {
+    Problem::new(
+        &problem::NO_ROUTE,
+        "No endpoint has this path. See /openapi.json for the API.",
+    )
+}
+
+/// Fallback for a known path with a method it does not support.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        &problem::METHOD_NOT_ALLOWED,
+        "This endpoint does not support this method.",
+    )
+}
+
+/// Turns a panic in a handler into a 500 problem instead of a dropped connection.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    Problem::internal("handler panicked").into_response()
+}

@@ -1,0 +1,207 @@
+//! The OpenAPI 3.1 document, generated from the route declarations.
+//!
+//! Handlers declare their success responses and the errors specific to them; the
+//! [`ProblemResponses`] modifier adds the errors every endpoint of a given shape can
+//! produce (a body → 400/413/415/422, a bearer token → 401/403, path parameters → 404,
+//! always 500/503), all as `application/problem+json`. The document also lists every
+//! problem `type` under `x-problem-types`.
+
+use std::sync::Arc;
+
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as Doc, Ref, RefOr, Response};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::problem::{self, ProblemKind};
+use crate::routes::{health, meta, operator, tenants};
+use crate::state::AppState;
+
+/// Top-level document metadata.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Strongroom API",
+        description = "A self-hostable, multi-tenant vault for regulated records. \
+            Errors are RFC 9457 problem details (`application/problem+json`) with a stable `type` URI; \
+            the full list is in `x-problem-types`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    components(schemas(problem::ProblemBody, problem::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "operations", description = "Liveness, readiness and API metadata"),
+        (name = "operators", description = "Platform operator sign-in"),
+        (name = "tenants", description = "Tenant (workspace) directory; operators only"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The router and its complete OpenAPI document.
+pub fn split() -> (axum::Router<AppState>, Doc) {
+    let (router, mut doc) = api().split_for_parts();
+    // After the routes are in: modifiers declared on `ApiDoc` run before them.
+    ProblemResponses.modify(&mut doc);
+    (router, doc)
+}
+
+/// The complete OpenAPI document (for tooling and tests).
+pub fn document() -> Doc {
+    split().1
+}
+
+/// Every route, registered with its documentation.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(meta::openapi_json))
+        .routes(routes!(meta::jwks))
+        .routes(routes!(operator::create_session))
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(tenants::get_tenant))
+}
+
+/// The serialised document, shared with the `/openapi.json` handler.
+#[derive(Clone, Debug)]
+pub struct Document(pub Arc<String>);
+
+impl Document {
+    /// Serialises `doc` once, at start-up.
+    pub fn new(doc: &Doc) -> Self {
+        Self(Arc::new(
+            doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
+        ))
+    }
+}
+
+/// Name of the bearer-token security scheme.
+pub const BEARER: &str = "bearer";
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut Doc) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (EdDSA)")
+                    .build(),
+            ),
+        );
+    }
+}
+
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, doc: &mut Doc) {
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                add_problems(op);
+            }
+        }
+        let kinds: Vec<serde_json::Value> = problem::ALL
+            .iter()
+            .map(
+                |k| serde_json::json!({"type": k.type_uri(), "title": k.title, "status": k.status}),
+            )
+            .collect();
+        let ext = doc.extensions.get_or_insert_with(Default::default);
+        ext.insert(
+            "x-problem-types".to_owned(),
+            serde_json::Value::Array(kinds),
+        );
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+        item.head.as_mut(),
+        item.options.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The problem kinds an operation of this shape can answer with.
+fn applicable(op: &Operation) -> Vec<&'static ProblemKind> {
+    let mut kinds = vec![&problem::INTERNAL, &problem::UNAVAILABLE, &problem::TIMEOUT];
+    if op.request_body.is_some() {
+        kinds.extend([
+            &problem::MALFORMED_BODY,
+            &problem::PAYLOAD_TOO_LARGE,
+            &problem::UNSUPPORTED_MEDIA_TYPE,
+            &problem::VALIDATION,
+        ]);
+    }
+    if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        kinds.extend([&problem::UNAUTHENTICATED, &problem::FORBIDDEN]);
+    }
+    let params = op.parameters.iter().flatten().filter_map(|p| match p {
+        RefOr::T(p) => Some(&p.parameter_in),
+        RefOr::Ref(_) => None,
+    });
+    for location in params {
+        match location {
+            ParameterIn::Path => kinds.push(&problem::NOT_FOUND),
+            ParameterIn::Query => kinds.push(&problem::VALIDATION),
+            _ => {}
+        }
+    }
+    kinds
+}
+
+fn add_problems(op: &mut Operation) {
+    let kinds = applicable(op);
+    let declared = &mut op.responses.responses;
+    for kind in &kinds {
+        declared
+            .entry(kind.status.to_string())
+            .or_insert_with(|| RefOr::T(Response::new("")));
+    }
+    for (status, response) in declared.iter_mut() {
+        let Ok(code) = status.parse::<u16>() else {
+            continue;
+        };
+        if code < 400 {
+            continue;
+        }
+        if let RefOr::T(r) = response {
+            describe(r, code);
+        }
+    }
+}
+
+/// Makes an error response problem+json and lists the `type`s it can carry.
+fn describe(r: &mut Response, status: u16) {
+    let types: Vec<String> = problem::ALL
+        .iter()
+        .filter(|k| k.status == status)
+        .map(|k| format!("`{}` ({})", k.type_uri(), k.title))
+        .collect();
+    let lead = if r.description.is_empty() {
+        "Problem details (RFC 9457).".to_owned()
+    } else {
+        r.description.clone()
+    };
+    r.description = format!("{lead} Possible types: {}.", types.join("; "));
+    r.content.clear();
+    r.content.insert(
+        problem::CONTENT_TYPE.to_owned(),
+        RefOr::T(Content::new(Some(RefOr::Ref(Ref::from_schema_name(
+            "ProblemBody",
+        ))))),
+    );
+}

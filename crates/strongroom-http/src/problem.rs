@@ -1,0 +1,320 @@
+//! RFC 9457 problem details: the only place an error becomes an HTTP response.
+//!
+//! Each kind of problem has a stable `type` URI (a [`ProblemKind`] constant below);
+//! clients branch on `type`, people read `detail`. What the client sees and what the
+//! log says are separate: a server-side fault is logged with its cause, in the request
+//! span, and the client gets only the kind and the request id.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use strongroom_core::platform::PlatformError;
+use utoipa::ToSchema;
+
+use crate::middleware::current_request_id;
+
+/// Prefix of every problem `type` URI.
+pub const TYPE_BASE: &str = "https://strongroom.dev/errors/";
+/// Media type of problem responses.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// A kind of problem: stable slug (the tail of the `type` URI), title and status.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProblemKind {
+    /// Tail of the `type` URI; never changes once published.
+    pub slug: &'static str,
+    /// Short human summary, the same for every occurrence.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// The body is not parseable JSON.
+pub const MALFORMED_BODY: ProblemKind = ProblemKind {
+    slug: "malformed-body",
+    title: "The request body is not valid JSON",
+    status: 400,
+};
+/// No credentials, or credentials that do not verify.
+pub const UNAUTHENTICATED: ProblemKind = ProblemKind {
+    slug: "unauthenticated",
+    title: "Authentication is required or failed",
+    status: 401,
+};
+/// Authenticated but not permitted.
+pub const FORBIDDEN: ProblemKind = ProblemKind {
+    slug: "forbidden",
+    title: "Not permitted",
+    status: 403,
+};
+/// No such resource (or not visible to the caller — the two are indistinguishable).
+pub const NOT_FOUND: ProblemKind = ProblemKind {
+    slug: "not-found",
+    title: "Not found",
+    status: 404,
+};
+/// No route matches the path.
+pub const NO_ROUTE: ProblemKind = ProblemKind {
+    slug: "no-route",
+    title: "No such endpoint",
+    status: 404,
+};
+/// The path exists but not with this method.
+pub const METHOD_NOT_ALLOWED: ProblemKind = ProblemKind {
+    slug: "method-not-allowed",
+    title: "Method not allowed",
+    status: 405,
+};
+/// Conflicts with existing state (e.g. a slug that is taken).
+pub const CONFLICT: ProblemKind = ProblemKind {
+    slug: "conflict",
+    title: "Conflicts with existing state",
+    status: 409,
+};
+/// The body is larger than the server accepts.
+pub const PAYLOAD_TOO_LARGE: ProblemKind = ProblemKind {
+    slug: "payload-too-large",
+    title: "Request body too large",
+    status: 413,
+};
+/// The body is not `application/json`.
+pub const UNSUPPORTED_MEDIA_TYPE: ProblemKind = ProblemKind {
+    slug: "unsupported-media-type",
+    title: "Unsupported media type",
+    status: 415,
+};
+/// Well-formed JSON or query with values that break the rules.
+pub const VALIDATION: ProblemKind = ProblemKind {
+    slug: "validation",
+    title: "The request has invalid values",
+    status: 422,
+};
+/// Temporarily unable to serve (dependency down, pool saturated); retry later.
+pub const UNAVAILABLE: ProblemKind = ProblemKind {
+    slug: "unavailable",
+    title: "Service temporarily unavailable",
+    status: 503,
+};
+/// The request took longer than the server allows.
+pub const TIMEOUT: ProblemKind = ProblemKind {
+    slug: "timeout",
+    title: "The request timed out",
+    status: 503,
+};
+/// Our fault. The request id lets an operator find the cause in the log.
+pub const INTERNAL: ProblemKind = ProblemKind {
+    slug: "internal",
+    title: "Internal server error",
+    status: 500,
+};
+
+/// Every problem kind this server can answer with (listed in the OpenAPI document).
+pub const ALL: &[&ProblemKind] = &[
+    &MALFORMED_BODY,
+    &UNAUTHENTICATED,
+    &FORBIDDEN,
+    &NOT_FOUND,
+    &NO_ROUTE,
+    &METHOD_NOT_ALLOWED,
+    &CONFLICT,
+    &PAYLOAD_TOO_LARGE,
+    &UNSUPPORTED_MEDIA_TYPE,
+    &VALIDATION,
+    &UNAVAILABLE,
+    &TIMEOUT,
+    &INTERNAL,
+];
+
+impl ProblemKind {
+    /// The full `type` URI.
+    pub fn type_uri(&self) -> String {
+        format!("{TYPE_BASE}{}", self.slug)
+    }
+}
+
+/// One invalid field, located by a JSON Pointer (RFC 6901) into the request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where: `/slug`, `/limit`, … (`""` for the whole body).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+/// The body of every error response (RFC 9457, with two extension members).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemBody {
+    /// Stable URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the kind.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong this time, for a person.
+    pub detail: String,
+    /// Request id; also in the `x-request-id` header and the server log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Per-field validation errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct Problem {
+    kind: &'static ProblemKind,
+    detail: String,
+    errors: Vec<FieldError>,
+    /// Cause for the log; never sent.
+    internal: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Problem {
+    /// A problem of `kind` with a human `detail`.
+    pub fn new(kind: &'static ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            errors: Vec::new(),
+            internal: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A validation problem about one field.
+    pub fn field(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let mut p = Self::new(&VALIDATION, detail.clone());
+        p.errors.push(FieldError {
+            pointer: pointer.into(),
+            detail,
+        });
+        p
+    }
+
+    /// Our fault: `cause` goes to the log, the client sees a generic message.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        let mut p = Self::new(
+            &INTERNAL,
+            "The server failed to handle the request. Quote the request id when reporting it.",
+        );
+        p.internal = Some(cause.into());
+        p
+    }
+
+    /// Adds a response header (e.g. `WWW-Authenticate`, `Retry-After`, `Allow`).
+    pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    /// The kind of this problem.
+    pub fn kind(&self) -> &'static ProblemKind {
+        self.kind
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.kind.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(
+                problem = self.kind.slug,
+                cause = self.internal.as_deref().unwrap_or(&self.detail),
+                "request failed"
+            );
+        } else {
+            tracing::info!(problem = self.kind.slug, detail = %self.detail, "request refused");
+        }
+        let body = ProblemBody {
+            type_: self.kind.type_uri(),
+            title: self.kind.title,
+            status: self.kind.status,
+            detail: self.detail,
+            request_id: current_request_id(),
+            errors: self.errors,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+            json,
+        )
+            .into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+impl From<PlatformError> for Problem {
+    fn from(e: PlatformError) -> Self {
+        match e {
+            PlatformError::Invalid {
+                field: Some(f),
+                message,
+            } => Problem::field(format!("/{f}"), message),
+            PlatformError::Invalid {
+                field: None,
+                message,
+            } => Problem::new(&VALIDATION, message),
+            PlatformError::Unauthenticated => {
+                unauthenticated("The credentials are missing or invalid.")
+            }
+            PlatformError::Forbidden(m) => Problem::new(&FORBIDDEN, m),
+            PlatformError::NotFound(what) => Problem::new(&NOT_FOUND, format!("No such {what}.")),
+            PlatformError::Conflict(m) => Problem::new(&CONFLICT, m),
+            PlatformError::Unavailable(m) => {
+                let mut p = Problem::new(
+                    &UNAVAILABLE,
+                    "A dependency is temporarily unavailable; retry shortly.",
+                );
+                p.internal = Some(m);
+                p.with_header(header::RETRY_AFTER, "5")
+            }
+            PlatformError::Internal(m) => Problem::internal(m),
+        }
+    }
+}
+
+/// A 401 with the `WWW-Authenticate` challenge RFC 6750 asks for.
+pub fn unauthenticated(detail: &str) -> Problem {
+    Problem::new(&UNAUTHENTICATED, detail).with_header(header::WWW_AUTHENTICATE, "Bearer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_unique_and_statuses_valid() {
+        let mut slugs: Vec<_> = ALL.iter().map(|k| k.slug).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), ALL.len());
+        for k in ALL {
+            assert!(StatusCode::from_u16(k.status).is_ok());
+            assert!(k.status >= 400);
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_causes_are_not_sent() {
+        use http_body_util::BodyExt;
+        let r = Problem::internal("db password is hunter2").into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("https://strongroom.dev/errors/internal"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

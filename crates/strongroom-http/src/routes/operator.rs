@@ -1,0 +1,45 @@
+//! Operator sign-in.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use strongroom_core::identity::Email;
+use strongroom_core::identity::token::IssuedToken;
+use strongroom_core::secret::SecretString;
+use utoipa::ToSchema;
+
+use crate::extract::ApiJson;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Operator credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OperatorLogin {
+    /// The operator's e-mail address.
+    email: Email,
+    /// The operator's password.
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+}
+
+/// Signs an operator in and returns a short-lived access token.
+#[utoipa::path(
+    post, path = "/v1/operator/sessions", tag = "operators",
+    request_body = OperatorLogin,
+    responses(
+        (status = 201, description = "Signed in", body = IssuedToken),
+        (status = 401, description = "Wrong e-mail or password"),
+    )
+)]
+pub(crate) async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<OperatorLogin>,
+) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
+    let token = state
+        .platform
+        .operator_login(&body.email, &body.password)
+        .await?;
+    Ok((StatusCode::CREATED, Json(token)))
+}

@@ -1,0 +1,232 @@
+//! The SQLite adapter: one control database plus one database per region.
+//!
+//! Each database has one writer connection (SQLite serialises writers anyway; one
+//! connection makes that explicit and keeps write transactions short and ordered) and a
+//! small read-only pool. Write transactions start with `BEGIN IMMEDIATE` so a second
+//! process (the CLI next to a running server) waits on `busy_timeout` instead of
+//! failing half-way through.
+
+mod control;
+mod region;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use strongroom_core::access::{PlatformScope, TenantScope};
+use strongroom_core::identity::Email;
+use strongroom_core::identity::operator::{Operator, OperatorCredentials};
+use strongroom_core::store::{Page, Store, StoreError, StoredSigningKey};
+use strongroom_core::tenant::{RegionName, Slug, Tenant};
+
+use crate::error::db;
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections per database.
+const READERS: u32 = 4;
+
+/// One SQLite database: a single writer and a read-only pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+impl Db {
+    async fn open(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<Self, StoreError> {
+        let options = connect_options(path)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT * 2)
+            .connect_with(options.clone().create_if_missing(true))
+            .await
+            .map_err(db)?;
+        migrator
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(BUSY_TIMEOUT * 2)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(Self {
+            writer,
+            reader,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Starts a write transaction holding SQLite's write lock from the first statement.
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+
+    /// The read pool.
+    pub(crate) fn read(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
+        Ok(())
+    }
+}
+
+/// Connection settings, applied in this order on every connection:
+///
+/// 1. `journal_mode=WAL` — readers never block the writer and vice versa.
+/// 2. `synchronous=FULL` — a committed, acknowledged write survives power loss.
+/// 3. `foreign_keys=ON` — declared references are enforced.
+/// 4. `busy_timeout` — wait for another process's lock instead of failing at once.
+/// 5. `secure_delete=ON` — deleted content is overwritten, so erased or shredded data
+///    does not linger in free pages.
+/// 6. `trusted_schema=OFF` — schema content cannot call application functions.
+fn connect_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
+    let url = format!("sqlite://{}", path.display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .map_err(|e| StoreError::Backend(format!("database path {}: {e}", path.display())))?;
+    Ok(options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .pragma("secure_delete", "ON")
+        .pragma("trusted_schema", "OFF"))
+}
+
+static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite/control");
+static REGION_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite/region");
+
+/// Strongroom's storage on SQLite files.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    control: Db,
+    regions: BTreeMap<RegionName, Db>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the control database at `control_path`
+    /// and one database per region at `<dir>/strongroom.db`.
+    pub async fn open(
+        control_path: &Path,
+        regions: &BTreeMap<RegionName, PathBuf>,
+    ) -> Result<Self, StoreError> {
+        let control = Db::open(control_path, &CONTROL_MIGRATIONS).await?;
+        let mut opened = BTreeMap::new();
+        for (name, dir) in regions {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("region {name} directory {}: {e}", dir.display()))
+            })?;
+            opened.insert(
+                name.clone(),
+                Db::open(&dir.join("strongroom.db"), &REGION_MIGRATIONS).await?,
+            );
+        }
+        Ok(Self {
+            control,
+            regions: opened,
+        })
+    }
+
+    /// The database of the region a scope belongs to. A scope names a region that was
+    /// declared when the tenant was created; if configuration has since dropped it,
+    /// that is an operator error surfaced as unavailability, not a silent fallback.
+    fn region(&self, scope: &TenantScope) -> Result<&Db, StoreError> {
+        self.regions.get(scope.region()).ok_or_else(|| {
+            StoreError::Unavailable(format!("region {} is not configured", scope.region()))
+        })
+    }
+
+    /// Regions whose tenants exist in the directory but are not configured, for a
+    /// start-up check that fails loudly instead of hiding tenants.
+    pub async fn unconfigured_regions(&self) -> Result<Vec<String>, StoreError> {
+        let used = control::regions_in_use(&self.control).await?;
+        Ok(used
+            .into_iter()
+            .filter(|r| !self.regions.keys().any(|k| k.as_str() == r))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        self.control.ping().await?;
+        for db in self.regions.values() {
+            db.ping().await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_operator(
+        &self,
+        _: &PlatformScope,
+        op: &Operator,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        control::insert_operator(&self.control, op, hash).await
+    }
+
+    async fn operator_credentials(
+        &self,
+        email: &Email,
+    ) -> Result<Option<OperatorCredentials>, StoreError> {
+        control::operator_credentials(&self.control, email).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        control::signing_keys(&self.control).await
+    }
+
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        control::insert_signing_key(&self.control, key).await
+    }
+
+    async fn create_tenant(
+        &self,
+        _: &PlatformScope,
+        tenant: &Tenant,
+        home: &TenantScope,
+    ) -> Result<(), StoreError> {
+        let region = self.region(home)?;
+        // Directory first (it holds the unique slug), region home second, directory
+        // commit last: a failure anywhere leaves no directory entry. A crash between the
+        // two commits leaves only an unreferenced home, which nothing can reach.
+        let mut dir_tx = self.control.write().await?;
+        control::insert_tenant(&mut dir_tx, tenant).await?;
+        region::insert_home(region, home, tenant).await?;
+        dir_tx.commit().await.map_err(db)
+    }
+
+    async fn tenant(&self, _: &PlatformScope, slug: &Slug) -> Result<Option<Tenant>, StoreError> {
+        control::tenant_by_slug(&self.control, slug).await
+    }
+
+    async fn tenants(
+        &self,
+        _: &PlatformScope,
+        page: Page<Slug>,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        control::tenants(&self.control, page).await
+    }
+
+    async fn tenant_home_exists(&self, scope: &TenantScope) -> Result<bool, StoreError> {
+        region::home_exists(self.region(scope)?, scope).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,35 @@
+//! SQL for a region database. Every statement binds `tenant_id` from a [`TenantScope`].
+
+use sqlx::Row;
+use strongroom_core::access::TenantScope;
+use strongroom_core::store::StoreError;
+use strongroom_core::tenant::Tenant;
+
+use super::Db;
+use crate::error::{db, map};
+use crate::time_codec::to_micros;
+
+pub(super) async fn insert_home(
+    region: &Db,
+    scope: &TenantScope,
+    tenant: &Tenant,
+) -> Result<(), StoreError> {
+    let mut tx = region.write().await?;
+    sqlx::query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES (?, ?, ?)")
+        .bind(scope.tenant().as_uuid().to_string())
+        .bind(tenant.slug.as_str())
+        .bind(to_micros(tenant.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map(e, "tenant home"))?;
+    tx.commit().await.map_err(db)
+}
+
+pub(super) async fn home_exists(region: &Db, scope: &TenantScope) -> Result<bool, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM tenant_homes WHERE tenant_id = ?")
+        .bind(scope.tenant().as_uuid().to_string())
+        .fetch_one(region.read())
+        .await
+        .map_err(db)?;
+    Ok(row.try_get::<i64, _>("n").map_err(db)? == 1)
+}

@@ -1,0 +1,170 @@
+//! The command line: `serve` and the administrative commands.
+//!
+//! Administrative commands open the same data directory as `serve` (without taking the
+//! serve lock) and call the same [`Platform`] methods the API calls, so they work
+//! whether or not a server is running and apply exactly the same rules.
+
+mod admin;
+mod banner;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use strongroom_core::config::{Config, ConfigError};
+use strongroom_core::platform::Platform;
+
+pub use banner::banner;
+
+/// Exit code for configuration errors (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+/// Strongroom: a vault for regulated records.
+#[derive(Debug, Parser)]
+#[command(name = "strongroom", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML). Settings can also come from STRONGROOM_* variables.
+    #[arg(long, global = true, env = "STRONGROOM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default ./strongroom-data).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTPS server (initialising the data directory on first run).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8443).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage platform operators.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Create a platform operator.
+    Create {
+        /// The operator's e-mail address (their login name).
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// URL name: 3-63 characters of a-z, 0-9 and '-'.
+        #[arg(long)]
+        slug: String,
+        /// Human name.
+        #[arg(long)]
+        display_name: String,
+        /// Residency region (declared in the configuration).
+        #[arg(long)]
+        region: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show one tenant.
+    Show {
+        /// The tenant's slug.
+        slug: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+struct Output {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Version) {
+        return admin::print(&format!("strongroom {}", env!("CARGO_PKG_VERSION")));
+    }
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("configuration error: {e}"), EXIT_CONFIG),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
+    };
+    let is_serve = matches!(cli.command, Command::Serve { .. });
+    let mut log = config.log.clone();
+    if !is_serve && log.level == "info" {
+        log.level = "warn".into(); // administrative commands: quiet unless asked
+    }
+    crate::logging::init(&log);
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("error: {e:#}"), 1),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut flags = Vec::new();
+    if let Some(dir) = &cli.data_dir {
+        flags.push(("data_dir", toml::Value::String(dir.display().to_string())));
+    }
+    if let Command::Serve { listen: Some(addr) } = &cli.command {
+        flags.push(("listen", toml::Value::String(addr.to_string())));
+    }
+    Config::load(
+        cli.config.as_deref(),
+        strongroom_core::config::process_env(),
+        flags,
+    )
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } => crate::serve(config, &mut std::io::stdout()).await,
+        Command::Operator(cmd) => admin::operator(&open(&config).await?, cmd).await,
+        Command::Tenant(cmd) => admin::tenant(&open(&config).await?, cmd).await,
+        Command::Version => Ok(()),
+    }
+}
+
+/// Opens the data directory for an administrative command (no serve lock).
+async fn open(config: &Config) -> anyhow::Result<Platform> {
+    let dir = crate::datadir::DataDir::new(&config.data_dir)?;
+    let opened = dir.open(config).await?;
+    let clock = std::sync::Arc::new(strongroom_core::clock::SystemClock);
+    Ok(Platform::open(opened.store, opened.keys, clock, config).await?)
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "strongroom: {message}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,158 @@
+//! The data directory: its layout, its initialisation, and the lock that keeps two
+//! servers from sharing it.
+//!
+//! ```text
+//! <data_dir>/            mode 0700
+//!   serve.lock           held (flock) by the running `serve`; holds its pid
+//!   init.lock            held briefly by whoever initialises or opens the directory
+//!   root.key             the root key (local key provider), mode 0600
+//!   control.db           platform directory: operators, tenants, signing keys
+//!   tls/cert.pem         self-signed certificate (when no certificate is configured)
+//!   tls/key.pem          its private key, mode 0600
+//!   regions/<name>/strongroom.db   each region's tenant data
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use strongroom_core::config::Config;
+use strongroom_core::keys::{KeyProvider, LocalKeyFile};
+use strongroom_core::store::Store;
+use strongroom_store::sqlite::SqliteStore;
+
+/// A data directory, created (mode 0700) if it did not exist.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+    created: bool,
+}
+
+/// What opening the directory found or did, for the start-up banner.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// The directory did not exist before.
+    pub created_dir: bool,
+    /// A new root key was generated.
+    pub created_root_key: bool,
+}
+
+/// The directory's storage and keys, ready to use.
+pub struct Opened {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The root-key provider.
+    pub keys: Arc<dyn KeyProvider>,
+    /// What was initialised.
+    pub report: InitReport,
+}
+
+/// Held for the life of a `serve` process; dropping it releases the directory.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: File,
+}
+
+impl DataDir {
+    /// Creates the directory if needed and refuses one that others can read.
+    pub fn new(root: &Path) -> anyhow::Result<Self> {
+        let created = !root.exists();
+        if created {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .with_context(|| format!("cannot create data directory {}", root.display()))?;
+        }
+        let meta = std::fs::metadata(root)
+            .with_context(|| format!("cannot read data directory {}", root.display()))?;
+        if !meta.is_dir() {
+            bail!("data directory {} is not a directory", root.display());
+        }
+        // Everything inside (databases, keys, certificates) is protected by the
+        // directory's mode, so keep it owner-only even if someone loosened it.
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %root.display(), "data directory was accessible to other users; setting mode 0700");
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot set mode 0700 on {}", root.display()))?;
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            created,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of a file or directory inside the data directory.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Takes the exclusive serve lock, or explains who holds it.
+    pub fn lock_for_serve(&self) -> anyhow::Result<ServeLock> {
+        let path = self.join("serve.lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "data directory {} is in use by another `strongroom serve` (pid {}); \
+                 stop it first, or use another --data-dir",
+                self.root.display(),
+                holder.trim()
+            );
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(ServeLock { _file: file })
+    }
+
+    /// Opens storage and keys, initialising whatever is missing. Safe to run from the
+    /// CLI while a server runs, and from two processes at once (an init lock orders
+    /// first-time creation).
+    pub async fn open(&self, config: &Config) -> anyhow::Result<Opened> {
+        let init = File::create(self.join("init.lock"))?;
+        init.lock()
+            .context("cannot lock the data directory for initialisation")?;
+        let (keys, created_root_key) = LocalKeyFile::open_or_create(&self.join("root.key"))
+            .with_context(|| format!("root key in {}", self.root.display()))?;
+        let regions: BTreeMap<_, _> = config
+            .regions
+            .keys()
+            .filter_map(|r| config.region_dir(r).map(|d| (r.clone(), d)))
+            .collect();
+        let store = SqliteStore::open(&self.join("control.db"), &regions)
+            .await
+            .context("opening the databases")?;
+        drop(init);
+        let missing = store.unconfigured_regions().await?;
+        if !missing.is_empty() {
+            bail!(
+                "tenants exist in region(s) {} which the configuration does not declare; \
+                 add them under [regions] (their data is still on disk)",
+                missing.join(", ")
+            );
+        }
+        Ok(Opened {
+            store: Arc::new(store),
+            keys: Arc::new(keys),
+            report: InitReport {
+                created_dir: self.created,
+                created_root_key,
+            },
+        })
+    }
+}

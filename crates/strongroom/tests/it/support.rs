@@ -1,0 +1,87 @@
+//! Shared helpers for the integration tests.
+
+use std::path::Path;
+
+use serde_json::Value;
+pub(crate) use strongroom_testkit::{Options, TestServer};
+
+/// The binary under test.
+pub(crate) fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_strongroom"))
+}
+
+/// Starts a server with two regions, `eu` and `us`.
+pub(crate) async fn start() -> TestServer {
+    TestServer::start_with(
+        bin(),
+        Options {
+            config: Some(TWO_REGIONS.into()),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// A config declaring two regions.
+pub(crate) const TWO_REGIONS: &str = "[regions.eu]\n[regions.us]\n";
+
+/// Asserts `resp` is problem+json of `slug` with `status`; returns the body.
+pub(crate) async fn expect_problem(resp: reqwest::Response, status: u16, slug: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/problem+json"));
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        format!("https://strongroom.dev/errors/{slug}"),
+        "{body}"
+    );
+    assert_eq!(body["status"], status);
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        request_id.as_deref(),
+        "request id in body and header"
+    );
+    body
+}
+
+/// Creates a tenant over the API; returns the response.
+pub(crate) async fn create_tenant(s: &TestServer, token: &str, body: Value) -> reqwest::Response {
+    s.client()
+        .post(s.url("/v1/tenants"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The slugs of all tenants, via the API.
+pub(crate) async fn tenant_slugs(s: &TestServer, token: &str) -> Vec<String> {
+    let resp = s
+        .client()
+        .get(s.url("/v1/tenants?limit=100"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap().to_owned())
+        .collect()
+}
