@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use strongroom_core::config::Config;
 use tokio_rustls::TlsAcceptor;
@@ -132,9 +133,7 @@ fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = zeroize::Zeroizing::new(
         std::fs::read(path).with_context(|| format!("cannot read TLS key {}", path.display()))?,
     );
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .with_context(|| format!("{} is not a PEM private key", path.display()))?
-        .with_context(|| format!("{} contains no private key", path.display()))
+    PrivateKeyDer::from_pem_slice(&pem).with_context(|| format!("{} holds no usable PEM private key", path.display()))
 }
 
 fn hex_digest(bytes: &[u8]) -> String {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -221,7 +222,7 @@ async fn sigterm_lets_an_in_flight_request_finish() {
 
 async fn connect_http1(s: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut s.cert_pem().as_slice()) {
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&s.cert_pem()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,7 +18,7 @@ fn client_config(
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut s.cert_pem().as_slice()) {
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&s.cert_pem()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
