@@ -120,7 +120,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("cannot read TLS certificate {}", path.display()))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .with_context(|| format!("{} is not a PEM certificate chain", path.display()))?;
     if certs.is_empty() {
@@ -133,7 +133,8 @@ fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = zeroize::Zeroizing::new(
         std::fs::read(path).with_context(|| format!("cannot read TLS key {}", path.display()))?,
     );
-    PrivateKeyDer::from_pem_slice(&pem).with_context(|| format!("{} holds no usable PEM private key", path.display()))
+    PrivateKeyDer::from_pem_slice(&pem)
+        .with_context(|| format!("{} holds no usable PEM private key", path.display()))
 }
 
 fn hex_digest(bytes: &[u8]) -> String {

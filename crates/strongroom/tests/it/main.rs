@@ -5,6 +5,7 @@
 // Table-driven cases are long lists, and wire-format builders cast small known lengths.
 #![allow(clippy::too_many_lines, clippy::cast_possible_truncation)]
 
+mod architecture;
 mod bad_input;
 mod cli;
 mod headers;
