@@ -73,11 +73,7 @@ impl PasswordHasher {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
         };
-        let argon = argon2(&params);
-        let dummy = argon
-            .hash_password(uuid::Uuid::new_v4().as_bytes())
-            .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))?
-            .to_string();
+        let dummy = dummy_hash(config);
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(workers)),
@@ -143,6 +139,28 @@ impl PasswordHasher {
         .await
         .map_err(|_| IdentityError::Internal("hashing task failed".into()))?
     }
+}
+
+/// A PHC string with the configured parameters and random salt and output. Verifying a
+/// password against it costs exactly what a real verification costs (argon2 must be run
+/// to compare), without spending a hash at start-up to make it.
+fn dummy_hash(config: &PasswordConfig) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let random = uuid::Uuid::new_v4();
+    let output = [
+        random.as_bytes().as_slice(),
+        uuid::Uuid::new_v4().as_bytes(),
+    ]
+    .concat();
+    format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        config.argon2_memory_kib,
+        config.argon2_iterations,
+        config.argon2_parallelism,
+        STANDARD_NO_PAD.encode(random.as_bytes()),
+        STANDARD_NO_PAD.encode(output)
+    )
 }
 
 fn argon2(params: &Params) -> Argon2<'static> {

@@ -47,3 +47,33 @@ pub async fn method_not_allowed() -> Problem {
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     Problem::internal("handler panicked").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn slow_handlers_get_a_timeout_problem() {
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(50),
+                timeout,
+            ));
+        let resp = app
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()["content-type"], crate::problem::CONTENT_TYPE);
+    }
+}

@@ -287,3 +287,62 @@ async fn secrets_never_reach_the_log() {
         );
     }
 }
+
+#[tokio::test]
+async fn readiness_fails_while_the_root_key_file_is_missing() {
+    let s = start().await;
+    let c = s.client();
+    let key = s.data_dir().join("root.key");
+    let moved = s.data_dir().join("root.key.away");
+    std::fs::rename(&key, &moved).unwrap();
+    let resp = c.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["checks"]["keys"], "failing");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert!(
+        !body.to_string().contains("root.key"),
+        "no paths leak to an unauthenticated page"
+    );
+    // Liveness is unaffected: the process is fine, a dependency is not.
+    assert_eq!(c.get(s.url("/healthz")).send().await.unwrap().status(), 200);
+    std::fs::rename(&moved, &key).unwrap();
+    assert_eq!(c.get(s.url("/readyz")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let s = TestServer::start_with(
+        bin(),
+        Options {
+            env: vec![(
+                "STRONGROOM_LIMITS__HEADER_READ_TIMEOUT_SECS".into(),
+                "1".into(),
+            )],
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut tls = connect_http1(&s).await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the server kept a half-sent request open");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        !text.contains("\"ok\""),
+        "a half-sent request was served: {text}"
+    );
+    assert_eq!(
+        s.client()
+            .get(s.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

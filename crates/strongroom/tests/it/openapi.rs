@@ -135,7 +135,9 @@ fn no_route_bypasses_the_documented_router() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for (n, line) in text.lines().enumerate() {
+                // Unit-test modules (at the end of a file, by convention) build toy routers.
+                let code_part = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (n, line) in code_part.lines().enumerate() {
                     let code = line.split("//").next().unwrap_or("");
                     if [
                         ".route(",
