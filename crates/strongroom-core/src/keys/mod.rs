@@ -7,12 +7,34 @@
 
 pub mod aead;
 mod local;
+mod object;
+pub mod sealed;
+pub mod stream;
+
+#[cfg(test)]
+mod sealed_tests;
 
 use async_trait::async_trait;
 
 use crate::secret::SecretBytes;
 
 pub use local::LocalKeyFile;
+pub use object::ObjectRef;
+
+/// A tenant's data-encryption key of a given version, unwrapped.
+#[derive(Clone)]
+pub struct DataKey {
+    /// Version, as recorded in every ciphertext it seals.
+    pub version: u32,
+    /// The 256-bit key, wiped on drop.
+    pub key: SecretBytes,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey").field("version", &self.version).finish_non_exhaustive()
+    }
+}
 
 /// Why a key operation failed. `Unavailable` is transient (retry, fail readiness);
 /// `Integrity` means tampering or the wrong key and must never be retried into success.
