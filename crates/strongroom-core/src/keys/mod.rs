@@ -32,7 +32,9 @@ pub struct DataKey {
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataKey").field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("DataKey")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 

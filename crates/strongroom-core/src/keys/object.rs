@@ -24,7 +24,8 @@ impl ObjectRef<'_> {
     pub(crate) fn aad(&self, domain: &[u8], header: &[u8]) -> Vec<u8> {
         let kind = &self.kind.as_bytes()[..self.kind.len().min(usize::from(u16::MAX))];
         let id = &self.id.as_bytes()[..self.id.len().min(usize::from(u16::MAX))];
-        let mut aad = Vec::with_capacity(domain.len() + 16 + 4 + kind.len() + id.len() + 8 + header.len());
+        let mut aad =
+            Vec::with_capacity(domain.len() + 16 + 4 + kind.len() + id.len() + 8 + header.len());
         aad.extend_from_slice(domain);
         aad.extend_from_slice(self.tenant.as_uuid().as_bytes());
         aad.extend_from_slice(&u16::try_from(kind.len()).unwrap_or(u16::MAX).to_be_bytes());

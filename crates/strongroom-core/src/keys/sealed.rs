@@ -34,7 +34,8 @@ pub fn seal(key: &DataKey, object: &ObjectRef<'_>, plaintext: &[u8]) -> Result<V
     out.extend_from_slice(&[FORMAT, KIND_VALUE]);
     out.extend_from_slice(&key.version.to_be_bytes());
     let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
     out.extend_from_slice(&nonce);
     let aad = object.aad(DOMAIN, &out);
     out.extend_from_slice(plaintext);
@@ -50,12 +51,16 @@ pub fn seal(key: &DataKey, object: &ObjectRef<'_>, plaintext: &[u8]) -> Result<V
 /// The data-key version a sealed value needs, read from its header.
 pub fn key_version(sealed: &[u8]) -> Result<u32, KeyError> {
     if sealed.len() < OVERHEAD {
-        return Err(KeyError::Malformed("sealed value shorter than its header and tag"));
+        return Err(KeyError::Malformed(
+            "sealed value shorter than its header and tag",
+        ));
     }
     if sealed[0] != FORMAT || sealed[1] != KIND_VALUE {
         return Err(KeyError::Malformed("not a version-1 sealed value"));
     }
-    Ok(u32::from_be_bytes([sealed[2], sealed[3], sealed[4], sealed[5]]))
+    Ok(u32::from_be_bytes([
+        sealed[2], sealed[3], sealed[4], sealed[5],
+    ]))
 }
 
 /// Opens a sealed value for `object` with `key` (whose version must match the header).
@@ -64,7 +69,8 @@ pub fn open(key: &DataKey, object: &ObjectRef<'_>, sealed: &[u8]) -> Result<Secr
         return Err(KeyError::Malformed("sealed under another data-key version"));
     }
     let (header, body) = sealed.split_at(HEADER_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(&header[6..]).map_err(|_| KeyError::Malformed("nonce"))?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(&header[6..]).map_err(|_| KeyError::Malformed("nonce"))?;
     let aad = object.aad(DOMAIN, header);
     let mut buf = body.to_vec();
     let n = aes(&key.key)?

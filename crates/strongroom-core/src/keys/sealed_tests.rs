@@ -6,7 +6,10 @@ use crate::secret::SecretBytes;
 use crate::tenant::TenantId;
 
 fn key(version: u32, byte: u8) -> DataKey {
-    DataKey { version, key: SecretBytes::new(vec![byte; 32]) }
+    DataKey {
+        version,
+        key: SecretBytes::new(vec![byte; 32]),
+    }
 }
 
 proptest! {
@@ -37,18 +40,32 @@ proptest! {
 fn values_moved_between_rows_tenants_or_versions_fail_to_open() {
     let (a, b) = (TenantId::generate(), TenantId::generate());
     let k = key(1, 9);
-    let o = ObjectRef { tenant: a, kind: "record", id: "r-1", version: 1 };
+    let o = ObjectRef {
+        tenant: a,
+        kind: "record",
+        id: "r-1",
+        version: 1,
+    };
     let sealed = seal(&k, &o, b"batch 42 released").unwrap();
     assert!(open(&k, &o, &sealed).is_ok());
     for other in [
         ObjectRef { id: "r-2", ..o },
         ObjectRef { tenant: b, ..o },
         ObjectRef { version: 2, ..o },
-        ObjectRef { kind: "attachment", ..o },
+        ObjectRef {
+            kind: "attachment",
+            ..o
+        },
     ] {
-        assert!(matches!(open(&k, &other, &sealed), Err(KeyError::Integrity)), "{other:?}");
+        assert!(
+            matches!(open(&k, &other, &sealed), Err(KeyError::Integrity)),
+            "{other:?}"
+        );
     }
-    assert!(matches!(open(&key(1, 8), &o, &sealed), Err(KeyError::Integrity)), "other key");
+    assert!(
+        matches!(open(&key(1, 8), &o, &sealed), Err(KeyError::Integrity)),
+        "other key"
+    );
     assert!(open(&key(2, 9), &o, &sealed).is_err(), "version mismatch");
     assert!(open(&k, &o, &sealed[..OVERHEAD - 1]).is_err());
 }

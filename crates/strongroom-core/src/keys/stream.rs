@@ -50,7 +50,9 @@ pub struct Sealer {
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer").field("counter", &self.counter).finish_non_exhaustive()
+        f.debug_struct("Sealer")
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,19 +63,31 @@ impl Sealer {
     }
 
     /// As [`Sealer::new`] with another chunk size (tests use small chunks).
-    pub fn with_chunk_log2(key: &DataKey, object: &ObjectRef<'_>, log2: u8) -> Result<(Self, Vec<u8>), KeyError> {
+    pub fn with_chunk_log2(
+        key: &DataKey,
+        object: &ObjectRef<'_>,
+        log2: u8,
+    ) -> Result<(Self, Vec<u8>), KeyError> {
         if !(12..=24).contains(&log2) {
             return Err(KeyError::Malformed("chunk size out of range"));
         }
         let mut random = [0u8; 23];
-        aws_lc_rs::rand::fill(&mut random).map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
+        aws_lc_rs::rand::fill(&mut random)
+            .map_err(|_| KeyError::Unavailable("system RNG failed".into()))?;
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(&[super::sealed::FORMAT, KIND_STREAM]);
         header.extend_from_slice(&key.version.to_be_bytes());
         header.push(log2);
         header.extend_from_slice(&random);
         let (cipher, prefix) = subkey(key, &header)?;
-        let sealer = Self { cipher, prefix, aad: object.aad(DOMAIN, &header), counter: 0, chunk: 1 << log2, finished: false };
+        let sealer = Self {
+            cipher,
+            prefix,
+            aad: object.aad(DOMAIN, &header),
+            counter: 0,
+            chunk: 1 << log2,
+            finished: false,
+        };
         Ok((sealer, header))
     }
 
@@ -86,7 +100,9 @@ impl Sealer {
     /// exactly [`Sealer::chunk_size`] bytes.
     pub fn seal_chunk(&mut self, buf: &mut Vec<u8>, last: bool) -> Result<(), KeyError> {
         if self.finished || buf.len() > self.chunk || (!last && buf.len() != self.chunk) {
-            return Err(KeyError::Malformed("chunk out of sequence or of the wrong size"));
+            return Err(KeyError::Malformed(
+                "chunk out of sequence or of the wrong size",
+            ));
         }
         let nonce = nonce(&self.prefix, self.counter, last);
         let tag = self
@@ -94,7 +110,10 @@ impl Sealer {
             .seal_in_place_separate_tag(nonce, Aad::from(&self.aad), buf)
             .map_err(|_| KeyError::Unavailable("AES-GCM seal failed".into()))?;
         buf.extend_from_slice(tag.as_ref());
-        self.counter = self.counter.checked_add(1).ok_or(KeyError::Malformed("stream too long"))?;
+        self.counter = self
+            .counter
+            .checked_add(1)
+            .ok_or(KeyError::Malformed("stream too long"))?;
         self.finished = last;
         Ok(())
     }
@@ -112,7 +131,9 @@ pub struct Opener {
 
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opener").field("counter", &self.counter).finish_non_exhaustive()
+        f.debug_struct("Opener")
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,14 +142,18 @@ pub fn key_version(header: &[u8]) -> Result<u32, KeyError> {
     if header.len() < HEADER_LEN || header[0] != super::sealed::FORMAT || header[1] != KIND_STREAM {
         return Err(KeyError::Malformed("not a version-1 stream header"));
     }
-    Ok(u32::from_be_bytes([header[2], header[3], header[4], header[5]]))
+    Ok(u32::from_be_bytes([
+        header[2], header[3], header[4], header[5],
+    ]))
 }
 
 impl Opener {
     /// Reads the header of a stream for `object`, sealed under `key`.
     pub fn new(key: &DataKey, object: &ObjectRef<'_>, header: &[u8]) -> Result<Self, KeyError> {
         if key_version(header)? != key.version {
-            return Err(KeyError::Malformed("stream sealed under another data-key version"));
+            return Err(KeyError::Malformed(
+                "stream sealed under another data-key version",
+            ));
         }
         let log2 = header[6];
         if !(12..=24).contains(&log2) {
@@ -136,7 +161,14 @@ impl Opener {
         }
         let header = &header[..HEADER_LEN];
         let (cipher, prefix) = subkey(key, header)?;
-        Ok(Self { cipher, prefix, aad: object.aad(DOMAIN, header), counter: 0, chunk: 1 << log2, finished: false })
+        Ok(Self {
+            cipher,
+            prefix,
+            aad: object.aad(DOMAIN, header),
+            counter: 0,
+            chunk: 1 << log2,
+            finished: false,
+        })
     }
 
     /// Ciphertext bytes of a full chunk.
@@ -153,7 +185,11 @@ impl Opener {
             return Err(KeyError::Integrity);
         }
         let nonce = nonce(&self.prefix, self.counter, last);
-        let n = self.cipher.open_in_place(nonce, Aad::from(&self.aad), buf).map_err(|_| KeyError::Integrity)?.len();
+        let n = self
+            .cipher
+            .open_in_place(nonce, Aad::from(&self.aad), buf)
+            .map_err(|_| KeyError::Integrity)?
+            .len();
         buf.truncate(n);
         self.counter = self.counter.checked_add(1).ok_or(KeyError::Integrity)?;
         self.finished = last;
@@ -162,14 +198,20 @@ impl Opener {
 
     /// Succeeds only if the last chunk was seen: a stream cut short is an error.
     pub fn finish(&self) -> Result<(), KeyError> {
-        if self.finished { Ok(()) } else { Err(KeyError::Integrity) }
+        if self.finished {
+            Ok(())
+        } else {
+            Err(KeyError::Integrity)
+        }
     }
 }
 
 fn subkey(key: &DataKey, header: &[u8]) -> Result<(LessSafeKey, [u8; 7]), KeyError> {
     let salt = Salt::new(HKDF_SHA256, &header[7..23]);
     let prk = salt.extract(key.key.expose());
-    let okm = prk.expand(&[DOMAIN], &AES_256_GCM).map_err(|_| KeyError::Unavailable("HKDF failed".into()))?;
+    let okm = prk
+        .expand(&[DOMAIN], &AES_256_GCM)
+        .map_err(|_| KeyError::Unavailable("HKDF failed".into()))?;
     let cipher = LessSafeKey::new(UnboundKey::from(okm));
     let mut prefix = [0u8; 7];
     prefix.copy_from_slice(&header[23..30]);
@@ -186,7 +228,12 @@ fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> Nonce {
 
 /// Encrypts everything `reader` yields into `writer` (header, then chunks); returns the
 /// plaintext length. Memory: one chunk.
-pub async fn seal_to<R, W>(key: &DataKey, object: &ObjectRef<'_>, reader: &mut R, writer: &mut W) -> Result<u64, StreamError>
+pub async fn seal_to<R, W>(
+    key: &DataKey,
+    object: &ObjectRef<'_>,
+    reader: &mut R,
+    writer: &mut W,
+) -> Result<u64, StreamError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -219,7 +266,9 @@ where
 
 /// Reads a sealed stream's header from `reader` and returns the data-key version needed
 /// to open it.
-pub async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<[u8; HEADER_LEN], StreamError> {
+pub async fn read_header<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<[u8; HEADER_LEN], StreamError> {
     let mut header = [0u8; HEADER_LEN];
     if read_full(reader, &mut header).await? != HEADER_LEN {
         return Err(KeyError::Malformed("stream shorter than its header").into());
