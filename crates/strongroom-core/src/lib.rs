@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod keys;
+pub mod objects;
 pub mod platform;
 pub mod secret;
 pub mod store;

@@ -46,6 +46,71 @@ pub struct StoredSigningKey {
     pub created_at: OffsetDateTime,
 }
 
+/// A tenant's key-encryption key as stored: wrapped by a key provider.
+#[derive(Debug, Clone)]
+pub struct StoredKek {
+    /// Version (1, 2, … after rotations).
+    pub version: u32,
+    /// Name of the provider that wrapped it.
+    pub provider: String,
+    /// The wrapped key.
+    pub wrapped: Vec<u8>,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+}
+
+/// A tenant's data key as stored: wrapped by one of the tenant's KEKs.
+#[derive(Debug, Clone)]
+pub struct StoredDek {
+    /// Version, recorded in every ciphertext it seals.
+    pub version: u32,
+    /// The KEK version that wraps it.
+    pub kek_version: u32,
+    /// The wrapped key.
+    pub wrapped: Vec<u8>,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+    /// Seals reserved so far by all processes (the nonce-use budget spent).
+    pub seals_reserved: u64,
+}
+
+/// All of a tenant's keys.
+#[derive(Debug, Clone, Default)]
+pub struct TenantKeys {
+    /// Key-encryption keys, ascending version.
+    pub keks: Vec<StoredKek>,
+    /// Data keys, ascending version; the last is current.
+    pub deks: Vec<StoredDek>,
+    /// Set once the keys were destroyed (crypto-shredding).
+    pub destroyed_at: Option<OffsetDateTime>,
+}
+
+/// A sealed value as stored (tenant secrets and other small sealed objects).
+#[derive(Debug, Clone)]
+pub struct StoredSealed {
+    /// Object id within its kind (e.g. the secret's name).
+    pub id: String,
+    /// Object version, bound into the ciphertext.
+    pub version: u64,
+    /// Data-key version that sealed it.
+    pub dek_version: u32,
+    /// The sealed bytes.
+    pub sealed: Vec<u8>,
+}
+
+/// A stored blob's metadata; its content is an encrypted stream in the blob store.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    /// Blob id.
+    pub id: String,
+    /// Data-key version of the stream.
+    pub dek_version: u32,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Name of the file holding the stream (changes when re-encrypted).
+    pub file: String,
+}
+
 /// A page request for listing: items strictly after `after`, at most `limit`.
 #[derive(Debug, Clone)]
 pub struct Page<C> {
@@ -82,13 +147,15 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
 
     /// Creates a tenant: its directory entry, and its home in its region's storage.
-    /// Both or neither. `home` is the tenant's own scope, made by the caller from the
+    /// Both or neither, with the tenant's freshly provisioned (wrapped) keys in the same
+    /// region transaction. `home` is the tenant's own scope, made by the caller from the
     /// platform scope.
     async fn create_tenant(
         &self,
         scope: &PlatformScope,
         tenant: &Tenant,
         home: &TenantScope,
+        keys: &TenantKeys,
     ) -> Result<(), StoreError>;
 
     /// Looks a tenant up by slug.
@@ -107,4 +174,124 @@ pub trait Store: Send + Sync + 'static {
 
     /// Confirms the tenant's home exists in its region's storage (and only there).
     async fn tenant_home_exists(&self, scope: &TenantScope) -> Result<bool, StoreError>;
+
+    /// The tenant's wrapped keys.
+    async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError>;
+
+    /// Adds a data key. `Conflict` if the version exists (a concurrent rotation won).
+    async fn add_data_key(&self, scope: &TenantScope, dek: &StoredDek) -> Result<(), StoreError>;
+
+    /// Replaces the tenant's KEKs by `kek` and re-wraps every data key with it, in one
+    /// transaction; the old wrapped KEKs are deleted.
+    async fn replace_kek(
+        &self,
+        scope: &TenantScope,
+        kek: &StoredKek,
+        rewrapped: &[StoredDek],
+    ) -> Result<(), StoreError>;
+
+    /// Adds `n` to a data key's reserved seals; returns the new total.
+    async fn reserve_seals(
+        &self,
+        scope: &TenantScope,
+        dek_version: u32,
+        n: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes every wrapped key of the tenant and records when (crypto-shredding).
+    /// Storage must not retain the deleted bytes (overwritten pages, checkpointed log).
+    async fn destroy_tenant_keys(
+        &self,
+        scope: &TenantScope,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Writes a sealed value of `kind` if the stored version is still `expected` (0 =
+    /// absent). Returns false when another writer got there first.
+    async fn put_sealed(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        value: &StoredSealed,
+        expected: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Reads a sealed value.
+    async fn sealed(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<StoredSealed>, StoreError>;
+
+    /// Sealed values of `kind` sealed under a data key older than `current`.
+    async fn sealed_before(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<StoredSealed>, StoreError>;
+
+    /// Replaces a value's ciphertext by a re-encrypted one, unless it changed meanwhile.
+    async fn reseal(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        old: &StoredSealed,
+        new: &StoredSealed,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a blob whose stream is already committed to the blob store.
+    async fn insert_blob(&self, scope: &TenantScope, blob: &StoredBlob) -> Result<(), StoreError>;
+
+    /// A blob's metadata.
+    async fn blob(&self, scope: &TenantScope, id: &str) -> Result<Option<StoredBlob>, StoreError>;
+
+    /// Blobs sealed under a data key older than `current`.
+    async fn blobs_before(
+        &self,
+        scope: &TenantScope,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<StoredBlob>, StoreError>;
+
+    /// Points a blob at its re-encrypted stream, unless it changed meanwhile.
+    async fn reseal_blob(
+        &self,
+        scope: &TenantScope,
+        old: &StoredBlob,
+        new: &StoredBlob,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Where encrypted streams live: a directory per region (or, later, a bucket).
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Starts writing `file`; nothing is visible until [`BlobSink::commit`].
+    async fn create(
+        &self,
+        scope: &TenantScope,
+        file: &str,
+    ) -> Result<Box<dyn BlobSink>, StoreError>;
+
+    /// Reads `file`.
+    async fn open(
+        &self,
+        scope: &TenantScope,
+        file: &str,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError>;
+
+    /// Deletes `file` (absent is fine).
+    async fn remove(&self, scope: &TenantScope, file: &str) -> Result<(), StoreError>;
+
+    /// Deletes every file of the tenant.
+    async fn remove_all(&self, scope: &TenantScope) -> Result<(), StoreError>;
+}
+
+/// A blob being written.
+#[async_trait]
+pub trait BlobSink: tokio::io::AsyncWrite + Send + Unpin {
+    /// Makes the written bytes durable and visible under the file's name.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

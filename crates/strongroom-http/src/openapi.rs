@@ -62,6 +62,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(operator::create_session))
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(tenants::get_tenant))
+        .routes(routes!(tenants::put_secret))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

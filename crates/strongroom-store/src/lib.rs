@@ -4,6 +4,7 @@
 //! platform directory and one database per residency region for tenant data. SQL lives
 //! only here, written out plainly per backend.
 
+pub mod blobs;
 pub mod sqlite;
 
 mod error;

@@ -9,8 +9,12 @@
 //!   control.db           platform directory: operators, tenants, signing keys
 //!   tls/cert.pem         self-signed certificate (when no certificate is configured)
 //!   tls/key.pem          its private key, mode 0600
-//!   regions/<name>/strongroom.db   each region's tenant data
+//!   regions/<name>/strongroom.db   each region's tenant data (ciphertext for sealed data)
+//!   regions/<name>/blobs/<tenant>/ each region's encrypted streams (attachments, …)
 //! ```
+//!
+//! With `keys.root = "local"` (the default) the root key is `root.key`; with a PKCS#11
+//! root it lives on the token and no key file is created.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -21,8 +25,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use strongroom_core::config::Config;
-use strongroom_core::keys::{KeyProvider, LocalKeyFile};
-use strongroom_core::store::Store;
+use strongroom_core::config::LOCAL_PROVIDER;
+use strongroom_core::keys::{KeyProvider, LocalKeyFile, Pkcs11Provider, Providers};
+use strongroom_core::store::{BlobStore, Store};
+use strongroom_store::blobs::FsBlobStore;
 use strongroom_store::sqlite::SqliteStore;
 
 /// A data directory, created (mode 0700) if it did not exist.
@@ -45,8 +51,10 @@ pub struct InitReport {
 pub struct Opened {
     /// Storage.
     pub store: Arc<dyn Store>,
-    /// The root-key provider.
-    pub keys: Arc<dyn KeyProvider>,
+    /// Encrypted-stream storage.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The key providers (root and customer-owned).
+    pub providers: Providers,
     /// What was initialised.
     pub report: InitReport,
 }
@@ -127,8 +135,7 @@ impl DataDir {
         let init = File::create(self.join("init.lock"))?;
         init.lock()
             .context("cannot lock the data directory for initialisation")?;
-        let (keys, created_root_key) = LocalKeyFile::open_or_create(&self.join("root.key"))
-            .with_context(|| format!("root key in {}", self.root.display()))?;
+        let (providers, created_root_key) = self.providers(config)?;
         let regions: BTreeMap<_, _> = config
             .regions
             .keys()
@@ -148,11 +155,34 @@ impl DataDir {
         }
         Ok(Opened {
             store: Arc::new(store),
-            keys: Arc::new(keys),
+            blobs: Arc::new(FsBlobStore::new(&regions)),
+            providers,
             report: InitReport {
                 created_dir: self.created,
                 created_root_key,
             },
         })
+    }
+}
+
+impl DataDir {
+    /// Opens the configured key providers: the local key file (created on first run)
+    /// when it is the root, and every `[keys.pkcs11.<name>]` token. Returns them and
+    /// whether a root key file was created.
+    fn providers(&self, config: &Config) -> anyhow::Result<(Providers, bool)> {
+        let mut all: BTreeMap<String, Arc<dyn KeyProvider>> = BTreeMap::new();
+        let mut created = false;
+        if config.keys.root == LOCAL_PROVIDER {
+            let (local, new) = LocalKeyFile::open_or_create(&self.join("root.key"))
+                .with_context(|| format!("root key in {}", self.root.display()))?;
+            created = new;
+            all.insert(LOCAL_PROVIDER.into(), Arc::new(local));
+        }
+        for (name, p11) in &config.keys.pkcs11 {
+            let provider = Pkcs11Provider::open(name, p11)
+                .with_context(|| format!("key provider `{name}` (keys.pkcs11.{name})"))?;
+            all.insert(name.clone(), Arc::new(provider));
+        }
+        Ok((Providers::new(&config.keys.root, all)?, created))
     }
 }

@@ -29,7 +29,12 @@ pub async fn serve(config: Config, out: &mut dyn Write) -> anyhow::Result<()> {
     let _lock = dir.lock_for_serve()?;
     let opened = dir.open(&config).await?;
     let report = opened.report.clone();
-    let app = app(&config, opened).await?;
+    let platform = platform(&config, opened).await?;
+    tokio::spawn(reencrypt_in_background(
+        platform.clone(),
+        config.keys.reencrypt_per_sec,
+    ));
+    let app = router(&config, platform);
     let tls = tls::server_config(&config, &dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -50,18 +55,60 @@ pub async fn serve(config: Config, out: &mut dyn Write) -> anyhow::Result<()> {
 /// The complete HTTP application over an opened data directory — what `serve` serves,
 /// and what in-process tests drive with `oneshot`.
 pub async fn app(config: &Config, opened: datadir::Opened) -> anyhow::Result<axum::Router> {
-    let platform = Platform::open(opened.store, opened.keys, Arc::new(SystemClock), config)
-        .await
-        .context("starting the platform")?;
+    Ok(router(config, platform(config, opened).await?))
+}
+
+/// The platform over an opened data directory.
+pub async fn platform(config: &Config, opened: datadir::Opened) -> anyhow::Result<Arc<Platform>> {
+    let platform = Platform::open(
+        opened.store,
+        opened.blobs,
+        opened.providers,
+        Arc::new(SystemClock),
+        config,
+    )
+    .await
+    .context("starting the platform")?;
+    Ok(Arc::new(platform))
+}
+
+/// The HTTP application over a platform.
+pub fn router(config: &Config, platform: Arc<Platform>) -> axum::Router {
     let settings = HttpSettings {
         max_body_bytes: config.limits.max_body_bytes,
         request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
         hsts_max_age_secs: config.tls.hsts_max_age_secs,
     };
-    Ok(strongroom_http::router(
-        AppState {
-            platform: Arc::new(platform),
-        },
-        &settings,
-    ))
+    strongroom_http::router(AppState { platform }, &settings)
+}
+
+/// Moves ciphertexts sealed under older data keys to each tenant's current key, at
+/// most `per_sec` objects a second across all tenants so rotation never competes with
+/// users for the disk. Resumable by construction: the work left is whatever is still
+/// under an older key. Idle deployments are checked once a minute.
+async fn reencrypt_in_background(platform: Arc<Platform>, per_sec: u32) {
+    let mut idle = Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(idle).await;
+        match platform.reencrypt_round(per_sec).await {
+            Ok((moved, remaining)) => {
+                if moved > 0 {
+                    tracing::info!(
+                        moved,
+                        remaining,
+                        "re-encrypted objects under the current data keys"
+                    );
+                }
+                idle = if remaining > 0 {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_secs(60)
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "re-encryption round failed; retrying in a minute");
+                idle = Duration::from_secs(60);
+            }
+        }
+    }
 }

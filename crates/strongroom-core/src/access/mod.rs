@@ -17,6 +17,8 @@ pub enum Principal {
     /// Someone running the `strongroom` CLI on the server with access to the data
     /// directory — which already means access to the root key.
     LocalAdmin,
+    /// The server's own background work (re-encryption after a key rotation).
+    System,
 }
 
 impl Principal {
@@ -25,6 +27,7 @@ impl Principal {
         match self {
             Self::Operator(id) => format!("operator:{id}"),
             Self::LocalAdmin => "local-admin".into(),
+            Self::System => "system".into(),
         }
     }
 }
@@ -49,6 +52,13 @@ pub enum PlatformAction {
     ManageTenants,
     /// Create operators.
     ManageOperators,
+    /// Inspect and rotate tenants' keys, and crypto-shred them.
+    ManageKeys,
+    /// Set tenants' sealed configuration secrets (write-only).
+    ManageSecrets,
+    /// Read and write tenant data directly (blobs, secret values). Only the local
+    /// administrator and the server itself: no network principal has it.
+    LocalData,
 }
 
 /// Proof that the holder may perform platform-level actions.
@@ -108,15 +118,21 @@ pub fn authorize_platform(
     action: PlatformAction,
 ) -> Result<PlatformScope, AccessError> {
     tracing::trace!(actor = %principal.label(), ?action, "platform authorization");
-    match principal {
-        Principal::Operator(_) | Principal::LocalAdmin => Ok(PlatformScope {
-            actor: principal.clone(),
-        }),
+    match (principal, action) {
+        (Principal::Operator(_), PlatformAction::LocalData) => Err(AccessError::Forbidden(
+            "tenant data is not readable through the platform API",
+        )),
+        (Principal::Operator(_) | Principal::LocalAdmin | Principal::System, _) => {
+            Ok(PlatformScope {
+                actor: principal.clone(),
+            })
+        }
     }
 }
 
-/// Grants the platform's own bootstrap work (provisioning a new tenant's storage) a
-/// scope for that tenant. Requires a platform scope: only platform actors provision.
+/// Grants platform-level work on one tenant (provisioning its storage, managing its
+/// keys) a scope for that tenant. Requires a platform scope: only platform actors get
+/// one this way; tenant users will get theirs from their own credentials.
 pub fn provisioning_scope(platform: &PlatformScope, tenant: &Tenant) -> TenantScope {
     TenantScope {
         tenant: tenant.id,

@@ -38,6 +38,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// Password-hashing settings.
     pub passwords: PasswordConfig,
+    /// Key providers, caching and rotation.
+    pub keys: KeysConfig,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             regions: BTreeMap::new(),
             tokens: TokensConfig::default(),
             passwords: PasswordConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -192,6 +195,59 @@ impl Default for PasswordConfig {
     }
 }
 
+/// Keys: which provider holds the root key, the PKCS#11 providers, and the bounds on
+/// cached and used keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Provider that wraps the platform's and (by default) every tenant's keys:
+    /// `local` (the `root.key` file) or the name of a `[keys.pkcs11.<name>]` entry.
+    pub root: String,
+    /// PKCS#11 providers by name; a tenant may be created with its own.
+    pub pkcs11: BTreeMap<String, Pkcs11Config>,
+    /// How long unwrapped keys stay in memory.
+    pub cache_ttl_secs: u64,
+    /// Most unwrapped keys kept in memory.
+    pub cache_capacity: usize,
+    /// Values one data key may seal before it is rotated automatically (random 96-bit
+    /// GCM nonces: NIST SP 800-38D caps a key at 2^32 uses; we stay far below).
+    pub data_key_max_seals: u64,
+    /// Re-encryption speed after a rotation, in objects per second per tenant.
+    pub reencrypt_per_sec: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            root: LOCAL_PROVIDER.into(),
+            pkcs11: BTreeMap::new(),
+            cache_ttl_secs: 300,
+            cache_capacity: 10_000,
+            data_key_max_seals: 1 << 30,
+            reencrypt_per_sec: 200,
+        }
+    }
+}
+
+/// Name of the built-in provider backed by `<data_dir>/root.key`.
+pub const LOCAL_PROVIDER: &str = "local";
+
+/// A key held on a PKCS#11 token (an HSM, or SoftHSM2 for testing).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// Path of the PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// Label of the token holding the key.
+    pub token_label: String,
+    /// User PIN. Prefer `pin_file`.
+    pub pin: Option<crate::secret::SecretString>,
+    /// File whose first line is the user PIN.
+    pub pin_file: Option<PathBuf>,
+    /// Label of the AES-256 key object; created (non-extractable) when missing.
+    pub key_label: String,
+}
+
 /// The region used when the configuration declares none.
 pub const DEFAULT_REGION: &str = "local";
 
@@ -268,9 +324,48 @@ impl Config {
                 "cert_file and key_file must be set together",
             ));
         }
+        self.validate_keys()?;
         if self.log.format == LogFormat::Auto && self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "must not be empty"));
         }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        let k = &self.keys;
+        if k.root != LOCAL_PROVIDER && !k.pkcs11.contains_key(&k.root) {
+            return Err(invalid(
+                "keys.root",
+                format!(
+                    "no provider named `{}` (declare [keys.pkcs11.{}] or use `local`)",
+                    k.root, k.root
+                ),
+            ));
+        }
+        for (name, p) in &k.pkcs11 {
+            let setting = format!("keys.pkcs11.{name}");
+            if name == LOCAL_PROVIDER || RegionName::parse(name).is_err() {
+                return Err(invalid(
+                    &setting,
+                    "provider names are 1-32 characters of a-z, 0-9, '-' and not `local`",
+                ));
+            }
+            if p.pin.is_some() == p.pin_file.is_some() {
+                return Err(invalid(&setting, "set exactly one of `pin` and `pin_file`"));
+            }
+            if p.token_label.is_empty() || p.key_label.is_empty() {
+                return Err(invalid(
+                    &setting,
+                    "token_label and key_label must not be empty",
+                ));
+            }
+        }
+        check(k.cache_ttl_secs, 1, 86_400, "keys.cache_ttl_secs")?;
+        check(k.cache_capacity, 16, 10_000_000, "keys.cache_capacity")?;
+        check(k.data_key_max_seals, 16, 1 << 31, "keys.data_key_max_seals")?;
+        check(k.reencrypt_per_sec, 1, 1_000_000, "keys.reencrypt_per_sec")?;
         Ok(())
     }
 }

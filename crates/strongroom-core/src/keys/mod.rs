@@ -6,8 +6,11 @@
 //! wraps and unwraps, so an HSM-backed provider can keep its key non-extractable.
 
 pub mod aead;
+mod cache;
+mod keyring;
 mod local;
 mod object;
+mod pkcs11;
 pub mod sealed;
 pub mod stream;
 
@@ -18,8 +21,10 @@ use async_trait::async_trait;
 
 use crate::secret::SecretBytes;
 
+pub use keyring::{Keyring, KeyringError, Providers};
 pub use local::LocalKeyFile;
 pub use object::ObjectRef;
+pub use pkcs11::Pkcs11Provider;
 
 /// A tenant's data-encryption key of a given version, unwrapped.
 #[derive(Clone)]

@@ -235,8 +235,8 @@ pub async fn seal_to<R, W>(
     writer: &mut W,
 ) -> Result<u64, StreamError>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
 {
     let (mut sealer, header) = Sealer::new(key, object)?;
     writer.write_all(&header).await?;
@@ -266,7 +266,7 @@ where
 
 /// Reads a sealed stream's header from `reader` and returns the data-key version needed
 /// to open it.
-pub async fn read_header<R: AsyncRead + Unpin>(
+pub async fn read_header<R: AsyncRead + Unpin + ?Sized>(
     reader: &mut R,
 ) -> Result<[u8; HEADER_LEN], StreamError> {
     let mut header = [0u8; HEADER_LEN];
@@ -288,8 +288,8 @@ pub async fn open_to<R, W>(
     writer: &mut W,
 ) -> Result<u64, StreamError>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
 {
     let mut opener = Opener::new(key, object, header)?;
     let size = opener.sealed_chunk_size();
@@ -316,7 +316,10 @@ where
     Ok(total)
 }
 
-async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_full<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         let n = reader.read(&mut buf[filled..]).await?;

@@ -4,7 +4,8 @@
 use crate::access::AccessError;
 use crate::identity::IdentityError;
 use crate::identity::token::TokenError;
-use crate::keys::KeyError;
+use crate::keys::{KeyError, KeyringError};
+use crate::objects::ObjectError;
 use crate::store::StoreError;
 use crate::tenant::TenantError;
 
@@ -102,5 +103,38 @@ impl From<AccessError> for PlatformError {
 impl From<TokenError> for PlatformError {
     fn from(_: TokenError) -> Self {
         Self::Unauthenticated
+    }
+}
+
+impl From<KeyringError> for PlatformError {
+    fn from(e: KeyringError) -> Self {
+        match e {
+            KeyringError::Key(k) => k.into(),
+            KeyringError::Store(s) => s.into(),
+            KeyringError::Destroyed => Self::Conflict(e.to_string()),
+            KeyringError::UnknownProvider(_) => Self::Invalid {
+                field: Some("key_provider"),
+                message: e.to_string(),
+            },
+            KeyringError::UnknownVersion(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ObjectError> for PlatformError {
+    fn from(e: ObjectError) -> Self {
+        match e {
+            ObjectError::Keyring(k) => k.into(),
+            ObjectError::Stream(crate::keys::stream::StreamError::Key(k)) => k.into(),
+            ObjectError::Stream(crate::keys::stream::StreamError::Io(io)) => {
+                Self::Unavailable(format!("stream i/o: {io}"))
+            }
+            ObjectError::Invalid(m) => Self::Invalid {
+                field: Some("value"),
+                message: m,
+            },
+            ObjectError::NotFound(what) => Self::NotFound(what),
+            ObjectError::Contended => Self::Unavailable(e.to_string()),
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! the same methods, they cannot drift apart.
 
 mod error;
+mod keys;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,12 +20,14 @@ use crate::identity::token::{
     IssuedToken, Jwks, OPERATOR_AUDIENCE, SigningKey, TokenError, TokenService,
 };
 use crate::identity::{Email, IdentityError};
-use crate::keys::KeyProvider;
+use crate::keys::{KeyProvider, Keyring, Providers};
+use crate::objects::Objects;
 use crate::secret::{SecretBytes, SecretString};
-use crate::store::{Page, Store, StoreError, StoredSigningKey};
+use crate::store::{BlobStore, Page, Store, StoreError, StoredSigningKey};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
 
 pub use error::PlatformError;
+pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 
 /// Largest page a list endpoint returns.
 pub const MAX_PAGE: u32 = 100;
@@ -32,7 +35,9 @@ pub const MAX_PAGE: u32 = 100;
 /// The running deployment's services, shared by every request.
 pub struct Platform {
     store: Arc<dyn Store>,
-    keys: Arc<dyn KeyProvider>,
+    providers: Providers,
+    keyring: Arc<Keyring>,
+    objects: Objects,
     clock: SharedClock,
     tokens: TokenService,
     passwords: PasswordHasher,
@@ -43,7 +48,7 @@ pub struct Platform {
 impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Platform")
-            .field("keys", &self.keys.describe())
+            .field("keys", &self.providers)
             .finish_non_exhaustive()
     }
 }
@@ -53,7 +58,7 @@ impl std::fmt::Debug for Platform {
 pub struct Readiness {
     /// `Ok` or why the databases are not usable.
     pub database: Result<(), String>,
-    /// `Ok` or why the key provider is not usable.
+    /// `Ok` or why a key provider is not usable.
     pub keys: Result<(), String>,
 }
 
@@ -65,20 +70,35 @@ impl Readiness {
 }
 
 impl Platform {
-    /// Assembles the platform, creating the token-signing key on first start.
+    /// Assembles the platform, creating the token-signing key on first start. The
+    /// signing key is wrapped by the root provider.
     pub async fn open(
         store: Arc<dyn Store>,
-        keys: Arc<dyn KeyProvider>,
+        blobs: Arc<dyn BlobStore>,
+        providers: Providers,
         clock: SharedClock,
         config: &Config,
     ) -> Result<Self, PlatformError> {
-        let tokens =
-            load_token_service(&*store, &*keys, clock.clone(), config.tokens.issuer.clone())
-                .await?;
+        let tokens = load_token_service(
+            &*store,
+            &*providers.root(),
+            clock.clone(),
+            config.tokens.issuer.clone(),
+        )
+        .await?;
         let passwords = PasswordHasher::new(&config.passwords)?;
+        let keyring = Arc::new(Keyring::new(
+            providers.clone(),
+            store.clone(),
+            clock.clone(),
+            &config.keys,
+        ));
+        let objects = Objects::new(keyring.clone(), store.clone(), blobs);
         Ok(Self {
             store,
-            keys,
+            providers,
+            keyring,
+            objects,
             clock,
             tokens,
             passwords,
@@ -87,18 +107,18 @@ impl Platform {
         })
     }
 
-    /// Checks the database and the key provider.
+    /// Checks the databases and every key provider.
     pub async fn readiness(&self) -> Readiness {
-        let (database, keys) = tokio::join!(self.store.health(), self.keys.health());
+        let (database, keys) = tokio::join!(self.store.health(), self.providers.health());
         Readiness {
             database: database.map_err(|e| e.to_string()),
             keys: keys.map_err(|e| e.to_string()),
         }
     }
 
-    /// The key provider in use (for status output).
-    pub fn key_provider(&self) -> String {
-        self.keys.describe()
+    /// The key providers (name, description), for status output.
+    pub fn key_providers(&self) -> Vec<(String, String)> {
+        self.providers.describe()
     }
 
     /// Creates a platform operator.
@@ -167,6 +187,16 @@ impl Platform {
         if !self.regions.contains(&new.region) {
             return Err(TenantError::UnknownRegion(new.region.to_string()).into());
         }
+        let provider = match new.key_provider.as_deref() {
+            None => self.providers.root_name().to_owned(),
+            Some(p) if self.providers.get(p).is_ok() => p.to_owned(),
+            Some(p) => {
+                return Err(PlatformError::Invalid {
+                    field: Some("key_provider"),
+                    message: format!("no key provider named `{p}` is configured"),
+                });
+            }
+        };
         let tenant = Tenant {
             id: TenantId::generate(),
             slug: new.slug,
@@ -175,9 +205,13 @@ impl Platform {
             status: TenantStatus::Active,
             created_at: self.clock.now(),
         };
+        // Keys first: if the provider is unavailable, nothing is created.
+        let keys = self.keyring.provision(tenant.id, Some(&provider)).await?;
         let home = access::provisioning_scope(&scope, &tenant);
-        self.store.create_tenant(&scope, &tenant, &home).await?;
-        tracing::info!(tenant = %tenant.slug, region = %tenant.region, actor = %principal.label(), "tenant created");
+        self.store
+            .create_tenant(&scope, &tenant, &home, &keys)
+            .await?;
+        tracing::info!(tenant = %tenant.slug, region = %tenant.region, key_provider = %provider, actor = %principal.label(), "tenant created");
         Ok(tenant)
     }
 

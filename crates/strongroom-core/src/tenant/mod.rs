@@ -86,4 +86,7 @@ pub struct NewTenant {
     pub display_name: DisplayName,
     /// Residency region (checked against configuration by the platform).
     pub region: RegionName,
+    /// Key provider holding the tenant's key-encryption key (customer-owned key);
+    /// `None` uses the root provider.
+    pub key_provider: Option<String>,
 }

@@ -22,6 +22,11 @@ pub(crate) struct CreateTenant {
     display_name: DisplayName,
     /// Residency region; must be declared in the server's configuration.
     region: RegionName,
+    /// Key provider for the tenant's key-encryption key (a customer-owned HSM key
+    /// declared under `[keys.pkcs11.<name>]`); omitted means the root provider.
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    key_provider: Option<String>,
 }
 
 /// A page of tenants.
@@ -74,6 +79,7 @@ pub(crate) async fn create_tenant(
         slug: body.slug,
         display_name: body.display_name,
         region: body.region,
+        key_provider: body.key_provider,
     };
     let tenant = state.platform.create_tenant(&principal, new).await?;
     let location = HeaderValue::from_str(&format!("/v1/tenants/{}", tenant.slug))
@@ -124,4 +130,61 @@ pub(crate) async fn get_tenant(
     ApiPath(path): ApiPath<TenantPath>,
 ) -> Result<Json<Tenant>, Problem> {
     Ok(Json(state.platform.tenant(&principal, &path.tenant).await?))
+}
+
+/// A tenant secret to store.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretValue {
+    /// The secret (e.g. an SSO client secret). Stored sealed; never returned.
+    #[schema(value_type = String, max_length = 16384)]
+    value: strongroom_core::secret::SecretString,
+}
+
+/// The `{tenant}/{name}` path parameters of a tenant secret.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct SecretPath {
+    /// The tenant's slug.
+    tenant: Slug,
+    /// The secret's name: 1-64 characters of a-z, 0-9, '-', '_' and '.'.
+    name: String,
+}
+
+/// What was stored (never the value).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SecretStored {
+    /// The secret's name.
+    name: String,
+    /// Its version (1 on first write, +1 on each change).
+    version: u64,
+    /// The tenant data-key version that sealed it.
+    key_version: u32,
+}
+
+/// Stores (or replaces) a tenant secret, sealed under the tenant's current data key.
+/// Write-only: no endpoint returns a secret's value.
+#[utoipa::path(
+    put, path = "/v1/tenants/{tenant}/secrets/{name}", tag = "tenants",
+    params(SecretPath),
+    request_body = SecretValue,
+    security(("bearer" = [])),
+    responses((status = 200, description = "Stored", body = SecretStored))
+)]
+pub(crate) async fn put_secret(
+    State(state): State<AppState>,
+    OperatorAuth(principal): OperatorAuth,
+    ApiPath(path): ApiPath<SecretPath>,
+    ApiJson(body): ApiJson<SecretValue>,
+) -> Result<Json<SecretStored>, Problem> {
+    let value = strongroom_core::secret::SecretBytes::new(body.value.expose().as_bytes().to_vec());
+    let info = state
+        .platform
+        .set_tenant_secret(&principal, &path.tenant, &path.name, &value)
+        .await?;
+    Ok(Json(SecretStored {
+        name: info.name,
+        version: info.version,
+        key_version: info.key_version,
+    }))
 }

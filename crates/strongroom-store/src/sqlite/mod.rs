@@ -7,6 +7,7 @@
 //! failing half-way through.
 
 mod control;
+mod keys;
 mod region;
 
 use std::collections::BTreeMap;
@@ -22,8 +23,12 @@ use sqlx::{Sqlite, Transaction};
 use strongroom_core::access::{PlatformScope, TenantScope};
 use strongroom_core::identity::Email;
 use strongroom_core::identity::operator::{Operator, OperatorCredentials};
-use strongroom_core::store::{Page, Store, StoreError, StoredSigningKey};
+use strongroom_core::store::{
+    Page, Store, StoreError, StoredBlob, StoredDek, StoredKek, StoredSealed, StoredSigningKey,
+    TenantKeys,
+};
 use strongroom_core::tenant::{RegionName, Slug, Tenant};
+use time::OffsetDateTime;
 
 use crate::error::db;
 
@@ -74,6 +79,28 @@ impl Db {
     /// The read pool.
     pub(crate) fn read(&self) -> &SqlitePool {
         &self.reader
+    }
+
+    /// Checkpoints the write-ahead log and truncates it, so bytes deleted by the last
+    /// transactions (shredded keys) survive neither in the log nor, with
+    /// `secure_delete`, in the database's free pages. Readers can hold a checkpoint
+    /// back, so it is retried for a short while.
+    pub(crate) async fn purge_log(&self) -> Result<(), StoreError> {
+        for _ in 0..50 {
+            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.writer)
+                .await
+                .map_err(db)?;
+            let busy: i64 = sqlx::Row::try_get(&row, 0).map_err(db)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "{}: the write-ahead log could not be checkpointed (readers busy); retry",
+            self.path.display()
+        )))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -200,6 +227,7 @@ impl Store for SqliteStore {
         _: &PlatformScope,
         tenant: &Tenant,
         home: &TenantScope,
+        keys: &TenantKeys,
     ) -> Result<(), StoreError> {
         let region = self.region(home)?;
         // Directory first (it holds the unique slug), region home second, directory
@@ -207,7 +235,7 @@ impl Store for SqliteStore {
         // two commits leaves only an unreferenced home, which nothing can reach.
         let mut dir_tx = self.control.write().await?;
         control::insert_tenant(&mut dir_tx, tenant).await?;
-        region::insert_home(region, home, tenant).await?;
+        region::insert_home(region, home, tenant, keys).await?;
         dir_tx.commit().await.map_err(db)
     }
 
@@ -225,6 +253,105 @@ impl Store for SqliteStore {
 
     async fn tenant_home_exists(&self, scope: &TenantScope) -> Result<bool, StoreError> {
         region::home_exists(self.region(scope)?, scope).await
+    }
+
+    async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError> {
+        keys::tenant_keys(self.region(scope)?, scope).await
+    }
+
+    async fn add_data_key(&self, scope: &TenantScope, dek: &StoredDek) -> Result<(), StoreError> {
+        keys::add_data_key(self.region(scope)?, scope, dek).await
+    }
+
+    async fn replace_kek(
+        &self,
+        scope: &TenantScope,
+        kek: &StoredKek,
+        rewrapped: &[StoredDek],
+    ) -> Result<(), StoreError> {
+        keys::replace_kek(self.region(scope)?, scope, kek, rewrapped).await
+    }
+
+    async fn reserve_seals(
+        &self,
+        scope: &TenantScope,
+        dek_version: u32,
+        n: u64,
+    ) -> Result<u64, StoreError> {
+        keys::reserve_seals(self.region(scope)?, scope, dek_version, n).await
+    }
+
+    async fn destroy_tenant_keys(
+        &self,
+        scope: &TenantScope,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        keys::destroy(self.region(scope)?, scope, at).await
+    }
+
+    async fn put_sealed(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        value: &StoredSealed,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        keys::put_sealed(self.region(scope)?, scope, kind, value, expected).await
+    }
+
+    async fn sealed(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<StoredSealed>, StoreError> {
+        keys::sealed(self.region(scope)?, scope, kind, id).await
+    }
+
+    async fn sealed_before(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<StoredSealed>, StoreError> {
+        keys::sealed_before(self.region(scope)?, scope, kind, current, limit).await
+    }
+
+    async fn reseal(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        old: &StoredSealed,
+        new: &StoredSealed,
+    ) -> Result<bool, StoreError> {
+        keys::reseal(self.region(scope)?, scope, kind, old, new).await
+    }
+
+    async fn insert_blob(&self, scope: &TenantScope, blob: &StoredBlob) -> Result<(), StoreError> {
+        keys::insert_blob(self.region(scope)?, scope, blob).await
+    }
+
+    async fn blob(&self, scope: &TenantScope, id: &str) -> Result<Option<StoredBlob>, StoreError> {
+        keys::blob(self.region(scope)?, scope, id).await
+    }
+
+    async fn blobs_before(
+        &self,
+        scope: &TenantScope,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<StoredBlob>, StoreError> {
+        keys::blobs_before(self.region(scope)?, scope, current, limit).await
+    }
+
+    async fn reseal_blob(
+        &self,
+        scope: &TenantScope,
+        old: &StoredBlob,
+        new: &StoredBlob,
+    ) -> Result<bool, StoreError> {
+        keys::reseal_blob(self.region(scope)?, scope, old, new).await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 use strongroom_core::access::TenantScope;
-use strongroom_core::store::StoreError;
+use strongroom_core::store::{StoreError, TenantKeys};
 use strongroom_core::tenant::Tenant;
 
 use super::Db;
@@ -13,6 +13,7 @@ pub(super) async fn insert_home(
     region: &Db,
     scope: &TenantScope,
     tenant: &Tenant,
+    keys: &TenantKeys,
 ) -> Result<(), StoreError> {
     let mut tx = region.write().await?;
     sqlx::query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES (?, ?, ?)")
@@ -22,6 +23,7 @@ pub(super) async fn insert_home(
         .execute(&mut *tx)
         .await
         .map_err(|e| map(e, "tenant home"))?;
+    super::keys::insert_keks_and_deks(&mut tx, scope, keys).await?;
     tx.commit().await.map_err(db)
 }
 

@@ -35,7 +35,9 @@ async fn tenants_live_in_their_region_only() {
         access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageTenants).unwrap();
     let t = tenant("acme", "eu");
     let home = access::provisioning_scope(&scope, &t);
-    s.create_tenant(&scope, &t, &home).await.unwrap();
+    s.create_tenant(&scope, &t, &home, &TenantKeys::default())
+        .await
+        .unwrap();
     assert_eq!(s.tenant(&scope, &t.slug).await.unwrap().unwrap(), t);
     assert!(s.tenant_home_exists(&home).await.unwrap());
 
@@ -53,12 +55,22 @@ async fn duplicate_slugs_conflict_and_leave_no_trace() {
     let scope =
         access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageTenants).unwrap();
     let a = tenant("acme", "eu");
-    s.create_tenant(&scope, &a, &access::provisioning_scope(&scope, &a))
-        .await
-        .unwrap();
+    s.create_tenant(
+        &scope,
+        &a,
+        &access::provisioning_scope(&scope, &a),
+        &TenantKeys::default(),
+    )
+    .await
+    .unwrap();
     let b = tenant("acme", "us");
     let err = s
-        .create_tenant(&scope, &b, &access::provisioning_scope(&scope, &b))
+        .create_tenant(
+            &scope,
+            &b,
+            &access::provisioning_scope(&scope, &b),
+            &TenantKeys::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -97,10 +109,14 @@ async fn a_failed_region_write_leaves_no_directory_entry() {
     let a = tenant("acme", "eu");
     let home = access::provisioning_scope(&scope, &a);
     // Pre-existing home row with the same tenant id: the region insert fails.
-    region::insert_home(s.region(&home).unwrap(), &home, &a)
+    region::insert_home(s.region(&home).unwrap(), &home, &a, &TenantKeys::default())
         .await
         .unwrap();
-    assert!(s.create_tenant(&scope, &a, &home).await.is_err());
+    assert!(
+        s.create_tenant(&scope, &a, &home, &TenantKeys::default())
+            .await
+            .is_err()
+    );
     assert!(s.tenant(&scope, &a.slug).await.unwrap().is_none());
 }
 
@@ -112,9 +128,14 @@ async fn pages_follow_slug_order() {
         access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageTenants).unwrap();
     for slug in ["ccc", "aaa", "bbb"] {
         let t = tenant(slug, "eu");
-        s.create_tenant(&scope, &t, &access::provisioning_scope(&scope, &t))
-            .await
-            .unwrap();
+        s.create_tenant(
+            &scope,
+            &t,
+            &access::provisioning_scope(&scope, &t),
+            &TenantKeys::default(),
+        )
+        .await
+        .unwrap();
     }
     let first = s
         .tenants(

@@ -10,7 +10,7 @@ use strongroom_core::platform::Platform;
 use strongroom_core::secret::SecretString;
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug, Tenant};
 
-use super::{OperatorCommand, Output, TenantCommand};
+use super::{KeysCommand, OperatorCommand, Output, TenantCommand};
 
 pub(super) async fn operator(platform: &Platform, cmd: OperatorCommand) -> anyhow::Result<()> {
     match cmd {
@@ -35,15 +35,27 @@ pub(super) async fn tenant(platform: &Platform, cmd: TenantCommand) -> anyhow::R
             slug,
             display_name,
             region,
+            key_provider,
             output,
         } => {
             let new = NewTenant {
                 slug: Slug::parse(&slug)?,
                 display_name: DisplayName::parse(&display_name)?,
                 region: RegionName::parse(&region)?,
+                key_provider,
             };
             let t = platform.create_tenant(&me, new).await?;
             show(&t, output)
+        }
+        TenantCommand::SetSecret { tenant, name } => {
+            let value = read_secret_value()?;
+            let info = platform
+                .set_tenant_secret(&me, &Slug::parse(&tenant)?, &name, &value)
+                .await?;
+            println_out(&format!(
+                "stored secret {} of tenant {tenant} (version {}, sealed under data key {})",
+                info.name, info.version, info.key_version
+            ))
         }
         TenantCommand::Show { slug, output } => {
             let t = platform.tenant(&me, &Slug::parse(&slug)?).await?;
@@ -89,6 +101,123 @@ pub(super) async fn tenant(platform: &Platform, cmd: TenantCommand) -> anyhow::R
             println_out(text.trim_end())
         }
     }
+}
+
+pub(super) async fn keys(
+    platform: &Platform,
+    cmd: KeysCommand,
+    config: &strongroom_core::config::Config,
+) -> anyhow::Result<()> {
+    let me = Principal::LocalAdmin;
+    match cmd {
+        KeysCommand::Status { output } => key_status(platform, output).await,
+        KeysCommand::Rotate {
+            tenant,
+            kek,
+            provider,
+        } => {
+            let slug = Slug::parse(&tenant)?;
+            if kek {
+                let v = platform.rotate_kek(&me, &slug, provider.as_deref()).await?;
+                println_out(&format!(
+                    "tenant {slug}: key-encryption key v{v} is current; data keys re-wrapped"
+                ))
+            } else {
+                let v = platform.rotate_data_key(&me, &slug).await?;
+                println_out(&format!(
+                    "tenant {slug}: data key v{v} is current; older data is re-encrypted in the \
+                     background (or now: strongroom keys reencrypt --tenant {slug})"
+                ))
+            }
+        }
+        KeysCommand::Reencrypt { tenant } => {
+            let slug = Slug::parse(&tenant)?;
+            let per_sec = config.keys.reencrypt_per_sec;
+            let mut total = 0;
+            loop {
+                let started = std::time::Instant::now();
+                let p = platform.reencrypt(&me, &slug, per_sec).await?;
+                total += p.values + p.blobs;
+                if p.remaining == 0 {
+                    return println_out(&format!(
+                        "tenant {slug}: {total} object(s) re-encrypted; everything is under data key v{}",
+                        p.current_key
+                    ));
+                }
+                tokio::time::sleep(
+                    std::time::Duration::from_secs(1).saturating_sub(started.elapsed()),
+                )
+                .await;
+            }
+        }
+        KeysCommand::Shred { tenant, confirm } => {
+            let slug = Slug::parse(&tenant)?;
+            if confirm != tenant {
+                bail!("--confirm must repeat the tenant's slug ({tenant}) exactly");
+            }
+            platform.shred_tenant_keys(&me, &slug).await?;
+            println_out(&format!(
+                "tenant {slug}: all keys destroyed; its data can no longer be decrypted"
+            ))
+        }
+    }
+}
+
+async fn key_status(platform: &Platform, output: Output) -> anyhow::Result<()> {
+    let status = platform.key_status(&Principal::LocalAdmin).await?;
+    if output.json {
+        return println_out(&serde_json::to_string_pretty(&status)?);
+    }
+    let mut text = String::from("PROVIDERS\n");
+    for (name, what) in platform.key_providers() {
+        text.push_str(&format!("  {name:<16} {what}\n"));
+    }
+    text.push_str(&format!(
+        "\n{:<32} {:<12} {:<16} {:<4} {:<8} STATE\n",
+        "TENANT", "REGION", "PROVIDER", "KEK", "DATA KEY"
+    ));
+    for t in &status {
+        let state = match t.destroyed_at {
+            Some(at) => format!("shredded {at}"),
+            None => format!(
+                "{} data key(s), oldest v{}",
+                t.data_keys.len(),
+                t.data_keys.first().map_or(0, |d| d.version)
+            ),
+        };
+        text.push_str(&format!(
+            "{:<32} {:<12} {:<16} {:<4} {:<8} {state}\n",
+            t.slug.as_str(),
+            t.region,
+            t.provider.as_deref().unwrap_or("-"),
+            t.kek_version.map_or("-".into(), |v| format!("v{v}")),
+            t.data_keys
+                .last()
+                .map_or("-".into(), |d| format!("v{}", d.version)),
+        ));
+    }
+    println_out(text.trim_end())
+}
+
+/// Reads a secret value: all of standard input (one trailing newline removed).
+fn read_secret_value() -> anyhow::Result<strongroom_core::secret::SecretBytes> {
+    use std::io::Read;
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(strongroom_core::objects::MAX_VALUE_BYTES as u64 + 2)
+        .read_to_end(&mut buf)
+        .context("reading the secret from stdin")?;
+    let mut end = buf.len();
+    if buf[..end].ends_with(b"\n") {
+        end -= 1;
+    }
+    if buf[..end].ends_with(b"\r") {
+        end -= 1;
+    }
+    Ok(strongroom_core::secret::SecretBytes::new(
+        buf[..end].to_vec(),
+    ))
 }
 
 fn show(t: &Tenant, output: Output) -> anyhow::Result<()> {

@@ -48,6 +48,9 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Inspect and rotate tenants' encryption keys; crypto-shred a tenant.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the version.
     Version,
 }
@@ -78,6 +81,10 @@ enum TenantCommand {
         /// Residency region (declared in the configuration).
         #[arg(long)]
         region: String,
+        /// Key provider for the tenant's key-encryption key (default: the root
+        /// provider), e.g. a customer-owned HSM declared under [keys.pkcs11.<name>].
+        #[arg(long, value_name = "NAME")]
+        key_provider: Option<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -86,12 +93,60 @@ enum TenantCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Store a tenant secret (e.g. an SSO client secret), sealed under the tenant's
+    /// keys. The value is read from standard input and cannot be read back.
+    SetSecret {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The secret's name (a-z, 0-9, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+    },
     /// Show one tenant.
     Show {
         /// The tenant's slug.
         slug: String,
         #[command(flatten)]
         output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Show every tenant's key provider and key versions (never key material).
+    Status {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Make a new data key current (default), or replace the key-encryption key.
+    Rotate {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Rotate the key-encryption key instead: data keys are re-wrapped, data is
+        /// untouched.
+        #[arg(long)]
+        kek: bool,
+        /// With --kek: move the key-encryption key to this provider.
+        #[arg(long, requires = "kek", value_name = "NAME")]
+        provider: Option<String>,
+    },
+    /// Re-encrypt the tenant's data still under older data keys, now, rate-limited
+    /// (the server also does this in the background).
+    Reencrypt {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Destroy all of a tenant's keys. Irreversible: its data becomes unreadable.
+    Shred {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Repeat the slug to confirm.
+        #[arg(long, value_name = "SLUG")]
+        confirm: String,
     },
 }
 
@@ -151,6 +206,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve { .. } => crate::serve(config, &mut std::io::stdout()).await,
         Command::Operator(cmd) => admin::operator(&open(&config).await?, cmd).await,
         Command::Tenant(cmd) => admin::tenant(&open(&config).await?, cmd).await,
+        Command::Keys(cmd) => admin::keys(&open(&config).await?, cmd, &config).await,
         Command::Version => Ok(()),
     }
 }
@@ -160,7 +216,7 @@ async fn open(config: &Config) -> anyhow::Result<Platform> {
     let dir = crate::datadir::DataDir::new(&config.data_dir)?;
     let opened = dir.open(config).await?;
     let clock = std::sync::Arc::new(strongroom_core::clock::SystemClock);
-    Ok(Platform::open(opened.store, opened.keys, clock, config).await?)
+    Ok(Platform::open(opened.store, opened.blobs, opened.providers, clock, config).await?)
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

@@ -1,0 +1,118 @@
+//! A bounded, expiring cache of unwrapped keys.
+//!
+//! Unwrapping through an HSM costs a round trip; caching makes that a rare event. The
+//! cache is bounded (oldest entries evicted first), entries expire after a TTL so keys
+//! destroyed by another process stop working here too, and evicted keys are wiped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::secret::SecretBytes;
+use crate::tenant::TenantId;
+
+/// Which key of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Slot {
+    /// Key-encryption key of a version.
+    Kek(u32),
+    /// Data key of a version.
+    Dek(u32),
+}
+
+type Id = (TenantId, Slot);
+
+/// The cache. Cheap to share behind an `Arc`.
+pub(crate) struct KeyCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Id, (Instant, SecretBytes)>,
+    order: VecDeque<Id>,
+}
+
+impl KeyCache {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity: capacity.max(1),
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    pub(crate) fn get(&self, tenant: TenantId, slot: Slot) -> Option<SecretBytes> {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match e.map.get(&(tenant, slot)) {
+            Some((at, key)) if at.elapsed() < self.ttl => Some(key.clone()),
+            Some(_) => {
+                e.map.remove(&(tenant, slot));
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn put(&self, tenant: TenantId, slot: Slot, key: SecretBytes) {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if e.map
+            .insert((tenant, slot), (Instant::now(), key))
+            .is_none()
+        {
+            e.order.push_back((tenant, slot));
+        }
+        while e.map.len() > self.capacity {
+            let Some(oldest) = e.order.pop_front() else {
+                break;
+            };
+            e.map.remove(&oldest);
+        }
+        // Keep the order queue from growing with ids already removed.
+        if e.order.len() > self.capacity * 2 {
+            let Entries { map, order } = &mut *e;
+            order.retain(|id| map.contains_key(id));
+        }
+    }
+
+    /// Forgets every key of a tenant (after rotation or destruction).
+    pub(crate) fn forget_tenant(&self, tenant: TenantId) {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        e.map.retain(|(t, _), _| *t != tenant);
+        e.order.retain(|(t, _)| *t != tenant);
+    }
+
+    /// Number of cached keys.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_expiring_and_forgetful() {
+        let c = KeyCache::new(Duration::from_secs(60), 2);
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        c.put(a, Slot::Dek(1), SecretBytes::new(vec![1]));
+        c.put(a, Slot::Dek(2), SecretBytes::new(vec![2]));
+        c.put(b, Slot::Dek(1), SecretBytes::new(vec![3]));
+        assert_eq!(c.len(), 2);
+        assert!(c.get(a, Slot::Dek(1)).is_none(), "oldest evicted");
+        assert_eq!(c.get(b, Slot::Dek(1)).unwrap().expose(), &[3]);
+        c.forget_tenant(b);
+        assert!(c.get(b, Slot::Dek(1)).is_none());
+        let short = KeyCache::new(Duration::ZERO, 4);
+        short.put(a, Slot::Kek(1), SecretBytes::new(vec![1]));
+        assert!(short.get(a, Slot::Kek(1)).is_none(), "expired");
+    }
+}

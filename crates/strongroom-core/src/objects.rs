@@ -1,0 +1,335 @@
+//! Sealed objects: small values (tenant secrets such as SSO client secrets) and large
+//! blobs (attachments, later backups), always encrypted under the tenant's current data
+//! key and bound to tenant, kind, id and version. Also the re-encryption step that moves
+//! old ciphertexts to the current data key after a rotation.
+//!
+//! Storage sees ciphertext only: values are sealed before they reach the [`Store`], and
+//! blobs are streamed through the STREAM sealer into the [`BlobStore`], one chunk in
+//! memory at a time.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::access::TenantScope;
+use crate::keys::stream::{self, StreamError};
+use crate::keys::{Keyring, KeyringError, ObjectRef, sealed};
+use crate::secret::SecretBytes;
+use crate::store::{BlobStore, Store, StoreError, StoredBlob, StoredSealed};
+
+/// Object kind of tenant secrets (SSO client secrets, webhook secrets, …).
+pub const KIND_TENANT_SECRET: &str = "tenant-secret";
+/// Object kind of blobs.
+pub const KIND_BLOB: &str = "blob";
+/// Kinds of sealed values the re-encryption step walks.
+const VALUE_KINDS: [&str; 1] = [KIND_TENANT_SECRET];
+/// Largest sealed value accepted (secrets are small; big things are blobs).
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// Attempts at a compare-and-swap write before reporting contention.
+const CAS_ATTEMPTS: usize = 16;
+
+/// A sealed-object operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// Keys or storage failed.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Streaming failed (tampering is reported as the key error inside).
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The value breaks a rule (too large, bad name).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such object.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Concurrent writers kept winning; try again.
+    #[error("the object is being changed concurrently; retry")]
+    Contended,
+}
+
+impl From<StoreError> for ObjectError {
+    fn from(e: StoreError) -> Self {
+        Self::Keyring(e.into())
+    }
+}
+
+/// How far a re-encryption pass got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReencryptProgress {
+    /// Sealed values moved to the current data key.
+    pub values: u64,
+    /// Blobs moved to the current data key.
+    pub blobs: u64,
+    /// Objects still under an older key (0 when done).
+    pub remaining: u64,
+    /// The data key version everything is being moved to.
+    pub current_key: u32,
+}
+
+/// Sealed values and blobs of every tenant.
+pub struct Objects {
+    keyring: Arc<Keyring>,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects").finish_non_exhaustive()
+    }
+}
+
+impl Objects {
+    /// Sealed objects over these keys and stores.
+    pub fn new(keyring: Arc<Keyring>, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Self {
+        Self {
+            keyring,
+            store,
+            blobs,
+        }
+    }
+
+    /// Writes a new version of the value `kind`/`id`, sealed under the current data key.
+    /// Returns the stored row (ciphertext and versions).
+    pub async fn put_value(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+        plaintext: &[u8],
+    ) -> Result<StoredSealed, ObjectError> {
+        if plaintext.len() > MAX_VALUE_BYTES {
+            return Err(ObjectError::Invalid(format!(
+                "value is {} bytes; at most {MAX_VALUE_BYTES} are accepted",
+                plaintext.len()
+            )));
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let expected = self
+                .store
+                .sealed(scope, kind, id)
+                .await?
+                .map_or(0, |c| c.version);
+            let version = expected + 1;
+            let object = ObjectRef {
+                tenant: scope.tenant(),
+                kind,
+                id,
+                version,
+            };
+            let key = self.keyring.sealing_key(scope).await?;
+            let row = StoredSealed {
+                id: id.to_owned(),
+                version,
+                dek_version: key.version,
+                sealed: sealed::seal(&key, &object, plaintext).map_err(KeyringError::from)?,
+            };
+            if self.store.put_sealed(scope, kind, &row, expected).await? {
+                return Ok(row);
+            }
+        }
+        Err(ObjectError::Contended)
+    }
+
+    /// Reads and opens the value `kind`/`id`.
+    pub async fn value(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<(u64, SecretBytes)>, ObjectError> {
+        let Some(row) = self.store.sealed(scope, kind, id).await? else {
+            return Ok(None);
+        };
+        let object = ObjectRef {
+            tenant: scope.tenant(),
+            kind,
+            id: &row.id,
+            version: row.version,
+        };
+        let plain = self.keyring.open_value(scope, &object, &row.sealed).await?;
+        Ok(Some((row.version, plain)))
+    }
+
+    /// Encrypts everything `reader` yields into a new blob `id`. Nothing is recorded
+    /// unless the whole stream was written and made durable.
+    pub async fn put_blob(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<StoredBlob, ObjectError> {
+        let key = self.keyring.sealing_key(scope).await?;
+        let file = uuid::Uuid::now_v7().to_string();
+        let object = blob_ref(scope, id);
+        let mut sink = self.blobs.create(scope, &file).await?;
+        let size = stream::seal_to(&key, &object, reader, &mut sink).await?;
+        sink.commit().await?;
+        let blob = StoredBlob {
+            id: id.to_owned(),
+            dek_version: key.version,
+            size,
+            file: file.clone(),
+        };
+        if let Err(e) = self.store.insert_blob(scope, &blob).await {
+            self.blobs.remove(scope, &file).await?;
+            return Err(e.into());
+        }
+        Ok(blob)
+    }
+
+    /// Decrypts blob `id` into `writer`; returns its size. On tampering the error comes
+    /// before any unverified byte is written.
+    pub async fn read_blob(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        writer: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64, ObjectError> {
+        let blob = self
+            .store
+            .blob(scope, id)
+            .await?
+            .ok_or(ObjectError::NotFound("blob"))?;
+        let mut reader = self.blobs.open(scope, &blob.file).await?;
+        let header = stream::read_header(&mut reader).await?;
+        let key = self
+            .keyring
+            .data_key(
+                scope,
+                stream::key_version(&header).map_err(KeyringError::from)?,
+            )
+            .await?;
+        let object = blob_ref(scope, &blob.id);
+        Ok(stream::open_to(&key, &object, &header, &mut reader, writer).await?)
+    }
+
+    /// Moves up to `budget` objects of the tenant from older data keys to the current
+    /// one. Resumable by construction: the work left is whatever is still sealed under
+    /// an older key, so a crash or restart just continues. Values changed concurrently
+    /// are skipped (their new version is already under the current key).
+    pub async fn reencrypt_step(
+        &self,
+        scope: &TenantScope,
+        budget: u32,
+    ) -> Result<ReencryptProgress, ObjectError> {
+        let current = self.keyring.current_version(scope).await?;
+        let mut progress = ReencryptProgress {
+            current_key: current,
+            ..ReencryptProgress::default()
+        };
+        let mut left = budget;
+        for kind in VALUE_KINDS {
+            for old in self.store.sealed_before(scope, kind, current, left).await? {
+                left = left.saturating_sub(1);
+                if self.reseal_value(scope, kind, &old, current).await? {
+                    progress.values += 1;
+                }
+            }
+        }
+        for old in self.store.blobs_before(scope, current, left).await? {
+            if self.reseal_blob(scope, &old).await? {
+                progress.blobs += 1;
+            }
+        }
+        for kind in VALUE_KINDS {
+            progress.remaining += self
+                .store
+                .sealed_before(scope, kind, current, 1)
+                .await?
+                .len() as u64;
+        }
+        progress.remaining += self.store.blobs_before(scope, current, 1).await?.len() as u64;
+        Ok(progress)
+    }
+
+    async fn reseal_value(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        old: &StoredSealed,
+        current: u32,
+    ) -> Result<bool, ObjectError> {
+        let object = ObjectRef {
+            tenant: scope.tenant(),
+            kind,
+            id: &old.id,
+            version: old.version,
+        };
+        let plain = self.keyring.open_value(scope, &object, &old.sealed).await?;
+        let key = self.keyring.sealing_key(scope).await?;
+        if key.version < current {
+            return Ok(false);
+        }
+        let new = StoredSealed {
+            dek_version: key.version,
+            sealed: sealed::seal(&key, &object, plain.expose()).map_err(KeyringError::from)?,
+            ..old.clone()
+        };
+        Ok(self.store.reseal(scope, kind, old, &new).await?)
+    }
+
+    async fn reseal_blob(
+        &self,
+        scope: &TenantScope,
+        old: &StoredBlob,
+    ) -> Result<bool, ObjectError> {
+        let key = self.keyring.sealing_key(scope).await?;
+        let object = blob_ref(scope, &old.id);
+        let mut reader = self.blobs.open(scope, &old.file).await?;
+        let header = stream::read_header(&mut reader).await?;
+        let old_key = self
+            .keyring
+            .data_key(
+                scope,
+                stream::key_version(&header).map_err(KeyringError::from)?,
+            )
+            .await?;
+        let file = uuid::Uuid::now_v7().to_string();
+        let mut sink = self.blobs.create(scope, &file).await?;
+        // Decrypt-and-re-encrypt through a pipe: one chunk of each in memory. Each side
+        // drops its end when done, so a failure on either side ends the other.
+        let (plain_in, plain_out) = tokio::io::duplex(64 * 1024);
+        let open = async move {
+            let mut plain_in = plain_in;
+            stream::open_to(&old_key, &object, &header, &mut reader, &mut plain_in).await
+        };
+        let seal_key = key.clone();
+        let seal = async move {
+            let mut plain_out = plain_out;
+            let r = stream::seal_to(&seal_key, &object, &mut plain_out, &mut sink).await;
+            (r, sink)
+        };
+        let (opened, (sealed_size, sink)) = tokio::join!(open, seal);
+        let (size, sealed_size) = (opened?, sealed_size?);
+        if size != sealed_size || size != old.size {
+            return Err(ObjectError::Invalid(format!(
+                "blob {} changed size while re-encrypting",
+                old.id
+            )));
+        }
+        sink.commit().await?;
+        let new = StoredBlob {
+            dek_version: key.version,
+            file: file.clone(),
+            ..old.clone()
+        };
+        if self.store.reseal_blob(scope, old, &new).await? {
+            self.blobs.remove(scope, &old.file).await?;
+            Ok(true)
+        } else {
+            self.blobs.remove(scope, &file).await?;
+            Ok(false)
+        }
+    }
+}
+
+fn blob_ref<'a>(scope: &TenantScope, id: &'a str) -> ObjectRef<'a> {
+    ObjectRef {
+        tenant: scope.tenant(),
+        kind: KIND_BLOB,
+        id,
+        version: 1,
+    }
+}

@@ -1,0 +1,312 @@
+//! Key management and sealed objects on the platform facade: status, rotation,
+//! crypto-shredding, re-encryption, tenant secrets and blobs.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{MAX_PAGE, Platform, PlatformError};
+use crate::access::{self, PlatformAction, Principal, TenantScope};
+use crate::objects::{KIND_TENANT_SECRET, ReencryptProgress};
+use crate::secret::SecretBytes;
+use crate::store::{Page, StoredBlob};
+use crate::tenant::{Slug, Tenant};
+
+/// Longest tenant-secret name.
+const MAX_SECRET_NAME: usize = 64;
+
+/// One tenant's key hierarchy, without any key material.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantKeyStatus {
+    /// The tenant.
+    pub slug: Slug,
+    /// Its region.
+    pub region: String,
+    /// Provider holding its key-encryption key (absent once shredded).
+    pub provider: Option<String>,
+    /// Current key-encryption key version.
+    pub kek_version: Option<u32>,
+    /// Data keys, oldest first; the last is current.
+    pub data_keys: Vec<DataKeyStatus>,
+    /// When the keys were destroyed, if they were.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub destroyed_at: Option<OffsetDateTime>,
+}
+
+/// One data key's metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataKeyStatus {
+    /// Version.
+    pub version: u32,
+    /// KEK version wrapping it.
+    pub kek_version: u32,
+    /// Nonces reserved so far (usage budget spent).
+    pub seals_reserved: u64,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What was stored for a tenant secret (never its value).
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretInfo {
+    /// The secret's name.
+    pub name: String,
+    /// Its version (1 on first write, +1 on every change).
+    pub version: u64,
+    /// The data key version that sealed it.
+    pub key_version: u32,
+}
+
+impl Platform {
+    /// Authorizes `action` and returns the tenant and a scope on it.
+    async fn tenant_scope(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        action: PlatformAction,
+    ) -> Result<(Tenant, TenantScope), PlatformError> {
+        let scope = access::authorize_platform(principal, action)?;
+        let tenant = self
+            .store
+            .tenant(&scope, slug)
+            .await?
+            .ok_or(PlatformError::NotFound("tenant"))?;
+        let home = access::provisioning_scope(&scope, &tenant);
+        Ok((tenant, home))
+    }
+
+    /// Every tenant's key versions and provider.
+    pub async fn key_status(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<TenantKeyStatus>, PlatformError> {
+        let scope = access::authorize_platform(principal, PlatformAction::ManageKeys)?;
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .tenants(
+                    &scope,
+                    Page {
+                        after,
+                        limit: MAX_PAGE,
+                    },
+                )
+                .await?;
+            for t in &page {
+                let keys = self
+                    .store
+                    .tenant_keys(&access::provisioning_scope(&scope, t))
+                    .await?;
+                let kek = keys.keks.last();
+                out.push(TenantKeyStatus {
+                    slug: t.slug.clone(),
+                    region: t.region.to_string(),
+                    provider: kek.map(|k| k.provider.clone()),
+                    kek_version: kek.map(|k| k.version),
+                    data_keys: keys
+                        .deks
+                        .iter()
+                        .map(|d| DataKeyStatus {
+                            version: d.version,
+                            kek_version: d.kek_version,
+                            seals_reserved: d.seals_reserved,
+                            created_at: d.created_at,
+                        })
+                        .collect(),
+                    destroyed_at: keys.destroyed_at,
+                });
+            }
+            if page.len() < MAX_PAGE as usize {
+                return Ok(out);
+            }
+            after = page.last().map(|t| t.slug.clone());
+        }
+    }
+
+    /// Makes a new data key current for the tenant. Returns its version.
+    pub async fn rotate_data_key(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<u32, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ManageKeys)
+            .await?;
+        let version = self.keyring.rotate_dek(&scope).await?;
+        tracing::info!(tenant = %slug, version, actor = %principal.label(), "data key rotated");
+        Ok(version)
+    }
+
+    /// Replaces the tenant's key-encryption key (optionally moving it to `provider`)
+    /// and re-wraps its data keys. Returns the new KEK version.
+    pub async fn rotate_kek(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        provider: Option<&str>,
+    ) -> Result<u32, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ManageKeys)
+            .await?;
+        let version = self.keyring.rotate_kek(&scope, provider).await?;
+        tracing::info!(tenant = %slug, version, actor = %principal.label(), "key-encryption key rotated");
+        Ok(version)
+    }
+
+    /// Destroys all of the tenant's keys: every ciphertext it has becomes unreadable.
+    /// Irreversible.
+    pub async fn shred_tenant_keys(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<(), PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ManageKeys)
+            .await?;
+        self.keyring.destroy(&scope).await?;
+        tracing::warn!(tenant = %slug, actor = %principal.label(), "tenant keys crypto-shredded");
+        Ok(())
+    }
+
+    /// Moves up to `budget` of the tenant's objects to its current data key.
+    pub async fn reencrypt(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        budget: u32,
+    ) -> Result<ReencryptProgress, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ManageKeys)
+            .await?;
+        Ok(self.objects.reencrypt_step(&scope, budget).await?)
+    }
+
+    /// One round of background re-encryption over every tenant, moving at most
+    /// `budget` objects in all. Returns how many moved and how many remain.
+    pub async fn reencrypt_round(&self, budget: u32) -> Result<(u64, u64), PlatformError> {
+        let scope = access::authorize_platform(&Principal::System, PlatformAction::ManageKeys)?;
+        let (mut moved, mut remaining) = (0u64, 0u64);
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .tenants(
+                    &scope,
+                    Page {
+                        after,
+                        limit: MAX_PAGE,
+                    },
+                )
+                .await?;
+            for t in &page {
+                let home = access::provisioning_scope(&scope, t);
+                let left = u32::try_from(u64::from(budget).saturating_sub(moved)).unwrap_or(0);
+                match self.objects.reencrypt_step(&home, left).await {
+                    Ok(p) => {
+                        moved += p.values + p.blobs;
+                        remaining += p.remaining;
+                    }
+                    // Shredded tenants have nothing to move.
+                    Err(crate::objects::ObjectError::Keyring(
+                        crate::keys::KeyringError::Destroyed,
+                    )) => {}
+                    Err(e) => {
+                        tracing::warn!(tenant = %t.slug, error = %e, "re-encryption step failed; will retry");
+                    }
+                }
+            }
+            if page.len() < MAX_PAGE as usize {
+                return Ok((moved, remaining));
+            }
+            after = page.last().map(|t| t.slug.clone());
+        }
+    }
+
+    /// Stores a tenant secret (an SSO client secret, a webhook secret), sealed. The
+    /// value can never be read back through the API.
+    pub async fn set_tenant_secret(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        name: &str,
+        value: &SecretBytes,
+    ) -> Result<SecretInfo, PlatformError> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_SECRET_NAME
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !valid {
+            return Err(PlatformError::Invalid {
+                field: Some("name"),
+                message: format!(
+                    "secret names are 1-{MAX_SECRET_NAME} characters of a-z, 0-9, '-', '_' and '.'"
+                ),
+            });
+        }
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ManageSecrets)
+            .await?;
+        scope.require_writable()?;
+        let row = self
+            .objects
+            .put_value(&scope, KIND_TENANT_SECRET, name, value.expose())
+            .await?;
+        tracing::info!(tenant = %slug, secret = %name, version = row.version, actor = %principal.label(), "tenant secret set");
+        Ok(SecretInfo {
+            name: name.to_owned(),
+            version: row.version,
+            key_version: row.dek_version,
+        })
+    }
+
+    /// Opens a tenant secret (for the server's own use, e.g. an SSO client).
+    pub async fn tenant_secret(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        name: &str,
+    ) -> Result<SecretBytes, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::LocalData)
+            .await?;
+        let (_, value) = self
+            .objects
+            .value(&scope, KIND_TENANT_SECRET, name)
+            .await?
+            .ok_or(PlatformError::NotFound("secret"))?;
+        Ok(value)
+    }
+
+    /// Stores a blob for the tenant, encrypted as it streams in.
+    pub async fn put_blob(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<StoredBlob, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::LocalData)
+            .await?;
+        scope.require_writable()?;
+        Ok(self.objects.put_blob(&scope, id, reader).await?)
+    }
+
+    /// Streams a tenant's blob, decrypted, into `writer`.
+    pub async fn read_blob(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &str,
+        writer: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::LocalData)
+            .await?;
+        Ok(self.objects.read_blob(&scope, id, writer).await?)
+    }
+}
