@@ -8,6 +8,10 @@
 // Test support: a failed setup step should fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod softhsm;
+
+pub use softhsm::{SoftHsm, USER_PIN};
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};

@@ -222,6 +222,13 @@ impl Inner {
             Attribute::Extractable(false),
             Attribute::Encrypt(true),
             Attribute::Decrypt(true),
+            // Least privilege: the key only encrypts and decrypts (our wrapping is
+            // AES-GCM encryption of key bytes); no token-level wrap, sign or derive.
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
             Attribute::ValueLen(32u64.into()),
             Attribute::Label(self.key_label.as_bytes().to_vec()),
         ];

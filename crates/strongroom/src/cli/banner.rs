@@ -20,7 +20,7 @@ pub fn banner(
     let url = format!("https://{addr}");
     let dir = config.data_dir.display();
     writeln!(out, "strongroom: listening on {url}")?;
-    if report.created_dir || report.created_root_key {
+    if report.created_root_key {
         writeln!(
             out,
             "  initialised data directory {dir} (database, root key file root.key with mode 0600)"
@@ -29,8 +29,17 @@ pub fn banner(
             out,
             "  back up {dir}/root.key separately from the data: without it the data cannot be read"
         )?;
+    } else if report.created_dir {
+        writeln!(out, "  initialised data directory {dir}")?;
     } else {
         writeln!(out, "  data directory {dir}")?;
+    }
+    if config.keys.root != strongroom_core::config::LOCAL_PROVIDER {
+        writeln!(
+            out,
+            "  root key: provider `{}` (PKCS#11 token; the key never leaves it)",
+            config.keys.root
+        )?;
     }
     let kind = if cert.self_signed {
         "self-signed"

@@ -8,6 +8,7 @@
 mod architecture;
 mod bad_input;
 mod cli;
+mod encryption;
 mod headers;
 mod lifecycle;
 mod openapi;
