@@ -233,7 +233,7 @@ impl Keyring {
         let key = self
             .data_key(scope, sealed::key_version(sealed_value)?)
             .await?;
-        Ok(sealed::open(&key, object, sealed_value)?)
+        Ok(SecretBytes::new(sealed::open(&key, object, sealed_value)?))
     }
 
     /// The current data key, for sealing: refuses when the tenant's provider is

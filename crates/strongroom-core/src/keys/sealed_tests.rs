@@ -22,7 +22,7 @@ proptest! {
         prop_assert_eq!(sealed.len(), data.len() + OVERHEAD);
         prop_assert_eq!(key_version(&sealed).unwrap(), version);
         let opened = open(&k, &o, &sealed).unwrap();
-        prop_assert_eq!(opened.expose(), &data[..]);
+        prop_assert_eq!(&opened[..], &data[..]);
     }
 
     #[test]

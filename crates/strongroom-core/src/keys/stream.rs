@@ -242,23 +242,29 @@ where
     writer.write_all(&header).await?;
     let chunk = sealer.chunk_size();
     let mut total = 0u64;
-    let mut buf = Vec::with_capacity(chunk + TAG_LEN);
-    let mut next = vec![0u8; chunk];
-    let mut pending = read_full(reader, &mut next).await?;
+    // Two buffers, swapped rather than copied: one being sealed, one read ahead (a
+    // chunk is the last one if it is short or nothing follows it).
+    let mut cur = Vec::with_capacity(chunk + TAG_LEN);
+    cur.resize(chunk, 0);
+    let mut next = Vec::with_capacity(chunk + TAG_LEN);
+    next.resize(chunk, 0);
+    let mut filled = read_full(reader, &mut cur).await?;
     loop {
-        buf.clear();
-        buf.extend_from_slice(&next[..pending]);
-        total += pending as u64;
-        // A chunk is the last one if it is short, or if nothing follows it.
-        let last = pending < chunk || {
-            pending = read_full(reader, &mut next).await?;
-            pending == 0
+        let mut ahead = 0;
+        let last = filled < chunk || {
+            ahead = read_full(reader, &mut next).await?;
+            ahead == 0
         };
-        sealer.seal_chunk(&mut buf, last)?;
-        writer.write_all(&buf).await?;
+        cur.truncate(filled);
+        total += filled as u64;
+        sealer.seal_chunk(&mut cur, last)?;
+        writer.write_all(&cur).await?;
         if last {
             break;
         }
+        std::mem::swap(&mut cur, &mut next);
+        next.resize(chunk, 0);
+        filled = ahead;
     }
     writer.flush().await?;
     Ok(total)
@@ -293,23 +299,26 @@ where
 {
     let mut opener = Opener::new(key, object, header)?;
     let size = opener.sealed_chunk_size();
-    let mut buf = vec![0u8; size];
+    let mut cur = vec![0u8; size];
     let mut next = vec![0u8; size];
-    let mut pending = read_full(reader, &mut next).await?;
+    let mut filled = read_full(reader, &mut cur).await?;
     let mut total = 0u64;
     loop {
-        buf.clear();
-        buf.extend_from_slice(&next[..pending]);
-        let last = pending < size || {
-            pending = read_full(reader, &mut next).await?;
-            pending == 0
+        let mut ahead = 0;
+        let last = filled < size || {
+            ahead = read_full(reader, &mut next).await?;
+            ahead == 0
         };
-        opener.open_chunk(&mut buf, last)?;
-        total += buf.len() as u64;
-        writer.write_all(&buf).await?;
+        cur.truncate(filled);
+        opener.open_chunk(&mut cur, last)?;
+        total += cur.len() as u64;
+        writer.write_all(&cur).await?;
         if last {
             break;
         }
+        std::mem::swap(&mut cur, &mut next);
+        next.resize(size, 0);
+        filled = ahead;
     }
     opener.finish()?;
     writer.flush().await?;

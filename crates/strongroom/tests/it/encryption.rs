@@ -715,3 +715,82 @@ async fn token_unavailable_fails_readiness_and_refuses_writes_cleanly() {
         .unwrap();
     assert_eq!(own["provider"], "customer");
 }
+
+#[tokio::test]
+async fn an_independent_reader_decrypts_from_the_format_document() {
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    new_tenant(&s, &token, "independent").await;
+    let tenant: Value = s
+        .client()
+        .get(s.url("/v1/tenants/independent"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = tenant["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        put_secret(&s, &token, "independent", "sso", "first")
+            .await
+            .status(),
+        200
+    );
+    let (p, _) = local_platform(&s).await;
+    p.rotate_data_key(&Principal::LocalAdmin, &slug("independent"))
+        .await
+        .unwrap();
+    assert_eq!(
+        put_secret(&s, &token, "independent", "sso", "second value")
+            .await
+            .status(),
+        200
+    );
+    // 2 full chunks and a short one; and one of exactly two chunks (empty last chunk).
+    let odd = blob_body("odd|")[..2 * 65_536 + 123].to_vec();
+    let even: Vec<u8> = blob_body("even|")[..2 * 65_536].to_vec();
+    for (bid, body) in [("odd", &odd), ("even", &even)] {
+        p.put_blob(
+            &Principal::LocalAdmin,
+            &slug("independent"),
+            bid,
+            &mut body.as_slice(),
+        )
+        .await
+        .unwrap();
+    }
+    drop(p);
+    let (_, dir) = s.stop().await;
+    let data = dir.path().join("data");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/formats/reference/strongroom_decrypt.py");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--region",
+                "eu",
+                "--tenant",
+                &id,
+            ])
+            .args(extra)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "reference reader failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    assert_eq!(run(&["--secret", "sso"]), b"second value");
+    for (bid, body) in [("odd", &odd), ("even", &even)] {
+        let out = dir.path().join(format!("{bid}.out"));
+        run(&["--blob", bid, "--out", out.to_str().unwrap()]);
+        assert_eq!(&std::fs::read(&out).unwrap(), body, "blob {bid}");
+    }
+}
