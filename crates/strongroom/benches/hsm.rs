@@ -11,7 +11,12 @@
 //! * `hsm/open-secret/uncached` — the same with the cache disabled: every read unwraps
 //!   the KEK on the token and the data key in memory.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use std::sync::Arc;
 

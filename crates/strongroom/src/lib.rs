@@ -85,9 +85,10 @@ pub fn router(config: &Config, platform: Arc<Platform>) -> axum::Router {
 /// Moves ciphertexts sealed under older data keys to each tenant's current key, at
 /// most `per_sec` objects a second across all tenants so rotation never competes with
 /// users for the disk. Resumable by construction: the work left is whatever is still
-/// under an older key. Idle deployments are checked once a minute.
+/// under an older key. Idle deployments are checked every ten seconds (a rotation done
+/// by the CLI in another process is picked up that way).
 async fn reencrypt_in_background(platform: Arc<Platform>, per_sec: u32) {
-    let mut idle = Duration::from_secs(5);
+    let mut idle = Duration::from_secs(2);
     loop {
         tokio::time::sleep(idle).await;
         match platform.reencrypt_round(per_sec).await {
@@ -102,7 +103,7 @@ async fn reencrypt_in_background(platform: Arc<Platform>, per_sec: u32) {
                 idle = if remaining > 0 {
                     Duration::from_secs(1)
                 } else {
-                    Duration::from_secs(60)
+                    Duration::from_secs(10)
                 };
             }
             Err(e) => {

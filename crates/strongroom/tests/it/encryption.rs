@@ -794,3 +794,76 @@ async fn an_independent_reader_decrypts_from_the_format_document() {
         assert_eq!(&std::fs::read(&out).unwrap(), body, "blob {bid}");
     }
 }
+
+#[tokio::test]
+async fn the_server_re_encrypts_in_the_background_after_a_cli_rotation() {
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    new_tenant(&s, &token, "background").await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            put_secret(&s, &token, "background", name, name)
+                .await
+                .status(),
+            200
+        );
+    }
+    let out = s
+        .cli(&["keys", "rotate", "--tenant", "background"], None)
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (p, store) = local_platform(&s).await;
+    let tenant = p
+        .tenant(&Principal::LocalAdmin, &slug("background"))
+        .await
+        .unwrap();
+    let ps =
+        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageKeys).unwrap();
+    let scope = access::provisioning_scope(&ps, &tenant);
+    let kind = strongroom_core::objects::KIND_TENANT_SECRET;
+    assert_eq!(
+        store
+            .sealed_before(&scope, kind, 2, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // The server, not this process, moves them (its worker polls every 10 s when idle).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !store
+        .sealed_before(&scope, kind, 2, 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not re-encrypted within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for name in ["a", "b", "c"] {
+        let row = store.sealed(&scope, kind, name).await.unwrap().unwrap();
+        assert_eq!(
+            (row.dek_version, row.version),
+            (2, 1),
+            "same version, new key"
+        );
+        assert_eq!(
+            p.tenant_secret(&Principal::LocalAdmin, &slug("background"), name)
+                .await
+                .unwrap()
+                .expose(),
+            name.as_bytes()
+        );
+    }
+    assert!(
+        s.log()
+            .contains("re-encrypted objects under the current data keys")
+    );
+}
