@@ -7,6 +7,7 @@
 //! exactly the same ones.
 
 pub mod access;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod identity;
