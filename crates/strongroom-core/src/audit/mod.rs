@@ -2,11 +2,13 @@
 //! the transparency-log ecosystem so that auditors can verify it with tools that are not
 //! ours.
 //!
+//! * [`entry`] — the entry, its action catalogue and canonical serialisation.
 //! * [`merkle`] — RFC 9162 tree hashing, inclusion and consistency proofs.
 //! * [`note`] — C2SP signed notes with Ed25519 keys, verifier keys (vkey) and
 //!   tlog-checkpoint bodies.
 //! * [`tiles`] — C2SP tlog-tiles paths and entry bundles.
 
+pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod tiles;

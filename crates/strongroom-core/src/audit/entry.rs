@@ -1,0 +1,314 @@
+//! Audit entries: what happened, who did it, to what, and why — serialised canonically
+//! so that the leaf hash (RFC 9162, over these exact bytes) can be recomputed by anyone.
+//!
+//! The serialisation is RFC 8785 (JSON Canonicalization Scheme) restricted to strings,
+//! integers below 2^53, `null` and objects: keys sorted, no whitespace, minimal escapes.
+//! Personal data (IP address, user agent) never appears in clear: it is sealed under a
+//! per-subject key and only the sealed form is hashed, so erasing the subject's key
+//! later breaks no proof. `docs/formats/audit.md` is the normative description.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::merkle::Hash;
+use crate::tenant::TenantId;
+
+/// Format version written in every entry (`"v"`).
+pub const ENTRY_VERSION: u32 = 1;
+/// Longest reason accepted, in characters.
+pub const MAX_REASON: usize = 2000;
+
+/// The catalogue of audited actions. Names are stable: auditors filter on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A tenant was created (its first entry).
+    TenantCreate,
+    /// A tenant secret was stored or replaced.
+    TenantSecretSet,
+    /// A data key was rotated.
+    KeyRotate,
+    /// The key-encryption key was rotated (optionally to another provider).
+    KeyKekRotate,
+    /// The tenant's keys were destroyed.
+    KeyShred,
+    /// The audit trail was queried.
+    AuditQuery,
+    /// The audit trail was exported.
+    AuditExport,
+}
+
+impl Action {
+    /// Every action, for documentation and filters.
+    pub const ALL: [Action; 7] = [
+        Self::TenantCreate,
+        Self::TenantSecretSet,
+        Self::KeyRotate,
+        Self::KeyKekRotate,
+        Self::KeyShred,
+        Self::AuditQuery,
+        Self::AuditExport,
+    ];
+
+    /// The stable name, e.g. `key.rotate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantCreate => "tenant.create",
+            Self::TenantSecretSet => "tenant.secret.set",
+            Self::KeyRotate => "key.rotate",
+            Self::KeyKekRotate => "key.kek_rotate",
+            Self::KeyShred => "key.shred",
+            Self::AuditQuery => "audit.query",
+            Self::AuditExport => "audit.export",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// Whether the actor must give a reason (irreversible or key-changing actions).
+    pub fn requires_reason(self) -> bool {
+        matches!(self, Self::KeyShred | Self::KeyKekRotate)
+    }
+}
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// `id` of the user, application or operator; `null` for the system.
+    pub id: Option<String>,
+    /// `user`, `application`, `operator`, `local-admin` or `system`.
+    pub kind: &'static str,
+}
+
+/// What was acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// Object id.
+    pub id: String,
+    /// Object kind, e.g. `tenant-secret`.
+    pub kind: String,
+    /// Object version after the action, when the object is versioned.
+    pub version: Option<u64>,
+}
+
+/// Personal data of the entry, sealed under the subject's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SealedPersonal {
+    /// Sealed JSON `{"ip":…,"user_agent":…}` (docs/formats/encryption.md §3),
+    /// base64 (standard, padded).
+    pub sealed: String,
+    /// The subject key's id; destroying that key erases the data.
+    pub subject: String,
+}
+
+/// One audit entry. Field order is the canonical (sorted) order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Action name from the catalogue.
+    pub action: &'static str,
+    /// Who acted.
+    pub actor: Actor,
+    /// SHA-256 (hex) of the object after the action, if any.
+    pub after: Option<String>,
+    /// SHA-256 (hex) of the object before the action, if any.
+    pub before: Option<String>,
+    /// Personal data, sealed.
+    pub personal: Option<SealedPersonal>,
+    /// Why, in the actor's words (required by some actions).
+    pub reason: Option<String>,
+    /// Position in the tenant's log, from 0.
+    pub seq: u64,
+    /// Session id of the actor, if any.
+    pub session: Option<String>,
+    /// What was acted on.
+    pub target: Target,
+    /// The tenant whose log this is.
+    pub tenant: String,
+    /// UTC time, RFC 3339 with microseconds, monotonic per log.
+    pub time: String,
+    /// Format version.
+    pub v: u32,
+}
+
+/// An entry was refused before it was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// The action requires a reason and none was given.
+    #[error("action {0} requires a reason")]
+    ReasonRequired(&'static str),
+    /// The reason is too long or has control characters.
+    #[error("reason must be at most {MAX_REASON} characters without control characters")]
+    BadReason,
+}
+
+/// The parts of an entry the caller supplies (the log assigns `seq` and `time`).
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// What happened.
+    pub action: Action,
+    /// Who did it.
+    pub actor: Actor,
+    /// To what.
+    pub target: Target,
+    /// Why.
+    pub reason: Option<String>,
+    /// Session id.
+    pub session: Option<String>,
+    /// Hash of the object before.
+    pub before: Option<Hash>,
+    /// Hash of the object after.
+    pub after: Option<Hash>,
+    /// Sealed personal data.
+    pub personal: Option<SealedPersonal>,
+}
+
+/// Formats a time as RFC 3339 UTC with exactly six fractional digits.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+impl NewEntry {
+    /// Checks the caller's part of the entry.
+    pub fn validate(&self) -> Result<(), EntryError> {
+        match &self.reason {
+            None if self.action.requires_reason() => {
+                Err(EntryError::ReasonRequired(self.action.as_str()))
+            }
+            Some(r) if r.trim().is_empty() && self.action.requires_reason() => {
+                Err(EntryError::ReasonRequired(self.action.as_str()))
+            }
+            Some(r) if r.chars().count() > MAX_REASON || r.chars().any(char::is_control) => {
+                Err(EntryError::BadReason)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The complete entry at position `seq` and time `time` of `tenant`'s log.
+    pub fn at(self, tenant: TenantId, seq: u64, time: OffsetDateTime) -> Entry {
+        Entry {
+            action: self.action.as_str(),
+            actor: self.actor,
+            after: self.after.map(hex::encode),
+            before: self.before.map(hex::encode),
+            personal: self.personal,
+            reason: self.reason,
+            seq,
+            session: self.session,
+            target: self.target,
+            tenant: tenant.as_uuid().to_string(),
+            time: format_time(time),
+            v: ENTRY_VERSION,
+        }
+    }
+}
+
+impl Entry {
+    /// The canonical bytes (RFC 8785 for this schema): what the leaf hash covers and
+    /// what entry bundles carry.
+    pub fn canonical(&self) -> Vec<u8> {
+        // Struct fields are declared in sorted key order and serde_json escapes exactly
+        // as RFC 8785 asks for strings (short escapes for \b \f \n \r \t, \u00xx for
+        // other controls, no escaping of '/' or non-ASCII); integers stay below 2^53.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        NewEntry {
+            action: Action::KeyShred,
+            actor: Actor {
+                id: Some("0193f0c4-8a4e-7c1d-9a55-3c2f1e0b7a61".into()),
+                kind: "operator",
+            },
+            target: Target {
+                id: "acme".into(),
+                kind: "tenant".into(),
+                version: None,
+            },
+            reason: Some("contract ended \"early\" / ünïcode\ttab".into()),
+            session: None,
+            before: Some([0xab; 32]),
+            after: None,
+            personal: None,
+        }
+        .at(
+            TenantId::generate(),
+            41,
+            OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_123_456_789).unwrap(),
+        )
+    }
+
+    #[test]
+    fn canonical_form_is_sorted_compact_and_escaped_per_rfc_8785() {
+        let e = entry();
+        let bytes = e.canonical();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"action":"key.shred","actor":{"id":"0193f0c4-8a4e-7c1d-9a55-3c2f1e0b7a61","kind":"operator"},"after":null,"before":"abab"#), "{text}");
+        assert!(
+            text.contains(
+                r#""reason":"contract ended \"early\" / ünïcode\ttab","seq":41,"session":null"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""time":"2027-01-15T08:00:00.123456Z","v":1}"#),
+            "{text}"
+        );
+        // Re-serialising the parsed value with sorted keys gives the same bytes.
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(serde_json::to_vec(&v).unwrap(), bytes);
+    }
+
+    #[test]
+    fn reasons_are_required_where_the_catalogue_says() {
+        let mut n = NewEntry {
+            action: Action::KeyShred,
+            actor: Actor {
+                id: None,
+                kind: "system",
+            },
+            target: Target {
+                id: "t".into(),
+                kind: "tenant".into(),
+                version: None,
+            },
+            reason: None,
+            session: None,
+            before: None,
+            after: None,
+            personal: None,
+        };
+        assert_eq!(n.validate(), Err(EntryError::ReasonRequired("key.shred")));
+        n.reason = Some("  ".into());
+        assert!(n.validate().is_err());
+        n.reason = Some("line\nbreak".into());
+        assert_eq!(n.validate(), Err(EntryError::BadReason));
+        n.reason = Some("x".repeat(MAX_REASON + 1));
+        assert_eq!(n.validate(), Err(EntryError::BadReason));
+        n.reason = Some("customer asked for deletion, ticket 4711".into());
+        assert_eq!(n.validate(), Ok(()));
+        n.action = Action::KeyRotate;
+        n.reason = None;
+        assert_eq!(n.validate(), Ok(()));
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(a));
+        }
+    }
+}
