@@ -12,9 +12,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::access::TenantScope;
+use crate::audit::entry::{Action, NewEntry, Target};
+use crate::clock::SharedClock;
 use crate::keys::stream::{self, StreamError};
 use crate::keys::{Keyring, KeyringError, ObjectRef, sealed};
 use crate::secret::SecretBytes;
+use crate::store::AuditEvent;
 use crate::store::{BlobStore, Store, StoreError, StoredBlob, StoredSealed};
 
 /// Object kind of tenant secrets (SSO client secrets, webhook secrets, …).
@@ -69,6 +72,7 @@ pub struct ReencryptProgress {
 
 /// Sealed values and blobs of every tenant.
 pub struct Objects {
+    clock: SharedClock,
     keyring: Arc<Keyring>,
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
@@ -82,8 +86,14 @@ impl std::fmt::Debug for Objects {
 
 impl Objects {
     /// Sealed objects over these keys and stores.
-    pub fn new(keyring: Arc<Keyring>, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(
+        keyring: Arc<Keyring>,
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        clock: SharedClock,
+    ) -> Self {
         Self {
+            clock,
             keyring,
             store,
             blobs,
@@ -92,12 +102,16 @@ impl Objects {
 
     /// Writes a new version of the value `kind`/`id`, sealed under the current data key.
     /// Returns the stored row (ciphertext and versions).
+    /// `action` is the audit action recorded with the write (same transaction); the
+    /// entry's before/after hashes are SHA-256 of the stored ciphertexts, never of the
+    /// plaintext (a hash of a short secret would let it be guessed).
     pub async fn put_value(
         &self,
         scope: &TenantScope,
         kind: &str,
         id: &str,
         plaintext: &[u8],
+        action: Action,
     ) -> Result<StoredSealed, ObjectError> {
         if plaintext.len() > MAX_VALUE_BYTES {
             return Err(ObjectError::Invalid(format!(
@@ -106,11 +120,9 @@ impl Objects {
             )));
         }
         for _ in 0..CAS_ATTEMPTS {
-            let expected = self
-                .store
-                .sealed(scope, kind, id)
-                .await?
-                .map_or(0, |c| c.version);
+            let current = self.store.sealed(scope, kind, id).await?;
+            let expected = current.as_ref().map_or(0, |c| c.version);
+            let before = current.map(|c| c.sealed);
             let version = expected + 1;
             let object = ObjectRef {
                 tenant: scope.tenant(),
@@ -125,7 +137,23 @@ impl Objects {
                 dek_version: key.version,
                 sealed: sealed::seal(&key, &object, plaintext).map_err(KeyringError::from)?,
             };
-            if self.store.put_sealed(scope, kind, &row, expected).await? {
+            let target = Target {
+                id: id.to_owned(),
+                kind: kind.to_owned(),
+                version: Some(version),
+            };
+            let mut entry = NewEntry::by(scope, action, target, None);
+            entry.before = before.as_deref().map(sha256);
+            entry.after = Some(sha256(&row.sealed));
+            let event = AuditEvent {
+                entry,
+                at: self.clock.now(),
+            };
+            if self
+                .store
+                .put_sealed(scope, kind, &row, expected, &event)
+                .await?
+            {
                 return Ok(row);
             }
         }
@@ -332,4 +360,12 @@ fn blob_ref<'a>(scope: &TenantScope, id: &'a str) -> ObjectRef<'a> {
         id,
         version: 1,
     }
+}
+
+/// SHA-256 of stored bytes, for an audit entry's before/after.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }

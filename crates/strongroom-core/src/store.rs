@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::access::{PlatformScope, TenantScope};
+use crate::audit::entry::NewEntry;
+use crate::audit::merkle::Hash;
 use crate::identity::Email;
 use crate::identity::operator::{Operator, OperatorCredentials};
 use crate::tenant::{Slug, Tenant};
@@ -111,6 +113,27 @@ pub struct StoredBlob {
     pub file: String,
 }
 
+/// An audit entry to append in the same transaction as the write it describes. The
+/// store assigns its sequence number and a time never earlier than the previous entry's.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// The caller's part of the entry.
+    pub entry: NewEntry,
+    /// When it happened (server clock).
+    pub at: OffsetDateTime,
+}
+
+/// An audit entry as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    /// Position in the tenant's log.
+    pub seq: u64,
+    /// Canonical bytes.
+    pub entry: Vec<u8>,
+    /// RFC 9162 leaf hash of `entry`.
+    pub leaf_hash: Hash,
+}
+
 /// A page request for listing: items strictly after `after`, at most `limit`.
 #[derive(Debug, Clone)]
 pub struct Page<C> {
@@ -156,6 +179,7 @@ pub trait Store: Send + Sync + 'static {
         tenant: &Tenant,
         home: &TenantScope,
         keys: &TenantKeys,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 
     /// Looks a tenant up by slug.
@@ -179,7 +203,12 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError>;
 
     /// Adds a data key. `Conflict` if the version exists (a concurrent rotation won).
-    async fn add_data_key(&self, scope: &TenantScope, dek: &StoredDek) -> Result<(), StoreError>;
+    async fn add_data_key(
+        &self,
+        scope: &TenantScope,
+        dek: &StoredDek,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// Replaces the tenant's KEKs by `kek` and re-wraps every data key with it, in one
     /// transaction; the old wrapped KEKs are deleted.
@@ -188,6 +217,7 @@ pub trait Store: Send + Sync + 'static {
         scope: &TenantScope,
         kek: &StoredKek,
         rewrapped: &[StoredDek],
+        audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 
     /// Adds `n` to a data key's reserved seals; returns the new total.
@@ -198,23 +228,34 @@ pub trait Store: Send + Sync + 'static {
         n: u64,
     ) -> Result<u64, StoreError>;
 
-    /// Deletes every wrapped key of the tenant and records when (crypto-shredding).
-    /// Storage must not retain the deleted bytes (overwritten pages, checkpointed log).
+    /// Deletes every wrapped key of the tenant and records when (`audit.at`), with the
+    /// audit entry (crypto-shredding). Storage must not retain the deleted bytes
+    /// (overwritten pages, checkpointed log).
     async fn destroy_tenant_keys(
         &self,
         scope: &TenantScope,
-        at: OffsetDateTime,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 
     /// Writes a sealed value of `kind` if the stored version is still `expected` (0 =
-    /// absent). Returns false when another writer got there first.
+    /// absent), with its audit entry. Returns false (and writes nothing) when another
+    /// writer got there first.
     async fn put_sealed(
         &self,
         scope: &TenantScope,
         kind: &str,
         value: &StoredSealed,
         expected: u64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// Entries of the tenant's audit log from `from`, at most `limit`, in order.
+    async fn audit_entries(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError>;
 
     /// Reads a sealed value.
     async fn sealed(

@@ -82,6 +82,27 @@ pub struct Actor {
     pub kind: &'static str,
 }
 
+impl Actor {
+    /// The actor of an authorized principal.
+    pub fn of(principal: &crate::access::Principal) -> Self {
+        use crate::access::Principal;
+        match principal {
+            Principal::Operator(id) => Self {
+                id: Some(id.to_string()),
+                kind: "operator",
+            },
+            Principal::LocalAdmin => Self {
+                id: None,
+                kind: "local-admin",
+            },
+            Principal::System => Self {
+                id: None,
+                kind: "system",
+            },
+        }
+    }
+}
+
 /// What was acted on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Target {
@@ -180,6 +201,25 @@ pub fn format_time(t: OffsetDateTime) -> String {
 }
 
 impl NewEntry {
+    /// An entry by the scope's actor, with no hashes, session or personal data.
+    pub fn by(
+        scope: &crate::access::TenantScope,
+        action: Action,
+        target: Target,
+        reason: Option<String>,
+    ) -> Self {
+        Self {
+            action,
+            actor: Actor::of(scope.actor()),
+            target,
+            reason,
+            session: None,
+            before: None,
+            after: None,
+            personal: None,
+        }
+    }
+
     /// Checks the caller's part of the entry.
     pub fn validate(&self) -> Result<(), EntryError> {
         match &self.reason {

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use super::cache::{KeyCache, Slot};
 use super::{DataKey, KeyError, KeyProvider, ObjectRef, aead, sealed};
 use crate::access::TenantScope;
+use crate::audit::entry::{Action, NewEntry, Target};
 use crate::clock::SharedClock;
 use crate::config::KeysConfig;
 use crate::secret::SecretBytes;
-use crate::store::{Store, StoreError, StoredDek, StoredKek, TenantKeys};
+use crate::store::{AuditEvent, Store, StoreError, StoredDek, StoredKek, TenantKeys};
 use crate::tenant::TenantId;
 
 /// How long a provider health result gates writes before it is checked again.
@@ -254,7 +255,11 @@ impl Keyring {
                 .await?;
             if total > self.max_seals {
                 tracing::info!(tenant = %scope.tenant(), version = current.version, "data key seal budget spent; rotating");
-                self.rotate_dek(scope).await?;
+                self.rotate_dek(
+                    scope,
+                    Some("automatic: the data key's seal budget is spent".into()),
+                )
+                .await?;
                 continue;
             }
             self.add_budget(scope.tenant(), current.version, block);
@@ -337,8 +342,32 @@ impl Keyring {
         Ok(key)
     }
 
+    fn event(
+        &self,
+        scope: &TenantScope,
+        action: Action,
+        kind: &str,
+        version: u32,
+        reason: Option<String>,
+    ) -> AuditEvent {
+        let target = Target {
+            id: version.to_string(),
+            kind: kind.into(),
+            version: Some(u64::from(version)),
+        };
+        AuditEvent {
+            entry: NewEntry::by(scope, action, target, reason),
+            at: self.clock.now(),
+        }
+    }
+
     /// Makes a new data key current; old ones stay readable. Returns the new version.
-    pub async fn rotate_dek(&self, scope: &TenantScope) -> Result<u32, KeyringError> {
+    /// Audited (`key.rotate`) in the same transaction.
+    pub async fn rotate_dek(
+        &self,
+        scope: &TenantScope,
+        reason: Option<String>,
+    ) -> Result<u32, KeyringError> {
         let keys = self.keys(scope).await?;
         self.require_provider(&keys).await?;
         let kek_row = keys.keks.last().ok_or(KeyringError::Destroyed)?;
@@ -356,7 +385,8 @@ impl Keyring {
             created_at: self.clock.now(),
             seals_reserved: 0,
         };
-        match self.store.add_data_key(scope, &row).await {
+        let event = self.event(scope, Action::KeyRotate, "data-key", version, reason);
+        match self.store.add_data_key(scope, &row, &event).await {
             Ok(()) => {
                 tracing::info!(tenant = %scope.tenant(), version, "data key rotated");
                 Ok(version)
@@ -374,6 +404,7 @@ impl Keyring {
         &self,
         scope: &TenantScope,
         provider: Option<&str>,
+        reason: Option<String>,
     ) -> Result<u32, KeyringError> {
         let keys = self.keys(scope).await?;
         let old = keys.keks.last().ok_or(KeyringError::Destroyed)?;
@@ -401,17 +432,34 @@ impl Keyring {
                 ..dek.clone()
             });
         }
-        self.store.replace_kek(scope, &row, &rewrapped).await?;
+        let event = self.event(
+            scope,
+            Action::KeyKekRotate,
+            "key-encryption-key",
+            version,
+            reason,
+        );
+        self.store
+            .replace_kek(scope, &row, &rewrapped, &event)
+            .await?;
         self.cache.forget_tenant(scope.tenant());
         tracing::info!(tenant = %scope.tenant(), version, "key-encryption key rotated; data keys re-wrapped");
         Ok(version)
     }
 
     /// Destroys every key of the tenant. Irreversible: all its data becomes unreadable.
-    pub async fn destroy(&self, scope: &TenantScope) -> Result<(), KeyringError> {
-        self.store
-            .destroy_tenant_keys(scope, self.clock.now())
-            .await?;
+    /// Audited (`key.shred`, reason required) in the same transaction.
+    pub async fn destroy(&self, scope: &TenantScope, reason: String) -> Result<(), KeyringError> {
+        let target = Target {
+            id: scope.tenant().as_uuid().to_string(),
+            kind: "tenant".into(),
+            version: None,
+        };
+        let event = AuditEvent {
+            entry: NewEntry::by(scope, Action::KeyShred, target, Some(reason)),
+            at: self.clock.now(),
+        };
+        self.store.destroy_tenant_keys(scope, &event).await?;
         self.cache.forget_tenant(scope.tenant());
         self.budgets
             .lock()

@@ -131,11 +131,12 @@ impl Platform {
         &self,
         principal: &Principal,
         slug: &Slug,
+        reason: Option<String>,
     ) -> Result<u32, PlatformError> {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
-        let version = self.keyring.rotate_dek(&scope).await?;
+        let version = self.keyring.rotate_dek(&scope, reason).await?;
         tracing::info!(tenant = %slug, version, actor = %principal.label(), "data key rotated");
         Ok(version)
     }
@@ -147,26 +148,28 @@ impl Platform {
         principal: &Principal,
         slug: &Slug,
         provider: Option<&str>,
+        reason: Option<String>,
     ) -> Result<u32, PlatformError> {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
-        let version = self.keyring.rotate_kek(&scope, provider).await?;
+        let version = self.keyring.rotate_kek(&scope, provider, reason).await?;
         tracing::info!(tenant = %slug, version, actor = %principal.label(), "key-encryption key rotated");
         Ok(version)
     }
 
     /// Destroys all of the tenant's keys: every ciphertext it has becomes unreadable.
-    /// Irreversible.
+    /// Irreversible; the reason is recorded in the audit trail.
     pub async fn shred_tenant_keys(
         &self,
         principal: &Principal,
         slug: &Slug,
+        reason: String,
     ) -> Result<(), PlatformError> {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
-        self.keyring.destroy(&scope).await?;
+        self.keyring.destroy(&scope, reason).await?;
         tracing::warn!(tenant = %slug, actor = %principal.label(), "tenant keys crypto-shredded");
         Ok(())
     }
@@ -253,7 +256,13 @@ impl Platform {
         scope.require_writable()?;
         let row = self
             .objects
-            .put_value(&scope, KIND_TENANT_SECRET, name, value.expose())
+            .put_value(
+                &scope,
+                KIND_TENANT_SECRET,
+                name,
+                value.expose(),
+                crate::audit::entry::Action::TenantSecretSet,
+            )
             .await?;
         tracing::info!(tenant = %slug, secret = %name, version = row.version, actor = %principal.label(), "tenant secret set");
         Ok(SecretInfo {

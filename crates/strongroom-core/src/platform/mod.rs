@@ -93,7 +93,7 @@ impl Platform {
             clock.clone(),
             &config.keys,
         ));
-        let objects = Objects::new(keyring.clone(), store.clone(), blobs);
+        let objects = Objects::new(keyring.clone(), store.clone(), blobs, clock.clone());
         Ok(Self {
             store,
             providers,
@@ -208,8 +208,22 @@ impl Platform {
         // Keys first: if the provider is unavailable, nothing is created.
         let keys = self.keyring.provision(tenant.id, Some(&provider)).await?;
         let home = access::provisioning_scope(&scope, &tenant);
+        let target = crate::audit::entry::Target {
+            id: tenant.slug.to_string(),
+            kind: "tenant".into(),
+            version: None,
+        };
+        let event = crate::store::AuditEvent {
+            entry: crate::audit::entry::NewEntry::by(
+                &home,
+                crate::audit::entry::Action::TenantCreate,
+                target,
+                None,
+            ),
+            at: tenant.created_at,
+        };
         self.store
-            .create_tenant(&scope, &tenant, &home, &keys)
+            .create_tenant(&scope, &tenant, &home, &keys, &event)
             .await?;
         tracing::info!(tenant = %tenant.slug, region = %tenant.region, key_provider = %provider, actor = %principal.label(), "tenant created");
         Ok(tenant)

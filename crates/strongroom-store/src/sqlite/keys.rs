@@ -5,9 +5,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 use strongroom_core::access::TenantScope;
 use strongroom_core::store::{
-    StoreError, StoredBlob, StoredDek, StoredKek, StoredSealed, TenantKeys,
+    AuditEvent, StoreError, StoredBlob, StoredDek, StoredKek, StoredSealed, TenantKeys,
 };
-use time::OffsetDateTime;
 
 use super::Db;
 use crate::error::{db, map};
@@ -135,10 +134,12 @@ pub(super) async fn add_data_key(
     region: &Db,
     scope: &TenantScope,
     d: &StoredDek,
+    audit: &AuditEvent,
 ) -> Result<(), StoreError> {
     let mut tx = region.write().await?;
     require_live(&mut tx, scope).await?;
     insert_dek(&mut tx, scope, d).await?;
+    super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)
 }
 
@@ -168,6 +169,7 @@ pub(super) async fn replace_kek(
     scope: &TenantScope,
     kek: &StoredKek,
     rewrapped: &[StoredDek],
+    audit: &AuditEvent,
 ) -> Result<(), StoreError> {
     let mut tx = region.write().await?;
     require_live(&mut tx, scope).await?;
@@ -209,6 +211,7 @@ pub(super) async fn replace_kek(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+    super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)
 }
 
@@ -238,7 +241,7 @@ pub(super) async fn reserve_seals(
 pub(super) async fn destroy(
     region: &Db,
     scope: &TenantScope,
-    at: OffsetDateTime,
+    audit: &AuditEvent,
 ) -> Result<(), StoreError> {
     let mut tx = region.write().await?;
     for sql in [
@@ -252,11 +255,12 @@ pub(super) async fn destroy(
             .map_err(db)?;
     }
     sqlx::query("UPDATE tenant_homes SET keys_destroyed_at = COALESCE(keys_destroyed_at, ?) WHERE tenant_id = ?")
-        .bind(to_micros(at))
+        .bind(to_micros(audit.at))
         .bind(tid(scope))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+    super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)?;
     region.purge_log().await
 }
@@ -276,6 +280,7 @@ pub(super) async fn put_sealed(
     kind: &str,
     v: &StoredSealed,
     expected: u64,
+    audit: &AuditEvent,
 ) -> Result<bool, StoreError> {
     let mut tx = region.write().await?;
     require_live(&mut tx, scope).await?;
@@ -302,8 +307,12 @@ pub(super) async fn put_sealed(
             .await
     }
     .map_err(db)?;
+    let written = done.rows_affected() == 1;
+    if written {
+        super::audit::append(&mut tx, scope, audit).await?;
+    }
     tx.commit().await.map_err(db)?;
-    Ok(done.rows_affected() == 1)
+    Ok(written)
 }
 
 pub(super) async fn sealed(

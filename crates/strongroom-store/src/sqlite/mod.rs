@@ -6,6 +6,7 @@
 //! process (the CLI next to a running server) waits on `busy_timeout` instead of
 //! failing half-way through.
 
+mod audit;
 mod control;
 mod keys;
 mod region;
@@ -24,11 +25,10 @@ use strongroom_core::access::{PlatformScope, TenantScope};
 use strongroom_core::identity::Email;
 use strongroom_core::identity::operator::{Operator, OperatorCredentials};
 use strongroom_core::store::{
-    Page, Store, StoreError, StoredBlob, StoredDek, StoredKek, StoredSealed, StoredSigningKey,
-    TenantKeys,
+    AuditEvent, Page, Store, StoreError, StoredBlob, StoredDek, StoredEntry, StoredKek,
+    StoredSealed, StoredSigningKey, TenantKeys,
 };
 use strongroom_core::tenant::{RegionName, Slug, Tenant};
-use time::OffsetDateTime;
 
 use crate::error::db;
 
@@ -228,6 +228,7 @@ impl Store for SqliteStore {
         tenant: &Tenant,
         home: &TenantScope,
         keys: &TenantKeys,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(home)?;
         // Directory first (it holds the unique slug), region home second, directory
@@ -235,7 +236,7 @@ impl Store for SqliteStore {
         // two commits leaves only an unreferenced home, which nothing can reach.
         let mut dir_tx = self.control.write().await?;
         control::insert_tenant(&mut dir_tx, tenant).await?;
-        region::insert_home(region, home, tenant, keys).await?;
+        region::insert_home(region, home, tenant, keys, audit).await?;
         dir_tx.commit().await.map_err(db)
     }
 
@@ -259,8 +260,13 @@ impl Store for SqliteStore {
         keys::tenant_keys(self.region(scope)?, scope).await
     }
 
-    async fn add_data_key(&self, scope: &TenantScope, dek: &StoredDek) -> Result<(), StoreError> {
-        keys::add_data_key(self.region(scope)?, scope, dek).await
+    async fn add_data_key(
+        &self,
+        scope: &TenantScope,
+        dek: &StoredDek,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        keys::add_data_key(self.region(scope)?, scope, dek, audit).await
     }
 
     async fn replace_kek(
@@ -268,8 +274,9 @@ impl Store for SqliteStore {
         scope: &TenantScope,
         kek: &StoredKek,
         rewrapped: &[StoredDek],
+        audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        keys::replace_kek(self.region(scope)?, scope, kek, rewrapped).await
+        keys::replace_kek(self.region(scope)?, scope, kek, rewrapped, audit).await
     }
 
     async fn reserve_seals(
@@ -284,9 +291,9 @@ impl Store for SqliteStore {
     async fn destroy_tenant_keys(
         &self,
         scope: &TenantScope,
-        at: OffsetDateTime,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        keys::destroy(self.region(scope)?, scope, at).await
+        keys::destroy(self.region(scope)?, scope, audit).await
     }
 
     async fn put_sealed(
@@ -295,8 +302,18 @@ impl Store for SqliteStore {
         kind: &str,
         value: &StoredSealed,
         expected: u64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        keys::put_sealed(self.region(scope)?, scope, kind, value, expected).await
+        keys::put_sealed(self.region(scope)?, scope, kind, value, expected, audit).await
+    }
+
+    async fn audit_entries(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        audit::entries(self.region(scope)?, scope, from, limit).await
     }
 
     async fn sealed(

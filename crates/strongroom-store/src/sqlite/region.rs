@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 use strongroom_core::access::TenantScope;
-use strongroom_core::store::{StoreError, TenantKeys};
+use strongroom_core::store::{AuditEvent, StoreError, TenantKeys};
 use strongroom_core::tenant::Tenant;
 
 use super::Db;
@@ -14,6 +14,7 @@ pub(super) async fn insert_home(
     scope: &TenantScope,
     tenant: &Tenant,
     keys: &TenantKeys,
+    audit: &AuditEvent,
 ) -> Result<(), StoreError> {
     let mut tx = region.write().await?;
     sqlx::query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES (?, ?, ?)")
@@ -24,6 +25,7 @@ pub(super) async fn insert_home(
         .await
         .map_err(|e| map(e, "tenant home"))?;
     super::keys::insert_keks_and_deks(&mut tx, scope, keys).await?;
+    super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)
 }
 

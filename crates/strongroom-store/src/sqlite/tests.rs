@@ -4,7 +4,33 @@ use strongroom_core::access::{self, PlatformAction, Principal};
 use strongroom_core::tenant::{DisplayName, TenantId, TenantStatus};
 use time::OffsetDateTime;
 
+use strongroom_core::audit::entry::{Action, Actor, NewEntry, Target};
+use strongroom_core::store::{AuditEvent, StoredSealed};
+
 use super::*;
+
+fn ev() -> AuditEvent {
+    AuditEvent {
+        entry: NewEntry {
+            action: Action::TenantCreate,
+            actor: Actor {
+                id: None,
+                kind: "system",
+            },
+            target: Target {
+                id: "t".into(),
+                kind: "tenant".into(),
+                version: None,
+            },
+            reason: None,
+            session: None,
+            before: None,
+            after: None,
+            personal: None,
+        },
+        at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+    }
+}
 
 async fn store(dir: &Path) -> SqliteStore {
     let regions: BTreeMap<RegionName, PathBuf> = ["eu", "us"]
@@ -35,7 +61,7 @@ async fn tenants_live_in_their_region_only() {
         access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageTenants).unwrap();
     let t = tenant("acme", "eu");
     let home = access::provisioning_scope(&scope, &t);
-    s.create_tenant(&scope, &t, &home, &TenantKeys::default())
+    s.create_tenant(&scope, &t, &home, &TenantKeys::default(), &ev())
         .await
         .unwrap();
     assert_eq!(s.tenant(&scope, &t.slug).await.unwrap().unwrap(), t);
@@ -60,6 +86,7 @@ async fn duplicate_slugs_conflict_and_leave_no_trace() {
         &a,
         &access::provisioning_scope(&scope, &a),
         &TenantKeys::default(),
+        &ev(),
     )
     .await
     .unwrap();
@@ -70,6 +97,7 @@ async fn duplicate_slugs_conflict_and_leave_no_trace() {
             &b,
             &access::provisioning_scope(&scope, &b),
             &TenantKeys::default(),
+            &ev(),
         )
         .await
         .unwrap_err();
@@ -109,11 +137,17 @@ async fn a_failed_region_write_leaves_no_directory_entry() {
     let a = tenant("acme", "eu");
     let home = access::provisioning_scope(&scope, &a);
     // Pre-existing home row with the same tenant id: the region insert fails.
-    region::insert_home(s.region(&home).unwrap(), &home, &a, &TenantKeys::default())
-        .await
-        .unwrap();
+    region::insert_home(
+        s.region(&home).unwrap(),
+        &home,
+        &a,
+        &TenantKeys::default(),
+        &ev(),
+    )
+    .await
+    .unwrap();
     assert!(
-        s.create_tenant(&scope, &a, &home, &TenantKeys::default())
+        s.create_tenant(&scope, &a, &home, &TenantKeys::default(), &ev())
             .await
             .is_err()
     );
@@ -133,6 +167,7 @@ async fn pages_follow_slug_order() {
             &t,
             &access::provisioning_scope(&scope, &t),
             &TenantKeys::default(),
+            &ev(),
         )
         .await
         .unwrap();
@@ -194,3 +229,119 @@ async fn operator_emails_are_unique_case_insensitively() {
 }
 
 use strongroom_core::identity::operator::OperatorId;
+
+#[tokio::test]
+async fn a_write_whose_audit_append_fails_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let scope =
+        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageTenants).unwrap();
+    let t = tenant("audited", "eu");
+    let home = access::provisioning_scope(&scope, &t);
+    s.create_tenant(&scope, &t, &home, &TenantKeys::default(), &ev())
+        .await
+        .unwrap();
+    let v1 = StoredSealed {
+        id: "sso".into(),
+        version: 1,
+        dek_version: 1,
+        sealed: vec![1; 40],
+    };
+    assert!(
+        s.put_sealed(&home, "tenant-secret", &v1, 0, &ev())
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.audit_entries(&home, 0, 10).await.unwrap().len(), 2);
+
+    // Inject a failure into the audit append only (a trigger on the real database).
+    let region = s.region(&home).unwrap().clone();
+    let mut tx = region.write().await.unwrap();
+    sqlx::query("CREATE TEMP TRIGGER inject_failure BEFORE INSERT ON main.audit_entries BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let v2 = StoredSealed {
+        version: 2,
+        sealed: vec![2; 40],
+        ..v1.clone()
+    };
+    let err = s
+        .put_sealed(&home, "tenant-secret", &v2, 1, &ev())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected audit failure"), "{err}");
+    let stored = s
+        .sealed(&home, "tenant-secret", "sso")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.version, stored.sealed),
+        (1, vec![1; 40]),
+        "the write was rolled back"
+    );
+    assert_eq!(s.audit_entries(&home, 0, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_database_refuses_to_update_or_delete_audit_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let scope =
+        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageTenants).unwrap();
+    let t = tenant("append-only", "eu");
+    let home = access::provisioning_scope(&scope, &t);
+    s.create_tenant(&scope, &t, &home, &TenantKeys::default(), &ev())
+        .await
+        .unwrap();
+    let region = s.region(&home).unwrap().clone();
+    for sql in [
+        "UPDATE audit_entries SET action = 'x'",
+        "DELETE FROM audit_entries",
+    ] {
+        let mut tx = region.write().await.unwrap();
+        let err = sqlx::query(sql).execute(&mut *tx).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let entries = s.audit_entries(&home, 0, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let text = String::from_utf8(entries[0].entry.clone()).unwrap();
+    assert!(
+        text.starts_with(r#"{"action":"tenant.create","#) && text.contains(r#""seq":0"#),
+        "{text}"
+    );
+    assert_eq!(
+        entries[0].leaf_hash,
+        strongroom_core::audit::merkle::leaf_hash(&entries[0].entry)
+    );
+}
+
+/// No SQL in this crate updates or deletes audit entries.
+#[test]
+fn no_statement_touches_audit_entries_except_insert_and_select() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let mut stack = vec![std::path::PathBuf::from(src)];
+    let mut checked = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("tests.rs") {
+                let text = std::fs::read_to_string(&p).unwrap().to_uppercase();
+                checked += 1;
+                for bad in [
+                    "UPDATE AUDIT_ENTRIES",
+                    "DELETE FROM AUDIT_ENTRIES",
+                    "REPLACE INTO AUDIT_ENTRIES",
+                    "DROP TRIGGER",
+                ] {
+                    assert!(!text.contains(bad), "{} contains {bad}", p.display());
+                }
+            }
+        }
+    }
+    assert!(checked > 5);
+}

@@ -115,15 +115,18 @@ pub(super) async fn keys(
             tenant,
             kek,
             provider,
+            reason,
         } => {
             let slug = Slug::parse(&tenant)?;
             if kek {
-                let v = platform.rotate_kek(&me, &slug, provider.as_deref()).await?;
+                let v = platform
+                    .rotate_kek(&me, &slug, provider.as_deref(), reason)
+                    .await?;
                 println_out(&format!(
                     "tenant {slug}: key-encryption key v{v} is current; data keys re-wrapped"
                 ))
             } else {
-                let v = platform.rotate_data_key(&me, &slug).await?;
+                let v = platform.rotate_data_key(&me, &slug, reason).await?;
                 println_out(&format!(
                     "tenant {slug}: data key v{v} is current; older data is re-encrypted in the \
                      background (or now: strongroom keys reencrypt --tenant {slug})"
@@ -150,12 +153,16 @@ pub(super) async fn keys(
                 .await;
             }
         }
-        KeysCommand::Shred { tenant, confirm } => {
+        KeysCommand::Shred {
+            tenant,
+            confirm,
+            reason,
+        } => {
             let slug = Slug::parse(&tenant)?;
             if confirm != tenant {
                 bail!("--confirm must repeat the tenant's slug ({tenant}) exactly");
             }
-            platform.shred_tenant_keys(&me, &slug).await?;
+            platform.shred_tenant_keys(&me, &slug, reason).await?;
             println_out(&format!(
                 "tenant {slug}: all keys destroyed; its data can no longer be decrypted"
             ))

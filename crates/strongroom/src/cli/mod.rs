@@ -131,6 +131,9 @@ enum KeysCommand {
         /// With --kek: move the key-encryption key to this provider.
         #[arg(long, requires = "kek", value_name = "NAME")]
         provider: Option<String>,
+        /// Why (recorded in the tenant's audit trail; required with --kek).
+        #[arg(long, required_if_eq("kek", "true"), value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Re-encrypt the tenant's data still under older data keys, now, rate-limited
     /// (the server also does this in the background).
@@ -147,6 +150,9 @@ enum KeysCommand {
         /// Repeat the slug to confirm.
         #[arg(long, value_name = "SLUG")]
         confirm: String,
+        /// Why (recorded in the tenant's audit trail).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
 }
 

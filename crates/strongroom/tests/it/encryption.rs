@@ -62,6 +62,20 @@ async fn new_tenant(s: &TestServer, token: &str, slug: &str) {
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
 }
 
+/// An audit event for writes the tests make directly through the store (tampering).
+fn tamper(scope: &strongroom_core::access::TenantScope) -> strongroom_core::store::AuditEvent {
+    use strongroom_core::audit::entry::{Action, NewEntry, Target};
+    let target = Target {
+        id: "tamper".into(),
+        kind: "test".into(),
+        version: None,
+    };
+    strongroom_core::store::AuditEvent {
+        entry: NewEntry::by(scope, Action::TenantSecretSet, target, None),
+        at: time::OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
 fn slug(s: &str) -> Slug {
     Slug::parse(s).unwrap()
 }
@@ -235,7 +249,12 @@ async fn ciphertexts_moved_between_rows_tenants_or_files_do_not_open() {
     // Another tenant's ciphertext of the same name and version.
     let b_two = store.sealed(&b, kind, "two").await.unwrap().unwrap();
     assert_eq!((a_two.version, b_two.version), (1, 1));
-    assert!(store.put_sealed(&a, kind, &b_two, 1).await.unwrap());
+    assert!(
+        store
+            .put_sealed(&a, kind, &b_two, 1, &tamper(&a))
+            .await
+            .unwrap()
+    );
     integrity(secret("swap-a", "two").await, "another tenant");
     // Another row of the same tenant at the same version.
     assert_eq!(a_one.version, 2);
@@ -244,19 +263,34 @@ async fn ciphertexts_moved_between_rows_tenants_or_files_do_not_open() {
         version: 2,
         ..a_one.clone()
     };
-    assert!(store.put_sealed(&a, kind, &moved, 1).await.unwrap());
+    assert!(
+        store
+            .put_sealed(&a, kind, &moved, 1, &tamper(&a))
+            .await
+            .unwrap()
+    );
     integrity(secret("swap-a", "two").await, "another row");
     // The same object's previous version presented as the current one.
     let mut rollback = a_one.clone();
     rollback.version = 3; // sealed as version 2, presented as version 3
-    assert!(store.put_sealed(&a, kind, &rollback, 2).await.unwrap());
+    assert!(
+        store
+            .put_sealed(&a, kind, &rollback, 2, &tamper(&a))
+            .await
+            .unwrap()
+    );
     integrity(secret("swap-a", "one").await, "another version");
     // A flipped bit.
     let mut flipped = b_one.clone();
     let last = flipped.sealed.len() - 1;
     flipped.sealed[last] ^= 1;
     flipped.version = 2;
-    assert!(store.put_sealed(&b, kind, &flipped, 1).await.unwrap());
+    assert!(
+        store
+            .put_sealed(&b, kind, &flipped, 1, &tamper(&b))
+            .await
+            .unwrap()
+    );
     integrity(secret("swap-b", "one").await, "flipped bit");
     // Untouched values still open.
     assert_eq!(
@@ -360,9 +394,11 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
     };
     let mut versions = Vec::new();
     for round in 0..4 {
-        versions.push(p.rotate_data_key(&me, &t).await.unwrap());
+        versions.push(p.rotate_data_key(&me, &t, None).await.unwrap());
         if round == 1 {
-            p.rotate_kek(&me, &t, None).await.unwrap();
+            p.rotate_kek(&me, &t, None, Some("yearly rotation".into()))
+                .await
+                .unwrap();
         }
         p.reencrypt(&me, &t, 7).await.unwrap();
     }
@@ -445,7 +481,7 @@ async fn crypto_shredding_leaves_nothing_readable() {
     p.put_blob(&me, &slug("doomed"), "att", &mut body.as_slice())
         .await
         .unwrap();
-    p.rotate_data_key(&me, &slug("doomed")).await.unwrap();
+    p.rotate_data_key(&me, &slug("doomed"), None).await.unwrap();
     let tenant = p.tenant(&me, &slug("doomed")).await.unwrap();
     let ps = access::authorize_platform(&me, PlatformAction::ManageKeys).unwrap();
     let keys = store
@@ -489,7 +525,16 @@ async fn crypto_shredding_leaves_nothing_readable() {
     );
     let out = s
         .cli(
-            &["keys", "shred", "--tenant", "doomed", "--confirm", "doomed"],
+            &[
+                "keys",
+                "shred",
+                "--tenant",
+                "doomed",
+                "--confirm",
+                "doomed",
+                "--reason",
+                "contract ended",
+            ],
             None,
         )
         .await;
@@ -512,7 +557,7 @@ async fn crypto_shredding_leaves_nothing_readable() {
         "{problem}"
     );
     assert!(
-        p.rotate_data_key(&me, &slug("doomed")).await.is_err(),
+        p.rotate_data_key(&me, &slug("doomed"), None).await.is_err(),
         "no new keys after shredding"
     );
     // The other tenant is untouched.
@@ -739,7 +784,7 @@ async fn an_independent_reader_decrypts_from_the_format_document() {
         200
     );
     let (p, _) = local_platform(&s).await;
-    p.rotate_data_key(&Principal::LocalAdmin, &slug("independent"))
+    p.rotate_data_key(&Principal::LocalAdmin, &slug("independent"), None)
         .await
         .unwrap();
     assert_eq!(
