@@ -12,3 +12,4 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod tiles;
+pub mod tree;
