@@ -134,6 +134,24 @@ pub struct StoredEntry {
     pub leaf_hash: Hash,
 }
 
+/// A tenant's audit log as integrated so far.
+#[derive(Debug, Clone)]
+pub struct AuditLogState {
+    /// Key name (also the checkpoint origin).
+    pub key_name: String,
+    /// Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// The signing key's seed, wrapped by the root provider.
+    pub wrapped_seed: Vec<u8>,
+    /// Entries covered by `checkpoint`.
+    pub size: u64,
+    /// The latest signed checkpoint, once there is one.
+    pub checkpoint: Option<String>,
+}
+
+/// A hash tile: (level, index, hashes).
+pub type StoredTile = (u8, u64, Vec<Hash>);
+
 /// A page request for listing: items strictly after `after`, at most `limit`.
 #[derive(Debug, Clone)]
 pub struct Page<C> {
@@ -248,6 +266,37 @@ pub trait Store: Send + Sync + 'static {
         expected: u64,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// The tenant's integrated audit log, if it was ever set up.
+    async fn audit_log(&self, scope: &TenantScope) -> Result<Option<AuditLogState>, StoreError>;
+
+    /// Sets up the tenant's audit log with its signing key (no-op if it exists).
+    async fn init_audit_log(
+        &self,
+        scope: &TenantScope,
+        state: &AuditLogState,
+    ) -> Result<(), StoreError>;
+
+    /// Reads hash tiles; absent ones are left out.
+    async fn audit_tiles(
+        &self,
+        scope: &TenantScope,
+        wanted: &[(u8, u64)],
+    ) -> Result<Vec<StoredTile>, StoreError>;
+
+    /// Records an integration: writes `tiles`, moves the size from `from` to `to` and
+    /// stores the checkpoint, unless another integrator moved the size first (false).
+    async fn integrate_audit(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        to: u64,
+        tiles: &[StoredTile],
+        checkpoint: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Number of entries in the tenant's log.
+    async fn audit_len(&self, scope: &TenantScope) -> Result<u64, StoreError>;
 
     /// Entries of the tenant's audit log from `from`, at most `limit`, in order.
     async fn audit_entries(

@@ -56,6 +56,9 @@ pub enum PlatformAction {
     ManageKeys,
     /// Set tenants' sealed configuration secrets (write-only).
     ManageSecrets,
+    /// Read a tenant's audit trail (checkpoints, tiles, proofs). Until tenant users and
+    /// their `audit:read` permission exist, operators hold it.
+    ReadAudit,
     /// Read and write tenant data directly (blobs, secret values). Only the local
     /// administrator and the server itself: no network principal has it.
     LocalData,

@@ -3,13 +3,17 @@
 //! ours.
 //!
 //! * [`entry`] — the entry, its action catalogue and canonical serialisation.
+//! * [`log`] — integrating appended entries into tiles and signing checkpoints.
 //! * [`merkle`] — RFC 9162 tree hashing, inclusion and consistency proofs.
 //! * [`note`] — C2SP signed notes with Ed25519 keys, verifier keys (vkey) and
 //!   tlog-checkpoint bodies.
+//! * [`verify`] — checking an exported log offline, with a one-line verdict.
 //! * [`tiles`] — C2SP tlog-tiles paths and entry bundles.
 
 pub mod entry;
+pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod tiles;
 pub mod tree;
+pub mod verify;

@@ -95,6 +95,11 @@ impl NoteSigner {
         Ok(SecretBytes::new(seed))
     }
 
+    /// The raw 32-byte public key.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.key.public_key().as_ref().to_vec()
+    }
+
     /// The verifier key, in vkey format.
     pub fn vkey(&self) -> String {
         let public = self.key.public_key().as_ref();

@@ -138,3 +138,16 @@ impl From<ObjectError> for PlatformError {
         }
     }
 }
+
+impl From<crate::audit::log::AuditError> for PlatformError {
+    fn from(e: crate::audit::log::AuditError) -> Self {
+        use crate::audit::log::AuditError;
+        match e {
+            AuditError::Store(s) => s.into(),
+            AuditError::Key(k) => k.into(),
+            AuditError::NoSuchTile => Self::NotFound("tile"),
+            AuditError::Busy => Self::Unavailable(e.to_string()),
+            AuditError::Note(_) | AuditError::Tree(_) => Self::Internal(e.to_string()),
+        }
+    }
+}

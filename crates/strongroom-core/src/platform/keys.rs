@@ -60,7 +60,7 @@ pub struct SecretInfo {
 
 impl Platform {
     /// Authorizes `action` and returns the tenant and a scope on it.
-    async fn tenant_scope(
+    pub(super) async fn tenant_scope(
         &self,
         principal: &Principal,
         slug: &Slug,

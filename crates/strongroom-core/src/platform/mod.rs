@@ -5,6 +5,7 @@
 //! deployment's configuration, then storage). Because the CLI and the API go through
 //! the same methods, they cannot drift apart.
 
+mod audit;
 mod error;
 mod keys;
 
@@ -38,6 +39,7 @@ pub struct Platform {
     providers: Providers,
     keyring: Arc<Keyring>,
     objects: Objects,
+    audit: crate::audit::log::AuditLogs,
     clock: SharedClock,
     tokens: TokenService,
     passwords: PasswordHasher,
@@ -94,11 +96,17 @@ impl Platform {
             &config.keys,
         ));
         let objects = Objects::new(keyring.clone(), store.clone(), blobs, clock.clone());
+        let audit = crate::audit::log::AuditLogs::new(
+            store.clone(),
+            providers.root(),
+            &config.tokens.issuer,
+        );
         Ok(Self {
             store,
             providers,
             keyring,
             objects,
+            audit,
             clock,
             tokens,
             passwords,

@@ -5,8 +5,8 @@
 
 use sqlx::{Row, Sqlite, Transaction};
 use strongroom_core::access::TenantScope;
-use strongroom_core::audit::merkle::leaf_hash;
-use strongroom_core::store::{AuditEvent, StoreError, StoredEntry};
+use strongroom_core::audit::merkle::{Hash, leaf_hash};
+use strongroom_core::store::{AuditEvent, AuditLogState, StoreError, StoredEntry, StoredTile};
 
 use super::Db;
 use crate::error::db;
@@ -90,4 +90,118 @@ pub(super) async fn entries(
             })
         })
         .collect()
+}
+
+fn int(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} out of range")))
+}
+
+pub(super) async fn log(
+    region: &Db,
+    scope: &TenantScope,
+) -> Result<Option<AuditLogState>, StoreError> {
+    let row = sqlx::query("SELECT key_name, public_key, wrapped_seed, size, checkpoint FROM audit_logs WHERE tenant_id = ?")
+        .bind(tid(scope))
+        .fetch_optional(region.read())
+        .await
+        .map_err(db)?;
+    let Some(r) = row else { return Ok(None) };
+    let size: i64 = r.try_get("size").map_err(db)?;
+    Ok(Some(AuditLogState {
+        key_name: r.try_get("key_name").map_err(db)?,
+        public_key: r.try_get("public_key").map_err(db)?,
+        wrapped_seed: r.try_get("wrapped_seed").map_err(db)?,
+        size: u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("audit size {size}")))?,
+        checkpoint: r.try_get("checkpoint").map_err(db)?,
+    }))
+}
+
+pub(super) async fn init_log(
+    region: &Db,
+    scope: &TenantScope,
+    s: &AuditLogState,
+) -> Result<(), StoreError> {
+    let mut tx = region.write().await?;
+    sqlx::query("INSERT INTO audit_logs (tenant_id, key_name, public_key, wrapped_seed, size, checkpoint) VALUES (?, ?, ?, ?, 0, NULL) ON CONFLICT DO NOTHING")
+        .bind(tid(scope))
+        .bind(&s.key_name)
+        .bind(&s.public_key)
+        .bind(&s.wrapped_seed)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
+}
+
+pub(super) async fn tiles(
+    region: &Db,
+    scope: &TenantScope,
+    wanted: &[(u8, u64)],
+) -> Result<Vec<StoredTile>, StoreError> {
+    let mut out = Vec::with_capacity(wanted.len());
+    for &(level, idx) in wanted {
+        let row: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hashes FROM audit_tiles WHERE tenant_id = ? AND level = ? AND idx = ?",
+        )
+        .bind(tid(scope))
+        .bind(i64::from(level))
+        .bind(int(idx)?)
+        .fetch_optional(region.read())
+        .await
+        .map_err(db)?;
+        if let Some(bytes) = row {
+            let hashes = bytes
+                .chunks_exact(32)
+                .map(|c| Hash::try_from(c).map_err(|_| StoreError::Corrupt("tile".into())))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push((level, idx, hashes));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn integrate(
+    region: &Db,
+    scope: &TenantScope,
+    from: u64,
+    to: u64,
+    tiles: &[StoredTile],
+    checkpoint: &str,
+) -> Result<bool, StoreError> {
+    let mut tx = region.write().await?;
+    let moved = sqlx::query(
+        "UPDATE audit_logs SET size = ?, checkpoint = ? WHERE tenant_id = ? AND size = ?",
+    )
+    .bind(int(to)?)
+    .bind(checkpoint)
+    .bind(tid(scope))
+    .bind(int(from)?)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    if moved.rows_affected() != 1 {
+        return Ok(false);
+    }
+    for (level, idx, hashes) in tiles {
+        sqlx::query("INSERT INTO audit_tiles (tenant_id, level, idx, hashes) VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hashes = excluded.hashes")
+            .bind(tid(scope))
+            .bind(i64::from(*level))
+            .bind(int(*idx)?)
+            .bind(hashes.concat())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(true)
+}
+
+pub(super) async fn len(region: &Db, scope: &TenantScope) -> Result<u64, StoreError> {
+    let n: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(seq) + 1 FROM audit_entries WHERE tenant_id = ?")
+            .bind(tid(scope))
+            .fetch_one(region.read())
+            .await
+            .map_err(db)?;
+    Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
 }

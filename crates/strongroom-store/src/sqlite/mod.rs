@@ -25,8 +25,8 @@ use strongroom_core::access::{PlatformScope, TenantScope};
 use strongroom_core::identity::Email;
 use strongroom_core::identity::operator::{Operator, OperatorCredentials};
 use strongroom_core::store::{
-    AuditEvent, Page, Store, StoreError, StoredBlob, StoredDek, StoredEntry, StoredKek,
-    StoredSealed, StoredSigningKey, TenantKeys,
+    AuditEvent, AuditLogState, Page, Store, StoreError, StoredBlob, StoredDek, StoredEntry,
+    StoredKek, StoredSealed, StoredSigningKey, StoredTile, TenantKeys,
 };
 use strongroom_core::tenant::{RegionName, Slug, Tenant};
 
@@ -305,6 +305,41 @@ impl Store for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         keys::put_sealed(self.region(scope)?, scope, kind, value, expected, audit).await
+    }
+
+    async fn audit_log(&self, scope: &TenantScope) -> Result<Option<AuditLogState>, StoreError> {
+        audit::log(self.region(scope)?, scope).await
+    }
+
+    async fn init_audit_log(
+        &self,
+        scope: &TenantScope,
+        state: &AuditLogState,
+    ) -> Result<(), StoreError> {
+        audit::init_log(self.region(scope)?, scope, state).await
+    }
+
+    async fn audit_tiles(
+        &self,
+        scope: &TenantScope,
+        wanted: &[(u8, u64)],
+    ) -> Result<Vec<StoredTile>, StoreError> {
+        audit::tiles(self.region(scope)?, scope, wanted).await
+    }
+
+    async fn integrate_audit(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        to: u64,
+        tiles: &[StoredTile],
+        checkpoint: &str,
+    ) -> Result<bool, StoreError> {
+        audit::integrate(self.region(scope)?, scope, from, to, tiles, checkpoint).await
+    }
+
+    async fn audit_len(&self, scope: &TenantScope) -> Result<u64, StoreError> {
+        audit::len(self.region(scope)?, scope).await
     }
 
     async fn audit_entries(

@@ -5,6 +5,7 @@
 //! whether or not a server is running and apply exactly the same rules.
 
 mod admin;
+mod audit;
 mod banner;
 
 use std::net::SocketAddr;
@@ -51,6 +52,9 @@ enum Command {
     /// Inspect and rotate tenants' encryption keys; crypto-shred a tenant.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A tenant's audit trail: verifier key, checkpoint, export, offline verification.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the version.
     Version,
 }
@@ -156,6 +160,44 @@ enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the tenant's audit verifier key (C2SP vkey).
+    Vkey {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Integrate new entries and print the latest signed checkpoint.
+    Checkpoint {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Write the checkpoint, tiles and entry bundles into DIR (tlog-tiles layout).
+    Export {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Output directory (created; must be empty or absent).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Verify an exported log offline; prints one line, exits 1 if anything is wrong.
+    Verify {
+        /// The exported directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The log's verifier key, obtained separately (e.g. `audit vkey`).
+        #[arg(long)]
+        vkey: String,
+        /// File keeping the last verified size and root, to detect a rolled-back or
+        /// rewritten log next time (created if absent).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Args, Clone, Copy)]
 struct Output {
     /// Print JSON instead of text.
@@ -213,6 +255,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Operator(cmd) => admin::operator(&open(&config).await?, cmd).await,
         Command::Tenant(cmd) => admin::tenant(&open(&config).await?, cmd).await,
         Command::Keys(cmd) => admin::keys(&open(&config).await?, cmd, &config).await,
+        Command::Audit(AuditCommand::Verify { dir, vkey, state }) => {
+            audit::verify_dir(&dir, &vkey, state.as_deref())
+        }
+        Command::Audit(cmd) => audit::run(&open(&config).await?, cmd).await,
         Command::Version => Ok(()),
     }
 }

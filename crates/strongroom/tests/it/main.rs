@@ -6,6 +6,7 @@
 #![allow(clippy::too_many_lines, clippy::cast_possible_truncation)]
 
 mod architecture;
+mod audit;
 mod bad_input;
 mod cli;
 mod encryption;

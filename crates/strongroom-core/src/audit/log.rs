@@ -1,0 +1,243 @@
+//! Integrating a tenant's appended entries into its Merkle tree and signing checkpoints.
+//!
+//! Entries are appended by the writes they describe (in the same transaction); this
+//! service later folds the new ones into the tlog-tiles hash tiles and signs a
+//! checkpoint with the tenant's audit key. The leaf hashes are recomputed from the
+//! stored entry bytes, never taken from storage on trust.
+//!
+//! The audit signing key is wrapped by the *root* key provider (context
+//! `tenant-audit-key:<tenant uuid>`), not by the tenant's data keys: a crypto-shredded
+//! tenant's audit trail must stay verifiable and extendable (its final `key.shred`
+//! entry included) for as long as retention rules require.
+
+use std::sync::Arc;
+
+use super::merkle::{Hash, ProofError, leaf_hash, range_root};
+use super::note::{Checkpoint, NoteError, NoteSigner};
+use super::tiles::{TILE_WIDTH, TileRef, push_entry};
+use super::tree::Tiles;
+use crate::access::TenantScope;
+use crate::keys::{KeyError, KeyProvider};
+use crate::store::{AuditLogState, Store, StoreError};
+
+/// Entries integrated per storage round trip.
+const BATCH: u32 = 4096;
+/// Attempts when another integrator keeps winning.
+const ATTEMPTS: usize = 8;
+
+/// An audit-log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The root key provider failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Signing or a note failed.
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    /// The stored tree is inconsistent with the entries.
+    #[error(transparent)]
+    Tree(#[from] ProofError),
+    /// A tile or bundle that the latest checkpoint does not cover.
+    #[error("no such tile")]
+    NoSuchTile,
+    /// Integration kept losing to concurrent integrators.
+    #[error("the audit log is busy; retry")]
+    Busy,
+}
+
+/// The audit logs of all tenants.
+pub struct AuditLogs {
+    store: Arc<dyn Store>,
+    root: Arc<dyn KeyProvider>,
+    host: String,
+}
+
+impl std::fmt::Debug for AuditLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLogs")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_context(scope: &TenantScope) -> Vec<u8> {
+    format!("tenant-audit-key:{}", scope.tenant().as_uuid()).into_bytes()
+}
+
+impl AuditLogs {
+    /// Audit logs whose origins start with `issuer` (scheme and odd characters dropped).
+    pub fn new(store: Arc<dyn Store>, root: Arc<dyn KeyProvider>, issuer: &str) -> Self {
+        let host: String = issuer
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '+' && !c.is_control())
+            .collect();
+        Self {
+            store,
+            root,
+            host: if host.is_empty() {
+                "strongroom".into()
+            } else {
+                host
+            },
+        }
+    }
+
+    /// The log's origin line and key name: `<host>/t/<slug>/audit`.
+    pub fn origin(&self, slug: &str) -> String {
+        format!("{}/t/{slug}/audit", self.host)
+    }
+
+    /// The log's state, setting it up (with a fresh signing key) on first use.
+    pub async fn state(
+        &self,
+        scope: &TenantScope,
+        slug: &str,
+    ) -> Result<AuditLogState, AuditError> {
+        if let Some(s) = self.store.audit_log(scope).await? {
+            return Ok(s);
+        }
+        let seed = NoteSigner::generate_seed()?;
+        let signer = NoteSigner::from_seed(&self.origin(slug), &seed)?;
+        let state = AuditLogState {
+            key_name: self.origin(slug),
+            public_key: signer.public_key(),
+            wrapped_seed: self.root.wrap(&seed, &key_context(scope)).await?,
+            size: 0,
+            checkpoint: None,
+        };
+        self.store.init_audit_log(scope, &state).await?;
+        // Another process may have won the race: read back whichever key is stored.
+        self.store.audit_log(scope).await?.ok_or(AuditError::Busy)
+    }
+
+    async fn signer(
+        &self,
+        scope: &TenantScope,
+        state: &AuditLogState,
+    ) -> Result<NoteSigner, AuditError> {
+        let seed = self
+            .root
+            .unwrap(&state.wrapped_seed, &key_context(scope))
+            .await?;
+        let signer = NoteSigner::from_seed(&state.key_name, &seed)?;
+        if signer.public_key() != state.public_key {
+            return Err(KeyError::Integrity.into());
+        }
+        Ok(signer)
+    }
+
+    /// The verifier key (C2SP vkey) of the tenant's log.
+    pub async fn vkey(&self, scope: &TenantScope, slug: &str) -> Result<String, AuditError> {
+        let state = self.state(scope, slug).await?;
+        Ok(self.signer(scope, &state).await?.vkey())
+    }
+
+    /// Integrates every appended entry and returns the latest signed checkpoint.
+    pub async fn checkpoint(
+        &self,
+        scope: &TenantScope,
+        slug: &str,
+    ) -> Result<(u64, String), AuditError> {
+        for _ in 0..ATTEMPTS {
+            let state = self.state(scope, slug).await?;
+            let len = self.store.audit_len(scope).await?;
+            if let (true, Some(cp)) = (len == state.size, &state.checkpoint) {
+                return Ok((state.size, cp.clone()));
+            }
+            let mut view = Tiles::new();
+            for (l, i, t) in self
+                .store
+                .audit_tiles(scope, &Tiles::needed_for_append(state.size))
+                .await?
+            {
+                view.insert(l, i, t);
+            }
+            let mut changed = std::collections::BTreeMap::new();
+            let mut size = state.size;
+            while size < len {
+                let entries = self.store.audit_entries(scope, size, BATCH).await?;
+                if entries.is_empty() {
+                    break;
+                }
+                let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(&e.entry)).collect();
+                for (l, i, t) in view.append(size, &leaves)? {
+                    changed.insert((l, i), t);
+                }
+                size += leaves.len() as u64;
+            }
+            let root = range_root(&view, 0, size)?;
+            let text = Checkpoint {
+                origin: state.key_name.clone(),
+                size,
+                root,
+                extensions: vec![],
+            }
+            .text();
+            let note = self.signer(scope, &state).await?.sign(&text)?;
+            let tiles: Vec<_> = changed.into_iter().map(|((l, i), t)| (l, i, t)).collect();
+            if self
+                .store
+                .integrate_audit(scope, state.size, size, &tiles, &note)
+                .await?
+            {
+                return Ok((size, note));
+            }
+        }
+        Err(AuditError::Busy)
+    }
+
+    /// A tile or entry bundle at `path` (`tile/...`), within the latest checkpoint.
+    pub async fn tile(
+        &self,
+        scope: &TenantScope,
+        slug: &str,
+        path: &str,
+    ) -> Result<Vec<u8>, AuditError> {
+        let tile = TileRef::parse(path).map_err(|_| AuditError::NoSuchTile)?;
+        let (size, _) = self.checkpoint(scope, slug).await?;
+        let width = u64::from(tile.width);
+        let level = u32::from(tile.level.unwrap_or(0));
+        let available = size >> (8 * level); // hashes (or entries) at this level
+        if tile
+            .index
+            .checked_mul(TILE_WIDTH)
+            .and_then(|s| s.checked_add(width))
+            .is_none_or(|end| end > available)
+        {
+            return Err(AuditError::NoSuchTile);
+        }
+        let w = usize::from(tile.width);
+        match tile.level {
+            Some(l) => {
+                let got = self.store.audit_tiles(scope, &[(l, tile.index)]).await?;
+                let hashes = got
+                    .into_iter()
+                    .next()
+                    .map(|(_, _, h)| h)
+                    .ok_or(AuditError::NoSuchTile)?;
+                Ok(hashes.get(..w).ok_or(AuditError::NoSuchTile)?.concat())
+            }
+            None => {
+                let from = tile.index * TILE_WIDTH;
+                // Served as stored: if rows went missing, the bundle is short and a
+                // verifier names the first index that no longer lines up.
+                let entries = self
+                    .store
+                    .audit_entries(scope, from, u32::from(tile.width))
+                    .await?;
+                let end = from + u64::from(tile.width);
+                let mut bundle = Vec::new();
+                for e in entries.iter().filter(|e| e.seq < end) {
+                    push_entry(&mut bundle, &e.entry).map_err(|_| AuditError::NoSuchTile)?;
+                }
+                Ok(bundle)
+            }
+        }
+    }
+}

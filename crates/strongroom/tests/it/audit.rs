@@ -1,0 +1,251 @@
+//! The audit trail end to end: entries written with the writes they describe, exported
+//! in the tlog-tiles layout, verified offline by `strongroom audit verify`, and every
+//! kind of tampering with the stored log caught and located.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::support::{TestServer, create_tenant};
+
+async fn put_secret(s: &TestServer, token: &str, name: &str, value: &str) {
+    let resp = s
+        .client()
+        .put(s.url(&format!("/v1/tenants/audited/secrets/{name}")))
+        .bearer_auth(token)
+        .json(&json!({ "value": value }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+async fn export(s: &TestServer, name: &str) -> PathBuf {
+    let dir = s.dir.path().join(name);
+    let out = s
+        .cli(
+            &[
+                "audit",
+                "export",
+                "--tenant",
+                "audited",
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    stdout(&out);
+    dir
+}
+
+/// Runs `audit verify`; returns (success, the one line it printed).
+async fn verify(s: &TestServer, dir: &Path, vkey: &str, state: &Path) -> (bool, String) {
+    let out = s
+        .cli(
+            &[
+                "audit",
+                "verify",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--vkey",
+                vkey,
+                "--state",
+                state.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_owned())
+}
+
+/// Edits the region database directly, as someone with file access would (dropping
+/// the append-only triggers first).
+fn tamper(data: &Path, sql: &str) {
+    let db = data.join("regions/eu/strongroom.db");
+    let script = format!(
+        "import sqlite3\nc = sqlite3.connect({:?})\nc.executescript('''DROP TRIGGER IF EXISTS audit_entries_are_never_updated; DROP TRIGGER IF EXISTS audit_entries_are_never_deleted; {sql}''')\nc.commit()\n",
+        db.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn exported_logs_verify_and_every_tampering_is_located() {
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    let resp = create_tenant(
+        &s,
+        &token,
+        json!({"slug": "audited", "display_name": "A", "region": "eu"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    for i in 0..6 {
+        put_secret(&s, &token, &format!("s{i}"), "value").await;
+    }
+    stdout(
+        &s.cli(&["keys", "rotate", "--tenant", "audited"], None)
+            .await,
+    );
+    let vkey = stdout(&s.cli(&["audit", "vkey", "--tenant", "audited"], None).await)
+        .trim()
+        .to_owned();
+    assert!(vkey.starts_with("strongroom/t/audited/audit+"), "{vkey}");
+    let state = s.dir.path().join("verifier-state.json");
+
+    let clean = export(&s, "export-clean").await;
+    let checkpoint = std::fs::read_to_string(clean.join("checkpoint")).unwrap();
+    assert!(
+        checkpoint.starts_with("strongroom/t/audited/audit\n8\n"),
+        "{checkpoint}"
+    );
+    let (ok, line) = verify(&s, &clean, &vkey, &state).await;
+    assert!(ok && line.starts_with("OK: 8 entries"), "{line}");
+    let bundle = std::fs::read(clean.join("tile/entries/000.p/8")).unwrap();
+    let text = String::from_utf8_lossy(&bundle);
+    for action in ["tenant.create", "tenant.secret.set", "key.rotate"] {
+        assert!(
+            text.contains(&format!("\"action\":\"{action}\"")),
+            "{action} in {text}"
+        );
+    }
+    // A verifier key for another log does not verify this one.
+    let other = "strongroom/t/other/audit+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert!(
+        !verify(&s, &clean, other, &s.dir.path().join("x.json"))
+            .await
+            .0
+    );
+
+    // More entries; the state file moves forward.
+    put_secret(&s, &token, "later", "value").await;
+    let (ok, line) = verify(&s, &export(&s, "export-2").await, &vkey, &state).await;
+    assert!(ok && line.starts_with("OK: 9 entries"), "{line}");
+
+    let data = s.data_dir();
+    // One byte of one stored entry.
+    tamper(
+        &data,
+        "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 's2', 's9') AS BLOB) WHERE seq = 3;",
+    );
+    let (ok, line) = verify(&s, &export(&s, "export-edited").await, &vkey, &state).await;
+    assert!(!ok && line.contains("first bad index 3"), "{line}");
+    // Two entries swapped (after undoing the edit).
+    tamper(
+        &data,
+        "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 's9', 's2') AS BLOB) WHERE seq = 3;",
+    );
+    let (ok, line) = verify(&s, &export(&s, "export-restored").await, &vkey, &state).await;
+    assert!(ok, "the undone edit verifies again: {line}");
+    tamper(
+        &data,
+        "UPDATE audit_entries SET seq = 1000 WHERE seq = 5; UPDATE audit_entries SET seq = 5 WHERE seq = 6; UPDATE audit_entries SET seq = 6 WHERE seq = 1000;",
+    );
+    let (ok, line) = verify(&s, &export(&s, "export-swapped").await, &vkey, &state).await;
+    assert!(!ok && line.contains("first bad index 5"), "{line}");
+    // One entry deleted.
+    tamper(&data, "DELETE FROM audit_entries WHERE seq = 1;");
+    let (ok, line) = verify(&s, &export(&s, "export-deleted").await, &vkey, &state).await;
+    assert!(!ok && line.contains("first bad index 1"), "{line}");
+}
+
+#[tokio::test]
+async fn a_rolled_back_log_is_detected() {
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    let resp = create_tenant(
+        &s,
+        &token,
+        json!({"slug": "audited", "display_name": "A", "region": "eu"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    put_secret(&s, &token, "a", "1").await;
+    let vkey = stdout(&s.cli(&["audit", "vkey", "--tenant", "audited"], None).await)
+        .trim()
+        .to_owned();
+    stdout(
+        &s.cli(&["audit", "checkpoint", "--tenant", "audited"], None)
+            .await,
+    );
+    // An old copy of the database (a backup), taken now.
+    let (_, dir) = s.stop().await;
+    let region = dir.path().join("data/regions/eu");
+    let backup = dir.path().join("region-backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    for f in std::fs::read_dir(&region).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, backup.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let s = TestServer::start_with(
+        crate::support::bin(),
+        crate::support::Options {
+            config: Some(crate::support::TWO_REGIONS.into()),
+            dir: Some(dir),
+            ..Default::default()
+        },
+    )
+    .await;
+    let token = s.operator_token().await;
+    for i in 0..3 {
+        put_secret(&s, &token, &format!("b{i}"), "2").await;
+    }
+    let state = s.dir.path().join("state.json");
+    let (ok, line) = verify(&s, &export(&s, "newer").await, &vkey, &state).await;
+    assert!(ok && line.starts_with("OK: 5 entries"), "{line}");
+    // Restore the old database: the log goes back to 2 entries with a validly signed
+    // (old) checkpoint. Only the verifier's memory can tell.
+    let (_, dir) = s.stop().await;
+    for f in std::fs::read_dir(&backup).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(
+            &p,
+            dir.path()
+                .join("data/regions/eu")
+                .join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    for wal in ["strongroom.db-wal", "strongroom.db-shm"] {
+        if !backup.join(wal).exists() {
+            let _ = std::fs::remove_file(dir.path().join("data/regions/eu").join(wal));
+        }
+    }
+    let s = TestServer::start_with(
+        crate::support::bin(),
+        crate::support::Options {
+            config: Some(crate::support::TWO_REGIONS.into()),
+            dir: Some(dir),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (ok, line) = verify(&s, &export(&s, "rolled-back").await, &vkey, &state).await;
+    assert!(!ok && line.contains("rolled back from 5 to 2"), "{line}");
+}
