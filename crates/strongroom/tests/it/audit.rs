@@ -249,3 +249,65 @@ async fn a_rolled_back_log_is_detected() {
     let (ok, line) = verify(&s, &export(&s, "rolled-back").await, &vkey, &state).await;
     assert!(!ok && line.contains("rolled back from 5 to 2"), "{line}");
 }
+
+#[tokio::test]
+async fn an_independent_verifier_accepts_our_checkpoint_and_tree() {
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    let resp = create_tenant(
+        &s,
+        &token,
+        json!({"slug": "audited", "display_name": "A", "region": "eu"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    for i in 0..20 {
+        put_secret(&s, &token, &format!("s{i}"), "v").await;
+    }
+    let vkey = stdout(&s.cli(&["audit", "vkey", "--tenant", "audited"], None).await)
+        .trim()
+        .to_owned();
+    let dir = export(&s, "export").await;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/formats/reference/tlog_verify.py");
+    let run = |vkey: &str, extra: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&dir)
+            .arg(vkey)
+            .args(extra)
+            .output()
+            .expect("python3");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(&vkey, &["--inclusion", "7"]);
+    assert!(ok && text.starts_with("OK 21 "), "{text}");
+    // The same root as our own verifier reports.
+    let ours = stdout(
+        &s.cli(
+            &[
+                "audit",
+                "verify",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--vkey",
+                &vkey,
+            ],
+            None,
+        )
+        .await,
+    );
+    let root = text.split_whitespace().nth(2).unwrap();
+    assert!(ours.contains(root), "{ours} vs {text}");
+    // A flipped bit in the checkpoint fails the independent signature check.
+    let cp = dir.join("checkpoint");
+    let note = std::fs::read_to_string(&cp)
+        .unwrap()
+        .replacen("\n21\n", "\n20\n", 1);
+    std::fs::write(&cp, note).unwrap();
+    assert!(!run(&vkey, &[]).0);
+}
