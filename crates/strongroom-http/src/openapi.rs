@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{self, ProblemKind};
-use crate::routes::{health, meta, operator, tenants};
+use crate::routes::{audit, health, meta, operator, tenants};
 use crate::state::AppState;
 
 /// Top-level document metadata.
@@ -35,6 +35,7 @@ use crate::state::AppState;
         (name = "operations", description = "Liveness, readiness and API metadata"),
         (name = "operators", description = "Platform operator sign-in"),
         (name = "tenants", description = "Tenant (workspace) directory; operators only"),
+        (name = "audit", description = "A tenant's audit trail as a transparency log (C2SP tlog-tiles)"),
     )
 )]
 pub struct ApiDoc;
@@ -42,6 +43,11 @@ pub struct ApiDoc;
 /// The router and its complete OpenAPI document.
 pub fn split() -> (axum::Router<AppState>, Doc) {
     let (router, mut doc) = api().split_for_parts();
+    // The router needs axum's wildcard spelling `{*path}`; OpenAPI names it `{path}`.
+    doc.paths.paths = std::mem::take(&mut doc.paths.paths)
+        .into_iter()
+        .map(|(k, v)| (k.replace("{*", "{"), v))
+        .collect();
     // After the routes are in: modifiers declared on `ApiDoc` run before them.
     ProblemResponses.modify(&mut doc);
     (router, doc)
@@ -63,6 +69,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(tenants::get_tenant))
         .routes(routes!(tenants::put_secret))
+        .routes(routes!(audit::checkpoint))
+        .routes(routes!(audit::vkey))
+        .routes(routes!(audit::tile))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

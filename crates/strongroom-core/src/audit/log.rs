@@ -203,7 +203,8 @@ impl AuditLogs {
         let (size, _) = self.checkpoint(scope, slug).await?;
         let width = u64::from(tile.width);
         let level = u32::from(tile.level.unwrap_or(0));
-        let available = size >> (8 * level); // hashes (or entries) at this level
+        // Hashes (or entries) at this level; levels beyond the tree's height have none.
+        let available = size.checked_shr(8 * level).unwrap_or(0);
         if tile
             .index
             .checked_mul(TILE_WIDTH)

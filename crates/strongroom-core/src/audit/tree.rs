@@ -85,13 +85,9 @@ impl Tiles {
                     completed.push(root_of(tile));
                 }
             }
+            // Level L+1 gains one hash per level-L tile completed by this batch; tiles
+            // fill in order, so the first completed one is the one holding `first`.
             first /= TILE_WIDTH;
-            // Level L+1 gains one hash per level-L tile completed by this batch.
-            first = if completed.is_empty() {
-                first
-            } else {
-                (size >> (8 * (u32::from(level) + 1))).max(first)
-            };
             new_hashes = completed;
             level += 1;
         }

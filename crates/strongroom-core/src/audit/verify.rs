@@ -52,7 +52,9 @@ fn bad(reason: impl Into<String>, index: Option<u64>) -> Verdict {
 /// Paths of the tiles of `level` for a tree of `size` (hash tiles) or of the entry
 /// bundles (`level == None`).
 pub fn tile_paths(size: u64, level: Option<u8>) -> Vec<String> {
-    let count = size >> (8 * u32::from(level.unwrap_or(0)));
+    let count = size
+        .checked_shr(8 * u32::from(level.unwrap_or(0)))
+        .unwrap_or(0);
     let full = count / TILE_WIDTH;
     let mut out: Vec<String> = (0..full)
         .map(|index| {

@@ -44,7 +44,7 @@ pub(super) async fn run(platform: &Platform, cmd: AuditCommand) -> anyhow::Resul
             let mut files = 2;
             let mut paths = tile_paths(size, None);
             let mut level = 0u8;
-            while size >> (8 * u32::from(level)) > 0 {
+            while size.checked_shr(8 * u32::from(level)).unwrap_or(0) > 0 {
                 paths.extend(tile_paths(size, Some(level)));
                 level += 1;
             }

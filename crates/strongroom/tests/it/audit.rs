@@ -311,3 +311,93 @@ async fn an_independent_verifier_accepts_our_checkpoint_and_tree() {
     std::fs::write(&cp, note).unwrap();
     assert!(!run(&vkey, &[]).0);
 }
+
+#[tokio::test]
+async fn the_log_is_served_as_tlog_tiles_over_https() {
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    let resp = create_tenant(
+        &s,
+        &token,
+        json!({"slug": "audited", "display_name": "A", "region": "eu"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    for i in 0..3 {
+        put_secret(&s, &token, &format!("s{i}"), "v").await;
+    }
+    let get = |path: String, auth: bool| {
+        let req = s.client().get(s.url(&path));
+        let req = if auth { req.bearer_auth(&token) } else { req };
+        async move { req.send().await.unwrap() }
+    };
+    let vkey = get("/v1/t/audited/audit/vkey".into(), true)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let resp = get("/v1/t/audited/audit/checkpoint".into(), true).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let note = resp.text().await.unwrap();
+    let v = strongroom_core::audit::note::Verifier::parse(&vkey).unwrap();
+    let cp = strongroom_core::audit::note::Checkpoint::parse(v.open(&note).unwrap()).unwrap();
+    assert_eq!(cp.size, 4);
+    let bundle = get("/v1/t/audited/audit/tile/entries/000.p/4".into(), true)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let entries = strongroom_core::audit::tiles::read_bundle(&bundle).unwrap();
+    let leaves: Vec<_> = entries
+        .iter()
+        .map(|e| strongroom_core::audit::merkle::leaf_hash(e))
+        .collect();
+    assert_eq!(
+        strongroom_core::audit::merkle::root_of(&leaves),
+        cp.root,
+        "root from served entries"
+    );
+    let tile = get("/v1/t/audited/audit/tile/0/000.p/4".into(), true)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(tile.to_vec(), leaves.concat());
+
+    // Unauthenticated, unknown tenant, malformed or not-yet-existing tiles.
+    assert_eq!(
+        get("/v1/t/audited/audit/checkpoint".into(), false)
+            .await
+            .status(),
+        401
+    );
+    for path in [
+        "/v1/t/nobody-here/audit/checkpoint",
+        "/v1/t/audited/audit/tile/entries/000.p/5",
+        "/v1/t/audited/audit/tile/entries/000",
+        "/v1/t/audited/audit/tile/0/5",
+        "/v1/t/audited/audit/tile/9/000.p/1",
+    ] {
+        let resp = get(path.into(), true).await;
+        crate::support::expect_problem(resp, 404, "not-found").await;
+    }
+    // Dot segments are resolved by the client; whatever arrives, nothing is served.
+    assert_eq!(
+        get("/v1/t/audited/audit/tile/0/../../000.p/1".into(), true)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get("/v1/t/audited/audit/tile/0/%2e%2e/000.p/1".into(), true)
+            .await
+            .status(),
+        404
+    );
+}
