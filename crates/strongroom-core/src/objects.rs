@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::access::TenantScope;
 use crate::audit::entry::{Action, NewEntry, Target};
+use crate::audit::merkle::sha256;
 use crate::clock::SharedClock;
 use crate::keys::stream::{self, StreamError};
 use crate::keys::{Keyring, KeyringError, ObjectRef, sealed};
@@ -143,8 +144,8 @@ impl Objects {
                 version: Some(version),
             };
             let mut entry = NewEntry::by(scope, action, target, None);
-            entry.before = before.as_deref().map(sha256);
-            entry.after = Some(sha256(&row.sealed));
+            entry.before = before.as_deref().map(|b| sha256(&[b]));
+            entry.after = Some(sha256(&[&row.sealed]));
             let event = AuditEvent {
                 entry,
                 at: self.clock.now(),
@@ -360,12 +361,4 @@ fn blob_ref<'a>(scope: &TenantScope, id: &'a str) -> ObjectRef<'a> {
         id,
         version: 1,
     }
-}
-
-/// SHA-256 of stored bytes, for an audit entry's before/after.
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }

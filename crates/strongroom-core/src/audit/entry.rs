@@ -185,6 +185,22 @@ pub struct NewEntry {
     pub personal: Option<SealedPersonal>,
 }
 
+/// Checks a reason for `action`: present (not blank) where the catalogue requires one,
+/// at most [`MAX_REASON`] characters, no control characters. Callers check it before
+/// doing any work, so a bad reason is the client's error, not a failed write.
+pub fn validate_reason(action: Action, reason: Option<&str>) -> Result<(), EntryError> {
+    match reason {
+        None if action.requires_reason() => Err(EntryError::ReasonRequired(action.as_str())),
+        Some(r) if r.trim().is_empty() && action.requires_reason() => {
+            Err(EntryError::ReasonRequired(action.as_str()))
+        }
+        Some(r) if r.chars().count() > MAX_REASON || r.chars().any(char::is_control) => {
+            Err(EntryError::BadReason)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Formats a time as RFC 3339 UTC with exactly six fractional digits.
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -222,18 +238,7 @@ impl NewEntry {
 
     /// Checks the caller's part of the entry.
     pub fn validate(&self) -> Result<(), EntryError> {
-        match &self.reason {
-            None if self.action.requires_reason() => {
-                Err(EntryError::ReasonRequired(self.action.as_str()))
-            }
-            Some(r) if r.trim().is_empty() && self.action.requires_reason() => {
-                Err(EntryError::ReasonRequired(self.action.as_str()))
-            }
-            Some(r) if r.chars().count() > MAX_REASON || r.chars().any(char::is_control) => {
-                Err(EntryError::BadReason)
-            }
-            _ => Ok(()),
-        }
+        validate_reason(self.action, self.reason.as_deref())
     }
 
     /// The complete entry at position `seq` and time `time` of `tenant`'s log.

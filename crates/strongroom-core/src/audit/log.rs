@@ -165,6 +165,13 @@ impl AuditLogs {
                 if entries.is_empty() {
                     break;
                 }
+                // Never sign over a gap: a row missing from storage is tampering, and
+                // a checkpoint must not make the damaged log look whole.
+                if entries.iter().zip(size..).any(|(e, want)| e.seq != want) {
+                    return Err(
+                        ProofError::Invalid("the stored log has a gap; refusing to sign").into(),
+                    );
+                }
                 let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(&e.entry)).collect();
                 for (l, i, t) in view.append(size, &leaves)? {
                     changed.insert((l, i), t);

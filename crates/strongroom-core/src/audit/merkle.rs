@@ -31,7 +31,8 @@ pub enum ProofError {
     Mismatch,
 }
 
-fn sha256(parts: &[&[u8]]) -> Hash {
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> Hash {
     let mut ctx = Context::new(&SHA256);
     for p in parts {
         ctx.update(p);

@@ -10,12 +10,11 @@
 //! checkpoint text = origin "\n" || tree size (decimal) "\n" || base64(root) "\n" || extension lines
 //! ```
 
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::merkle::Hash;
+use super::merkle::{Hash, sha256};
 use crate::secret::SecretBytes;
 
 /// Signature type byte of Ed25519 in key ids and verifier keys.
@@ -49,15 +48,8 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn key_id(name: &str, public: &[u8]) -> [u8; 4] {
-    let mut input = Vec::with_capacity(name.len() + 2 + public.len());
-    input.extend_from_slice(name.as_bytes());
-    input.push(b'\n');
-    input.push(ALG_ED25519);
-    input.extend_from_slice(public);
-    let d = digest(&SHA256, &input);
-    let mut id = [0u8; 4];
-    id.copy_from_slice(&d.as_ref()[..4]);
-    id
+    let d = sha256(&[name.as_bytes(), b"\n", &[ALG_ED25519], public]);
+    [d[0], d[1], d[2], d[3]]
 }
 
 /// Signs notes with an Ed25519 key under a key name.

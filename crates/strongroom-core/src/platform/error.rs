@@ -151,3 +151,12 @@ impl From<crate::audit::log::AuditError> for PlatformError {
         }
     }
 }
+
+impl From<crate::audit::entry::EntryError> for PlatformError {
+    fn from(e: crate::audit::entry::EntryError) -> Self {
+        Self::Invalid {
+            field: Some("reason"),
+            message: e.to_string(),
+        }
+    }
+}

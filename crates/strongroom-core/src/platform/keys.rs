@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{MAX_PAGE, Platform, PlatformError};
-use crate::access::{self, PlatformAction, Principal, TenantScope};
+use crate::access::{self, PlatformAction, PlatformScope, Principal, TenantScope};
+use crate::audit::entry::{Action, validate_reason};
 use crate::objects::{KIND_TENANT_SECRET, ReencryptProgress};
 use crate::secret::SecretBytes;
 use crate::store::{Page, StoredBlob};
@@ -83,46 +84,54 @@ impl Platform {
     ) -> Result<Vec<TenantKeyStatus>, PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ManageKeys)?;
         let mut out = Vec::new();
+        for t in self.all_tenants(&scope).await? {
+            let keys = self
+                .store
+                .tenant_keys(&access::provisioning_scope(&scope, &t))
+                .await?;
+            let kek = keys.keks.last();
+            out.push(TenantKeyStatus {
+                slug: t.slug.clone(),
+                region: t.region.to_string(),
+                provider: kek.map(|k| k.provider.clone()),
+                kek_version: kek.map(|k| k.version),
+                data_keys: keys
+                    .deks
+                    .iter()
+                    .map(|d| DataKeyStatus {
+                        version: d.version,
+                        kek_version: d.kek_version,
+                        seals_reserved: d.seals_reserved,
+                        created_at: d.created_at,
+                    })
+                    .collect(),
+                destroyed_at: keys.destroyed_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every tenant, in slug order (the directory is small next to tenant data).
+    async fn all_tenants(&self, scope: &PlatformScope) -> Result<Vec<Tenant>, PlatformError> {
+        let mut all = Vec::new();
         let mut after = None;
         loop {
             let page = self
                 .store
                 .tenants(
-                    &scope,
+                    scope,
                     Page {
                         after,
                         limit: MAX_PAGE,
                     },
                 )
                 .await?;
-            for t in &page {
-                let keys = self
-                    .store
-                    .tenant_keys(&access::provisioning_scope(&scope, t))
-                    .await?;
-                let kek = keys.keks.last();
-                out.push(TenantKeyStatus {
-                    slug: t.slug.clone(),
-                    region: t.region.to_string(),
-                    provider: kek.map(|k| k.provider.clone()),
-                    kek_version: kek.map(|k| k.version),
-                    data_keys: keys
-                        .deks
-                        .iter()
-                        .map(|d| DataKeyStatus {
-                            version: d.version,
-                            kek_version: d.kek_version,
-                            seals_reserved: d.seals_reserved,
-                            created_at: d.created_at,
-                        })
-                        .collect(),
-                    destroyed_at: keys.destroyed_at,
-                });
-            }
-            if page.len() < MAX_PAGE as usize {
-                return Ok(out);
-            }
+            let done = page.len() < MAX_PAGE as usize;
             after = page.last().map(|t| t.slug.clone());
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
         }
     }
 
@@ -133,6 +142,7 @@ impl Platform {
         slug: &Slug,
         reason: Option<String>,
     ) -> Result<u32, PlatformError> {
+        validate_reason(Action::KeyRotate, reason.as_deref())?;
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
@@ -150,6 +160,7 @@ impl Platform {
         provider: Option<&str>,
         reason: Option<String>,
     ) -> Result<u32, PlatformError> {
+        validate_reason(Action::KeyKekRotate, reason.as_deref())?;
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
@@ -166,6 +177,7 @@ impl Platform {
         slug: &Slug,
         reason: String,
     ) -> Result<(), PlatformError> {
+        validate_reason(Action::KeyShred, Some(&reason))?;
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
@@ -192,40 +204,28 @@ impl Platform {
     pub async fn reencrypt_round(&self, budget: u32) -> Result<(u64, u64), PlatformError> {
         let scope = access::authorize_platform(&Principal::System, PlatformAction::ManageKeys)?;
         let (mut moved, mut remaining) = (0u64, 0u64);
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .tenants(
-                    &scope,
-                    Page {
-                        after,
-                        limit: MAX_PAGE,
-                    },
-                )
-                .await?;
-            for t in &page {
-                let home = access::provisioning_scope(&scope, t);
-                let left = u32::try_from(u64::from(budget).saturating_sub(moved)).unwrap_or(0);
-                match self.objects.reencrypt_step(&home, left).await {
-                    Ok(p) => {
-                        moved += p.values + p.blobs;
-                        remaining += p.remaining;
-                    }
-                    // Shredded tenants have nothing to move.
-                    Err(crate::objects::ObjectError::Keyring(
-                        crate::keys::KeyringError::Destroyed,
-                    )) => {}
-                    Err(e) => {
-                        tracing::warn!(tenant = %t.slug, error = %e, "re-encryption step failed; will retry");
-                    }
+        for t in self.all_tenants(&scope).await? {
+            let left = u32::try_from(u64::from(budget).saturating_sub(moved)).unwrap_or(0);
+            if left == 0 {
+                // Budget spent: the tenants not visited may still have work; say so,
+                // so the next round comes soon, without querying each of them now.
+                return Ok((moved, remaining.max(1)));
+            }
+            let home = access::provisioning_scope(&scope, &t);
+            match self.objects.reencrypt_step(&home, left).await {
+                Ok(p) => {
+                    moved += p.values + p.blobs;
+                    remaining += p.remaining;
+                }
+                // Shredded tenants have nothing to move.
+                Err(crate::objects::ObjectError::Keyring(crate::keys::KeyringError::Destroyed)) => {
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %t.slug, error = %e, "re-encryption step failed; will retry");
                 }
             }
-            if page.len() < MAX_PAGE as usize {
-                return Ok((moved, remaining));
-            }
-            after = page.last().map(|t| t.slug.clone());
         }
+        Ok((moved, remaining))
     }
 
     /// Stores a tenant secret (an SSO client secret, a webhook secret), sealed. The

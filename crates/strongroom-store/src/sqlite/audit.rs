@@ -8,13 +8,9 @@ use strongroom_core::access::TenantScope;
 use strongroom_core::audit::merkle::{Hash, leaf_hash};
 use strongroom_core::store::{AuditEvent, AuditLogState, StoreError, StoredEntry, StoredTile};
 
-use super::Db;
+use super::{Db, int, tid};
 use crate::error::db;
 use crate::time_codec::{from_micros, to_micros};
-
-fn tid(scope: &TenantScope) -> String {
-    scope.tenant().as_uuid().to_string()
-}
 
 /// Appends `event` to the tenant's log inside `tx`: next sequence number, time never
 /// earlier than the previous entry's. Returns the entry's sequence number.
@@ -90,10 +86,6 @@ pub(super) async fn entries(
             })
         })
         .collect()
-}
-
-fn int(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} out of range")))
 }
 
 pub(super) async fn log(

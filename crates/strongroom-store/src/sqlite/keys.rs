@@ -8,17 +8,9 @@ use strongroom_core::store::{
     AuditEvent, StoreError, StoredBlob, StoredDek, StoredKek, StoredSealed, TenantKeys,
 };
 
-use super::Db;
+use super::{Db, int, tid};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
-
-fn tid(scope: &TenantScope) -> String {
-    scope.tenant().as_uuid().to_string()
-}
-
-fn int(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} exceeds the storable range")))
-}
 
 fn u32_col(r: &SqliteRow, col: &str) -> Result<u32, StoreError> {
     let v: i64 = r.try_get(col).map_err(db)?;

@@ -112,6 +112,16 @@ impl Db {
     }
 }
 
+/// The tenant id a scope binds into every region query.
+pub(crate) fn tid(scope: &TenantScope) -> String {
+    scope.tenant().as_uuid().to_string()
+}
+
+/// A count or version as SQLite's signed 64-bit integer.
+pub(crate) fn int(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} exceeds the storable range")))
+}
+
 /// Connection settings, applied in this order on every connection:
 ///
 /// 1. `journal_mode=WAL` — readers never block the writer and vice versa.

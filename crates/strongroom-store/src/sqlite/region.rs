@@ -5,7 +5,7 @@ use strongroom_core::access::TenantScope;
 use strongroom_core::store::{AuditEvent, StoreError, TenantKeys};
 use strongroom_core::tenant::Tenant;
 
-use super::Db;
+use super::{Db, tid};
 use crate::error::{db, map};
 use crate::time_codec::to_micros;
 
@@ -18,7 +18,7 @@ pub(super) async fn insert_home(
 ) -> Result<(), StoreError> {
     let mut tx = region.write().await?;
     sqlx::query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES (?, ?, ?)")
-        .bind(scope.tenant().as_uuid().to_string())
+        .bind(tid(scope))
         .bind(tenant.slug.as_str())
         .bind(to_micros(tenant.created_at))
         .execute(&mut *tx)
@@ -31,7 +31,7 @@ pub(super) async fn insert_home(
 
 pub(super) async fn home_exists(region: &Db, scope: &TenantScope) -> Result<bool, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) AS n FROM tenant_homes WHERE tenant_id = ?")
-        .bind(scope.tenant().as_uuid().to_string())
+        .bind(tid(scope))
         .fetch_one(region.read())
         .await
         .map_err(db)?;

@@ -171,6 +171,37 @@ async fn exported_logs_verify_and_every_tampering_is_located() {
     tamper(&data, "DELETE FROM audit_entries WHERE seq = 1;");
     let (ok, line) = verify(&s, &export(&s, "export-deleted").await, &vkey, &state).await;
     assert!(!ok && line.contains("first bad index 1"), "{line}");
+    // An entry deleted before it was integrated: the log is never signed over the gap.
+    put_secret(&s, &token, "pending-1", "value").await;
+    put_secret(&s, &token, "pending-2", "value").await;
+    tamper(&data, "DELETE FROM audit_entries WHERE seq = 9;");
+    let out = s
+        .cli(&["audit", "checkpoint", "--tenant", "audited"], None)
+        .await;
+    assert!(!out.status.success(), "a checkpoint over a gap was signed");
+    export_or_fail(&s).await;
+}
+
+/// An export must fail too while the log cannot be integrated.
+async fn export_or_fail(s: &TestServer) {
+    let dir = s.dir.path().join("export-after-gap");
+    let out = s
+        .cli(
+            &[
+                "audit",
+                "export",
+                "--tenant",
+                "audited",
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        !out.status.success(),
+        "export must fail while the log has a gap"
+    );
 }
 
 #[tokio::test]
@@ -203,15 +234,7 @@ async fn a_rolled_back_log_is_detected() {
             std::fs::copy(&p, backup.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let s = TestServer::start_with(
-        crate::support::bin(),
-        crate::support::Options {
-            config: Some(crate::support::TWO_REGIONS.into()),
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let s = crate::support::restart(dir).await;
     let token = s.operator_token().await;
     for i in 0..3 {
         put_secret(&s, &token, &format!("b{i}"), "2").await;
@@ -237,15 +260,7 @@ async fn a_rolled_back_log_is_detected() {
             let _ = std::fs::remove_file(dir.path().join("data/regions/eu").join(wal));
         }
     }
-    let s = TestServer::start_with(
-        crate::support::bin(),
-        crate::support::Options {
-            config: Some(crate::support::TWO_REGIONS.into()),
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let s = crate::support::restart(dir).await;
     let (ok, line) = verify(&s, &export(&s, "rolled-back").await, &vkey, &state).await;
     assert!(!ok && line.contains("rolled back from 5 to 2"), "{line}");
 }

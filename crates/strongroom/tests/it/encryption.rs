@@ -62,6 +62,14 @@ async fn new_tenant(s: &TestServer, token: &str, slug: &str) {
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
 }
 
+/// The storage scope of a tenant, as the platform's key management gets it.
+async fn scope_of(p: &Platform, t: &str) -> strongroom_core::access::TenantScope {
+    let tenant = p.tenant(&Principal::LocalAdmin, &slug(t)).await.unwrap();
+    let ps =
+        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageKeys).unwrap();
+    access::provisioning_scope(&ps, &tenant)
+}
+
 /// An audit event for writes the tests make directly through the store (tampering).
 fn tamper(scope: &strongroom_core::access::TenantScope) -> strongroom_core::store::AuditEvent {
     use strongroom_core::audit::entry::{Action, NewEntry, Target};
@@ -214,18 +222,7 @@ async fn ciphertexts_moved_between_rows_tenants_or_files_do_not_open() {
         200
     );
     let (p, store) = local_platform(&s).await;
-    let platform_scope =
-        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageKeys).unwrap();
-    let scope = |t: &str| {
-        let p = p.clone();
-        let ps = platform_scope.clone();
-        let t = t.to_owned();
-        async move {
-            let tenant = p.tenant(&Principal::LocalAdmin, &slug(&t)).await.unwrap();
-            access::provisioning_scope(&ps, &tenant)
-        }
-    };
-    let (a, b) = (scope("swap-a").await, scope("swap-b").await);
+    let (a, b) = (scope_of(&p, "swap-a").await, scope_of(&p, "swap-b").await);
     let kind = strongroom_core::objects::KIND_TENANT_SECRET;
     let a_one = store.sealed(&a, kind, "one").await.unwrap().unwrap();
     let a_two = store.sealed(&a, kind, "two").await.unwrap().unwrap();
@@ -482,10 +479,8 @@ async fn crypto_shredding_leaves_nothing_readable() {
         .await
         .unwrap();
     p.rotate_data_key(&me, &slug("doomed"), None).await.unwrap();
-    let tenant = p.tenant(&me, &slug("doomed")).await.unwrap();
-    let ps = access::authorize_platform(&me, PlatformAction::ManageKeys).unwrap();
     let keys = store
-        .tenant_keys(&access::provisioning_scope(&ps, &tenant))
+        .tenant_keys(&scope_of(&p, "doomed").await)
         .await
         .unwrap();
     let wrapped: Vec<Vec<u8>> = keys
@@ -512,11 +507,36 @@ async fn crypto_shredding_leaves_nothing_readable() {
                 "doomed",
                 "--confirm",
                 "bystander",
+                "--reason",
+                "contract ended",
             ],
             None,
         )
         .await;
     assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--confirm must repeat"));
+    // A blank reason is the caller's mistake, refused before anything is touched.
+    let out = s
+        .cli(
+            &[
+                "keys",
+                "shred",
+                "--tenant",
+                "doomed",
+                "--confirm",
+                "doomed",
+                "--reason",
+                "  ",
+            ],
+            None,
+        )
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires a reason"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         p.tenant_secret(&me, &slug("doomed"), "webhook")
             .await
@@ -727,15 +747,9 @@ async fn token_unavailable_fails_readiness_and_refuses_writes_cleanly() {
         .unwrap();
     assert_eq!(resp.status(), 404);
     let (p, store) = local_platform(&s).await;
-    let tenant = p
-        .tenant(&Principal::LocalAdmin, &slug("own-key"))
-        .await
-        .unwrap();
-    let ps =
-        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageKeys).unwrap();
     let row = store
         .sealed(
-            &access::provisioning_scope(&ps, &tenant),
+            &scope_of(&p, "own-key").await,
             strongroom_core::objects::KIND_TENANT_SECRET,
             "sso",
         )
@@ -862,13 +876,7 @@ async fn the_server_re_encrypts_in_the_background_after_a_cli_rotation() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (p, store) = local_platform(&s).await;
-    let tenant = p
-        .tenant(&Principal::LocalAdmin, &slug("background"))
-        .await
-        .unwrap();
-    let ps =
-        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageKeys).unwrap();
-    let scope = access::provisioning_scope(&ps, &tenant);
+    let scope = scope_of(&p, "background").await;
     let kind = strongroom_core::objects::KIND_TENANT_SECRET;
     assert_eq!(
         store

@@ -57,15 +57,7 @@ async fn restart_keeps_tenants_operators_and_token_keys() {
     let (status, dir) = s.stop().await;
     assert!(status.success(), "clean shutdown: {status:?}");
 
-    let s = TestServer::start_with(
-        bin(),
-        Options {
-            config: Some(TWO_REGIONS.into()),
-            dir: Some(dir),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = crate::support::restart(dir).await;
     // A token issued before the restart still verifies: the signing key persisted.
     assert_eq!(tenant_slugs(&s, &token).await, ["acme", "globex"]);
     let banner = s.wait_for_stdout("API reference").await;
@@ -208,15 +200,7 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let (status, dir) = s.stop().await;
     assert!(status.success(), "{status:?}");
     // The write that was acknowledged during shutdown is there after a restart.
-    let s = TestServer::start_with(
-        bin(),
-        Options {
-            config: Some(TWO_REGIONS.into()),
-            dir: Some(dir),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = crate::support::restart(dir).await;
     assert_eq!(tenant_slugs(&s, &token).await, ["inflight"]);
 }
 

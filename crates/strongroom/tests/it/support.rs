@@ -22,6 +22,19 @@ pub(crate) async fn start() -> TestServer {
     .await
 }
 
+/// Starts a server with two regions again on an existing data directory.
+pub(crate) async fn restart(dir: tempfile::TempDir) -> TestServer {
+    TestServer::start_with(
+        bin(),
+        Options {
+            config: Some(TWO_REGIONS.into()),
+            dir: Some(dir),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 /// A config declaring two regions.
 pub(crate) const TWO_REGIONS: &str = "[regions.eu]\n[regions.us]\n";
 
