@@ -14,11 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::access::TenantScope;
 use crate::audit::entry::{Action, NewEntry, Target};
 use crate::audit::merkle::sha256;
-use crate::clock::SharedClock;
 use crate::keys::stream::{self, StreamError};
 use crate::keys::{Keyring, KeyringError, ObjectRef, sealed};
 use crate::secret::SecretBytes;
-use crate::store::AuditEvent;
 use crate::store::{BlobStore, Store, StoreError, StoredBlob, StoredSealed};
 
 /// Object kind of tenant secrets (SSO client secrets, webhook secrets, …).
@@ -73,7 +71,6 @@ pub struct ReencryptProgress {
 
 /// Sealed values and blobs of every tenant.
 pub struct Objects {
-    clock: SharedClock,
     keyring: Arc<Keyring>,
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
@@ -87,14 +84,8 @@ impl std::fmt::Debug for Objects {
 
 impl Objects {
     /// Sealed objects over these keys and stores.
-    pub fn new(
-        keyring: Arc<Keyring>,
-        store: Arc<dyn Store>,
-        blobs: Arc<dyn BlobStore>,
-        clock: SharedClock,
-    ) -> Self {
+    pub fn new(keyring: Arc<Keyring>, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Self {
         Self {
-            clock,
             keyring,
             store,
             blobs,
@@ -146,10 +137,7 @@ impl Objects {
             let mut entry = NewEntry::by(scope, action, target, None);
             entry.before = before.as_deref().map(|b| sha256(&[b]));
             entry.after = Some(sha256(&[&row.sealed]));
-            let event = AuditEvent {
-                entry,
-                at: self.clock.now(),
-            };
+            let event = self.keyring.audit_event(scope, entry).await?;
             if self
                 .store
                 .put_sealed(scope, kind, &row, expected, &event)

@@ -152,6 +152,30 @@ pub struct AuditLogState {
 /// A hash tile: (level, index, hashes).
 pub type StoredTile = (u8, u64, Vec<Hash>);
 
+/// A subject's key for the personal data in audit entries, wrapped by the root provider.
+#[derive(Debug, Clone)]
+pub struct StoredSubjectKey {
+    /// Random id, referenced from entries (`personal.subject`).
+    pub key_id: String,
+    /// The wrapped key; `None` once erased.
+    pub wrapped: Option<Vec<u8>>,
+}
+
+/// Filters of an audit-trail query; every filter given must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Actor as `<kind>:<id>`, e.g. `operator:<uuid>` (`local-admin:` for the CLI).
+    pub actor: Option<String>,
+    /// Action name from the catalogue.
+    pub action: Option<String>,
+    /// Target as `<kind>:<id>`, e.g. `tenant-secret:smtp`.
+    pub target: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Entries before this time.
+    pub until: Option<OffsetDateTime>,
+}
+
 /// A page request for listing: items strictly after `after`, at most `limit`.
 #[derive(Debug, Clone)]
 pub struct Page<C> {
@@ -305,6 +329,57 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// Appends an entry that describes no other write (an audit query or export).
+    /// Returns its sequence number.
+    async fn append_audit(
+        &self,
+        scope: &TenantScope,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+
+    /// Entries matching `filter` with sequence numbers `from..`, at most `limit`, in
+    /// order.
+    async fn audit_query(
+        &self,
+        scope: &TenantScope,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// The subject's live (not erased) personal-data key, if it has one.
+    async fn audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError>;
+
+    /// A personal-data key by id, erased or not.
+    async fn audit_subject_key_by_id(
+        &self,
+        scope: &TenantScope,
+        key_id: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError>;
+
+    /// Stores a new personal-data key for `subject`, unless it already has a live one.
+    async fn insert_audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+        key: &StoredSubjectKey,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Destroys every personal-data key of `subject` (erasure), audited in the same
+    /// transaction, and purges the database's journal. Returns how many keys were
+    /// destroyed.
+    async fn erase_audit_subject(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
 
     /// Reads a sealed value.
     async fn sealed(

@@ -72,6 +72,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::checkpoint))
         .routes(routes!(audit::vkey))
         .routes(routes!(audit::tile))
+        .routes(routes!(audit::inclusion))
+        .routes(routes!(audit::consistency))
+        .routes(routes!(audit::entries))
+        .routes(routes!(audit::export))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

@@ -34,6 +34,10 @@ pub async fn serve(config: Config, out: &mut dyn Write) -> anyhow::Result<()> {
         platform.clone(),
         config.keys.reencrypt_per_sec,
     ));
+    tokio::spawn(integrate_audit_in_background(
+        platform.clone(),
+        Duration::from_millis(config.audit.checkpoint_interval_ms),
+    ));
     let app = router(&config, platform);
     let tls = tls::server_config(&config, &dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -109,6 +113,25 @@ async fn reencrypt_in_background(platform: Arc<Platform>, per_sec: u32) {
             Err(e) => {
                 tracing::warn!(error = %e, "re-encryption round failed; retrying in a minute");
                 idle = Duration::from_secs(60);
+            }
+        }
+    }
+}
+
+/// Folds new audit entries into every tenant's Merkle tree and signs a checkpoint, once
+/// per `interval`: a published checkpoint is never older than that (plus one round).
+/// Entries written by the CLI in another process are picked up the same way.
+async fn integrate_audit_in_background(platform: Arc<Platform>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match platform.integrate_audit_round().await {
+            Ok(n) if n > 0 => tracing::debug!(entries = n, "audit entries integrated"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "audit integration round failed; retrying");
+                tokio::time::sleep(Duration::from_secs(10)).await;
             }
         }
     }

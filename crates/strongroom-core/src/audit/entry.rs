@@ -35,11 +35,13 @@ pub enum Action {
     AuditQuery,
     /// The audit trail was exported.
     AuditExport,
+    /// A subject's personal-data key was destroyed (erasure).
+    SubjectErase,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -47,6 +49,7 @@ impl Action {
         Self::KeyShred,
         Self::AuditQuery,
         Self::AuditExport,
+        Self::SubjectErase,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -59,6 +62,7 @@ impl Action {
             Self::KeyShred => "key.shred",
             Self::AuditQuery => "audit.query",
             Self::AuditExport => "audit.export",
+            Self::SubjectErase => "audit.subject_erase",
         }
     }
 
@@ -69,7 +73,10 @@ impl Action {
 
     /// Whether the actor must give a reason (irreversible or key-changing actions).
     pub fn requires_reason(self) -> bool {
-        matches!(self, Self::KeyShred | Self::KeyKekRotate)
+        matches!(
+            self,
+            Self::KeyShred | Self::KeyKekRotate | Self::SubjectErase
+        )
     }
 }
 

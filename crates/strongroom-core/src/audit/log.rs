@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use super::merkle::{Hash, ProofError, leaf_hash, range_root};
+use super::merkle::{
+    Hash, HashSource, ProofError, consistency_proof, inclusion_proof, leaf_hash, range_root,
+};
 use super::note::{Checkpoint, NoteError, NoteSigner};
 use super::tiles::{TILE_WIDTH, TileRef, push_entry};
 use super::tree::Tiles;
@@ -46,6 +48,41 @@ pub enum AuditError {
     /// Integration kept losing to concurrent integrators.
     #[error("the audit log is busy; retry")]
     Busy,
+    /// A proof was asked for positions the log does not have.
+    #[error("{field}: {message}")]
+    OutOfRange {
+        /// The request parameter at fault.
+        field: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
+}
+
+/// A Merkle proof with the signed checkpoint it can be checked against.
+#[derive(Debug, Clone)]
+pub struct Proof {
+    /// Tree size the proof is for.
+    pub size: u64,
+    /// The proof's hashes, in RFC 9162 order.
+    pub hashes: Vec<Hash>,
+    /// The latest signed checkpoint (its size is at least `size`).
+    pub checkpoint: String,
+    /// Size of the latest checkpoint.
+    pub checkpoint_size: u64,
+}
+
+/// Records which tiles a proof computation reads, answering with dummy hashes. Proof
+/// shape depends only on positions, never on hash values, so a dry run names exactly
+/// the tiles the real run needs.
+#[derive(Default)]
+struct TileRecorder(std::cell::RefCell<std::collections::BTreeSet<(u8, u64)>>);
+
+impl HashSource for TileRecorder {
+    fn hash(&self, height: u8, index: u64) -> Result<Hash, ProofError> {
+        let start = index << u32::from(height % 8);
+        self.0.borrow_mut().insert((height / 8, start / TILE_WIDTH));
+        Ok([0; 32])
+    }
 }
 
 /// The audit logs of all tenants.
@@ -197,6 +234,102 @@ impl AuditLogs {
             }
         }
         Err(AuditError::Busy)
+    }
+
+    /// Integrates new entries, if any, and returns how many were integrated: the
+    /// background integrator's step.
+    pub async fn integrate(&self, scope: &TenantScope, slug: &str) -> Result<u64, AuditError> {
+        let state = self.state(scope, slug).await?;
+        let len = self.store.audit_len(scope).await?;
+        if len == state.size && state.checkpoint.is_some() {
+            return Ok(0);
+        }
+        let (size, _) = self.checkpoint(scope, slug).await?;
+        Ok(size.saturating_sub(state.size))
+    }
+
+    /// Runs a proof computation over the stored tiles it needs.
+    async fn prove(
+        &self,
+        scope: &TenantScope,
+        run: impl Fn(&dyn HashSource) -> Result<Vec<Hash>, ProofError>,
+    ) -> Result<Vec<Hash>, AuditError> {
+        let recorder = TileRecorder::default();
+        run(&recorder)?;
+        let wanted: Vec<(u8, u64)> = recorder.0.into_inner().into_iter().collect();
+        let mut tiles = Tiles::new();
+        for (l, i, t) in self.store.audit_tiles(scope, &wanted).await? {
+            tiles.insert(l, i, t);
+        }
+        Ok(run(&tiles)?)
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` entries (default:
+    /// the latest checkpoint's size).
+    pub async fn inclusion(
+        &self,
+        scope: &TenantScope,
+        slug: &str,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<Proof, AuditError> {
+        let (latest, checkpoint) = self.checkpoint(scope, slug).await?;
+        let size = size.unwrap_or(latest);
+        if size > latest {
+            return Err(AuditError::OutOfRange {
+                field: "size",
+                message: "beyond the latest checkpoint",
+            });
+        }
+        if index >= size {
+            return Err(AuditError::OutOfRange {
+                field: "index",
+                message: "not in a tree of that size",
+            });
+        }
+        let hashes = self
+            .prove(scope, |src| inclusion_proof(src, index, size))
+            .await?;
+        Ok(Proof {
+            size,
+            hashes,
+            checkpoint,
+            checkpoint_size: latest,
+        })
+    }
+
+    /// The consistency proof from the tree of `from` entries to the tree of `to`
+    /// entries (default: the latest checkpoint's size).
+    pub async fn consistency(
+        &self,
+        scope: &TenantScope,
+        slug: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Proof, AuditError> {
+        let (latest, checkpoint) = self.checkpoint(scope, slug).await?;
+        let to = to.unwrap_or(latest);
+        if to > latest {
+            return Err(AuditError::OutOfRange {
+                field: "to",
+                message: "beyond the latest checkpoint",
+            });
+        }
+        if from > to {
+            return Err(AuditError::OutOfRange {
+                field: "from",
+                message: "greater than `to`",
+            });
+        }
+        let hashes = self
+            .prove(scope, |src| consistency_proof(src, from, to))
+            .await?;
+        Ok(Proof {
+            size: to,
+            hashes,
+            checkpoint,
+            checkpoint_size: latest,
+        })
     }
 
     /// A tile or entry bundle at `path` (`tile/...`), within the latest checkpoint.

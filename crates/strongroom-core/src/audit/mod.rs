@@ -7,6 +7,11 @@
 //! * [`merkle`] — RFC 9162 tree hashing, inclusion and consistency proofs.
 //! * [`note`] — C2SP signed notes with Ed25519 keys, verifier keys (vkey) and
 //!   tlog-checkpoint bodies.
+//! * [`origin`] — the request's IP address and user agent, carried to the entries it
+//!   causes.
+//! * [`personal`] — personal data sealed under per-subject keys (erasable without
+//!   breaking proofs).
+//! * [`review`] — decoded entries for a review, as JSON or CSV.
 //! * [`verify`] — checking an exported log offline, with a one-line verdict.
 //! * [`tiles`] — C2SP tlog-tiles paths and entry bundles.
 
@@ -14,6 +19,9 @@ pub mod entry;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod origin;
+pub mod personal;
+pub mod review;
 pub mod tiles;
 pub mod tree;
 pub mod verify;

@@ -40,6 +40,8 @@ pub struct Config {
     pub passwords: PasswordConfig,
     /// Key providers, caching and rotation.
     pub keys: KeysConfig,
+    /// Audit-trail integration and query bounds.
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             tokens: TokensConfig::default(),
             passwords: PasswordConfig::default(),
             keys: KeysConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -229,6 +232,31 @@ impl Default for KeysConfig {
     }
 }
 
+/// The audit trail: how often new entries are folded into a signed checkpoint, and how
+/// much one query may return.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often the server integrates new entries and signs a checkpoint, in
+    /// milliseconds. This bounds how stale a published checkpoint can be; a reader of
+    /// `/audit/checkpoint` always gets one that includes every committed entry.
+    pub checkpoint_interval_ms: u64,
+    /// Most entries one query page returns.
+    pub max_page: u32,
+    /// Most entries one export (CSV or JSON) returns.
+    pub max_export: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval_ms: 1000,
+            max_page: 500,
+            max_export: 100_000,
+        }
+    }
+}
+
 /// Name of the built-in provider backed by `<data_dir>/root.key`.
 pub const LOCAL_PROVIDER: &str = "local";
 
@@ -366,6 +394,15 @@ impl Config {
         check(k.cache_capacity, 16, 10_000_000, "keys.cache_capacity")?;
         check(k.data_key_max_seals, 16, 1 << 31, "keys.data_key_max_seals")?;
         check(k.reencrypt_per_sec, 1, 1_000_000, "keys.reencrypt_per_sec")?;
+        let a = &self.audit;
+        check(
+            a.checkpoint_interval_ms,
+            10,
+            3_600_000,
+            "audit.checkpoint_interval_ms",
+        )?;
+        check(a.max_page, 1, 10_000, "audit.max_page")?;
+        check(a.max_export, 1, 10_000_000, "audit.max_export")?;
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use super::cache::{KeyCache, Slot};
 use super::{DataKey, KeyError, KeyProvider, ObjectRef, aead, sealed};
 use crate::access::TenantScope;
 use crate::audit::entry::{Action, NewEntry, Target};
+use crate::audit::personal::Personal;
 use crate::clock::SharedClock;
 use crate::config::KeysConfig;
 use crate::secret::SecretBytes;
@@ -120,6 +121,7 @@ pub struct Keyring {
     max_seals: u64,
     budgets: Mutex<HashMap<(TenantId, u32), u64>>,
     health: Mutex<HashMap<String, (Instant, bool)>>,
+    personal: Personal,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -153,6 +155,7 @@ impl Keyring {
         config: &KeysConfig,
     ) -> Self {
         Self {
+            personal: Personal::new(store.clone(), providers.root(), clock.clone()),
             providers,
             store,
             cache: KeyCache::new(
@@ -342,23 +345,41 @@ impl Keyring {
         Ok(key)
     }
 
-    fn event(
+    /// The audit event for `entry`, stamped with the server clock and carrying the
+    /// request's origin sealed under the actor's subject key. Every audited write
+    /// builds its event here, so none can leave the origin out.
+    pub async fn audit_event(
+        &self,
+        scope: &TenantScope,
+        mut entry: NewEntry,
+    ) -> Result<AuditEvent, KeyringError> {
+        entry.personal = self.personal.seal_current(scope).await?;
+        Ok(AuditEvent {
+            entry,
+            at: self.clock.now(),
+        })
+    }
+
+    /// Seals and opens the personal data in audit entries.
+    pub fn personal(&self) -> &Personal {
+        &self.personal
+    }
+
+    async fn event(
         &self,
         scope: &TenantScope,
         action: Action,
         kind: &str,
         version: u32,
         reason: Option<String>,
-    ) -> AuditEvent {
+    ) -> Result<AuditEvent, KeyringError> {
         let target = Target {
             id: version.to_string(),
             kind: kind.into(),
             version: Some(u64::from(version)),
         };
-        AuditEvent {
-            entry: NewEntry::by(scope, action, target, reason),
-            at: self.clock.now(),
-        }
+        self.audit_event(scope, NewEntry::by(scope, action, target, reason))
+            .await
     }
 
     /// Makes a new data key current; old ones stay readable. Returns the new version.
@@ -385,7 +406,9 @@ impl Keyring {
             created_at: self.clock.now(),
             seals_reserved: 0,
         };
-        let event = self.event(scope, Action::KeyRotate, "data-key", version, reason);
+        let event = self
+            .event(scope, Action::KeyRotate, "data-key", version, reason)
+            .await?;
         match self.store.add_data_key(scope, &row, &event).await {
             Ok(()) => {
                 tracing::info!(tenant = %scope.tenant(), version, "data key rotated");
@@ -432,13 +455,15 @@ impl Keyring {
                 ..dek.clone()
             });
         }
-        let event = self.event(
-            scope,
-            Action::KeyKekRotate,
-            "key-encryption-key",
-            version,
-            reason,
-        );
+        let event = self
+            .event(
+                scope,
+                Action::KeyKekRotate,
+                "key-encryption-key",
+                version,
+                reason,
+            )
+            .await?;
         self.store
             .replace_kek(scope, &row, &rewrapped, &event)
             .await?;
@@ -455,10 +480,12 @@ impl Keyring {
             kind: "tenant".into(),
             version: None,
         };
-        let event = AuditEvent {
-            entry: NewEntry::by(scope, Action::KeyShred, target, Some(reason)),
-            at: self.clock.now(),
-        };
+        let event = self
+            .audit_event(
+                scope,
+                NewEntry::by(scope, Action::KeyShred, target, Some(reason)),
+            )
+            .await?;
         self.store.destroy_tenant_keys(scope, &event).await?;
         self.cache.forget_tenant(scope.tenant());
         self.budgets

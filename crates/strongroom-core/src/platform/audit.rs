@@ -1,7 +1,14 @@
-//! The audit trail on the platform facade: checkpoints, verifier keys and tiles.
+//! The audit trail on the platform facade: checkpoints, verifier keys, tiles, proofs,
+//! queries and exports (each audited), erasure of a subject's personal data, and the
+//! background integrator's round.
 
 use super::{Platform, PlatformError};
-use crate::access::{PlatformAction, Principal};
+use crate::access::{self, PlatformAction, Principal, TenantScope};
+use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
+use crate::audit::log::Proof;
+use crate::audit::personal::Opened;
+use crate::audit::review::{self, MAX_FILTER, ReviewEntry, ReviewPersonal};
+use crate::store::AuditFilter;
 use crate::tenant::Slug;
 
 impl Platform {
@@ -41,5 +48,307 @@ impl Platform {
             .tenant_scope(principal, slug, PlatformAction::ReadAudit)
             .await?;
         Ok(self.audit.tile(&scope, slug.as_str(), path).await?)
+    }
+}
+
+/// One page of an audit-trail query.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Matching entries, oldest first.
+    pub entries: Vec<ReviewEntry>,
+    /// Cursor for the next page (`cursor=` on the next request); absent on the last.
+    pub next: Option<String>,
+}
+
+/// Output of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// `application/json`: an array of entries.
+    Json,
+    /// `text/csv`: [`crate::audit::review::CSV_COLUMNS`].
+    Csv,
+}
+
+fn check_filter(filter: &AuditFilter) -> Result<(), PlatformError> {
+    for (field, value) in [("actor", &filter.actor), ("target", &filter.target)] {
+        if let Some(v) = value
+            && (v.chars().count() > MAX_FILTER
+                || v.chars().any(char::is_control)
+                || !v.contains(':'))
+        {
+            return Err(PlatformError::Invalid {
+                field: Some(field),
+                message: format!("expected `<kind>:<id>`, at most {MAX_FILTER} characters"),
+            });
+        }
+    }
+    if let Some(a) = &filter.action
+        && Action::parse(a).is_none()
+    {
+        return Err(PlatformError::Invalid {
+            field: Some("action"),
+            message: "not an action of the catalogue (docs/formats/audit.md)".into(),
+        });
+    }
+    if let (Some(s), Some(u)) = (filter.since, filter.until)
+        && s > u
+    {
+        return Err(PlatformError::Invalid {
+            field: Some("until"),
+            message: "`until` is before `since`".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The filter, as recorded in the audit entry of the query that used it.
+fn describe(filter: &AuditFilter) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("target", &filter.target),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    for (k, v) in [("since", filter.since), ("until", filter.until)] {
+        if let Some(t) = v {
+            parts.push(format!("{k}={}", crate::audit::entry::format_time(t)));
+        }
+    }
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join("&")
+    }
+}
+
+impl Platform {
+    /// The inclusion proof of entry `index` in the tree of `size` entries (default:
+    /// the latest checkpoint).
+    pub async fn audit_inclusion(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<Proof, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .await?;
+        Ok(self
+            .audit
+            .inclusion(&scope, slug.as_str(), index, size)
+            .await?)
+    }
+
+    /// The consistency proof between two tree sizes (`to` defaults to the latest
+    /// checkpoint).
+    pub async fn audit_consistency(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Proof, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .await?;
+        Ok(self
+            .audit
+            .consistency(&scope, slug.as_str(), from, to)
+            .await?)
+    }
+
+    /// Records that the trail was read (`audit.query` / `audit.export`), before any
+    /// entry is returned: a read that cannot be audited does not happen.
+    async fn audit_read(
+        &self,
+        scope: &TenantScope,
+        action: Action,
+        filter: &AuditFilter,
+    ) -> Result<(), PlatformError> {
+        let target = Target {
+            id: describe(filter),
+            kind: "audit-trail".into(),
+            version: None,
+        };
+        let event = self
+            .keyring
+            .audit_event(scope, NewEntry::by(scope, action, target, None))
+            .await?;
+        self.store.append_audit(scope, &event).await?;
+        Ok(())
+    }
+
+    /// Decodes stored entries and opens their personal data.
+    async fn review(
+        &self,
+        scope: &TenantScope,
+        stored: &[crate::store::StoredEntry],
+    ) -> Result<Vec<ReviewEntry>, PlatformError> {
+        let mut entries = Vec::with_capacity(stored.len());
+        let mut sealed = Vec::with_capacity(stored.len());
+        for s in stored {
+            let (e, p) = review::decode(s).map_err(|e| {
+                PlatformError::Internal(format!("audit entry {} does not decode: {e}", s.seq))
+            })?;
+            entries.push(e);
+            sealed.push(p);
+        }
+        let opened = self.keyring.personal().open_all(scope, &sealed).await?;
+        for (e, o) in entries.iter_mut().zip(opened) {
+            e.personal = o.map(|o| match o {
+                Opened::Data(origin) => ReviewPersonal {
+                    ip: origin.ip.map(|ip| ip.to_string()),
+                    user_agent: origin.user_agent,
+                    erased: false,
+                },
+                Opened::Erased => ReviewPersonal {
+                    ip: None,
+                    user_agent: None,
+                    erased: true,
+                },
+            });
+        }
+        Ok(entries)
+    }
+
+    /// One page of entries matching `filter`, from `cursor` on. The query itself is
+    /// audited first.
+    pub async fn audit_query(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<AuditPage, PlatformError> {
+        check_filter(filter)?;
+        let from = match cursor {
+            None => 0,
+            Some(c) => c.parse::<u64>().map_err(|_| PlatformError::Invalid {
+                field: Some("cursor"),
+                message: "not a cursor returned by this endpoint".into(),
+            })?,
+        };
+        let limit = limit.clamp(1, self.audit_limits.max_page);
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .await?;
+        self.audit_read(&scope, Action::AuditQuery, filter).await?;
+        let stored = self
+            .store
+            .audit_query(&scope, filter, from, limit.saturating_add(1))
+            .await?;
+        let more = stored.len() > limit as usize;
+        let page = &stored[..stored.len().min(limit as usize)];
+        let next = if more {
+            page.last().map(|e| (e.seq + 1).to_string())
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            entries: self.review(&scope, page).await?,
+            next,
+        })
+    }
+
+    /// Every entry matching `filter` (at most the configured export bound), rendered
+    /// for a review. The export itself is audited first.
+    pub async fn audit_export(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        filter: &AuditFilter,
+        format: ExportFormat,
+    ) -> Result<Vec<u8>, PlatformError> {
+        check_filter(filter)?;
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .await?;
+        self.audit_read(&scope, Action::AuditExport, filter).await?;
+        let max = self.audit_limits.max_export;
+        let mut entries = Vec::new();
+        let mut from = 0;
+        loop {
+            let want = (max - u32::try_from(entries.len()).unwrap_or(max)).min(1000);
+            if want == 0 {
+                break;
+            }
+            let stored = self.store.audit_query(&scope, filter, from, want).await?;
+            let Some(last) = stored.last() else { break };
+            from = last.seq + 1;
+            let done = stored.len() < want as usize;
+            entries.extend(self.review(&scope, &stored).await?);
+            if done {
+                break;
+            }
+        }
+        Ok(match format {
+            ExportFormat::Json => {
+                serde_json::to_vec(&entries).map_err(|e| PlatformError::Internal(e.to_string()))?
+            }
+            ExportFormat::Csv => review::to_csv(&entries).into_bytes(),
+        })
+    }
+
+    /// Destroys a subject's personal-data keys in a tenant's trail (erasure): their IP
+    /// addresses and user agents become unreadable; every entry and proof is unchanged.
+    pub async fn audit_erase_subject(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        subject: &str,
+        reason: String,
+    ) -> Result<u64, PlatformError> {
+        validate_reason(Action::SubjectErase, Some(&reason))?;
+        if subject.chars().count() > MAX_FILTER || !subject.contains(':') {
+            return Err(PlatformError::Invalid {
+                field: Some("subject"),
+                message: "expected `<kind>:<id>`, e.g. operator:<uuid>".into(),
+            });
+        }
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ManageKeys)
+            .await?;
+        scope.require_writable()?;
+        let target = Target {
+            id: subject.to_owned(),
+            kind: "audit-subject".into(),
+            version: None,
+        };
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(&scope, Action::SubjectErase, target, Some(reason)),
+            )
+            .await?;
+        let erased = self
+            .store
+            .erase_audit_subject(&scope, subject, &event)
+            .await?;
+        tracing::warn!(tenant = %slug, erased, "audit subject keys destroyed (erasure)");
+        Ok(erased)
+    }
+
+    /// One round of the background integrator: folds every tenant's new entries into
+    /// its tree and signs a checkpoint. Returns the entries integrated.
+    pub async fn integrate_audit_round(&self) -> Result<u64, PlatformError> {
+        let scope = access::authorize_platform(&Principal::System, PlatformAction::ReadAudit)?;
+        let mut total = 0;
+        for t in self.all_tenants(&scope).await? {
+            let home = access::provisioning_scope(&scope, &t);
+            match self.audit.integrate(&home, t.slug.as_str()).await {
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::warn!(tenant = %t.slug, error = %e, "audit integration failed; will retry");
+                }
+            }
+        }
+        Ok(total)
     }
 }

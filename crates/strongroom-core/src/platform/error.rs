@@ -147,6 +147,10 @@ impl From<crate::audit::log::AuditError> for PlatformError {
             AuditError::Key(k) => k.into(),
             AuditError::NoSuchTile => Self::NotFound("tile"),
             AuditError::Busy => Self::Unavailable(e.to_string()),
+            AuditError::OutOfRange { field, message } => Self::Invalid {
+                field: Some(field),
+                message: message.into(),
+            },
             AuditError::Note(_) | AuditError::Tree(_) => Self::Internal(e.to_string()),
         }
     }

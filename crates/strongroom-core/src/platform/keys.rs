@@ -112,7 +112,10 @@ impl Platform {
     }
 
     /// Every tenant, in slug order (the directory is small next to tenant data).
-    async fn all_tenants(&self, scope: &PlatformScope) -> Result<Vec<Tenant>, PlatformError> {
+    pub(super) async fn all_tenants(
+        &self,
+        scope: &PlatformScope,
+    ) -> Result<Vec<Tenant>, PlatformError> {
         let mut all = Vec::new();
         let mut after = None;
         loop {

@@ -27,6 +27,7 @@ use crate::secret::{SecretBytes, SecretString};
 use crate::store::{BlobStore, Page, Store, StoreError, StoredSigningKey};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
 
+pub use audit::{AuditPage, ExportFormat};
 pub use error::PlatformError;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 
@@ -45,6 +46,7 @@ pub struct Platform {
     passwords: PasswordHasher,
     regions: BTreeSet<crate::tenant::RegionName>,
     operator_ttl_secs: u64,
+    audit_limits: crate::config::AuditConfig,
 }
 
 impl std::fmt::Debug for Platform {
@@ -95,7 +97,7 @@ impl Platform {
             clock.clone(),
             &config.keys,
         ));
-        let objects = Objects::new(keyring.clone(), store.clone(), blobs, clock.clone());
+        let objects = Objects::new(keyring.clone(), store.clone(), blobs);
         let audit = crate::audit::log::AuditLogs::new(
             store.clone(),
             providers.root(),
@@ -112,6 +114,7 @@ impl Platform {
             passwords,
             regions: config.regions.keys().cloned().collect(),
             operator_ttl_secs: config.tokens.operator_ttl_secs,
+            audit_limits: config.audit.clone(),
         })
     }
 
@@ -221,15 +224,19 @@ impl Platform {
             kind: "tenant".into(),
             version: None,
         };
-        let event = crate::store::AuditEvent {
-            entry: crate::audit::entry::NewEntry::by(
+        let mut event = self
+            .keyring
+            .audit_event(
                 &home,
-                crate::audit::entry::Action::TenantCreate,
-                target,
-                None,
-            ),
-            at: tenant.created_at,
-        };
+                crate::audit::entry::NewEntry::by(
+                    &home,
+                    crate::audit::entry::Action::TenantCreate,
+                    target,
+                    None,
+                ),
+            )
+            .await?;
+        event.at = tenant.created_at;
         self.store
             .create_tenant(&scope, &tenant, &home, &keys, &event)
             .await?;

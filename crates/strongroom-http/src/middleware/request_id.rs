@@ -1,10 +1,14 @@
 //! Request ids: one per request, on the response, in every log line of the request,
-//! and in every problem body.
+//! and in every problem body. The request's origin (peer address, user agent) is set
+//! here too, for the audit entries the request causes.
 
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use strongroom_core::audit::origin::{self, Origin};
 use tracing::Instrument;
 
 /// Header carrying the request id, both ways.
@@ -34,8 +38,20 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     // The path only: query strings may carry values that do not belong in logs.
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
+    // Everything this request causes to be audited is attributed to its origin.
+    let origin = Origin::new(
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+        req.headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .scope(
+            id.clone(),
+            origin::scope(origin, next.run(req).instrument(span.clone())),
+        )
         .await;
     span.in_scope(|| {
         tracing::info!(

@@ -1,16 +1,23 @@
 //! A tenant's audit trail over HTTP, in the C2SP tlog-tiles layout so that standard
-//! transparency-log clients can fetch and verify it: `checkpoint`, `tile/...`, and the
-//! verifier key. Until tenant users and their `audit:read` permission exist (identity
+//! transparency-log clients can fetch and verify it (`checkpoint`, `tile/...`, the
+//! verifier key), plus JSON proofs, filtered queries and CSV/JSON exports for review. Until tenant users and their `audit:read` permission exist (identity
 //! issue), operators read these.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use strongroom_core::audit::log::Proof;
+use strongroom_core::audit::review::ReviewEntry;
+use strongroom_core::platform::{AuditPage, ExportFormat};
+use strongroom_core::store::AuditFilter;
 use strongroom_core::tenant::Slug;
-use utoipa::IntoParams;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiPath, OperatorAuth};
+use crate::extract::{ApiPath, ApiQuery, OperatorAuth};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -96,4 +103,214 @@ pub(crate) async fn tile(
         .audit_tile(&principal, &p.tenant, &format!("tile/{}", p.path))
         .await?;
     Ok(body("application/octet-stream", bytes))
+}
+
+/// Query of the inclusion-proof endpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InclusionQuery {
+    /// The entry's index (its `seq`).
+    index: u64,
+    /// Tree size to prove against (default: the latest checkpoint's size).
+    size: Option<u64>,
+}
+
+/// Query of the consistency-proof endpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ConsistencyQuery {
+    /// The older tree size (e.g. from the checkpoint a verifier saw last).
+    from: u64,
+    /// The newer tree size (default: the latest checkpoint's size).
+    to: Option<u64>,
+}
+
+/// An RFC 9162 proof, hashes in hex, with the checkpoint to check it against.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProofBody {
+    /// Inclusion: the entry index. Absent for consistency proofs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u64>,
+    /// Consistency: the older size. Absent for inclusion proofs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<u64>,
+    /// The tree size the proof is for.
+    size: u64,
+    /// Proof hashes, hex, in RFC 9162 §2.1.3/§2.1.4 order.
+    hashes: Vec<String>,
+    /// The latest signed checkpoint (C2SP signed note).
+    checkpoint: String,
+    /// Its tree size.
+    checkpoint_size: u64,
+}
+
+fn proof_body(p: Proof, index: Option<u64>, from: Option<u64>) -> ProofBody {
+    ProofBody {
+        index,
+        from,
+        size: p.size,
+        hashes: p.hashes.iter().map(hex::encode).collect(),
+        checkpoint: p.checkpoint,
+        checkpoint_size: p.checkpoint_size,
+    }
+}
+
+/// The inclusion proof of one entry (RFC 9162 §2.1.3), as JSON.
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/audit/proof/inclusion", tag = "audit",
+    params(AuditPath, InclusionQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The proof", body = ProofBody))
+)]
+pub(crate) async fn inclusion(
+    State(state): State<AppState>,
+    OperatorAuth(principal): OperatorAuth,
+    ApiPath(p): ApiPath<AuditPath>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
+) -> Result<Json<ProofBody>, Problem> {
+    let proof = state
+        .platform
+        .audit_inclusion(&principal, &p.tenant, q.index, q.size)
+        .await?;
+    Ok(Json(proof_body(proof, Some(q.index), None)))
+}
+
+/// The consistency proof between two tree sizes (RFC 9162 §2.1.4), as JSON.
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/audit/proof/consistency", tag = "audit",
+    params(AuditPath, ConsistencyQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The proof", body = ProofBody))
+)]
+pub(crate) async fn consistency(
+    State(state): State<AppState>,
+    OperatorAuth(principal): OperatorAuth,
+    ApiPath(p): ApiPath<AuditPath>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> Result<Json<ProofBody>, Problem> {
+    let proof = state
+        .platform
+        .audit_consistency(&principal, &p.tenant, q.from, q.to)
+        .await?;
+    Ok(Json(proof_body(proof, None, Some(q.from))))
+}
+
+/// Filters shared by the query and export endpoints.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EntriesQuery {
+    /// Actor as `<kind>:<id>`, e.g. `operator:<uuid>`.
+    actor: Option<String>,
+    /// Action name from the catalogue, e.g. `key.rotate`.
+    action: Option<String>,
+    /// Target as `<kind>:<id>`, e.g. `tenant-secret:smtp`.
+    target: Option<String>,
+    /// Entries at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Entries before this time (RFC 3339).
+    until: Option<String>,
+    /// The `next` value of the previous page.
+    cursor: Option<String>,
+    /// Page size (default and maximum: the server's `audit.max_page`).
+    limit: Option<u32>,
+    /// Export format: `json` (default) or `csv`. Export only.
+    format: Option<String>,
+}
+
+fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<OffsetDateTime>, Problem> {
+    v.map(|s| {
+        OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+            Problem::field(
+                field,
+                "Expected an RFC 3339 time, e.g. 2026-11-24T08:00:00Z.",
+            )
+        })
+    })
+    .transpose()
+}
+
+fn filter(q: &EntriesQuery) -> Result<AuditFilter, Problem> {
+    Ok(AuditFilter {
+        actor: q.actor.clone(),
+        action: q.action.clone(),
+        target: q.target.clone(),
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+    })
+}
+
+/// Audit entries matching the filters, oldest first, with cursor pagination. Personal
+/// data is opened (or marked erased). The query is itself audited (`audit.query`).
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/audit/entries", tag = "audit",
+    params(AuditPath, EntriesQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "One page of entries", body = AuditPage))
+)]
+pub(crate) async fn entries(
+    State(state): State<AppState>,
+    OperatorAuth(principal): OperatorAuth,
+    ApiPath(p): ApiPath<AuditPath>,
+    ApiQuery(q): ApiQuery<EntriesQuery>,
+) -> Result<Json<AuditPage>, Problem> {
+    if q.format.is_some() {
+        return Err(Problem::field(
+            "format",
+            "Only the export endpoint takes a format.",
+        ));
+    }
+    let page = state
+        .platform
+        .audit_query(
+            &principal,
+            &p.tenant,
+            &filter(&q)?,
+            q.cursor.as_deref(),
+            q.limit.unwrap_or(u32::MAX),
+        )
+        .await?;
+    Ok(Json(page))
+}
+
+/// Every entry matching the filters (up to the server's `audit.max_export`) as one
+/// CSV or JSON document, for an audit-trail review. The export is itself audited
+/// (`audit.export`).
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/audit/export", tag = "audit",
+    params(AuditPath, EntriesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The entries", content_type = "application/json", body = Vec<ReviewEntry>),
+        (status = 200, description = "The entries as CSV (docs/formats/audit.md)", content_type = "text/csv; charset=utf-8", body = String)
+    )
+)]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    OperatorAuth(principal): OperatorAuth,
+    ApiPath(p): ApiPath<AuditPath>,
+    ApiQuery(q): ApiQuery<EntriesQuery>,
+) -> Result<Response, Problem> {
+    let (format, content_type, ext) = match q.format.as_deref() {
+        None | Some("json") => (ExportFormat::Json, "application/json", "json"),
+        Some("csv") => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
+        Some(_) => return Err(Problem::field("format", "Expected `json` or `csv`.")),
+    };
+    if q.cursor.is_some() || q.limit.is_some() {
+        return Err(Problem::field("cursor", "Exports are not paginated."));
+    }
+    let bytes = state
+        .platform
+        .audit_export(&principal, &p.tenant, &filter(&q)?, format)
+        .await?;
+    let disposition = format!("attachment; filename=\"{}-audit.{ext}\"", p.tenant.as_str());
+    let mut response = body(content_type, bytes);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }

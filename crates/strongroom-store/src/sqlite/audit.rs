@@ -6,7 +6,10 @@
 use sqlx::{Row, Sqlite, Transaction};
 use strongroom_core::access::TenantScope;
 use strongroom_core::audit::merkle::{Hash, leaf_hash};
-use strongroom_core::store::{AuditEvent, AuditLogState, StoreError, StoredEntry, StoredTile};
+use strongroom_core::store::{
+    AuditEvent, AuditFilter, AuditLogState, StoreError, StoredEntry, StoredSubjectKey, StoredTile,
+};
+use time::OffsetDateTime;
 
 use super::{Db, int, tid};
 use crate::error::db;
@@ -76,15 +79,7 @@ pub(super) async fn entries(
         .await
         .map_err(db)?
         .iter()
-        .map(|r| {
-            let seq: i64 = r.try_get("seq").map_err(db)?;
-            let hash: Vec<u8> = r.try_get("leaf_hash").map_err(db)?;
-            Ok(StoredEntry {
-                seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
-                entry: r.try_get("entry").map_err(db)?,
-                leaf_hash: hash.try_into().map_err(|_| StoreError::Corrupt("leaf hash length".into()))?,
-            })
-        })
+        .map(entry_from_row)
         .collect()
 }
 
@@ -196,4 +191,175 @@ pub(super) async fn len(region: &Db, scope: &TenantScope) -> Result<u64, StoreEr
             .await
             .map_err(db)?;
     Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+}
+
+fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError> {
+    let seq: i64 = r.try_get("seq").map_err(db)?;
+    let hash: Vec<u8> = r.try_get("leaf_hash").map_err(db)?;
+    Ok(StoredEntry {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+        entry: r.try_get("entry").map_err(db)?,
+        leaf_hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("leaf hash length".into()))?,
+    })
+}
+
+/// Appends an entry on its own (an audit query or export is the write).
+pub(super) async fn append_alone(
+    region: &Db,
+    scope: &TenantScope,
+    event: &AuditEvent,
+) -> Result<u64, StoreError> {
+    let mut tx = region.write().await?;
+    let seq = append(&mut tx, scope, event).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(seq)
+}
+
+/// Entries matching `filter` from `from`, at most `limit`. The SQL text is assembled
+/// from fixed fragments only; every value is bound.
+pub(super) async fn query(
+    region: &Db,
+    scope: &TenantScope,
+    filter: &AuditFilter,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let mut sql = String::from(
+        "SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq >= ?",
+    );
+    for (present, fragment) in [
+        (filter.actor.is_some(), " AND actor = ?"),
+        (filter.action.is_some(), " AND action = ?"),
+        (filter.target.is_some(), " AND target = ?"),
+        (filter.since.is_some(), " AND time_us >= ?"),
+        (filter.until.is_some(), " AND time_us < ?"),
+    ] {
+        if present {
+            sql.push_str(fragment);
+        }
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tid(scope))
+        .bind(int(from)?);
+    for text in [&filter.actor, &filter.action, &filter.target]
+        .into_iter()
+        .flatten()
+    {
+        q = q.bind(text.clone());
+    }
+    for t in [filter.since, filter.until].into_iter().flatten() {
+        q = q.bind(to_micros(t));
+    }
+    q.bind(i64::from(limit))
+        .fetch_all(region.read())
+        .await
+        .map_err(db)?
+        .iter()
+        .map(entry_from_row)
+        .collect()
+}
+
+fn subject_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredSubjectKey, StoreError> {
+    Ok(StoredSubjectKey {
+        key_id: r.try_get("key_id").map_err(db)?,
+        wrapped: r.try_get("wrapped_key").map_err(db)?,
+    })
+}
+
+pub(super) async fn subject_key(
+    region: &Db,
+    scope: &TenantScope,
+    subject: &str,
+) -> Result<Option<StoredSubjectKey>, StoreError> {
+    sqlx::query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
+        .bind(tid(scope))
+        .bind(subject)
+        .fetch_optional(region.read())
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(subject_from_row)
+        .transpose()
+}
+
+pub(super) async fn subject_key_by_id(
+    region: &Db,
+    scope: &TenantScope,
+    key_id: &str,
+) -> Result<Option<StoredSubjectKey>, StoreError> {
+    sqlx::query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND key_id = ?")
+        .bind(tid(scope))
+        .bind(key_id)
+        .fetch_optional(region.read())
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(subject_from_row)
+        .transpose()
+}
+
+pub(super) async fn insert_subject_key(
+    region: &Db,
+    scope: &TenantScope,
+    subject: &str,
+    key: &StoredSubjectKey,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let Some(wrapped) = &key.wrapped else {
+        return Err(StoreError::Backend(
+            "a new subject key must have key material".into(),
+        ));
+    };
+    let mut tx = region.write().await?;
+    // The partial unique index allows one live key per subject: a concurrent first
+    // use that lost the race inserts nothing.
+    sqlx::query("INSERT INTO audit_subjects (tenant_id, key_id, subject, wrapped_key, created_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+        .bind(tid(scope))
+        .bind(&key.key_id)
+        .bind(subject)
+        .bind(wrapped)
+        .bind(to_micros(at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
+}
+
+pub(super) async fn erase_subject(
+    region: &Db,
+    scope: &TenantScope,
+    subject: &str,
+    event: &AuditEvent,
+) -> Result<u64, StoreError> {
+    let mut tx = region.write().await?;
+    let erased = sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
+        .bind(to_micros(event.at))
+        .bind(tid(scope))
+        .bind(subject)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    append(&mut tx, scope, event).await?;
+    tx.commit().await.map_err(db)?;
+    region.purge_log().await?;
+    Ok(erased)
+}
+
+/// Erases every subject key of the tenant, inside a shredding transaction.
+pub(super) async fn erase_all_subjects(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &TenantScope,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND wrapped_key IS NOT NULL")
+        .bind(to_micros(at))
+        .bind(tid(scope))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
 }

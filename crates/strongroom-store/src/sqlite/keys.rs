@@ -252,6 +252,7 @@ pub(super) async fn destroy(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+    super::audit::erase_all_subjects(&mut tx, scope, audit.at).await?;
     super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)?;
     region.purge_log().await

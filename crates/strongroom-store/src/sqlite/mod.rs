@@ -25,10 +25,12 @@ use strongroom_core::access::{PlatformScope, TenantScope};
 use strongroom_core::identity::Email;
 use strongroom_core::identity::operator::{Operator, OperatorCredentials};
 use strongroom_core::store::{
-    AuditEvent, AuditLogState, Page, Store, StoreError, StoredBlob, StoredDek, StoredEntry,
-    StoredKek, StoredSealed, StoredSigningKey, StoredTile, TenantKeys,
+    AuditEvent, AuditFilter, AuditLogState, Page, Store, StoreError, StoredBlob, StoredDek,
+    StoredEntry, StoredKek, StoredSealed, StoredSigningKey, StoredSubjectKey, StoredTile,
+    TenantKeys,
 };
 use strongroom_core::tenant::{RegionName, Slug, Tenant};
+use time::OffsetDateTime;
 
 use crate::error::db;
 
@@ -359,6 +361,59 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<StoredEntry>, StoreError> {
         audit::entries(self.region(scope)?, scope, from, limit).await
+    }
+
+    async fn append_audit(
+        &self,
+        scope: &TenantScope,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        audit::append_alone(self.region(scope)?, scope, audit).await
+    }
+
+    async fn audit_query(
+        &self,
+        scope: &TenantScope,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        audit::query(self.region(scope)?, scope, filter, from, limit).await
+    }
+
+    async fn audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError> {
+        audit::subject_key(self.region(scope)?, scope, subject).await
+    }
+
+    async fn audit_subject_key_by_id(
+        &self,
+        scope: &TenantScope,
+        key_id: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError> {
+        audit::subject_key_by_id(self.region(scope)?, scope, key_id).await
+    }
+
+    async fn insert_audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+        key: &StoredSubjectKey,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        audit::insert_subject_key(self.region(scope)?, scope, subject, key, at).await
+    }
+
+    async fn erase_audit_subject(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        audit::erase_subject(self.region(scope)?, scope, subject, audit).await
     }
 
     async fn sealed(

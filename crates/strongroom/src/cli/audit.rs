@@ -58,6 +58,18 @@ pub(super) async fn run(platform: &Platform, cmd: AuditCommand) -> anyhow::Resul
                 dir.display()
             ))
         }
+        AuditCommand::EraseSubject {
+            tenant,
+            subject,
+            reason,
+        } => {
+            let n = platform
+                .audit_erase_subject(&me, &Slug::parse(&tenant)?, &subject, reason)
+                .await?;
+            out(&format!(
+                "erased {n} personal-data key(s) of {subject} in {tenant}; entries and proofs are unchanged"
+            ))
+        }
         AuditCommand::Verify { .. } => bail!("verify runs without a data directory"),
     }
 }
@@ -85,6 +97,129 @@ impl Source for DirSource<'_> {
 
 /// `audit verify --dir`: one line, exit status 1 on any problem.
 pub(super) fn verify_dir(dir: &Path, vkey: &str, state: Option<&Path>) -> anyhow::Result<()> {
+    verdict(&mut DirSource(dir), vkey, state)
+}
+
+/// Where `audit verify --url` fetches from.
+pub(super) struct Remote {
+    /// Base URL of the server.
+    pub url: String,
+    /// Tenant slug.
+    pub tenant: String,
+    /// Certificates to trust instead of the system roots.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// File holding the bearer token.
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// Largest response accepted from the server (an entry bundle of 256 large entries).
+const MAX_FETCH: usize = 64 << 20;
+
+/// Reads the tlog-tiles layout from a server. `Source` is synchronous (the verifier
+/// is plain code), so this runs on a blocking thread and drives each request on the
+/// runtime.
+struct HttpSource {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    runtime: tokio::runtime::Handle,
+    /// The first failure other than "not found", reported with the verdict.
+    error: Option<String>,
+}
+
+impl HttpSource {
+    async fn fetch(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let mut req = self.client.get(format!("{}/{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| format!("fetching {path}: {e}"))?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            s => return Err(format!("fetching {path}: HTTP {s}")),
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading {path}: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_FETCH {
+                return Err(format!("{path} is larger than {MAX_FETCH} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+}
+
+impl Source for HttpSource {
+    fn read(&mut self, path: &str) -> Option<Vec<u8>> {
+        match self.runtime.block_on(self.fetch(path)) {
+            Ok(body) => body,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+}
+
+/// `audit verify --url … --tenant …`: fetches the checkpoint and tiles over HTTPS and
+/// verifies them exactly as `--dir` does.
+pub(super) async fn verify_url(
+    remote: Remote,
+    vkey: String,
+    state: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let slug = Slug::parse(&remote.tenant)?;
+    let mut builder = reqwest::Client::builder()
+        .https_only(true)
+        .timeout(std::time::Duration::from_secs(60));
+    if let Some(path) = &remote.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    let token = match &remote.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let mut src = HttpSource {
+        client: builder.build()?,
+        base: format!(
+            "{}/v1/t/{}/audit",
+            remote.url.trim_end_matches('/'),
+            slug.as_str()
+        ),
+        token,
+        runtime: tokio::runtime::Handle::current(),
+        error: None,
+    };
+    tokio::task::spawn_blocking(move || {
+        let result = verdict(&mut src, &vkey, state.as_deref());
+        match (result, src.error) {
+            // Say why a file was missing: a refused token reads differently from a
+            // truncated log.
+            (Err(e), Some(fetch)) => bail!("{e} ({fetch})"),
+            (result, _) => result,
+        }
+    })
+    .await?
+}
+
+/// Verifies `src` and prints the one-line verdict (an error on failure).
+fn verdict(src: &mut dyn Source, vkey: &str, state: Option<&Path>) -> anyhow::Result<()> {
     let previous: Option<Verified> = match state {
         Some(p) if p.exists() => Some(
             serde_json::from_slice(&std::fs::read(p)?)
@@ -92,7 +227,7 @@ pub(super) fn verify_dir(dir: &Path, vkey: &str, state: Option<&Path>) -> anyhow
         ),
         _ => None,
     };
-    match verify(&mut DirSource(dir), vkey, previous.as_ref()) {
+    match verify(src, vkey, previous.as_ref()) {
         Verdict::Ok(v) => {
             if let Some(p) = state {
                 std::fs::write(p, serde_json::to_vec_pretty(&v)?)?;

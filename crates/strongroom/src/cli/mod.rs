@@ -183,18 +183,51 @@ enum AuditCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
-    /// Verify an exported log offline; prints one line, exits 1 if anything is wrong.
+    /// Verify a log — an exported directory, or a server's over HTTPS; prints one
+    /// line, exits 1 if anything is wrong.
     Verify {
-        /// The exported directory.
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
-        /// The log's verifier key, obtained separately (e.g. `audit vkey`).
+        /// An exported directory (tlog-tiles layout).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "url",
+            conflicts_with = "url"
+        )]
+        dir: Option<PathBuf>,
+        /// A server's base URL, e.g. https://vault.example.com:8443 (with --tenant).
+        #[arg(long, value_name = "URL", requires = "tenant")]
+        url: Option<String>,
+        /// The tenant whose log to fetch from --url.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The log's verifier key, obtained separately and pinned (e.g. `audit vkey`):
+        /// never taken from the server being verified.
         #[arg(long)]
         vkey: String,
         /// File keeping the last verified size and root, to detect a rolled-back or
         /// rewritten log next time (created if absent).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// PEM certificate(s) to trust for --url instead of the system's roots (e.g.
+        /// the server's self-signed certificate).
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// File holding the bearer token for --url (or set STRONGROOM_TOKEN).
+        #[arg(long, value_name = "FILE", env = "STRONGROOM_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Erase a subject's personal data (IP addresses, user agents) from a tenant's
+    /// trail by destroying its key; entries and proofs are unchanged.
+    EraseSubject {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The subject, as `<kind>:<id>` (e.g. operator:<uuid>).
+        #[arg(long)]
+        subject: String,
+        /// Why (recorded in the tenant's audit trail).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
 }
 
@@ -255,9 +288,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Operator(cmd) => admin::operator(&open(&config).await?, cmd).await,
         Command::Tenant(cmd) => admin::tenant(&open(&config).await?, cmd).await,
         Command::Keys(cmd) => admin::keys(&open(&config).await?, cmd, &config).await,
-        Command::Audit(AuditCommand::Verify { dir, vkey, state }) => {
-            audit::verify_dir(&dir, &vkey, state.as_deref())
-        }
+        Command::Audit(AuditCommand::Verify {
+            dir,
+            url,
+            tenant,
+            vkey,
+            state,
+            ca_cert,
+            token_file,
+        }) => match (dir, url, tenant) {
+            (Some(dir), None, _) => audit::verify_dir(&dir, &vkey, state.as_deref()),
+            (None, Some(url), Some(tenant)) => {
+                let remote = audit::Remote {
+                    url,
+                    tenant,
+                    ca_cert,
+                    token_file,
+                };
+                audit::verify_url(remote, vkey, state).await
+            }
+            _ => anyhow::bail!("give either --dir, or --url with --tenant"),
+        },
         Command::Audit(cmd) => audit::run(&open(&config).await?, cmd).await,
         Command::Version => Ok(()),
     }

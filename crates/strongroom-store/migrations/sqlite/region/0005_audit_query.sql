@@ -1,0 +1,23 @@
+-- Audit-trail queries filter by actor and target as well as by action and time.
+CREATE INDEX audit_entries_by_actor ON audit_entries (tenant_id, actor, seq);
+CREATE INDEX audit_entries_by_target ON audit_entries (tenant_id, target, seq);
+
+-- Per-subject keys for the personal data (IP address, user agent) inside audit entries,
+-- wrapped by the root key provider (docs/formats/audit.md, "Personal data"). Erasing a
+-- subject sets wrapped_key to NULL: the sealed data in its entries becomes unreadable
+-- while every entry, and so every proof, stays byte for byte the same.
+--
+-- No foreign key to tenant_homes: the entry that creates a tenant is sealed (and its
+-- subject key stored) before the tenant's home row exists.
+CREATE TABLE audit_subjects (
+    tenant_id    TEXT    NOT NULL,
+    key_id       TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,            -- actor label, e.g. "operator:<uuid>"
+    wrapped_key  BLOB,                        -- NULL once erased
+    created_us   INTEGER NOT NULL,
+    erased_us    INTEGER,
+    PRIMARY KEY (tenant_id, key_id),
+    CHECK ((wrapped_key IS NULL) = (erased_us IS NOT NULL))
+) STRICT;
+-- At most one live key per subject.
+CREATE UNIQUE INDEX audit_subjects_live ON audit_subjects (tenant_id, subject) WHERE wrapped_key IS NOT NULL;
