@@ -3,11 +3,15 @@
 signed-note, tlog-checkpoint and tlog-tiles specifications and RFC 9162 (it shares no
 code with the server).
 
-  tlog_verify.py DIR VKEY [--inclusion INDEX]
+  tlog_verify.py DIR VKEY [--inclusion INDEX] [--served-inclusion FILE]
+                          [--served-consistency FILE]
 
 Checks the checkpoint's Ed25519 signature against VKEY, re-hashes every entry from the
 entry bundles, recomputes the Merkle root and compares it with the checkpoint; with
---inclusion, also builds and checks an RFC 9162 inclusion proof for that entry.
+--inclusion, also builds and checks an RFC 9162 inclusion proof for that entry. With
+--served-inclusion / --served-consistency, checks a proof served by the server's JSON
+endpoints (/audit/proof/inclusion, /audit/proof/consistency) against the checkpoint's
+root and against roots it computes itself from the entries.
 Prints "OK <size> <root-hex>" and exits 0, or prints the problem and exits 1.
 Needs Python 3.9+ and the `cryptography` package.
 """
@@ -101,6 +105,47 @@ def verify_inclusion(index, size, h, proof, root):
     return sn == 0 and r == root
 
 
+def verify_consistency(size1, size2, proof, root1, root2):
+    """RFC 9162 2.1.4.2."""
+    if size1 == size2:
+        return not proof and root1 == root2
+    if size1 == 0:
+        return not proof
+    if not proof:
+        return False
+    if size1 & (size1 - 1) == 0:  # a power of two: the old root is the first node
+        proof = [root1] + proof
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = proof[0]
+    for c in proof[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node(c, fr), node(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == root1 and sr == root2
+
+
+def served(flag):
+    import json
+    if flag not in sys.argv:
+        return None
+    with open(sys.argv[sys.argv.index(flag) + 1]) as f:
+        doc = json.load(f)
+    doc["hashes"] = [bytes.fromhex(h) for h in doc["hashes"]]
+    return doc
+
+
 def index_path(n):
     s = "%d" % n
     s = "0" * (-len(s) % 3) + s
@@ -135,6 +180,18 @@ def main():
         i = int(sys.argv[sys.argv.index("--inclusion") + 1])
         if not verify_inclusion(i, size, hashes[i], path(i, hashes), root):
             fail("inclusion proof for %d does not verify" % i)
+    doc = served("--served-inclusion")
+    if doc is not None:
+        i, n = doc["index"], doc["size"]
+        want = root if n == size else mth(hashes[:n])
+        if not verify_inclusion(i, n, hashes[i], doc["hashes"], want):
+            fail("served inclusion proof for %d in %d does not verify" % (i, n))
+    doc = served("--served-consistency")
+    if doc is not None:
+        m, n = doc["from"], doc["size"]
+        want = root if n == size else mth(hashes[:n])
+        if not verify_consistency(m, n, doc["hashes"], mth(hashes[:m]), want):
+            fail("served consistency proof %d -> %d does not verify" % (m, n))
     print("OK", size, root.hex())
 
 

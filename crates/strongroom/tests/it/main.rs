@@ -7,6 +7,7 @@
 
 mod architecture;
 mod audit;
+mod audit_review;
 mod bad_input;
 mod cli;
 mod encryption;
