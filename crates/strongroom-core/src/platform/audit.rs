@@ -60,6 +60,15 @@ pub struct AuditPage {
     pub next: Option<String>,
 }
 
+/// How far integration has got: entries appended vs. covered by the signed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AuditStatus {
+    /// Entries in the log.
+    pub entries: u64,
+    /// Entries covered by the latest signed checkpoint.
+    pub integrated: u64,
+}
+
 /// Output of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -333,6 +342,24 @@ impl Platform {
             .await?;
         tracing::warn!(tenant = %slug, erased, "audit subject keys destroyed (erasure)");
         Ok(erased)
+    }
+
+    /// Entries appended and entries signed, without integrating anything: how far
+    /// the published checkpoint lags (for monitoring and benchmarks).
+    pub async fn audit_status(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<AuditStatus, PlatformError> {
+        let (_, scope) = self
+            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .await?;
+        let entries = self.store.audit_len(&scope).await?;
+        let integrated = self.store.audit_log(&scope).await?.map_or(0, |l| l.size);
+        Ok(AuditStatus {
+            entries,
+            integrated,
+        })
     }
 
     /// One round of the background integrator: folds every tenant's new entries into

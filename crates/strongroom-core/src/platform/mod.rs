@@ -27,7 +27,7 @@ use crate::secret::{SecretBytes, SecretString};
 use crate::store::{BlobStore, Page, Store, StoreError, StoredSigningKey};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
 
-pub use audit::{AuditPage, ExportFormat};
+pub use audit::{AuditPage, AuditStatus, ExportFormat};
 pub use error::PlatformError;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 
