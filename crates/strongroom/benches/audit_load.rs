@@ -9,7 +9,8 @@
 //!
 //! * baseline — bare SQLite: one durable `BEGIN IMMEDIATE; INSERT 560 bytes; COMMIT`
 //!   per write, same pragmas, same disk, same number of concurrent writers.
-//! * audited writes with no integrator running, and with the integrator every 1000 ms
+//! * audited writes by an operator (the request's IP and user agent sealed under the
+//!   operator's subject key in every entry) with no integrator running, and with the integrator every 1000 ms
 //!   (the default) and every 100 ms.
 //! * checkpoint latency: while the load runs, a probe notes the log length every 5 ms
 //!   and records when a signed checkpoint first covers it (an upper bound for every
@@ -35,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use strongroom_core::access::Principal;
+use strongroom_core::audit::origin::{self, Origin};
 use strongroom_core::config::Config;
+use strongroom_core::identity::operator::OperatorId;
 use strongroom_core::platform::Platform;
 use strongroom_core::secret::SecretBytes;
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug};
@@ -125,10 +128,14 @@ async fn audited(p: &Arc<Platform>, slugs: &[Slug], interval: Option<Duration>) 
         let (p, done, slug) = (p.clone(), done.clone(), slugs[w % slugs.len()].clone());
         tasks.push(tokio::spawn(async move {
             let value = SecretBytes::new(vec![b'v'; 64]);
+            // An operator over the network: each entry carries the request's origin,
+            // sealed under the operator's subject key.
+            let operator = Principal::Operator(OperatorId::generate());
             let mut i = 0u64;
             while started.elapsed() < RUN {
                 let name = format!("w{w}-{}", i % 16);
-                p.set_tenant_secret(&Principal::LocalAdmin, &slug, &name, &value)
+                let origin = Origin::new("192.0.2.10".parse().ok(), Some("bench/1.0"));
+                origin::scope(origin, p.set_tenant_secret(&operator, &slug, &name, &value))
                     .await
                     .unwrap();
                 i += 1;

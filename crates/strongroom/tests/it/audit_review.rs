@@ -937,3 +937,77 @@ async fn after_a_crash_under_load_every_acknowledged_write_has_its_entry() {
         .await);
     assert!(line.starts_with("OK: "), "{line}");
 }
+
+#[tokio::test]
+async fn no_api_method_changes_or_removes_an_entry() {
+    use strongroom_core::audit::note::{Checkpoint, Verifier};
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    tenant(&s, &token, "fixed").await;
+    assert_eq!(put(&s, &token, "fixed", "a").await.status(), 200);
+    let vkey = get(&s, &token, "/v1/t/fixed/audit/vkey")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let checkpoint = || async {
+        let note = get(&s, &token, "/v1/t/fixed/audit/checkpoint")
+            .await
+            .text()
+            .await
+            .unwrap();
+        let v = Verifier::parse(&vkey).unwrap();
+        let cp = Checkpoint::parse(v.open(&note).unwrap()).unwrap();
+        (cp.size, cp.root)
+    };
+    let before = checkpoint().await;
+    // Every audit path the API documents, with every writing method.
+    let doc: Value = s
+        .client()
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.contains("/audit"))
+        .map(|p| {
+            p.replace("{tenant}", "fixed")
+                .replace("{path}", "entries/000.p/2")
+        })
+        .collect();
+    assert!(paths.len() >= 7, "{paths:?}");
+    for path in &paths {
+        assert!(
+            doc["paths"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.contains("/audit"))
+                .all(|(_, ops)| ops.as_object().unwrap().keys().all(|m| m == "get")),
+            "audit operations are read-only"
+        );
+        for method in [
+            reqwest::Method::PUT,
+            reqwest::Method::POST,
+            reqwest::Method::DELETE,
+            reqwest::Method::PATCH,
+        ] {
+            let resp = s
+                .client()
+                .request(method.clone(), s.url(path))
+                .bearer_auth(&token)
+                .json(&json!({"seq": 0, "entry": "x"}))
+                .send()
+                .await
+                .unwrap();
+            expect_problem(resp, 405, "method-not-allowed").await;
+        }
+    }
+    assert_eq!(checkpoint().await, before, "the log is unchanged");
+}
