@@ -6,8 +6,28 @@
 //! that was never authorized cannot even name the rows it would touch, and code holding
 //! tenant A's scope has no way to spell tenant B.
 
+pub mod rbac;
+
+use std::collections::BTreeSet;
+
 use crate::identity::operator::OperatorId;
+use crate::identity::user::UserId;
 use crate::tenant::{RegionName, Tenant, TenantId, TenantStatus};
+use rbac::Permission;
+
+/// A signed-in tenant user, as established from a verified access token and the
+/// current state of their account (active, session live, current role grants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantUser {
+    /// The only tenant this principal can act in.
+    pub tenant: TenantId,
+    /// Who.
+    pub user: UserId,
+    /// The session the token belongs to.
+    pub session: String,
+    /// What they may do now (from their current role grants).
+    pub permissions: BTreeSet<Permission>,
+}
 
 /// Who is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +39,8 @@ pub enum Principal {
     LocalAdmin,
     /// The server's own background work (re-encryption after a key rotation).
     System,
+    /// A tenant user, confined to their tenant.
+    User(TenantUser),
 }
 
 impl Principal {
@@ -26,6 +48,7 @@ impl Principal {
     pub fn label(&self) -> String {
         match self {
             Self::Operator(id) => format!("operator:{id}"),
+            Self::User(u) => format!("user:{}", u.user),
             Self::LocalAdmin => "local-admin".into(),
             Self::System => "system".into(),
         }
@@ -41,6 +64,9 @@ pub enum AccessError {
     /// The tenant does not accept writes in its current state.
     #[error("tenant is read-only (contract ended)")]
     TenantReadOnly,
+    /// The object belongs to another tenant: answered exactly as if it did not exist.
+    #[error("not found")]
+    NotVisible,
 }
 
 /// Platform-level actions (operators only).
@@ -130,6 +156,35 @@ pub fn authorize_platform(
                 actor: principal.clone(),
             })
         }
+        // Tenant users have no platform-level rights; on a tenant's path they are
+        // refused as if the tenant did not exist (see `authorize_tenant`).
+        (Principal::User(_), _) => Err(AccessError::NotVisible),
+    }
+}
+
+/// Decides whether a tenant user may do something needing `permission` in `tenant`.
+///
+/// A user of another tenant gets [`AccessError::NotVisible`] — the caller answers as
+/// for a tenant that does not exist — and a user of this tenant without the permission
+/// gets `Forbidden`. Platform principals never pass here: they reach tenants only
+/// through [`provisioning_scope`] for platform actions.
+pub fn authorize_tenant(
+    principal: &Principal,
+    tenant: &Tenant,
+    permission: Permission,
+) -> Result<TenantScope, AccessError> {
+    match principal {
+        Principal::User(u) if u.tenant != tenant.id => Err(AccessError::NotVisible),
+        Principal::User(u) if !u.permissions.contains(&permission) => {
+            Err(AccessError::Forbidden(permission.as_str()))
+        }
+        Principal::User(_) => Ok(TenantScope {
+            tenant: tenant.id,
+            region: tenant.region.clone(),
+            writable: tenant.status == TenantStatus::Active,
+            actor: principal.clone(),
+        }),
+        _ => Err(AccessError::Forbidden("not a user of this tenant")),
     }
 }
 

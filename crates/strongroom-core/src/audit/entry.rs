@@ -106,6 +106,10 @@ impl Actor {
                 id: None,
                 kind: "system",
             },
+            Principal::User(u) => Self {
+                id: Some(u.user.to_string()),
+                kind: "user",
+            },
         }
     }
 }
@@ -231,12 +235,16 @@ impl NewEntry {
         target: Target,
         reason: Option<String>,
     ) -> Self {
+        let session = match scope.actor() {
+            crate::access::Principal::User(u) => Some(u.session.clone()),
+            _ => None,
+        };
         Self {
             action,
             actor: Actor::of(scope.actor()),
             target,
             reason,
-            session: None,
+            session,
             before: None,
             after: None,
             personal: None,

@@ -1,6 +1,6 @@
 //! Identity: who someone is and how they prove it.
 //!
-//! Platform operators (this issue) and, later, tenant users share the same parts:
+//! Platform operators and tenant [`user`]s share the same parts:
 //! validated [`Email`]s, argon2id [`password`] hashing on a bounded pool, and
 //! EdDSA-signed access [`token`]s.
 
@@ -8,6 +8,7 @@ mod email;
 pub mod operator;
 pub mod password;
 pub mod token;
+pub mod user;
 
 pub use email::Email;
 

@@ -96,6 +96,7 @@ impl From<AccessError> for PlatformError {
         match e {
             AccessError::Forbidden(_) => Self::Forbidden(e.to_string()),
             AccessError::TenantReadOnly => Self::Conflict(e.to_string()),
+            AccessError::NotVisible => Self::NotFound("tenant"),
         }
     }
 }
