@@ -161,6 +161,41 @@ pub struct StoredSubjectKey {
     pub wrapped: Option<Vec<u8>>,
 }
 
+/// A new tenant user with its first role grants.
+#[derive(Debug, Clone)]
+pub struct NewUserRow {
+    /// The user.
+    pub user: crate::identity::user::User,
+    /// PHC password hash.
+    pub password_hash: String,
+    /// Actor label of whoever created the user (recorded with the grants).
+    pub granted_by: String,
+}
+
+/// A change to a user: status and/or the complete set of roles.
+#[derive(Debug, Clone)]
+pub struct UserChange {
+    /// New status.
+    pub status: Option<crate::identity::user::UserStatus>,
+    /// New complete set of roles.
+    pub roles: Option<Vec<crate::access::rbac::Role>>,
+    /// Actor label of whoever changes it.
+    pub granted_by: String,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// The token was current: it is now used, and `new` replaces it.
+    Rotated(crate::identity::user::StoredSession),
+    /// The token had been used before: the session is now revoked.
+    Reused(crate::identity::user::StoredSession),
+    /// No such token (or its session is revoked or expired).
+    Invalid,
+}
+
 /// Filters of an audit-trail query; every filter given must match.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -380,6 +415,80 @@ pub trait Store: Send + Sync + 'static {
         subject: &str,
         audit: &AuditEvent,
     ) -> Result<u64, StoreError>;
+
+    /// Creates a user with its role grants, audited in the same transaction. Fails with
+    /// `Conflict` if the e-mail is taken in the tenant.
+    async fn insert_user(
+        &self,
+        scope: &TenantScope,
+        row: &NewUserRow,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// A user by id, with roles.
+    async fn user(
+        &self,
+        scope: &TenantScope,
+        id: crate::identity::user::UserId,
+    ) -> Result<Option<crate::identity::user::User>, StoreError>;
+
+    /// A user and password hash by (normalised) e-mail.
+    async fn user_credentials(
+        &self,
+        scope: &TenantScope,
+        email: &crate::identity::Email,
+    ) -> Result<Option<crate::identity::user::UserCredentials>, StoreError>;
+
+    /// Users ordered by id, after the cursor.
+    async fn users(
+        &self,
+        scope: &TenantScope,
+        page: &Page<crate::identity::user::UserId>,
+    ) -> Result<Vec<crate::identity::user::User>, StoreError>;
+
+    /// Applies `change`, audited in the same transaction; disabling revokes every
+    /// session of the user in that transaction too. `None` if no such user.
+    async fn update_user(
+        &self,
+        scope: &TenantScope,
+        id: crate::identity::user::UserId,
+        change: &UserChange,
+        audit: &AuditEvent,
+    ) -> Result<Option<crate::identity::user::User>, StoreError>;
+
+    /// Starts a session with its first refresh token (hash), audited.
+    async fn create_session(
+        &self,
+        scope: &TenantScope,
+        session: &crate::identity::user::StoredSession,
+        refresh_hash: &[u8; 32],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// A session by id.
+    async fn session(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Option<crate::identity::user::StoredSession>, StoreError>;
+
+    /// Uses refresh token `old` once, storing `new` as its successor; a second use of
+    /// `old` revokes the session. Sessions past `now` are not refreshed.
+    async fn rotate_refresh(
+        &self,
+        scope: &TenantScope,
+        old: &[u8; 32],
+        new: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<RefreshOutcome, StoreError>;
+
+    /// Revokes a session (logout, reuse detected), audited in the same transaction.
+    async fn revoke_session(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// Reads a sealed value.
     async fn sealed(

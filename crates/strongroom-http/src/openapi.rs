@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{self, ProblemKind};
-use crate::routes::{audit, health, meta, operator, tenants};
+use crate::routes::{audit, health, meta, operator, tenants, users};
 use crate::state::AppState;
 
 /// Top-level document metadata.
@@ -35,6 +35,8 @@ use crate::state::AppState;
         (name = "operations", description = "Liveness, readiness and API metadata"),
         (name = "operators", description = "Platform operator sign-in"),
         (name = "tenants", description = "Tenant (workspace) directory; operators only"),
+        (name = "sessions", description = "Tenant users signing in, refreshing and signing out"),
+        (name = "users", description = "A tenant's users and their roles"),
         (name = "audit", description = "A tenant's audit trail as a transparency log (C2SP tlog-tiles)"),
     )
 )]
@@ -76,6 +78,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::consistency))
         .routes(routes!(audit::entries))
         .routes(routes!(audit::export))
+        .routes(routes!(users::login))
+        .routes(routes!(users::refresh))
+        .routes(routes!(users::logout))
+        .routes(routes!(users::create_user, users::list_users))
+        .routes(routes!(users::get_user, users::patch_user))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

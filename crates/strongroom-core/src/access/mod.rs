@@ -41,6 +41,8 @@ pub enum Principal {
     System,
     /// A tenant user, confined to their tenant.
     User(TenantUser),
+    /// Someone not (yet) authenticated: a failed sign-in is recorded under this actor.
+    Anonymous,
 }
 
 impl Principal {
@@ -49,6 +51,7 @@ impl Principal {
         match self {
             Self::Operator(id) => format!("operator:{id}"),
             Self::User(u) => format!("user:{}", u.user),
+            Self::Anonymous => "anonymous".into(),
             Self::LocalAdmin => "local-admin".into(),
             Self::System => "system".into(),
         }
@@ -159,6 +162,7 @@ pub fn authorize_platform(
         // Tenant users have no platform-level rights; on a tenant's path they are
         // refused as if the tenant did not exist (see `authorize_tenant`).
         (Principal::User(_), _) => Err(AccessError::NotVisible),
+        (Principal::Anonymous, _) => Err(AccessError::Forbidden("authentication required")),
     }
 }
 
@@ -185,6 +189,19 @@ pub fn authorize_tenant(
             actor: principal.clone(),
         }),
         _ => Err(AccessError::Forbidden("not a user of this tenant")),
+    }
+}
+
+/// The scope of a sign-in event in `tenant` by `actor` — a user who has just proven
+/// their credentials, or [`Principal::Anonymous`] for a failed attempt. It records the
+/// event (and the session) in the tenant; it grants no permission, since every other
+/// action goes through [`authorize_tenant`].
+pub fn sign_in_scope(tenant: &Tenant, actor: Principal) -> TenantScope {
+    TenantScope {
+        tenant: tenant.id,
+        region: tenant.region.clone(),
+        writable: tenant.status == TenantStatus::Active,
+        actor,
     }
 }
 

@@ -37,11 +37,23 @@ pub enum Action {
     AuditExport,
     /// A subject's personal-data key was destroyed (erasure).
     SubjectErase,
+    /// A tenant user was created.
+    UserCreate,
+    /// A tenant user's status or roles changed.
+    UserUpdate,
+    /// A user signed in.
+    SessionLogin,
+    /// A sign-in failed (unknown e-mail, wrong password, disabled user).
+    SessionLoginFailed,
+    /// A user signed out.
+    SessionLogout,
+    /// A used refresh token was presented again; the session was revoked.
+    SessionRefreshReuse,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 14] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -50,6 +62,12 @@ impl Action {
         Self::AuditQuery,
         Self::AuditExport,
         Self::SubjectErase,
+        Self::UserCreate,
+        Self::UserUpdate,
+        Self::SessionLogin,
+        Self::SessionLoginFailed,
+        Self::SessionLogout,
+        Self::SessionRefreshReuse,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -63,6 +81,12 @@ impl Action {
             Self::AuditQuery => "audit.query",
             Self::AuditExport => "audit.export",
             Self::SubjectErase => "audit.subject_erase",
+            Self::UserCreate => "user.create",
+            Self::UserUpdate => "user.update",
+            Self::SessionLogin => "session.login",
+            Self::SessionLoginFailed => "session.login_failed",
+            Self::SessionLogout => "session.logout",
+            Self::SessionRefreshReuse => "session.refresh_reuse",
         }
     }
 
@@ -109,6 +133,10 @@ impl Actor {
             Principal::User(u) => Self {
                 id: Some(u.user.to_string()),
                 kind: "user",
+            },
+            Principal::Anonymous => Self {
+                id: None,
+                kind: "anonymous",
             },
         }
     }

@@ -52,7 +52,10 @@ fn context(scope: &TenantScope, key_id: &str) -> Vec<u8> {
 /// (the local administrator and the system have no origin worth recording).
 pub fn subject_of(principal: &Principal) -> Option<String> {
     match principal {
-        Principal::Operator(_) | Principal::User(_) => Some(principal.label()),
+        // Failed sign-ins by unknown people share one "anonymous" subject per tenant.
+        Principal::Operator(_) | Principal::User(_) | Principal::Anonymous => {
+            Some(principal.label())
+        }
         Principal::LocalAdmin | Principal::System => None,
     }
 }

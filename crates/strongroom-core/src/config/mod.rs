@@ -162,6 +162,11 @@ pub struct TokensConfig {
     pub issuer: String,
     /// Lifetime of an operator access token, in seconds.
     pub operator_ttl_secs: u64,
+    /// Lifetime of a tenant user's access token, in seconds (minutes, not hours: the
+    /// refresh token renews it).
+    pub user_ttl_secs: u64,
+    /// How long a sign-in session can be refreshed before signing in again, in seconds.
+    pub session_ttl_secs: u64,
 }
 
 impl Default for TokensConfig {
@@ -169,6 +174,8 @@ impl Default for TokensConfig {
         Self {
             issuer: "strongroom".into(),
             operator_ttl_secs: 900,
+            user_ttl_secs: 300,
+            session_ttl_secs: 43_200,
         }
     }
 }
@@ -332,6 +339,13 @@ impl Config {
             60,
             3600,
             "tokens.operator_ttl_secs",
+        )?;
+        check(self.tokens.user_ttl_secs, 30, 3600, "tokens.user_ttl_secs")?;
+        check(
+            self.tokens.session_ttl_secs,
+            300,
+            2_592_000,
+            "tokens.session_ttl_secs",
         )?;
         if self.tokens.issuer.is_empty() || self.tokens.issuer.len() > 255 {
             return Err(invalid("tokens.issuer", "must be 1 to 255 characters"));

@@ -22,6 +22,8 @@ const LEEWAY_SECS: i64 = 30;
 
 /// Audience of operator tokens: they are good for the platform API and nothing else.
 pub const OPERATOR_AUDIENCE: &str = "strongroom:platform";
+/// Audience of tenant users' tokens: good only inside the tenant named in `tid`.
+pub const TENANT_AUDIENCE: &str = "strongroom:tenant";
 
 /// Why a presented token was refused. All variants answer 401 to the client; the
 /// variant is for the log.
@@ -120,6 +122,35 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id.
     pub jti: String,
+    /// Tenant users: the tenant's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    /// Tenant users: the tenant's slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Tenant users: the session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Tenant users: the application acting for the user (`null` for direct sign-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Tenant users: permissions at issue time (informational: the server re-derives
+    /// them from current grants on every request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perms: Option<Vec<String>>,
+}
+
+/// The tenant-specific claims of a user's token.
+#[derive(Debug, Clone, Default)]
+pub struct TenantClaims {
+    /// Tenant id.
+    pub tid: String,
+    /// Tenant slug.
+    pub tenant: String,
+    /// Session id.
+    pub sid: String,
+    /// Permissions.
+    pub perms: Vec<String>,
 }
 
 /// A token handed to a client.
@@ -198,6 +229,26 @@ impl TokenService {
 
     /// Signs a token for `subject` with audience `aud`, valid for `ttl_secs`.
     pub fn issue(&self, aud: &str, subject: &str, ttl_secs: u64) -> IssuedToken {
+        self.issue_with(aud, subject, ttl_secs, None)
+    }
+
+    /// Signs a tenant user's token (audience [`TENANT_AUDIENCE`]).
+    pub fn issue_for_user(
+        &self,
+        subject: &str,
+        ttl_secs: u64,
+        tenant: TenantClaims,
+    ) -> IssuedToken {
+        self.issue_with(TENANT_AUDIENCE, subject, ttl_secs, Some(tenant))
+    }
+
+    fn issue_with(
+        &self,
+        aud: &str,
+        subject: &str,
+        ttl_secs: u64,
+        tenant: Option<TenantClaims>,
+    ) -> IssuedToken {
         let now = self.clock.now().unix_timestamp();
         let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX).min(86_400);
         let claims = Claims {
@@ -208,6 +259,11 @@ impl TokenService {
             nbf: now,
             exp: now.saturating_add(ttl),
             jti: uuid::Uuid::new_v4().to_string(),
+            tid: tenant.as_ref().map(|t| t.tid.clone()),
+            tenant: tenant.as_ref().map(|t| t.tenant.clone()),
+            sid: tenant.as_ref().map(|t| t.sid.clone()),
+            app: None,
+            perms: tenant.map(|t| t.perms),
         };
         IssuedToken {
             access_token: self.sign(&claims),
@@ -229,6 +285,12 @@ impl TokenService {
 
     /// Verifies a token's signature, issuer, audience and validity period.
     pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, TokenError> {
+        self.verify_any(token, &[aud])
+    }
+
+    /// Verifies a token whose audience is any of `auds`; the caller branches on
+    /// `claims.aud`.
+    pub fn verify_any(&self, token: &str, auds: &[&str]) -> Result<Claims, TokenError> {
         if token.len() > 8 * 1024 {
             return Err(TokenError::Malformed);
         }
@@ -244,7 +306,7 @@ impl TokenService {
         let mut v = Validation::new(Algorithm::EdDSA);
         v.validate_exp = false; // checked below against the injected clock
         v.validate_nbf = false;
-        v.set_audience(&[aud]);
+        v.set_audience(auds);
         v.set_issuer(&[&self.issuer]);
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_ed_der(public), &v)

@@ -3,6 +3,7 @@
 //! background integrator's round.
 
 use super::{Platform, PlatformError};
+use crate::access::rbac::Permission;
 use crate::access::{self, PlatformAction, Principal, TenantScope};
 use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
 use crate::audit::log::Proof;
@@ -20,7 +21,12 @@ impl Platform {
         slug: &Slug,
     ) -> Result<String, PlatformError> {
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         Ok(self.audit.checkpoint(&scope, slug.as_str()).await?.1)
     }
@@ -32,7 +38,12 @@ impl Platform {
         slug: &Slug,
     ) -> Result<String, PlatformError> {
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         Ok(self.audit.vkey(&scope, slug.as_str()).await?)
     }
@@ -45,7 +56,12 @@ impl Platform {
         path: &str,
     ) -> Result<Vec<u8>, PlatformError> {
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         Ok(self.audit.tile(&scope, slug.as_str(), path).await?)
     }
@@ -145,7 +161,12 @@ impl Platform {
         size: Option<u64>,
     ) -> Result<Proof, PlatformError> {
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         Ok(self
             .audit
@@ -163,7 +184,12 @@ impl Platform {
         to: Option<u64>,
     ) -> Result<Proof, PlatformError> {
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         Ok(self
             .audit
@@ -245,7 +271,12 @@ impl Platform {
         };
         let limit = limit.clamp(1, self.audit_limits.max_page);
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         self.audit_read(&scope, Action::AuditQuery, filter).await?;
         let stored = self
@@ -276,7 +307,12 @@ impl Platform {
     ) -> Result<Vec<u8>, PlatformError> {
         check_filter(filter)?;
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         self.audit_read(&scope, Action::AuditExport, filter).await?;
         let max = self.audit_limits.max_export;
@@ -352,7 +388,12 @@ impl Platform {
         slug: &Slug,
     ) -> Result<AuditStatus, PlatformError> {
         let (_, scope) = self
-            .tenant_scope(principal, slug, PlatformAction::ReadAudit)
+            .tenant_access(
+                principal,
+                slug,
+                Permission::AuditRead,
+                Some(PlatformAction::ReadAudit),
+            )
             .await?;
         let entries = self.store.audit_len(&scope).await?;
         let integrated = self.store.audit_log(&scope).await?.map_or(0, |l| l.size);

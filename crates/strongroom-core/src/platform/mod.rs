@@ -8,6 +8,7 @@
 mod audit;
 mod error;
 mod keys;
+mod users;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -30,9 +31,20 @@ use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus
 pub use audit::{AuditPage, AuditStatus, ExportFormat};
 pub use error::PlatformError;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
+pub use users::{UserPatch, UserTokens};
 
 /// Largest page a list endpoint returns.
 pub const MAX_PAGE: u32 = 100;
+
+/// The operator principal of verified operator-token claims.
+fn operator_from_claims(claims: &crate::identity::token::Claims) -> Result<Principal, TokenError> {
+    let id = claims
+        .sub
+        .strip_prefix("operator:")
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .ok_or(TokenError::Malformed)?;
+    Ok(Principal::Operator(OperatorId::from_uuid(id)))
+}
 
 /// The running deployment's services, shared by every request.
 pub struct Platform {
@@ -46,6 +58,8 @@ pub struct Platform {
     passwords: PasswordHasher,
     regions: BTreeSet<crate::tenant::RegionName>,
     operator_ttl_secs: u64,
+    user_ttl_secs: u64,
+    session_ttl_secs: u64,
     audit_limits: crate::config::AuditConfig,
 }
 
@@ -114,6 +128,8 @@ impl Platform {
             passwords,
             regions: config.regions.keys().cloned().collect(),
             operator_ttl_secs: config.tokens.operator_ttl_secs,
+            user_ttl_secs: config.tokens.user_ttl_secs,
+            session_ttl_secs: config.tokens.session_ttl_secs,
             audit_limits: config.audit.clone(),
         })
     }
@@ -179,13 +195,7 @@ impl Platform {
 
     /// Turns a bearer token into an operator principal.
     pub fn authenticate_operator(&self, bearer: &str) -> Result<Principal, TokenError> {
-        let claims = self.tokens.verify(bearer, OPERATOR_AUDIENCE)?;
-        let id = claims
-            .sub
-            .strip_prefix("operator:")
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .ok_or(TokenError::Malformed)?;
-        Ok(Principal::Operator(OperatorId::from_uuid(id)))
+        operator_from_claims(&self.tokens.verify(bearer, OPERATOR_AUDIENCE)?)
     }
 
     /// Creates a tenant in a declared region.

@@ -30,6 +30,33 @@ impl FromRequestParts<AppState> for OperatorAuth {
     }
 }
 
+/// An authenticated principal of any kind: an operator, or a tenant user whose session
+/// is live and account active (checked against storage on every request, so revocation
+/// and disabling take effect at once). What they may do is decided by the platform.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        match state.platform.authenticate(token).await {
+            Ok(p) => Ok(Auth(p)),
+            Err(strongroom_core::platform::PlatformError::Unauthenticated) => {
+                tracing::info!("access token refused");
+                Err(unauthenticated(
+                    "The access token is invalid, expired or revoked.",
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// The bearer token of a request, or a 401.
 fn bearer(parts: &Parts) -> Result<&str, Problem> {
     let value = parts

@@ -5,6 +5,6 @@ mod auth;
 mod json;
 mod params;
 
-pub use auth::OperatorAuth;
+pub use auth::{Auth, OperatorAuth};
 pub use json::ApiJson;
 pub use params::{ApiPath, ApiQuery};

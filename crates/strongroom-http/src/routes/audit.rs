@@ -1,7 +1,8 @@
 //! A tenant's audit trail over HTTP, in the C2SP tlog-tiles layout so that standard
 //! transparency-log clients can fetch and verify it (`checkpoint`, `tile/...`, the
-//! verifier key), plus JSON proofs, filtered queries and CSV/JSON exports for review. Until tenant users and their `audit:read` permission exist (identity
-//! issue), operators read these.
+//! verifier key), plus JSON proofs, filtered queries and CSV/JSON exports for review.
+//! Readers are tenant users with `audit:read`; operators keep read access until
+//! support-access grants replace it.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiPath, ApiQuery, OperatorAuth};
+use crate::extract::{ApiPath, ApiQuery, Auth};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -57,7 +58,7 @@ fn body(content_type: &'static str, bytes: Vec<u8>) -> Response {
 )]
 pub(crate) async fn checkpoint(
     State(state): State<AppState>,
-    OperatorAuth(principal): OperatorAuth,
+    Auth(principal): Auth,
     ApiPath(p): ApiPath<AuditPath>,
 ) -> Result<Response, Problem> {
     let note = state
@@ -76,7 +77,7 @@ pub(crate) async fn checkpoint(
 )]
 pub(crate) async fn vkey(
     State(state): State<AppState>,
-    OperatorAuth(principal): OperatorAuth,
+    Auth(principal): Auth,
     ApiPath(p): ApiPath<AuditPath>,
 ) -> Result<Response, Problem> {
     let vkey = state.platform.audit_vkey(&principal, &p.tenant).await?;
@@ -95,7 +96,7 @@ pub(crate) async fn vkey(
 )]
 pub(crate) async fn tile(
     State(state): State<AppState>,
-    OperatorAuth(principal): OperatorAuth,
+    Auth(principal): Auth,
     ApiPath(p): ApiPath<TilePath>,
 ) -> Result<Response, Problem> {
     let bytes = state
@@ -166,7 +167,7 @@ fn proof_body(p: Proof, index: Option<u64>, from: Option<u64>) -> ProofBody {
 )]
 pub(crate) async fn inclusion(
     State(state): State<AppState>,
-    OperatorAuth(principal): OperatorAuth,
+    Auth(principal): Auth,
     ApiPath(p): ApiPath<AuditPath>,
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<ProofBody>, Problem> {
@@ -186,7 +187,7 @@ pub(crate) async fn inclusion(
 )]
 pub(crate) async fn consistency(
     State(state): State<AppState>,
-    OperatorAuth(principal): OperatorAuth,
+    Auth(principal): Auth,
     ApiPath(p): ApiPath<AuditPath>,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ProofBody>, Problem> {
@@ -237,8 +238,8 @@ fn filter(q: &EntriesQuery) -> Result<AuditFilter, Problem> {
         actor: q.actor.clone(),
         action: q.action.clone(),
         target: q.target.clone(),
-        since: time_param("since", q.since.as_deref())?,
-        until: time_param("until", q.until.as_deref())?,
+        since: time_param("/since", q.since.as_deref())?,
+        until: time_param("/until", q.until.as_deref())?,
     })
 }
 
@@ -252,13 +253,13 @@ fn filter(q: &EntriesQuery) -> Result<AuditFilter, Problem> {
 )]
 pub(crate) async fn entries(
     State(state): State<AppState>,
-    OperatorAuth(principal): OperatorAuth,
+    Auth(principal): Auth,
     ApiPath(p): ApiPath<AuditPath>,
     ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<Json<AuditPage>, Problem> {
     if q.format.is_some() {
         return Err(Problem::field(
-            "format",
+            "/format",
             "Only the export endpoint takes a format.",
         ));
     }
@@ -289,17 +290,17 @@ pub(crate) async fn entries(
 )]
 pub(crate) async fn export(
     State(state): State<AppState>,
-    OperatorAuth(principal): OperatorAuth,
+    Auth(principal): Auth,
     ApiPath(p): ApiPath<AuditPath>,
     ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<Response, Problem> {
     let (format, content_type, ext) = match q.format.as_deref() {
         None | Some("json") => (ExportFormat::Json, "application/json", "json"),
         Some("csv") => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
-        Some(_) => return Err(Problem::field("format", "Expected `json` or `csv`.")),
+        Some(_) => return Err(Problem::field("/format", "Expected `json` or `csv`.")),
     };
     if q.cursor.is_some() || q.limit.is_some() {
-        return Err(Problem::field("cursor", "Exports are not paginated."));
+        return Err(Problem::field("/cursor", "Exports are not paginated."));
     }
     let bytes = state
         .platform

@@ -6,3 +6,4 @@ pub(crate) mod health;
 pub(crate) mod meta;
 pub(crate) mod operator;
 pub(crate) mod tenants;
+pub(crate) mod users;

@@ -10,6 +10,7 @@ mod audit;
 mod control;
 mod keys;
 mod region;
+mod users;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,10 +25,11 @@ use sqlx::{Sqlite, Transaction};
 use strongroom_core::access::{PlatformScope, TenantScope};
 use strongroom_core::identity::Email;
 use strongroom_core::identity::operator::{Operator, OperatorCredentials};
+use strongroom_core::identity::user::{StoredSession, User, UserCredentials, UserId};
 use strongroom_core::store::{
-    AuditEvent, AuditFilter, AuditLogState, Page, Store, StoreError, StoredBlob, StoredDek,
-    StoredEntry, StoredKek, StoredSealed, StoredSigningKey, StoredSubjectKey, StoredTile,
-    TenantKeys,
+    AuditEvent, AuditFilter, AuditLogState, NewUserRow, Page, RefreshOutcome, Store, StoreError,
+    StoredBlob, StoredDek, StoredEntry, StoredKek, StoredSealed, StoredSigningKey,
+    StoredSubjectKey, StoredTile, TenantKeys, UserChange,
 };
 use strongroom_core::tenant::{RegionName, Slug, Tenant};
 use time::OffsetDateTime;
@@ -414,6 +416,82 @@ impl Store for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<u64, StoreError> {
         audit::erase_subject(self.region(scope)?, scope, subject, audit).await
+    }
+
+    async fn insert_user(
+        &self,
+        scope: &TenantScope,
+        row: &NewUserRow,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        users::insert(self.region(scope)?, scope, row, audit).await
+    }
+
+    async fn user(&self, scope: &TenantScope, id: UserId) -> Result<Option<User>, StoreError> {
+        users::by_id(self.region(scope)?, scope, id).await
+    }
+
+    async fn user_credentials(
+        &self,
+        scope: &TenantScope,
+        email: &Email,
+    ) -> Result<Option<UserCredentials>, StoreError> {
+        users::credentials(self.region(scope)?, scope, email).await
+    }
+
+    async fn users(
+        &self,
+        scope: &TenantScope,
+        page: &Page<UserId>,
+    ) -> Result<Vec<User>, StoreError> {
+        users::list(self.region(scope)?, scope, page).await
+    }
+
+    async fn update_user(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        change: &UserChange,
+        audit: &AuditEvent,
+    ) -> Result<Option<User>, StoreError> {
+        users::update(self.region(scope)?, scope, id, change, audit).await
+    }
+
+    async fn create_session(
+        &self,
+        scope: &TenantScope,
+        session: &StoredSession,
+        refresh_hash: &[u8; 32],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        users::create_session(self.region(scope)?, scope, session, refresh_hash, audit).await
+    }
+
+    async fn session(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        users::session(self.region(scope)?, scope, id).await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        scope: &TenantScope,
+        old: &[u8; 32],
+        new: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<RefreshOutcome, StoreError> {
+        users::rotate_refresh(self.region(scope)?, scope, old, new, now).await
+    }
+
+    async fn revoke_session(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        users::revoke_session(self.region(scope)?, scope, id, audit).await
     }
 
     async fn sealed(

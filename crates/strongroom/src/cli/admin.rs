@@ -10,7 +10,7 @@ use strongroom_core::platform::Platform;
 use strongroom_core::secret::SecretString;
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug, Tenant};
 
-use super::{KeysCommand, OperatorCommand, Output, TenantCommand};
+use super::{KeysCommand, OperatorCommand, Output, TenantCommand, UserCommand};
 
 pub(super) async fn operator(platform: &Platform, cmd: OperatorCommand) -> anyhow::Result<()> {
     match cmd {
@@ -24,6 +24,43 @@ pub(super) async fn operator(platform: &Platform, cmd: OperatorCommand) -> anyho
                 .create_operator(&Principal::LocalAdmin, email, &password)
                 .await?;
             println_out(&format!("created operator {} ({})", op.email, op.id))
+        }
+    }
+}
+
+pub(super) async fn user(platform: &Platform, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Create {
+            tenant,
+            email,
+            roles,
+            password_stdin,
+        } => {
+            let roles = roles
+                .iter()
+                .map(|r| {
+                    strongroom_core::access::rbac::Role::parse(r).with_context(|| {
+                        format!(
+                            "unknown role {r:?}: use admin, preparer, reviewer, viewer or auditor"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let email = Email::parse(&email)?;
+            let password = read_password(password_stdin)?;
+            let user = platform
+                .create_user(
+                    &Principal::LocalAdmin,
+                    &Slug::parse(&tenant)?,
+                    email,
+                    &password,
+                    roles,
+                )
+                .await?;
+            println_out(&format!(
+                "created user {} ({}) in {tenant}",
+                user.email, user.id
+            ))
         }
     }
 }

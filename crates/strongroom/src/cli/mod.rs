@@ -49,6 +49,9 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage a tenant's users (bootstrap the first admin).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Inspect and rotate tenants' encryption keys; crypto-shred a tenant.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -57,6 +60,25 @@ enum Command {
     Audit(AuditCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a tenant user.
+    Create {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The user's e-mail address (their login name in the tenant).
+        #[arg(long)]
+        email: String,
+        /// A role to grant (repeatable): admin, preparer, reviewer, viewer, auditor.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +308,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => crate::serve(config, &mut std::io::stdout()).await,
         Command::Operator(cmd) => admin::operator(&open(&config).await?, cmd).await,
+        Command::User(cmd) => admin::user(&open(&config).await?, cmd).await,
         Command::Tenant(cmd) => admin::tenant(&open(&config).await?, cmd).await,
         Command::Keys(cmd) => admin::keys(&open(&config).await?, cmd, &config).await,
         Command::Audit(AuditCommand::Verify {

@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod encryption;
 mod headers;
+mod identity;
 mod lifecycle;
 mod openapi;
 mod support;

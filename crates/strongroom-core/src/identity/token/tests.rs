@@ -115,3 +115,47 @@ fn jwks_lists_active_and_older_keys() {
     let kids: Vec<String> = s.jwks().keys.into_iter().map(|k| k.kid).collect();
     assert!(kids.contains(&a_kid) && kids.contains(&b_kid));
 }
+
+#[test]
+fn user_tokens_carry_tenant_claims_and_other_issuers_are_refused() {
+    let clock = clock();
+    let (key, pkcs8) = SigningKey::generate().unwrap();
+    let s = TokenService::new("issuer-a".into(), key, vec![], Arc::new(clock.clone()));
+    let t = s
+        .issue_for_user(
+            "user:u",
+            300,
+            TenantClaims {
+                tid: "t-id".into(),
+                tenant: "acme".into(),
+                sid: "s-1".into(),
+                perms: vec!["records:read".into()],
+            },
+        )
+        .access_token;
+    let c = s
+        .verify_any(&t, &[OPERATOR_AUDIENCE, TENANT_AUDIENCE])
+        .unwrap();
+    assert_eq!(c.aud, TENANT_AUDIENCE);
+    assert_eq!(
+        (c.tid.as_deref(), c.tenant.as_deref(), c.sid.as_deref()),
+        (Some("t-id"), Some("acme"), Some("s-1"))
+    );
+    assert_eq!(c.perms, Some(vec!["records:read".to_owned()]));
+    // A user token is not an operator token.
+    assert_eq!(
+        s.verify(&t, OPERATOR_AUDIENCE),
+        Err(TokenError::WrongAudience)
+    );
+    // The same key under another issuer name: refused.
+    let b = TokenService::new(
+        "issuer-b".into(),
+        SigningKey::from_pkcs8(&pkcs8).unwrap(),
+        vec![],
+        Arc::new(clock),
+    );
+    assert_eq!(
+        b.verify(&t, TENANT_AUDIENCE),
+        Err(TokenError::WrongAudience)
+    );
+}

@@ -1,0 +1,476 @@
+//! Tenant users on the platform facade: creating and changing users, signing in,
+//! refreshing and signing out, and turning a bearer token into a principal.
+//!
+//! Every request re-derives a user's rights from the stored state — session live, user
+//! active, current role grants — so disabling a user, revoking a session or removing a
+//! role takes effect on the very next request, not when the token expires.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{MAX_PAGE, Platform, PlatformError};
+use crate::access::rbac::{Permission, Role, permissions_of};
+use crate::access::{self, PlatformAction, Principal, TenantScope, TenantUser};
+use crate::audit::entry::{Action, NewEntry, Target};
+use crate::audit::merkle::sha256;
+use crate::identity::token::{OPERATOR_AUDIENCE, TENANT_AUDIENCE, TenantClaims, TokenError};
+use crate::identity::user::{StoredSession, User, UserId, UserStatus};
+use crate::identity::{Email, IdentityError, password};
+use crate::secret::SecretString;
+use crate::store::{NewUserRow, Page, RefreshOutcome, UserChange};
+use crate::tenant::{Slug, Tenant};
+
+/// Prefix of refresh tokens (lets secret scanners recognise a leaked one).
+const REFRESH_PREFIX: &str = "srr_";
+
+/// What a successful sign-in or refresh returns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserTokens {
+    /// The EdDSA-signed JWT access token (minutes).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque, single-use refresh token; each use returns a new one.
+    pub refresh_token: String,
+}
+
+/// A change requested to a user.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// Enable or disable.
+    pub status: Option<UserStatus>,
+    /// Replace the roles.
+    pub roles: Option<Vec<Role>>,
+}
+
+fn refresh_hash(token: &str) -> [u8; 32] {
+    sha256(&[token.as_bytes()])
+}
+
+fn new_refresh_token() -> Result<String, PlatformError> {
+    let mut raw = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut raw)
+        .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+    Ok(format!("{REFRESH_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw)))
+}
+
+fn user_target(id: Option<UserId>) -> Target {
+    Target {
+        id: id.map_or_else(|| "unknown".into(), |u| u.to_string()),
+        kind: "user".into(),
+        version: None,
+    }
+}
+
+impl Platform {
+    /// The tenant behind `slug`, looked up with the server's own rights.
+    async fn tenant_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>, PlatformError> {
+        let sys = access::authorize_platform(&Principal::System, PlatformAction::ReadTenants)?;
+        Ok(self.store.tenant(&sys, slug).await?)
+    }
+
+    /// A scope on `slug` for `principal` needing `permission`: tenant users by their
+    /// grants (another tenant's user sees "not found"); the local administrator always;
+    /// operators only for `operator_action`, if the operation allows one.
+    pub(super) async fn tenant_access(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        permission: Permission,
+        operator_action: Option<PlatformAction>,
+    ) -> Result<(Tenant, TenantScope), PlatformError> {
+        match principal {
+            Principal::User(_) => {
+                let tenant = self
+                    .tenant_by_slug(slug)
+                    .await?
+                    .ok_or(PlatformError::NotFound("tenant"))?;
+                let scope = access::authorize_tenant(principal, &tenant, permission)?;
+                Ok((tenant, scope))
+            }
+            Principal::LocalAdmin | Principal::System => {
+                self.tenant_scope(principal, slug, PlatformAction::ManageTenants)
+                    .await
+            }
+            Principal::Operator(_) => match operator_action {
+                Some(action) => self.tenant_scope(principal, slug, action).await,
+                None => Err(PlatformError::Forbidden(
+                    "operators cannot act inside a tenant".into(),
+                )),
+            },
+            Principal::Anonymous => Err(PlatformError::Unauthenticated),
+        }
+    }
+
+    /// Creates a tenant user with roles. The local administrator (bootstrap) or a user
+    /// with `users:manage`.
+    pub async fn create_user(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        email: Email,
+        password: &SecretString,
+        roles: Vec<Role>,
+    ) -> Result<User, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        scope.require_writable()?;
+        password::check_policy(password)?;
+        let hash = self.passwords.hash(password).await?;
+        let user = User {
+            id: UserId::generate(),
+            email,
+            status: UserStatus::Active,
+            roles,
+            created_at: self.clock.now(),
+        };
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(&scope, Action::UserCreate, user_target(Some(user.id)), None),
+            )
+            .await?;
+        let row = NewUserRow {
+            user: user.clone(),
+            password_hash: hash,
+            granted_by: principal.label(),
+        };
+        self.store.insert_user(&scope, &row, &event).await?;
+        tracing::info!(tenant = %slug, user = %user.id, actor = %principal.label(), "user created");
+        Ok(user)
+    }
+
+    /// One user (`users:manage`).
+    pub async fn user(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: UserId,
+    ) -> Result<User, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        self.store
+            .user(&scope, id)
+            .await?
+            .ok_or(PlatformError::NotFound("user"))
+    }
+
+    /// Users ordered by id (`users:manage`).
+    pub async fn users(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<User>, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        let page = Page {
+            after,
+            limit: limit.clamp(1, MAX_PAGE),
+        };
+        Ok(self.store.users(&scope, &page).await?)
+    }
+
+    /// Enables/disables a user or replaces their roles (`users:manage`). Disabling
+    /// revokes every session at once.
+    pub async fn update_user(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: UserId,
+        patch: UserPatch,
+    ) -> Result<User, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        scope.require_writable()?;
+        let reason = match (&patch.status, &patch.roles) {
+            (None, None) => {
+                return Err(PlatformError::Invalid {
+                    field: None,
+                    message: "nothing to change: give `status` and/or `roles`".into(),
+                });
+            }
+            (s, r) => {
+                let mut parts = Vec::new();
+                if let Some(s) = s {
+                    parts.push(format!("status={}", s.as_str()));
+                }
+                if let Some(r) = r {
+                    let names: Vec<&str> = r.iter().map(|r| r.as_str()).collect();
+                    parts.push(format!("roles={}", names.join(",")));
+                }
+                parts.join("; ")
+            }
+        };
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(
+                    &scope,
+                    Action::UserUpdate,
+                    user_target(Some(id)),
+                    Some(reason),
+                ),
+            )
+            .await?;
+        let change = UserChange {
+            status: patch.status,
+            roles: patch.roles,
+            granted_by: principal.label(),
+            at: event.at,
+        };
+        self.store
+            .update_user(&scope, id, &change, &event)
+            .await?
+            .ok_or(PlatformError::NotFound("user"))
+    }
+
+    /// Signs a user in with e-mail and password: a new session, an access token and a
+    /// refresh token. Every failure looks the same to the caller (unknown tenant,
+    /// unknown e-mail, wrong password, disabled user) and costs the same hashing time;
+    /// failures in an existing tenant are audited (`session.login_failed`).
+    pub async fn user_login(
+        &self,
+        slug: &Slug,
+        email: &Email,
+        password: &SecretString,
+    ) -> Result<UserTokens, PlatformError> {
+        let Some(tenant) = self.tenant_by_slug(slug).await? else {
+            self.passwords.verify_dummy(password).await?;
+            return Err(IdentityError::InvalidCredentials.into());
+        };
+        let probe = access::sign_in_scope(&tenant, Principal::System);
+        let creds = self.store.user_credentials(&probe, email).await?;
+        let verified = match &creds {
+            Some(c) => self.passwords.verify(password, &c.password_hash).await?,
+            None => {
+                // Same hashing time as a real check: no e-mail enumeration by timing.
+                self.passwords.verify_dummy(password).await?;
+                false
+            }
+        };
+        let user = match creds {
+            Some(c) if verified && c.user.status == UserStatus::Active => c.user,
+            other => {
+                let failed = access::sign_in_scope(&tenant, Principal::Anonymous);
+                let event = self
+                    .keyring
+                    .audit_event(
+                        &failed,
+                        NewEntry::by(
+                            &failed,
+                            Action::SessionLoginFailed,
+                            user_target(other.map(|c| c.user.id)),
+                            None,
+                        ),
+                    )
+                    .await?;
+                self.store.append_audit(&failed, &event).await?;
+                tracing::info!(tenant = %slug, "user sign-in failed");
+                return Err(IdentityError::InvalidCredentials.into());
+            }
+        };
+        let session = StoredSession {
+            id: uuid::Uuid::new_v4().to_string(),
+            user: user.id,
+            expires_at: self.clock.now()
+                + time::Duration::seconds(i64::try_from(self.session_ttl_secs).unwrap_or(43_200)),
+            revoked: false,
+        };
+        let principal = Principal::User(TenantUser {
+            tenant: tenant.id,
+            user: user.id,
+            session: session.id.clone(),
+            permissions: permissions_of(&user.roles),
+        });
+        let scope = access::sign_in_scope(&tenant, principal);
+        let refresh = new_refresh_token()?;
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(
+                    &scope,
+                    Action::SessionLogin,
+                    user_target(Some(user.id)),
+                    None,
+                ),
+            )
+            .await?;
+        self.store
+            .create_session(&scope, &session, &refresh_hash(&refresh), &event)
+            .await?;
+        tracing::info!(tenant = %slug, user = %user.id, "user signed in");
+        Ok(self.user_tokens(&tenant, &user, &session.id, refresh))
+    }
+
+    fn user_tokens(&self, tenant: &Tenant, user: &User, sid: &str, refresh: String) -> UserTokens {
+        let perms = permissions_of(&user.roles)
+            .into_iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        let issued = self.tokens.issue_for_user(
+            &format!("user:{}", user.id),
+            self.user_ttl_secs,
+            TenantClaims {
+                tid: tenant.id.as_uuid().to_string(),
+                tenant: tenant.slug.to_string(),
+                sid: sid.to_owned(),
+                perms,
+            },
+        );
+        UserTokens {
+            access_token: issued.access_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            refresh_token: refresh,
+        }
+    }
+
+    /// Exchanges a refresh token for new tokens. Each refresh token works once; a
+    /// second use revokes the whole session (`session.refresh_reuse`).
+    pub async fn user_refresh(
+        &self,
+        slug: &Slug,
+        refresh_token: &SecretString,
+    ) -> Result<UserTokens, PlatformError> {
+        let token = refresh_token.expose();
+        if !token.starts_with(REFRESH_PREFIX) || token.len() > 128 {
+            return Err(PlatformError::Unauthenticated);
+        }
+        let tenant = self
+            .tenant_by_slug(slug)
+            .await?
+            .ok_or(PlatformError::Unauthenticated)?;
+        let probe = access::sign_in_scope(&tenant, Principal::System);
+        let next = new_refresh_token()?;
+        let outcome = self
+            .store
+            .rotate_refresh(
+                &probe,
+                &refresh_hash(token),
+                &refresh_hash(&next),
+                self.clock.now(),
+            )
+            .await?;
+        let session = match outcome {
+            RefreshOutcome::Rotated(s) => s,
+            RefreshOutcome::Reused(s) => {
+                let scope = access::sign_in_scope(&tenant, Principal::Anonymous);
+                let mut entry = NewEntry::by(
+                    &scope,
+                    Action::SessionRefreshReuse,
+                    user_target(Some(s.user)),
+                    None,
+                );
+                entry.session = Some(s.id.clone());
+                let event = self.keyring.audit_event(&scope, entry).await?;
+                self.store.append_audit(&scope, &event).await?;
+                tracing::warn!(tenant = %slug, user = %s.user, "refresh token reused; session revoked");
+                return Err(PlatformError::Unauthenticated);
+            }
+            RefreshOutcome::Invalid => return Err(PlatformError::Unauthenticated),
+        };
+        let user = self
+            .store
+            .user(&probe, session.user)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(PlatformError::Unauthenticated)?;
+        Ok(self.user_tokens(&tenant, &user, &session.id, next))
+    }
+
+    /// Ends the caller's session (`session.logout`).
+    pub async fn user_logout(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<(), PlatformError> {
+        let Principal::User(u) = principal else {
+            return Err(PlatformError::Forbidden(
+                "only a signed-in user has a session".into(),
+            ));
+        };
+        let tenant = self
+            .tenant_by_slug(slug)
+            .await?
+            .filter(|t| t.id == u.tenant)
+            .ok_or(PlatformError::NotFound("tenant"))?;
+        let scope = access::sign_in_scope(&tenant, principal.clone());
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(
+                    &scope,
+                    Action::SessionLogout,
+                    user_target(Some(u.user)),
+                    None,
+                ),
+            )
+            .await?;
+        self.store
+            .revoke_session(&scope, &u.session, &event)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns a bearer token into a principal: an operator, or a tenant user whose
+    /// session is live, whose account is active, with the permissions of their current
+    /// role grants. Any failure is `Unauthenticated`.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, PlatformError> {
+        let claims = self
+            .tokens
+            .verify_any(bearer, &[OPERATOR_AUDIENCE, TENANT_AUDIENCE])?;
+        if claims.aud == OPERATOR_AUDIENCE {
+            return Ok(super::operator_from_claims(&claims)?);
+        }
+        let user = claims
+            .sub
+            .strip_prefix("user:")
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .map(UserId::from_uuid)
+            .ok_or(TokenError::Malformed)?;
+        let (Some(tid), Some(slug), Some(sid)) = (claims.tid, claims.tenant, claims.sid) else {
+            return Err(TokenError::Malformed.into());
+        };
+        let slug = Slug::parse(&slug).map_err(|_| TokenError::Malformed)?;
+        let tenant = self
+            .tenant_by_slug(&slug)
+            .await?
+            .filter(|t| t.id.as_uuid().to_string() == tid)
+            .ok_or(PlatformError::Unauthenticated)?;
+        let probe = access::sign_in_scope(&tenant, Principal::System);
+        let live = self
+            .store
+            .session(&probe, &sid)
+            .await?
+            .is_some_and(|s| s.user == user && !s.revoked && s.expires_at > self.clock.now());
+        if !live {
+            return Err(PlatformError::Unauthenticated);
+        }
+        let account = self
+            .store
+            .user(&probe, user)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(PlatformError::Unauthenticated)?;
+        Ok(Principal::User(TenantUser {
+            tenant: tenant.id,
+            user,
+            session: sid,
+            permissions: permissions_of(&account.roles),
+        }))
+    }
+}

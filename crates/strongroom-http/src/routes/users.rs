@@ -1,0 +1,272 @@
+//! Tenant users and their sessions: sign-in, refresh, sign-out, and user management
+//! (`users:manage`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use strongroom_core::access::rbac::Role;
+use strongroom_core::identity::Email;
+use strongroom_core::identity::user::{User, UserId, UserStatus};
+use strongroom_core::platform::{UserPatch, UserTokens};
+use strongroom_core::secret::SecretString;
+use strongroom_core::tenant::Slug;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// The `{tenant}` path parameter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TenantPath {
+    /// The tenant's slug.
+    tenant: Slug,
+}
+
+/// The `{tenant}` and `{id}` path parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct UserPath {
+    /// The tenant's slug.
+    tenant: Slug,
+    /// The user's id.
+    id: UserId,
+}
+
+/// A user's credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    /// E-mail address.
+    email: Email,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+}
+
+/// Signs a user in: an access token (minutes) and a single-use refresh token.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/sessions", tag = "sessions",
+    params(TenantPath),
+    request_body = Login,
+    responses(
+        (status = 201, description = "Signed in", body = UserTokens),
+        (status = 401, description = "Wrong tenant, e-mail or password, or a disabled user (indistinguishable)"),
+    )
+)]
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<(StatusCode, Json<UserTokens>), Problem> {
+    let tokens = state
+        .platform
+        .user_login(&p.tenant, &body.email, &body.password)
+        .await?;
+    Ok((StatusCode::CREATED, Json(tokens)))
+}
+
+/// A refresh token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Refresh {
+    /// The refresh token from the last sign-in or refresh.
+    #[schema(value_type = String, format = Password)]
+    refresh_token: SecretString,
+}
+
+/// Exchanges a refresh token for a new access token and a new refresh token. A refresh
+/// token works once; presenting it again revokes the session.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/sessions/refresh", tag = "sessions",
+    params(TenantPath),
+    request_body = Refresh,
+    responses(
+        (status = 200, description = "New tokens", body = UserTokens),
+        (status = 401, description = "Unknown, used, expired or revoked refresh token"),
+    )
+)]
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<Json<UserTokens>, Problem> {
+    Ok(Json(
+        state
+            .platform
+            .user_refresh(&p.tenant, &body.refresh_token)
+            .await?,
+    ))
+}
+
+/// Signs the caller out: their session and its refresh tokens stop working at once.
+#[utoipa::path(
+    delete, path = "/v1/t/{tenant}/sessions/current", tag = "sessions",
+    params(TenantPath),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"))
+)]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+) -> Result<StatusCode, Problem> {
+    state.platform.user_logout(&principal, &p.tenant).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateUser {
+    /// E-mail address (login name), unique in the tenant.
+    email: Email,
+    /// Initial password (NIST SP 800-63B rules: length and a blocklist).
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+    /// Roles: `admin`, `preparer`, `reviewer`, `viewer`, `auditor`.
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+fn roles(names: &[String]) -> Result<Vec<Role>, Problem> {
+    if names.len() > Role::ALL.len() {
+        return Err(Problem::field("/roles", "Too many roles."));
+    }
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Role::parse(n).ok_or_else(|| {
+                Problem::field(
+                    format!("/roles/{i}"),
+                    "Unknown role: expected admin, preparer, reviewer, viewer or auditor.",
+                )
+            })
+        })
+        .collect()
+}
+
+/// Creates a user (`users:manage`).
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/users", tag = "users",
+    params(TenantPath),
+    request_body = CreateUser,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = User))
+)]
+pub(crate) async fn create_user(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<User>), Problem> {
+    let roles = roles(&body.roles)?;
+    let user = state
+        .platform
+        .create_user(&principal, &p.tenant, body.email, &body.password, roles)
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Paging of the user list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListUsers {
+    /// The `next_after` of the previous page.
+    after: Option<UserId>,
+    /// Page size (1-100, default 50).
+    limit: Option<u32>,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserPage {
+    /// Users ordered by id.
+    items: Vec<User>,
+    /// Cursor for the next page, when there may be one.
+    next_after: Option<UserId>,
+}
+
+/// Lists users (`users:manage`).
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/users", tag = "users",
+    params(TenantPath, ListUsers),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A page of users", body = UserPage))
+)]
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiQuery(q): ApiQuery<ListUsers>,
+) -> Result<Json<UserPage>, Problem> {
+    let limit = q.limit.unwrap_or(50);
+    let items = state
+        .platform
+        .users(&principal, &p.tenant, q.after, limit)
+        .await?;
+    let next_after = if items.len() >= limit.clamp(1, 100) as usize {
+        items.last().map(|u| u.id)
+    } else {
+        None
+    };
+    Ok(Json(UserPage { items, next_after }))
+}
+
+/// Reads a user (`users:manage`).
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/users/{id}", tag = "users",
+    params(UserPath),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The user", body = User))
+)]
+pub(crate) async fn get_user(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<UserPath>,
+) -> Result<Json<User>, Problem> {
+    Ok(Json(
+        state.platform.user(&principal, &p.tenant, p.id).await?,
+    ))
+}
+
+/// A change to a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchUser {
+    /// `active` or `disabled` (disabling ends every session at once).
+    status: Option<UserStatus>,
+    /// The complete new set of roles.
+    roles: Option<Vec<String>>,
+}
+
+/// Enables or disables a user, or replaces their roles (`users:manage`). Takes effect
+/// on the user's very next request.
+#[utoipa::path(
+    patch, path = "/v1/t/{tenant}/users/{id}", tag = "users",
+    params(UserPath),
+    request_body = PatchUser,
+    security(("bearer" = [])),
+    responses((status = 200, description = "The user after the change", body = User))
+)]
+pub(crate) async fn patch_user(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<UserPath>,
+    ApiJson(body): ApiJson<PatchUser>,
+) -> Result<Json<User>, Problem> {
+    let patch = UserPatch {
+        status: body.status,
+        roles: body.roles.as_deref().map(roles).transpose()?,
+    };
+    Ok(Json(
+        state
+            .platform
+            .update_user(&principal, &p.tenant, p.id, patch)
+            .await?,
+    ))
+}

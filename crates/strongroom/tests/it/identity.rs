@@ -1,0 +1,500 @@
+//! Tenant users end to end: bootstrap, sign-in, refresh rotation with reuse detection,
+//! sign-out, RBAC, immediate effect of disabling and role removal, forged tokens, and
+//! an independent JWT library validating our tokens with our JWKS.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, create_tenant, expect_problem};
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple 42";
+
+/// Creates tenant `slug` (region eu) and its first admin through the CLI.
+pub(crate) async fn tenant_with_admin(s: &TestServer, operator: &str, slug: &str) -> String {
+    let resp = create_tenant(
+        s,
+        operator,
+        json!({"slug": slug, "display_name": slug, "region": "eu"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let email = format!("admin@{slug}.example");
+    let out = s
+        .cli(
+            &[
+                "user",
+                "create",
+                "--tenant",
+                slug,
+                "--email",
+                &email,
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            Some(PASSWORD),
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    email
+}
+
+/// Signs in; returns the token response.
+pub(crate) async fn login(
+    s: &TestServer,
+    slug: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    s.client()
+        .post(s.url(&format!("/v1/t/{slug}/sessions")))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn tokens(s: &TestServer, slug: &str, email: &str) -> Value {
+    let resp = login(s, slug, email, PASSWORD).await;
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+async fn get(s: &TestServer, token: &str, path: &str) -> reqwest::Response {
+    s.client()
+        .get(s.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn refresh(s: &TestServer, slug: &str, refresh: &str) -> reqwest::Response {
+    s.client()
+        .post(s.url(&format!("/v1/t/{slug}/sessions/refresh")))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn create_user(
+    s: &TestServer,
+    token: &str,
+    slug: &str,
+    email: &str,
+    roles: &[&str],
+) -> Value {
+    let resp = s
+        .client()
+        .post(s.url(&format!("/v1/t/{slug}/users")))
+        .bearer_auth(token)
+        .json(&json!({"email": email, "password": PASSWORD, "roles": roles}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+async fn patch_user(
+    s: &TestServer,
+    token: &str,
+    slug: &str,
+    id: &str,
+    body: Value,
+) -> reqwest::Response {
+    s.client()
+        .patch(s.url(&format!("/v1/t/{slug}/users/{id}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_refresh_rotation_reuse_detection_and_sign_out() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+
+    // Wrong password, unknown e-mail, unknown tenant: the same 401.
+    for (slug, email, pw) in [
+        ("acme", admin.as_str(), "wrong password entirely"),
+        ("acme", "nobody@acme.example", PASSWORD),
+        ("no-such-tenant", admin.as_str(), PASSWORD),
+    ] {
+        expect_problem(login(&s, slug, email, pw).await, 401, "unauthenticated").await;
+    }
+    let t = tokens(&s, "acme", &admin).await;
+    assert_eq!(t["token_type"], "Bearer");
+    assert!(t["expires_in"].as_u64().unwrap() <= 300);
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let r1 = t["refresh_token"].as_str().unwrap().to_owned();
+    assert!(r1.starts_with("srr_"));
+    assert_eq!(get(&s, &access, "/v1/t/acme/users").await.status(), 200);
+
+    // Refresh: new pair; the old refresh token is spent.
+    let resp = refresh(&s, "acme", &r1).await;
+    assert_eq!(resp.status(), 200);
+    let t2: Value = resp.json().await.unwrap();
+    let r2 = t2["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2);
+    let access2 = t2["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&s, &access2, "/v1/t/acme/users").await.status(), 200);
+    // Replaying r1 revokes the whole session: r2 and both access tokens die with it.
+    expect_problem(refresh(&s, "acme", &r1).await, 401, "unauthenticated").await;
+    expect_problem(refresh(&s, "acme", &r2).await, 401, "unauthenticated").await;
+    expect_problem(
+        get(&s, &access2, "/v1/t/acme/users").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    expect_problem(
+        get(&s, &access, "/v1/t/acme/users").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    // Garbage and wrong-tenant refresh tokens.
+    let t3 = tokens(&s, "acme", &admin).await;
+    let r3 = t3["refresh_token"].as_str().unwrap();
+    for (slug, tok) in [
+        ("acme", "srr_nope"),
+        ("acme", "not-even-prefixed"),
+        ("no-such-tenant", r3),
+    ] {
+        expect_problem(refresh(&s, slug, tok).await, 401, "unauthenticated").await;
+    }
+
+    // Sign-out ends the session at once.
+    let access3 = t3["access_token"].as_str().unwrap();
+    let resp = s
+        .client()
+        .delete(s.url("/v1/t/acme/sessions/current"))
+        .bearer_auth(access3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    expect_problem(
+        get(&s, access3, "/v1/t/acme/users").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    expect_problem(refresh(&s, "acme", r3).await, 401, "unauthenticated").await;
+
+    // Every step is in the tenant's audit trail.
+    let t4 = tokens(&s, "acme", &admin).await;
+    let actions: Vec<String> = {
+        let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?limit=500")
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for a in [
+        "user.create",
+        "session.login",
+        "session.login_failed",
+        "session.refresh_reuse",
+        "session.logout",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+    drop(t4);
+}
+
+#[tokio::test]
+async fn roles_limit_what_users_do_and_changes_take_effect_on_the_next_request() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin_email = tenant_with_admin(&s, &op, "acme").await;
+    let admin = tokens(&s, "acme", &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auditor = create_user(&s, &admin, "acme", "ann@acme.example", &["auditor"]).await;
+    assert_eq!(auditor["roles"], json!(["auditor"]));
+    let id = auditor["id"].as_str().unwrap().to_owned();
+    let ann = tokens(&s, "acme", "ann@acme.example").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The auditor reads the trail but cannot manage users.
+    assert_eq!(
+        get(&s, &ann, "/v1/t/acme/audit/entries").await.status(),
+        200
+    );
+    expect_problem(get(&s, &ann, "/v1/t/acme/users").await, 403, "forbidden").await;
+    // Users and the trail show who acted: the entry of ann's query is hers.
+    let page: Value = get(&s, &admin, "/v1/t/acme/users")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+
+    // Role removed → the very next request is refused, with the same token.
+    let resp = patch_user(&s, &admin, "acme", &id, json!({"roles": ["viewer"]})).await;
+    assert_eq!(resp.status(), 200);
+    expect_problem(
+        get(&s, &ann, "/v1/t/acme/audit/entries").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // Disabled → the token stops working and she cannot sign in again.
+    let resp = patch_user(&s, &admin, "acme", &id, json!({"status": "disabled"})).await;
+    assert_eq!(resp.status(), 200);
+    expect_problem(
+        get(&s, &ann, "/v1/t/acme/audit/entries").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    expect_problem(
+        login(&s, "acme", "ann@acme.example", PASSWORD).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+
+    // Hostile input on user management: each a problem naming the field.
+    for (body, pointer) in [
+        (
+            json!({"email": "x@acme.example", "password": PASSWORD, "roles": ["root"]}),
+            "/roles/0",
+        ),
+        (
+            json!({"email": "not-an-email", "password": PASSWORD}),
+            "/email",
+        ),
+        (
+            json!({"email": "y@acme.example", "password": "short"}),
+            "/password",
+        ),
+        (
+            json!({"email": "admin@acme.example", "password": PASSWORD}),
+            "",
+        ),
+    ] {
+        let resp = s
+            .client()
+            .post(s.url("/v1/t/acme/users"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body_text = resp.text().await.unwrap();
+        assert!(
+            (status == 422 && body_text.contains(pointer)) || (pointer.is_empty() && status == 409),
+            "{body}: {status} {body_text}"
+        );
+    }
+    expect_problem(
+        patch_user(&s, &admin, "acme", &id, json!({})).await,
+        422,
+        "validation",
+    )
+    .await;
+    expect_problem(
+        patch_user(
+            &s,
+            &admin,
+            "acme",
+            "0193f0c4-8a4e-7c1d-9a55-3c2f1e0b7a61",
+            json!({"status": "active"}),
+        )
+        .await,
+        404,
+        "not-found",
+    )
+    .await;
+    // Operators are a separate namespace: they cannot manage a tenant's users.
+    expect_problem(get(&s, &op, "/v1/t/acme/users").await, 403, "forbidden").await;
+}
+
+fn forge(token: &str, edit: impl Fn(&mut Value, &mut Value)) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    edit(&mut header, &mut claims);
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    )
+}
+
+#[tokio::test]
+async fn forged_and_foreign_tokens_are_refused() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let a_admin = tenant_with_admin(&s, &op, "alpha").await;
+    let b_admin = tenant_with_admin(&s, &op, "beta").await;
+    let a = tokens(&s, "alpha", &a_admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = tokens(&s, "beta", &b_admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(&s, &a, "/v1/t/alpha/users").await.status(), 200);
+
+    let jwks: Value = s
+        .client()
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let x = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    let parts: Vec<&str> = a.split('.').collect();
+    let kid: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let kid = kid["kid"].as_str().unwrap().to_owned();
+
+    let mut forged = Vec::new();
+    // alg=none, no signature.
+    forged.push(format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string()),
+        parts[1]
+    ));
+    // HS256 keyed with the public key.
+    let hs = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "typ": "JWT", "kid": kid}).to_string());
+    let input = format!("{hs}.{}", parts[1]);
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &x);
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    forged.push(format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref())));
+    // Signed by another Ed25519 key under our kid.
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let doc = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    forged.push(format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref())
+    ));
+    // Tampered claims with the original signature: another tenant, more rights, later
+    // expiry, another audience or issuer.
+    forged.push(forge(&a, |_, c| c["tenant"] = json!("beta")));
+    forged.push(forge(&a, |_, c| {
+        c["perms"] = json!(["audit:read", "users:manage"])
+    }));
+    forged.push(forge(&a, |_, c| {
+        c["exp"] = json!(c["exp"].as_i64().unwrap() + 86_400)
+    }));
+    forged.push(forge(&a, |_, c| c["aud"] = json!("strongroom:platform")));
+    forged.push(forge(&a, |_, c| c["iss"] = json!("someone-else")));
+    for t in &forged {
+        expect_problem(
+            get(&s, t, "/v1/t/alpha/users").await,
+            401,
+            "unauthenticated",
+        )
+        .await;
+    }
+    // Another tenant's genuine token: beta's admin sees alpha as nonexistent.
+    let foreign = get(&s, &b, "/v1/t/alpha/users").await;
+    let absent = get(&s, &b, "/v1/t/gamma/users").await;
+    assert_eq!(
+        (foreign.status(), absent.status()),
+        (
+            reqwest::StatusCode::NOT_FOUND,
+            reqwest::StatusCode::NOT_FOUND
+        )
+    );
+    // A user token is not an operator token.
+    let resp = s
+        .client()
+        .get(s.url("/v1/tenants"))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn an_independent_jwt_library_validates_our_tokens_with_the_jwks() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let token = tokens(&s, "acme", &admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwks = s
+        .client()
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let script = r#"
+import json, sys, jwt
+token, jwks = sys.argv[1], json.loads(sys.argv[2])
+kid = jwt.get_unverified_header(token)["kid"]
+key = next(k for k in jwks["keys"] if k["kid"] == kid)
+pub = jwt.PyJWK.from_dict(key).key
+claims = jwt.decode(token, pub, algorithms=["EdDSA"], audience="strongroom:tenant", issuer="strongroom")
+print(json.dumps(claims))
+try:
+    jwt.decode(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"), pub, algorithms=["EdDSA"], audience="strongroom:tenant")
+    print("TAMPERED-ACCEPTED")
+except jwt.InvalidTokenError:
+    print("TAMPERED-REFUSED")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &token, &jwks])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let claims: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(claims["tenant"], "acme");
+    assert!(claims["sub"].as_str().unwrap().starts_with("user:"));
+    assert!(claims["sid"].is_string());
+    assert!(
+        claims["perms"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("users:manage"))
+    );
+    assert_eq!(lines.next(), Some("TAMPERED-REFUSED"));
+}
