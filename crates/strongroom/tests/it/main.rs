@@ -13,6 +13,7 @@ mod cli;
 mod encryption;
 mod headers;
 mod identity;
+mod isolation;
 mod lifecycle;
 mod openapi;
 mod support;

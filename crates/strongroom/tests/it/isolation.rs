@@ -1,0 +1,222 @@
+//! The tenant-isolation suite: every operation in `/openapi.json` that names a tenant is
+//! called with tenant A's credentials against tenant B's paths and ids, and must answer
+//! exactly as for a tenant or object that does not exist — and leave B's data as it
+//! was. Operations are enumerated from the OpenAPI document, so a new endpoint is
+//! covered the day it is added (an operation the suite has no body for fails it).
+
+use serde_json::{Value, json};
+
+use crate::identity::{PASSWORD, tenant_with_admin, tokens};
+use crate::support::TestServer;
+
+/// A request body for an operation, or `None` when it takes none.
+fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Option<Value> {
+    match (method, template) {
+        ("post", "/v1/t/{tenant}/sessions") => {
+            Some(json!({"email": a_admin, "password": PASSWORD}))
+        }
+        ("post", "/v1/t/{tenant}/sessions/refresh") => Some(json!({"refresh_token": a_refresh})),
+        ("post", "/v1/t/{tenant}/users") => Some(
+            json!({"email": "intruder@alpha.example", "password": PASSWORD, "roles": ["admin"]}),
+        ),
+        ("patch", "/v1/t/{tenant}/users/{id}") => Some(json!({"status": "disabled"})),
+        ("put", "/v1/tenants/{tenant}/secrets/{name}") => Some(json!({"value": "overwritten"})),
+        ("get" | "delete", _) => None,
+        _ => panic!("the isolation suite has no body for {method} {template}: add one"),
+    }
+}
+
+/// Required query parameters.
+fn query_for(template: &str) -> &'static str {
+    match template {
+        "/v1/t/{tenant}/audit/proof/inclusion" => "?index=0",
+        "/v1/t/{tenant}/audit/proof/consistency" => "?from=0",
+        _ => "",
+    }
+}
+
+fn fill(template: &str, tenant: &str, id: &str) -> String {
+    template
+        .replace("{tenant}", tenant)
+        .replace("{id}", id)
+        .replace("{name}", "smtp")
+        .replace("{path}", "entries/000.p/1")
+}
+
+/// (status, problem type) of a response.
+async fn outcome(resp: reqwest::Response) -> (u16, Option<String>) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, body["type"].as_str().map(str::to_owned))
+}
+
+async fn call(
+    s: &TestServer,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Option<String>) {
+    let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    let mut req = s.client().request(m, s.url(url)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    outcome(req.send().await.unwrap()).await
+}
+
+/// What B's admin sees of B: users (ids, status, roles) and whether B's trail has any
+/// entry by A's admin.
+async fn b_state(s: &TestServer, b_token: &str, a_user: &str) -> (Value, bool) {
+    let users: Value = s
+        .client()
+        .get(s.url("/v1/t/beta/users"))
+        .bearer_auth(b_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page: Value = s
+        .client()
+        .get(s.url("/v1/t/beta/audit/entries?limit=500"))
+        .bearer_auth(b_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let touched = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["actor"]["id"] == a_user);
+    (users["items"].clone(), touched)
+}
+
+#[tokio::test]
+async fn tenant_a_cannot_see_or_touch_tenant_b_through_any_endpoint() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let a_admin = tenant_with_admin(&s, &op, "alpha").await;
+    let b_admin = tenant_with_admin(&s, &op, "beta").await;
+    let a = tokens(&s, "alpha", &a_admin).await;
+    let a_token = a["access_token"].as_str().unwrap().to_owned();
+    let a_refresh = a["refresh_token"].as_str().unwrap().to_owned();
+    let b_token = tokens(&s, "beta", &b_admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // B has a second user whose id A will try to use.
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/beta/users"))
+        .bearer_auth(&b_token)
+        .json(&json!({"email": "bob@beta.example", "password": PASSWORD, "roles": ["viewer"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let b_user: Value = resp.json().await.unwrap();
+    let b_user_id = b_user["id"].as_str().unwrap().to_owned();
+    let a_users: Value = s
+        .client()
+        .get(s.url("/v1/t/alpha/users"))
+        .bearer_auth(&a_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a_user_id = a_users["items"][0]["id"].as_str().unwrap().to_owned();
+    let before = b_state(&s, &b_token, &a_user_id).await;
+    assert!(!before.1);
+
+    let doc: Value = s
+        .client()
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let absent_id = "0193f0c4-8a4e-7c1d-9a55-3c2f1e0b7a61";
+    let mut checked = 0;
+    for (template, ops) in doc["paths"].as_object().unwrap() {
+        if !template.contains("{tenant}") {
+            continue;
+        }
+        for method in ops.as_object().unwrap().keys() {
+            if !["get", "put", "post", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let body = body_for(method, template, &a_admin, &a_refresh);
+            let q = query_for(template);
+            // B's tenant with B's ids, against a tenant that does not exist.
+            let foreign = call(
+                &s,
+                method,
+                &(fill(template, "beta", &b_user_id) + q),
+                &a_token,
+                body.as_ref(),
+            )
+            .await;
+            let absent = call(
+                &s,
+                method,
+                &(fill(template, "no-such-tenant", absent_id) + q),
+                &a_token,
+                body.as_ref(),
+            )
+            .await;
+            assert_eq!(
+                foreign, absent,
+                "{method} {template}: B's tenant answered differently from a missing one"
+            );
+            assert!(
+                foreign.0 >= 400,
+                "{method} {template} succeeded across tenants: {foreign:?}"
+            );
+            // B's ids under A's own tenant, against ids that do not exist.
+            if template.contains("{id}") {
+                let foreign = call(
+                    &s,
+                    method,
+                    &(fill(template, "alpha", &b_user_id) + q),
+                    &a_token,
+                    body.as_ref(),
+                )
+                .await;
+                let absent = call(
+                    &s,
+                    method,
+                    &(fill(template, "alpha", absent_id) + q),
+                    &a_token,
+                    body.as_ref(),
+                )
+                .await;
+                assert_eq!(
+                    foreign, absent,
+                    "{method} {template}: B's id answered differently from a missing one"
+                );
+                assert_eq!(foreign.0, 404, "{method} {template}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "only {checked} operations name a tenant");
+    // B is exactly as it was; A's credentials still work in A.
+    assert_eq!(b_state(&s, &b_token, &a_user_id).await, before);
+    let resp = s
+        .client()
+        .get(s.url("/v1/t/alpha/users"))
+        .bearer_auth(&a_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
