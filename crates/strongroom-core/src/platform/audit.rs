@@ -13,13 +13,13 @@ use crate::store::AuditFilter;
 use crate::tenant::Slug;
 
 impl Platform {
-    /// Integrates the tenant's new audit entries and returns the latest signed
-    /// checkpoint (C2SP tlog-checkpoint as a signed note).
-    pub async fn audit_checkpoint(
+    /// The scope for reading `slug`'s trail: a user with `audit:read`, or (until
+    /// support-access grants exist) an operator.
+    async fn audit_scope(
         &self,
         principal: &Principal,
         slug: &Slug,
-    ) -> Result<String, PlatformError> {
+    ) -> Result<TenantScope, PlatformError> {
         let (_, scope) = self
             .tenant_access(
                 principal,
@@ -28,6 +28,17 @@ impl Platform {
                 Some(PlatformAction::ReadAudit),
             )
             .await?;
+        Ok(scope)
+    }
+
+    /// Integrates the tenant's new audit entries and returns the latest signed
+    /// checkpoint (C2SP tlog-checkpoint as a signed note).
+    pub async fn audit_checkpoint(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<String, PlatformError> {
+        let scope = self.audit_scope(principal, slug).await?;
         Ok(self.audit.checkpoint(&scope, slug.as_str()).await?.1)
     }
 
@@ -37,14 +48,7 @@ impl Platform {
         principal: &Principal,
         slug: &Slug,
     ) -> Result<String, PlatformError> {
-        let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
-            .await?;
+        let scope = self.audit_scope(principal, slug).await?;
         Ok(self.audit.vkey(&scope, slug.as_str()).await?)
     }
 
@@ -55,14 +59,7 @@ impl Platform {
         slug: &Slug,
         path: &str,
     ) -> Result<Vec<u8>, PlatformError> {
-        let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
-            .await?;
+        let scope = self.audit_scope(principal, slug).await?;
         Ok(self.audit.tile(&scope, slug.as_str(), path).await?)
     }
 }
@@ -160,14 +157,7 @@ impl Platform {
         index: u64,
         size: Option<u64>,
     ) -> Result<Proof, PlatformError> {
-        let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
-            .await?;
+        let scope = self.audit_scope(principal, slug).await?;
         Ok(self
             .audit
             .inclusion(&scope, slug.as_str(), index, size)
@@ -183,14 +173,7 @@ impl Platform {
         from: u64,
         to: Option<u64>,
     ) -> Result<Proof, PlatformError> {
-        let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
-            .await?;
+        let scope = self.audit_scope(principal, slug).await?;
         Ok(self
             .audit
             .consistency(&scope, slug.as_str(), from, to)
@@ -270,14 +253,7 @@ impl Platform {
             })?,
         };
         let limit = limit.clamp(1, self.audit_limits.max_page);
-        let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
-            .await?;
+        let scope = self.audit_scope(principal, slug).await?;
         self.audit_read(&scope, Action::AuditQuery, filter).await?;
         let stored = self
             .store
@@ -306,14 +282,7 @@ impl Platform {
         format: ExportFormat,
     ) -> Result<Vec<u8>, PlatformError> {
         check_filter(filter)?;
-        let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
-            .await?;
+        let scope = self.audit_scope(principal, slug).await?;
         self.audit_read(&scope, Action::AuditExport, filter).await?;
         let max = self.audit_limits.max_export;
         let mut entries = Vec::new();
@@ -387,14 +356,7 @@ impl Platform {
         principal: &Principal,
         slug: &Slug,
     ) -> Result<AuditStatus, PlatformError> {
-        let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
-            .await?;
+        let scope = self.audit_scope(principal, slug).await?;
         let entries = self.store.audit_len(&scope).await?;
         let integrated = self.store.audit_log(&scope).await?.map_or(0, |l| l.size);
         Ok(AuditStatus {
