@@ -1,16 +1,18 @@
 //! Passwords: the rules they must follow and argon2id hashing on a bounded pool.
 //!
-//! Hashing is deliberately expensive, so it runs on blocking threads behind a
-//! semaphore: at most `workers` hashes run at once (bounding memory at
-//! `workers × argon2_memory_kib`), at most `workers × QUEUE_PER_WORKER` wait, and
-//! anything beyond that is refused as [`IdentityError::Busy`] instead of piling up.
+//! Hashing is deliberately expensive, so it runs on a fixed set of dedicated worker
+//! threads: at most `workers` hashes run at once, at most `workers × QUEUE_PER_WORKER`
+//! wait, and anything beyond that is refused as [`IdentityError::Busy`] instead of
+//! piling up. Dedicated threads (rather than tokio's blocking pool, which grows to
+//! hundreds of threads under a burst) also bound *retained* memory: the allocator keeps
+//! a freed argon2 buffer per thread arena, so peak memory stays near
+//! `workers × argon2_memory_kib` however many sign-ins arrive at once.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 use super::IdentityError;
 use crate::config::PasswordConfig;
@@ -18,6 +20,9 @@ use crate::secret::SecretString;
 
 /// How many callers may wait per worker before new ones are turned away.
 const QUEUE_PER_WORKER: usize = 64;
+
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Shortest password accepted, in characters (NIST SP 800-63B asks for at least 8;
 /// we ask more of accounts that guard regulated records).
@@ -43,9 +48,7 @@ pub fn check_policy(password: &SecretString) -> Result<(), IdentityError> {
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
-    max_waiting: usize,
+    queue: SyncSender<Job>,
     /// A hash of a random password, verified when an account does not exist so that
     /// "no such account" takes as long as "wrong password".
     dummy_hash: Arc<String>,
@@ -74,11 +77,27 @@ impl PasswordHasher {
             n => n,
         };
         let dummy = dummy_hash(config);
+        let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(workers * QUEUE_PER_WORKER);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..workers {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("strongroom-argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking a job, not while running it.
+                        let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match next {
+                            Ok(job) => job(),
+                            Err(_) => break, // every hasher dropped: the pool ends
+                        }
+                    }
+                })
+                .map_err(|e| IdentityError::Internal(format!("hashing thread: {e}")))?;
+        }
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(workers)),
-            waiting: Arc::new(AtomicUsize::new(0)),
-            max_waiting: workers * QUEUE_PER_WORKER,
+            queue,
             dummy_hash: Arc::new(dummy),
         })
     }
@@ -125,19 +144,21 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
     ) -> Result<T, IdentityError> {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(IdentityError::Busy);
-        }
-        let permit = self.permits.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let permit = permit.map_err(|_| IdentityError::Internal("hashing pool closed".into()))?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|_| IdentityError::Internal("hashing task failed".into()))?
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // A panic in hashing fails this one request, not the worker thread.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let _ = done.send(
+                outcome.unwrap_or_else(|_| Err(IdentityError::Internal("hashing panicked".into()))),
+            );
+        });
+        self.queue.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => IdentityError::Busy,
+            TrySendError::Disconnected(_) => IdentityError::Internal("hashing pool closed".into()),
+        })?;
+        result
+            .await
+            .map_err(|_| IdentityError::Internal("hashing task failed".into()))?
     }
 }
 
