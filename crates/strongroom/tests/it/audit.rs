@@ -147,17 +147,18 @@ async fn exported_logs_verify_and_every_tampering_is_located() {
     assert!(ok && line.starts_with("OK: 9 entries"), "{line}");
 
     let data = s.data_dir();
-    // One byte of one stored entry.
+    // One byte of one stored entry (the target id, matched with its JSON key: the
+    // sealed personal data is random base64 and may hold "s2" anywhere).
     tamper(
         &data,
-        "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 's2', 's9') AS BLOB) WHERE seq = 3;",
+        r#"UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), '"id":"s2"', '"id":"s9"') AS BLOB) WHERE seq = 3;"#,
     );
     let (ok, line) = verify(&s, &export(&s, "export-edited").await, &vkey, &state).await;
     assert!(!ok && line.contains("first bad index 3"), "{line}");
     // Two entries swapped (after undoing the edit).
     tamper(
         &data,
-        "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 's9', 's2') AS BLOB) WHERE seq = 3;",
+        r#"UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), '"id":"s9"', '"id":"s2"') AS BLOB) WHERE seq = 3;"#,
     );
     let (ok, line) = verify(&s, &export(&s, "export-restored").await, &vkey, &state).await;
     assert!(ok, "the undone edit verifies again: {line}");
