@@ -11,7 +11,6 @@
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use super::IdentityError;
@@ -106,11 +105,13 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &SecretString) -> Result<String, IdentityError> {
         let password = password.clone();
         let params = self.params.clone();
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt)
+            .map_err(|_| IdentityError::Internal("system RNG failed".into()))?;
         self.run(move || {
-            argon2(&params)
-                .hash_password(password.expose().as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))
+            let mut out = [0u8; OUTPUT_LEN];
+            compute(&params, password.expose().as_bytes(), &salt, &mut out)?;
+            Ok(phc(&params, &salt, &out))
         })
         .await
     }
@@ -123,12 +124,14 @@ impl PasswordHasher {
     ) -> Result<bool, IdentityError> {
         let password = password.clone();
         let stored = stored.to_owned();
+        let (params, salt, expected) = parse_phc(&stored)?;
         self.run(move || {
-            let hash = argon2::password_hash::phc::PasswordHash::new(&stored)
-                .map_err(|e| IdentityError::Internal(format!("stored hash unreadable: {e}")))?;
-            Ok(Argon2::default()
-                .verify_password(password.expose().as_bytes(), &hash)
-                .is_ok())
+            let mut out = vec![0u8; expected.len()];
+            compute(&params, password.expose().as_bytes(), &salt, &mut out)?;
+            Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+                out.as_slice(),
+                expected.as_slice(),
+            )))
         })
         .await
     }
@@ -184,8 +187,75 @@ fn dummy_hash(config: &PasswordConfig) -> String {
     )
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+/// Length of the hash output we write, in bytes.
+const OUTPUT_LEN: usize = 32;
+
+thread_local! {
+    /// The argon2 memory of this hashing worker, reused for every hash it computes (and
+    /// wiped after each): no per-hash allocation, so the allocator cannot accumulate
+    /// freed buffers, and memory stays at `workers × argon2_memory_kib`.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2id over `password` and `salt` into `out`, in this thread's reusable memory.
+fn compute(
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), IdentityError> {
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        let needed = params.block_count();
+        if blocks.len() != needed {
+            blocks.clear();
+            blocks.resize(needed, argon2::Block::default());
+        }
+        let result = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+            .hash_password_into_with_memory(password, salt, out, blocks.as_mut_slice())
+            .map_err(|e| IdentityError::Internal(format!("argon2: {e}")));
+        // The blocks are derived from the password: wipe them before the next job.
+        blocks.iter_mut().for_each(zeroize::Zeroize::zeroize);
+        result
+    })
+}
+
+/// The PHC string of a hash: `$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>`
+/// (base64 without padding), as every argon2 implementation reads it.
+fn phc(params: &Params, salt: &[u8], out: &[u8]) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    )
+}
+
+/// Reads a stored argon2id PHC string (the only kind we write).
+fn parse_phc(stored: &str) -> Result<(Params, Vec<u8>, Vec<u8>), IdentityError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let bad = || IdentityError::Internal("stored hash unreadable".into());
+    let parts: Vec<&str> = stored.split('$').collect();
+    let ["", "argon2id", "v=19", costs, salt, hash] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let mut cost = [0u32; 3];
+    for (slot, key) in cost.iter_mut().zip(["m", "t", "p"]) {
+        *slot = costs
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)?;
+    }
+    let salt = STANDARD_NO_PAD.decode(salt).map_err(|_| bad())?;
+    let hash = STANDARD_NO_PAD.decode(hash).map_err(|_| bad())?;
+    let params = Params::new(cost[0], cost[1], cost[2], Some(hash.len())).map_err(|_| bad())?;
+    Ok((params, salt, hash))
 }
 
 #[cfg(test)]
@@ -212,6 +282,41 @@ mod tests {
                 .unwrap()
         );
         assert!(!h.verify_dummy(&pw).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn our_phc_strings_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = hasher();
+        let pw = SecretString::new("correct horse battery staple".into());
+        // Ours, checked by the crate's own PHC verifier.
+        let ours = h.hash(&pw).await.unwrap();
+        let parsed = argon2::password_hash::phc::PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery staple", &parsed)
+                .is_ok()
+        );
+        // The crate's (as stored before this change), checked by ours.
+        let params = Params::new(19_456, 2, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"correct horse battery staple")
+            .unwrap()
+            .to_string();
+        assert!(h.verify(&pw, &theirs).await.unwrap());
+        assert!(
+            !h.verify(&SecretString::new("nope".into()), &theirs)
+                .await
+                .unwrap()
+        );
+        // Anything else is refused as unreadable, not accepted.
+        for junk in [
+            "",
+            "$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$v=19$m=x$a$b",
+        ] {
+            assert!(h.verify(&pw, junk).await.is_err(), "{junk}");
+        }
     }
 
     #[test]
