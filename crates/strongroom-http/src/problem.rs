@@ -89,6 +89,12 @@ pub const VALIDATION: ProblemKind = ProblemKind {
     title: "The request has invalid values",
     status: 422,
 };
+/// Too many failed sign-ins from this address for this account; wait `Retry-After`.
+pub const TOO_MANY_REQUESTS: ProblemKind = ProblemKind {
+    slug: "too-many-requests",
+    title: "Too many failed attempts",
+    status: 429,
+};
 /// Temporarily unable to serve (dependency down, pool saturated); retry later.
 pub const UNAVAILABLE: ProblemKind = ProblemKind {
     slug: "unavailable",
@@ -120,6 +126,7 @@ pub const ALL: &[&ProblemKind] = &[
     &PAYLOAD_TOO_LARGE,
     &UNSUPPORTED_MEDIA_TYPE,
     &VALIDATION,
+    &TOO_MANY_REQUESTS,
     &UNAVAILABLE,
     &TIMEOUT,
     &INTERNAL,
@@ -211,6 +218,12 @@ impl Problem {
         self
     }
 
+    /// Adds a response header with a computed value (e.g. `Retry-After: <seconds>`).
+    pub fn with_header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     /// The kind of this problem.
     pub fn kind(&self) -> &'static ProblemKind {
         self.kind
@@ -277,6 +290,11 @@ impl From<PlatformError> for Problem {
                 p.internal = Some(m);
                 p.with_header(header::RETRY_AFTER, "5")
             }
+            PlatformError::TooManyRequests { retry_after_secs } => Problem::new(
+                &TOO_MANY_REQUESTS,
+                "Too many failed sign-ins for this account from this address; retry later.",
+            )
+            .with_header_value(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
             PlatformError::Internal(m) => Problem::internal(m),
         }
     }

@@ -192,6 +192,12 @@ pub struct PasswordConfig {
     pub argon2_parallelism: u32,
     /// Hashes computed at once; 0 means one per CPU. Bounds memory under a login flood.
     pub hashing_workers: usize,
+    /// Failed sign-ins for one account from one IP address before it is locked out
+    /// from that address (other addresses are unaffected, so an attacker cannot lock a
+    /// user out).
+    pub lockout_after: u32,
+    /// First lockout, in seconds; each further failure doubles it, up to 900.
+    pub lockout_base_secs: u64,
 }
 
 impl Default for PasswordConfig {
@@ -201,6 +207,8 @@ impl Default for PasswordConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             hashing_workers: 0,
+            lockout_after: 5,
+            lockout_base_secs: 30,
         }
     }
 }
@@ -360,6 +368,8 @@ impl Config {
         check(p.argon2_iterations, 1, 100, "passwords.argon2_iterations")?;
         check(p.argon2_parallelism, 1, 64, "passwords.argon2_parallelism")?;
         check(p.hashing_workers, 0, 1024, "passwords.hashing_workers")?;
+        check(p.lockout_after, 1, 1000, "passwords.lockout_after")?;
+        check(p.lockout_base_secs, 1, 900, "passwords.lockout_base_secs")?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(invalid(
                 "tls",

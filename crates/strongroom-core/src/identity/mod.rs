@@ -7,6 +7,7 @@
 mod email;
 pub mod operator;
 pub mod password;
+pub mod throttle;
 pub mod token;
 pub mod user;
 

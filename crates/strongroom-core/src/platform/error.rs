@@ -32,6 +32,12 @@ pub enum PlatformError {
     /// Conflicts with existing state (→ 409).
     #[error("{0}")]
     Conflict(String),
+    /// Too many failed sign-ins from this address for this account (→ 429).
+    #[error("too many failed sign-ins; retry in {retry_after_secs} s")]
+    TooManyRequests {
+        /// Seconds until an attempt is accepted again.
+        retry_after_secs: u64,
+    },
     /// Temporarily unable to serve; retry later (→ 503).
     #[error("{0}")]
     Unavailable(String),

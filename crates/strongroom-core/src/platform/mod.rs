@@ -61,6 +61,7 @@ pub struct Platform {
     user_ttl_secs: u64,
     session_ttl_secs: u64,
     audit_limits: crate::config::AuditConfig,
+    throttle: crate::identity::throttle::SignInThrottle,
 }
 
 impl std::fmt::Debug for Platform {
@@ -117,7 +118,10 @@ impl Platform {
             providers.root(),
             &config.tokens.issuer,
         );
+        let throttle =
+            crate::identity::throttle::SignInThrottle::new(&config.passwords, clock.clone());
         Ok(Self {
+            throttle,
             store,
             providers,
             keyring,

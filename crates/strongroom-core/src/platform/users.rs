@@ -246,7 +246,19 @@ impl Platform {
         email: &Email,
         password: &SecretString,
     ) -> Result<UserTokens, PlatformError> {
+        // Throttled per (tenant + account, client address) and per address; work with
+        // no network origin (none today) is not throttled.
+        let ip = crate::audit::origin::current().and_then(|o| o.ip);
+        let account = format!("{slug}/{}", email.as_str());
+        if let Some(ip) = ip {
+            self.throttle
+                .check(&account, ip)
+                .map_err(|retry_after_secs| PlatformError::TooManyRequests { retry_after_secs })?;
+        }
         let Some(tenant) = self.tenant_by_slug(slug).await? else {
+            if let Some(ip) = ip {
+                self.throttle.failed(&account, ip);
+            }
             self.passwords.verify_dummy(password).await?;
             return Err(IdentityError::InvalidCredentials.into());
         };
@@ -263,20 +275,11 @@ impl Platform {
         let user = match creds {
             Some(c) if verified && c.user.status == UserStatus::Active => c.user,
             other => {
-                let failed = access::sign_in_scope(&tenant, Principal::Anonymous);
-                let event = self
-                    .keyring
-                    .audit_event(
-                        &failed,
-                        NewEntry::by(
-                            &failed,
-                            Action::SessionLoginFailed,
-                            user_target(other.map(|c| c.user.id)),
-                            None,
-                        ),
-                    )
+                if let Some(ip) = ip {
+                    self.throttle.failed(&account, ip);
+                }
+                self.record_failed_login(&tenant, other.map(|c| c.user.id))
                     .await?;
-                self.store.append_audit(&failed, &event).await?;
                 tracing::info!(tenant = %slug, "user sign-in failed");
                 return Err(IdentityError::InvalidCredentials.into());
             }
@@ -311,8 +314,30 @@ impl Platform {
         self.store
             .create_session(&scope, &session, &refresh_hash(&refresh), &event)
             .await?;
+        if let Some(ip) = ip {
+            self.throttle.succeeded(&account, ip);
+        }
         tracing::info!(tenant = %slug, user = %user.id, "user signed in");
         Ok(self.user_tokens(&tenant, &user, &session.id, refresh))
+    }
+
+    /// Audits a failed sign-in in the tenant (`session.login_failed`, actor
+    /// `anonymous`, the client's address sealed).
+    async fn record_failed_login(
+        &self,
+        tenant: &Tenant,
+        user: Option<UserId>,
+    ) -> Result<(), PlatformError> {
+        let failed = access::sign_in_scope(tenant, Principal::Anonymous);
+        let event = self
+            .keyring
+            .audit_event(
+                &failed,
+                NewEntry::by(&failed, Action::SessionLoginFailed, user_target(user), None),
+            )
+            .await?;
+        self.store.append_audit(&failed, &event).await?;
+        Ok(())
     }
 
     fn user_tokens(&self, tenant: &Tenant, user: &User, sid: &str, refresh: String) -> UserTokens {

@@ -498,3 +498,80 @@ except jwt.InvalidTokenError:
     );
     assert_eq!(lines.next(), Some("TAMPERED-REFUSED"));
 }
+
+/// A client calling from a given loopback address.
+fn client_from(s: &TestServer, ip: &str) -> reqwest::Client {
+    let cert = reqwest::Certificate::from_pem(&s.cert_pem()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_out_the_address_not_the_user() {
+    let s = TestServer::start_with(
+        crate::support::bin(),
+        crate::support::Options {
+            config: Some(format!(
+                "{}[passwords]\nlockout_after = 3\nlockout_base_secs = 1\n",
+                crate::support::TWO_REGIONS
+            )),
+            ..Default::default()
+        },
+    )
+    .await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let attempt = |ip: &'static str, password: &'static str| {
+        let (client, url, email) = (
+            client_from(&s, ip),
+            s.url("/v1/t/acme/sessions"),
+            admin.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        expect_problem(
+            attempt("127.0.0.1", "not the password at all").await,
+            401,
+            "unauthenticated",
+        )
+        .await;
+    }
+    // Locked out from this address, even with the right password…
+    let resp = attempt("127.0.0.1", PASSWORD).await;
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1).contains(&retry), "{retry}");
+    expect_problem(resp, 429, "too-many-requests").await;
+    // …but the user, elsewhere, signs in; and the lock expires.
+    assert_eq!(attempt("127.0.0.2", PASSWORD).await.status(), 201);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(attempt("127.0.0.1", PASSWORD).await.status(), 201);
+    // The failures are security events in the tenant's trail.
+    let page: Value = get(
+        &s,
+        &op,
+        "/v1/t/acme/audit/entries?action=session.login_failed",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let failures = page["entries"].as_array().unwrap();
+    assert_eq!(failures.len(), 3);
+    assert_eq!(failures[0]["actor"]["kind"], "anonymous");
+    assert_eq!(failures[0]["personal"]["ip"], "127.0.0.1");
+}
