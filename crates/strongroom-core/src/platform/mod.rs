@@ -178,9 +178,23 @@ impl Platform {
         email: &Email,
         password: &SecretString,
     ) -> Result<IssuedToken, PlatformError> {
+        // Throttled like tenant users' sign-ins, per (account, address) and address.
+        let ip = crate::audit::origin::current().and_then(|o| o.ip);
+        let account = format!("operator/{}", email.as_str());
+        if let Some(ip) = ip {
+            self.throttle
+                .check(&account, ip)
+                .map_err(|retry_after_secs| PlatformError::TooManyRequests { retry_after_secs })?;
+        }
+        let fail = || {
+            if let Some(ip) = ip {
+                self.throttle.failed(&account, ip);
+            }
+            PlatformError::from(IdentityError::InvalidCredentials)
+        };
         let Some(creds) = self.store.operator_credentials(email).await? else {
             self.passwords.verify_dummy(password).await?;
-            return Err(IdentityError::InvalidCredentials.into());
+            return Err(fail());
         };
         if !self
             .passwords
@@ -188,7 +202,10 @@ impl Platform {
             .await?
         {
             tracing::info!(operator = %creds.operator.id, "operator sign-in failed");
-            return Err(IdentityError::InvalidCredentials.into());
+            return Err(fail());
+        }
+        if let Some(ip) = ip {
+            self.throttle.succeeded(&account, ip);
         }
         tracing::info!(operator = %creds.operator.id, "operator signed in");
         let subject = format!("operator:{}", creds.operator.id);

@@ -574,4 +574,37 @@ async fn repeated_failures_lock_out_the_address_not_the_user() {
     assert_eq!(failures.len(), 3);
     assert_eq!(failures[0]["actor"]["kind"], "anonymous");
     assert_eq!(failures[0]["personal"]["ip"], "127.0.0.1");
+
+    // Operators' sign-in is throttled the same way.
+    let operator = |ip: &'static str, password: &'static str| {
+        let (client, url) = (client_from(&s, ip), s.url("/v1/operator/sessions"));
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": strongroom_testkit::OPERATOR_EMAIL, "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        expect_problem(
+            operator("127.0.0.1", "not the passphrase").await,
+            401,
+            "unauthenticated",
+        )
+        .await;
+    }
+    expect_problem(
+        operator("127.0.0.1", strongroom_testkit::OPERATOR_PASSWORD).await,
+        429,
+        "too-many-requests",
+    )
+    .await;
+    assert_eq!(
+        operator("127.0.0.2", strongroom_testkit::OPERATOR_PASSWORD)
+            .await
+            .status(),
+        201
+    );
 }
