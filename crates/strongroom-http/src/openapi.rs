@@ -83,6 +83,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::logout))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::get_user, users::patch_user))
+        .routes(routes!(users::totp_enrol))
+        .routes(routes!(users::totp_confirm))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

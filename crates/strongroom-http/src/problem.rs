@@ -290,6 +290,9 @@ impl From<PlatformError> for Problem {
                 p.internal = Some(m);
                 p.with_header(header::RETRY_AFTER, "5")
             }
+            PlatformError::SecondFactorRequired => unauthenticated(
+                "A valid second factor is required: send `totp` (a current code) or `recovery_code`.",
+            ),
             PlatformError::TooManyRequests { retry_after_secs } => Problem::new(
                 &TOO_MANY_REQUESTS,
                 "Too many failed sign-ins for this account from this address; retry later.",

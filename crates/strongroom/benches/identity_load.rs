@@ -32,7 +32,7 @@ use strongroom_core::access::rbac::Role;
 use strongroom_core::config::Config;
 use strongroom_core::identity::Email;
 use strongroom_core::identity::password::PasswordHasher;
-use strongroom_core::platform::Platform;
+use strongroom_core::platform::{Platform, SecondFactor};
 use strongroom_core::secret::SecretString;
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug};
 
@@ -113,7 +113,9 @@ fn main() {
                 (p.clone(), slug.clone(), email.clone(), password.clone());
             tasks.push(tokio::spawn(async move {
                 let t = Instant::now();
-                let r = p.user_login(&slug, &email, &password).await;
+                let r = p
+                    .user_login(&slug, &email, &password, &SecondFactor::default())
+                    .await;
                 (r.is_ok(), t.elapsed().as_secs_f64() * 1000.0)
             }));
         }
@@ -149,9 +151,11 @@ fn main() {
                 .map(|_| {
                     let (p, slug, email, password) =
                         (p.clone(), slug.clone(), email.clone(), password.clone());
-                    tokio::spawn(
-                        async move { p.user_login(&slug, &email, &password).await.is_ok() },
-                    )
+                    tokio::spawn(async move {
+                        p.user_login(&slug, &email, &password, &SecondFactor::default())
+                            .await
+                            .is_ok()
+                    })
                 })
                 .collect();
             for b in batch {
@@ -173,7 +177,10 @@ fn main() {
 /// per-request authentication of a user token.
 async fn verification(p: &Arc<Platform>, slug: &Slug, email: &Email, password: &SecretString) {
     use aws_lc_rs::signature::KeyPair;
-    let tokens = p.user_login(slug, email, password).await.unwrap();
+    let tokens = p
+        .user_login(slug, email, password, &SecondFactor::default())
+        .await
+        .unwrap();
     p.create_operator(
         &Principal::LocalAdmin,
         Email::parse("op@bench.example").unwrap(),

@@ -49,11 +49,17 @@ pub enum Action {
     SessionLogout,
     /// A used refresh token was presented again; the session was revoked.
     SessionRefreshReuse,
+    /// A user started TOTP enrolment (a new secret).
+    UserMfaEnrol,
+    /// A user confirmed TOTP enrolment (recovery codes issued).
+    UserMfaConfirm,
+    /// A second factor was accepted at sign-in (TOTP code or a recovery code).
+    SessionMfa,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 17] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -68,6 +74,9 @@ impl Action {
         Self::SessionLoginFailed,
         Self::SessionLogout,
         Self::SessionRefreshReuse,
+        Self::UserMfaEnrol,
+        Self::UserMfaConfirm,
+        Self::SessionMfa,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -87,6 +96,9 @@ impl Action {
             Self::SessionLoginFailed => "session.login_failed",
             Self::SessionLogout => "session.logout",
             Self::SessionRefreshReuse => "session.refresh_reuse",
+            Self::UserMfaEnrol => "user.mfa_enrol",
+            Self::UserMfaConfirm => "user.mfa_confirm",
+            Self::SessionMfa => "session.mfa",
         }
     }
 

@@ -9,6 +9,7 @@ pub mod operator;
 pub mod password;
 pub mod throttle;
 pub mod token;
+pub mod totp;
 pub mod user;
 
 pub use email::Email;

@@ -32,6 +32,10 @@ pub enum PlatformError {
     /// Conflicts with existing state (→ 409).
     #[error("{0}")]
     Conflict(String),
+    /// The password was right but the account has a second factor and none valid was
+    /// offered (→ 401, saying so: the caller has already proven the password).
+    #[error("a valid second factor is required")]
+    SecondFactorRequired,
     /// Too many failed sign-ins from this address for this account (→ 429).
     #[error("too many failed sign-ins; retry in {retry_after_secs} s")]
     TooManyRequests {

@@ -8,6 +8,7 @@
 mod audit;
 mod error;
 mod keys;
+mod mfa;
 mod users;
 
 use std::collections::BTreeSet;
@@ -31,6 +32,7 @@ use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus
 pub use audit::{AuditPage, AuditStatus, ExportFormat};
 pub use error::PlatformError;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
+pub use mfa::{RecoveryCodes, SecondFactor, TotpEnrolment};
 pub use users::{UserPatch, UserTokens};
 
 /// Largest page a list endpoint returns.
@@ -62,6 +64,9 @@ pub struct Platform {
     session_ttl_secs: u64,
     audit_limits: crate::config::AuditConfig,
     throttle: crate::identity::throttle::SignInThrottle,
+    /// Serialises second-factor checks so a TOTP code cannot be spent twice by racing
+    /// sign-ins (read, verify and write happen under it; they take microseconds).
+    mfa_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -122,6 +127,7 @@ impl Platform {
             crate::identity::throttle::SignInThrottle::new(&config.passwords, clock.clone());
         Ok(Self {
             throttle,
+            mfa_lock: tokio::sync::Mutex::new(()),
             store,
             providers,
             keyring,

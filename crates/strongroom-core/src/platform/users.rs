@@ -73,6 +73,26 @@ impl Platform {
         Ok(self.store.tenant(&sys, slug).await?)
     }
 
+    /// The caller's own tenant, for acting on their own account (no permission needed).
+    pub(super) async fn own_scope(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<(Tenant, TenantScope), PlatformError> {
+        let Principal::User(u) = principal else {
+            return Err(PlatformError::Forbidden(
+                "only a signed-in user has an account here".into(),
+            ));
+        };
+        let tenant = self
+            .tenant_by_slug(slug)
+            .await?
+            .filter(|t| t.id == u.tenant)
+            .ok_or(PlatformError::NotFound("tenant"))?;
+        let scope = access::sign_in_scope(&tenant, principal.clone());
+        Ok((tenant, scope))
+    }
+
     /// A scope on `slug` for `principal` needing `permission`: tenant users by their
     /// grants (another tenant's user sees "not found"); the local administrator always;
     /// operators only for `operator_action`, if the operation allows one.
@@ -245,6 +265,7 @@ impl Platform {
         slug: &Slug,
         email: &Email,
         password: &SecretString,
+        second: &super::SecondFactor,
     ) -> Result<UserTokens, PlatformError> {
         // Throttled per (tenant + account, client address) and per address; work with
         // no network origin (none today) is not throttled.
@@ -298,6 +319,13 @@ impl Platform {
             permissions: permissions_of(&user.roles),
         });
         let scope = access::sign_in_scope(&tenant, principal);
+        if !self.check_second_factor(&scope, user.id, second).await? {
+            if let Some(ip) = ip {
+                self.throttle.failed(&account, ip);
+            }
+            self.record_failed_login(&tenant, Some(user.id)).await?;
+            return Err(PlatformError::SecondFactorRequired);
+        }
         let refresh = new_refresh_token()?;
         let event = self
             .keyring

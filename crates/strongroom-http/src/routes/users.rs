@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use strongroom_core::access::rbac::Role;
 use strongroom_core::identity::Email;
 use strongroom_core::identity::user::{User, UserId, UserStatus};
-use strongroom_core::platform::{UserPatch, UserTokens};
+use strongroom_core::platform::{
+    RecoveryCodes, SecondFactor, TotpEnrolment, UserPatch, UserTokens,
+};
 use strongroom_core::secret::SecretString;
 use strongroom_core::tenant::Slug;
 use utoipa::{IntoParams, ToSchema};
@@ -44,6 +46,13 @@ pub(crate) struct Login {
     /// Password.
     #[schema(value_type = String, format = Password)]
     password: SecretString,
+    /// A current TOTP code, when the user has enrolled a second factor.
+    #[serde(default)]
+    totp: Option<String>,
+    /// A recovery code instead of a TOTP code (each works once).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    recovery_code: Option<SecretString>,
 }
 
 /// Signs a user in: an access token (minutes) and a single-use refresh token.
@@ -61,9 +70,24 @@ pub(crate) async fn login(
     ApiPath(p): ApiPath<TenantPath>,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<(StatusCode, Json<UserTokens>), Problem> {
+    for (pointer, len) in [
+        ("/totp", body.totp.as_ref().map(String::len)),
+        (
+            "/recovery_code",
+            body.recovery_code.as_ref().map(|c| c.expose().len()),
+        ),
+    ] {
+        if len.is_some_and(|n| n > 64) {
+            return Err(Problem::field(pointer, "At most 64 characters."));
+        }
+    }
+    let second = SecondFactor {
+        totp: body.totp,
+        recovery_code: body.recovery_code.map(|c| c.expose().to_owned()),
+    };
     let tokens = state
         .platform
-        .user_login(&p.tenant, &body.email, &body.password)
+        .user_login(&p.tenant, &body.email, &body.password, &second)
         .await?;
     Ok((StatusCode::CREATED, Json(tokens)))
 }
@@ -267,6 +291,57 @@ pub(crate) async fn patch_user(
         state
             .platform
             .update_user(&principal, &p.tenant, p.id, patch)
+            .await?,
+    ))
+}
+
+/// Starts TOTP enrolment for the caller: a new secret as an `otpauth://` URI (show it as
+/// a QR code). Sign-in does not require it until confirmed.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/users/me/totp", tag = "users",
+    params(TenantPath),
+    security(("bearer" = [])),
+    responses((status = 201, description = "Enrolment started", body = TotpEnrolment))
+)]
+pub(crate) async fn totp_enrol(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+) -> Result<(StatusCode, Json<TotpEnrolment>), Problem> {
+    let e = state.platform.totp_enrol(&principal, &p.tenant).await?;
+    Ok((StatusCode::CREATED, Json(e)))
+}
+
+/// A code from the authenticator.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TotpCode {
+    /// The current 6-digit code.
+    code: String,
+}
+
+/// Confirms TOTP enrolment with a current code; from now on sign-in requires a code.
+/// Returns ten single-use recovery codes, shown this once.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/users/me/totp/confirm", tag = "users",
+    params(TenantPath),
+    request_body = TotpCode,
+    security(("bearer" = [])),
+    responses((status = 200, description = "Enrolled", body = RecoveryCodes))
+)]
+pub(crate) async fn totp_confirm(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<TotpCode>,
+) -> Result<Json<RecoveryCodes>, Problem> {
+    if body.code.len() > 16 {
+        return Err(Problem::field("/code", "At most 16 characters."));
+    }
+    Ok(Json(
+        state
+            .platform
+            .totp_confirm(&principal, &p.tenant, &body.code)
             .await?,
     ))
 }

@@ -608,3 +608,170 @@ async fn repeated_failures_lock_out_the_address_not_the_user() {
         201
     );
 }
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32"),
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
+        }
+    }
+    out
+}
+
+#[allow(clippy::disallowed_methods)] // the test plays the authenticator app: wall-clock time
+fn code(secret: &[u8], offset_steps: i64) -> String {
+    use strongroom_core::identity::totp;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let step = u64::try_from(totp::step_at(now) + offset_steps).unwrap();
+    format!("{:06}", totp::hotp(secret, step))
+}
+
+#[tokio::test]
+async fn totp_enrolment_codes_replay_and_recovery_codes() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let token = tokens(&s, "acme", &admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let post = |path: &'static str, body: Value| {
+        let (client, url, token) = (s.client(), s.url(path), token.clone());
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = post("/v1/t/acme/users/me/totp", json!({})).await;
+    assert_eq!(resp.status(), 201);
+    let enrol: Value = resp.json().await.unwrap();
+    let uri = enrol["otpauth_uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/Strongroom%20acme:admin%40acme.example?secret="),
+        "{uri}"
+    );
+    let secret = base32_decode(enrol["secret"].as_str().unwrap());
+    assert_eq!(secret.len(), 20);
+    // Not required until confirmed.
+    assert_eq!(login(&s, "acme", &admin, PASSWORD).await.status(), 201);
+    expect_problem(
+        post(
+            "/v1/t/acme/users/me/totp/confirm",
+            json!({"code": "000000x"}),
+        )
+        .await,
+        422,
+        "validation",
+    )
+    .await;
+    let first = code(&secret, 0);
+    let resp = post("/v1/t/acme/users/me/totp/confirm", json!({"code": first})).await;
+    assert_eq!(resp.status(), 200);
+    let recovery: Vec<String> =
+        serde_json::from_value(resp.json::<Value>().await.unwrap()["recovery_codes"].clone())
+            .unwrap();
+    assert_eq!(recovery.len(), 10);
+    expect_problem(
+        post("/v1/t/acme/users/me/totp", json!({})).await,
+        409,
+        "conflict",
+    )
+    .await;
+
+    let with = |extra: Value| {
+        let (client, url, email) = (s.client(), s.url("/v1/t/acme/sessions"), admin.clone());
+        async move {
+            let mut body = json!({"email": email, "password": PASSWORD});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            client.post(url).json(&body).send().await.unwrap()
+        }
+    };
+    // The password alone no longer signs in, and says why.
+    let body = expect_problem(with(json!({})).await, 401, "unauthenticated").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("second factor"),
+        "{body}"
+    );
+    expect_problem(
+        with(json!({"totp": "123456"})).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    // The code used to confirm cannot be replayed; the next step's code works once.
+    expect_problem(with(json!({"totp": first})).await, 401, "unauthenticated").await;
+    let next = code(&secret, 1);
+    assert_eq!(with(json!({"totp": next})).await.status(), 201);
+    expect_problem(with(json!({"totp": next})).await, 401, "unauthenticated").await;
+    // A recovery code works once.
+    assert_eq!(
+        with(json!({"recovery_code": recovery[3]})).await.status(),
+        201
+    );
+    expect_problem(
+        with(json!({"recovery_code": recovery[3]})).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    // A wrong password with a good code is still refused.
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/acme/sessions"))
+        .json(&json!({"email": admin, "password": "not the password at all", "recovery_code": recovery[4]}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(resp, 401, "unauthenticated").await;
+    assert_eq!(
+        with(json!({"recovery_code": recovery[4]})).await.status(),
+        201,
+        "unspent by the failed attempt"
+    );
+    // Operators cannot enrol a tenant factor.
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/acme/users/me/totp"))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(resp, 403, "forbidden").await;
+    // Audited.
+    let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?limit=500")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["user.mfa_enrol", "user.mfa_confirm", "session.mfa"] {
+        assert!(actions.contains(&a), "{a} missing");
+    }
+}

@@ -20,6 +20,8 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
             json!({"email": "intruder@alpha.example", "password": PASSWORD, "roles": ["admin"]}),
         ),
         ("patch", "/v1/t/{tenant}/users/{id}") => Some(json!({"status": "disabled"})),
+        ("post", "/v1/t/{tenant}/users/me/totp") => Some(json!({})),
+        ("post", "/v1/t/{tenant}/users/me/totp/confirm") => Some(json!({"code": "123456"})),
         ("put", "/v1/tenants/{tenant}/secrets/{name}") => Some(json!({"value": "overwritten"})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),

@@ -1,0 +1,235 @@
+//! Second factor: TOTP enrolment and confirmation by the user, checked at sign-in,
+//! with single-use recovery codes.
+//!
+//! A user's factor is one sealed value (kind `user-mfa`, id = user id) under the
+//! tenant's data key: the TOTP secret, whether enrolment was confirmed, the last step
+//! accepted (replay protection) and the SHA-256 of each unused recovery code. Every
+//! change is a sealed write with its audit entry in the same transaction.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Platform, PlatformError};
+use crate::access::{Principal, TenantScope};
+use crate::audit::entry::Action;
+use crate::audit::merkle::sha256;
+use crate::identity::totp;
+use crate::identity::user::UserId;
+use crate::secret::SecretBytes;
+use crate::tenant::Slug;
+
+/// Kind of the sealed second-factor value.
+const KIND: &str = "user-mfa";
+
+/// The stored second factor (sealed as JSON).
+#[derive(Serialize, Deserialize)]
+pub(super) struct Factor {
+    /// TOTP secret, base64.
+    secret: String,
+    /// Enrolment confirmed with a valid code: sign-in now requires the factor.
+    confirmed: bool,
+    /// Last TOTP step accepted.
+    last_step: i64,
+    /// SHA-256 (hex) of each unused recovery code.
+    recovery: Vec<String>,
+}
+
+/// What enrolment returns: the secret for the authenticator app.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// `otpauth://totp/…` URI, to show as a QR code.
+    pub otpauth_uri: String,
+    /// The same secret in base32, for manual entry.
+    pub secret: String,
+}
+
+/// What confirmation returns: recovery codes, shown once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Single-use codes for when the authenticator is lost. Only their hashes are kept.
+    pub recovery_codes: Vec<String>,
+}
+
+/// A second factor offered at sign-in.
+#[derive(Debug, Clone, Default)]
+pub struct SecondFactor {
+    /// A current TOTP code.
+    pub totp: Option<String>,
+    /// One of the recovery codes.
+    pub recovery_code: Option<String>,
+}
+
+fn recovery_hash(code: &str) -> String {
+    hex::encode(sha256(&[code.trim().to_ascii_uppercase().as_bytes()]))
+}
+
+fn invalid(message: &str) -> PlatformError {
+    PlatformError::Invalid {
+        field: Some("code"),
+        message: message.into(),
+    }
+}
+
+impl Platform {
+    pub(super) async fn factor(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+    ) -> Result<Option<(Factor, SecretBytes)>, PlatformError> {
+        let Some((_, bytes)) = self.objects.value(scope, KIND, &user.to_string()).await? else {
+            return Ok(None);
+        };
+        let factor: Factor = serde_json::from_slice(bytes.expose())
+            .map_err(|e| PlatformError::Internal(format!("second factor unreadable: {e}")))?;
+        let secret = STANDARD
+            .decode(&factor.secret)
+            .map_err(|_| PlatformError::Internal("second factor secret unreadable".into()))?;
+        Ok(Some((factor, SecretBytes::new(secret))))
+    }
+
+    async fn store_factor(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        factor: &Factor,
+        action: Action,
+    ) -> Result<(), PlatformError> {
+        let json =
+            serde_json::to_vec(factor).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        self.objects
+            .put_value(scope, KIND, &user.to_string(), &json, action)
+            .await?;
+        Ok(())
+    }
+
+    fn own_user(principal: &Principal) -> Result<UserId, PlatformError> {
+        match principal {
+            Principal::User(u) => Ok(u.user),
+            _ => Err(PlatformError::Forbidden(
+                "only a signed-in user enrols a second factor".into(),
+            )),
+        }
+    }
+
+    /// Starts (or restarts, until confirmed) TOTP enrolment for the caller.
+    pub async fn totp_enrol(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<TotpEnrolment, PlatformError> {
+        let user = Self::own_user(principal)?;
+        let (tenant, scope) = self.own_scope(principal, slug).await?;
+        let _guard = self.mfa_lock.lock().await;
+        if let Some((f, _)) = self.factor(&scope, user).await?
+            && f.confirmed
+        {
+            return Err(PlatformError::Conflict(
+                "a second factor is already enrolled".into(),
+            ));
+        }
+        let mut secret = vec![0u8; 20];
+        aws_lc_rs::rand::fill(&mut secret)
+            .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+        let account = self
+            .store
+            .user(&scope, user)
+            .await?
+            .ok_or(PlatformError::NotFound("user"))?
+            .email;
+        let factor = Factor {
+            secret: STANDARD.encode(&secret),
+            confirmed: false,
+            last_step: 0,
+            recovery: vec![],
+        };
+        self.store_factor(&scope, user, &factor, Action::UserMfaEnrol)
+            .await?;
+        Ok(TotpEnrolment {
+            otpauth_uri: totp::otpauth_uri(
+                &format!("Strongroom {}", tenant.slug),
+                account.as_str(),
+                &secret,
+            ),
+            secret: totp::base32(&secret),
+        })
+    }
+
+    /// Confirms enrolment with a current code; returns recovery codes (shown once).
+    pub async fn totp_confirm(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        code: &str,
+    ) -> Result<RecoveryCodes, PlatformError> {
+        let user = Self::own_user(principal)?;
+        let (_, scope) = self.own_scope(principal, slug).await?;
+        let _guard = self.mfa_lock.lock().await;
+        let Some((mut factor, secret)) = self.factor(&scope, user).await? else {
+            return Err(PlatformError::Conflict("start enrolment first".into()));
+        };
+        if factor.confirmed {
+            return Err(PlatformError::Conflict(
+                "a second factor is already enrolled".into(),
+            ));
+        }
+        let now = self.clock.now().unix_timestamp();
+        let step = totp::verify(&secret, code, now, factor.last_step)
+            .ok_or_else(|| invalid("the code is not valid now"))?;
+        let mut codes = Vec::with_capacity(totp::RECOVERY_CODES);
+        for _ in 0..totp::RECOVERY_CODES {
+            let mut raw = [0u8; 10];
+            aws_lc_rs::rand::fill(&mut raw)
+                .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+            let text = totp::base32(&raw);
+            codes.push(format!("{}-{}", &text[..8], &text[8..]));
+        }
+        factor.confirmed = true;
+        factor.last_step = step;
+        factor.recovery = codes
+            .iter()
+            .map(|c| recovery_hash(&c.replace('-', "")))
+            .collect();
+        self.store_factor(&scope, user, &factor, Action::UserMfaConfirm)
+            .await?;
+        Ok(RecoveryCodes {
+            recovery_codes: codes,
+        })
+    }
+
+    /// At sign-in, after the password: `Ok(())` if the user has no confirmed factor or
+    /// `offered` satisfies it (the code's step, or the recovery code, is then spent).
+    pub(super) async fn check_second_factor(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        offered: &SecondFactor,
+    ) -> Result<bool, PlatformError> {
+        let _guard = self.mfa_lock.lock().await;
+        let Some((mut factor, secret)) = self.factor(scope, user).await? else {
+            return Ok(true);
+        };
+        if !factor.confirmed {
+            return Ok(true);
+        }
+        let now = self.clock.now().unix_timestamp();
+        if let Some(code) = &offered.totp
+            && let Some(step) = totp::verify(&secret, code, now, factor.last_step)
+        {
+            factor.last_step = step;
+        } else if let Some(code) = &offered.recovery_code
+            && let Some(i) = factor
+                .recovery
+                .iter()
+                .position(|h| *h == recovery_hash(&code.replace('-', "")))
+        {
+            factor.recovery.remove(i);
+        } else {
+            return Ok(false);
+        }
+        self.store_factor(scope, user, &factor, Action::SessionMfa)
+            .await?;
+        Ok(true)
+    }
+}
