@@ -105,6 +105,21 @@ impl Objects {
         plaintext: &[u8],
         action: Action,
     ) -> Result<StoredSealed, ObjectError> {
+        self.put_value_because(scope, kind, id, plaintext, action, None)
+            .await
+    }
+
+    /// [`Objects::put_value`] with the actor's reason recorded in the audit entry (for
+    /// actions whose catalogue entry requires one).
+    pub async fn put_value_because(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+        plaintext: &[u8],
+        action: Action,
+        reason: Option<String>,
+    ) -> Result<StoredSealed, ObjectError> {
         if plaintext.len() > MAX_VALUE_BYTES {
             return Err(ObjectError::Invalid(format!(
                 "value is {} bytes; at most {MAX_VALUE_BYTES} are accepted",
@@ -134,7 +149,7 @@ impl Objects {
                 kind: kind.to_owned(),
                 version: Some(version),
             };
-            let mut entry = NewEntry::by(scope, action, target, None);
+            let mut entry = NewEntry::by(scope, action, target, reason.clone());
             entry.before = before.as_deref().map(|b| sha256(&[b]));
             entry.after = Some(sha256(&[&row.sealed]));
             let event = self.keyring.audit_event(scope, entry).await?;

@@ -85,6 +85,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get_user, users::patch_user))
         .routes(routes!(users::totp_enrol))
         .routes(routes!(users::totp_confirm))
+        .routes(routes!(users::totp_reset))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

@@ -55,11 +55,13 @@ pub enum Action {
     UserMfaConfirm,
     /// A second factor was accepted at sign-in (TOTP code or a recovery code).
     SessionMfa,
+    /// An administrator removed a user's second factor (lost authenticator).
+    UserMfaReset,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -77,6 +79,7 @@ impl Action {
         Self::UserMfaEnrol,
         Self::UserMfaConfirm,
         Self::SessionMfa,
+        Self::UserMfaReset,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -99,6 +102,7 @@ impl Action {
             Self::UserMfaEnrol => "user.mfa_enrol",
             Self::UserMfaConfirm => "user.mfa_confirm",
             Self::SessionMfa => "session.mfa",
+            Self::UserMfaReset => "user.mfa_reset",
         }
     }
 
@@ -111,7 +115,7 @@ impl Action {
     pub fn requires_reason(self) -> bool {
         matches!(
             self,
-            Self::KeyShred | Self::KeyKekRotate | Self::SubjectErase
+            Self::KeyShred | Self::KeyKekRotate | Self::SubjectErase | Self::UserMfaReset
         )
     }
 }

@@ -198,6 +198,57 @@ impl Platform {
         })
     }
 
+    /// Removes a user's second factor (`users:manage`, reason required): for a lost
+    /// authenticator with no recovery codes left. The user signs in with the password
+    /// alone until they enrol again.
+    pub async fn totp_reset(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        user: UserId,
+        reason: String,
+    ) -> Result<(), PlatformError> {
+        crate::audit::entry::validate_reason(Action::UserMfaReset, Some(&reason))?;
+        let (_, scope) = self
+            .tenant_access(
+                principal,
+                slug,
+                crate::access::rbac::Permission::UsersManage,
+                None,
+            )
+            .await?;
+        scope.require_writable()?;
+        let _guard = self.mfa_lock.lock().await;
+        if self.store.user(&scope, user).await?.is_none() {
+            return Err(PlatformError::NotFound("user"));
+        }
+        let Some((factor, _)) = self.factor(&scope, user).await? else {
+            return Err(PlatformError::NotFound("second factor"));
+        };
+        let mut secret = vec![0u8; 20];
+        aws_lc_rs::rand::fill(&mut secret)
+            .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+        let cleared = Factor {
+            secret: STANDARD.encode(&secret),
+            confirmed: false,
+            last_step: factor.last_step,
+            recovery: vec![],
+        };
+        let json =
+            serde_json::to_vec(&cleared).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        self.objects
+            .put_value_because(
+                &scope,
+                KIND,
+                &user.to_string(),
+                &json,
+                Action::UserMfaReset,
+                Some(reason),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// At sign-in, after the password: `Ok(())` if the user has no confirmed factor or
     /// `offered` satisfies it (the code's step, or the recovery code, is then spent).
     pub(super) async fn check_second_factor(

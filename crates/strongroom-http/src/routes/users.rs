@@ -345,3 +345,33 @@ pub(crate) async fn totp_confirm(
             .await?,
     ))
 }
+
+/// Why a user's second factor is being removed.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResetReason {
+    /// Recorded in the audit trail (required).
+    reason: String,
+}
+
+/// Removes a user's second factor (`users:manage`), e.g. for a lost authenticator with
+/// no recovery codes left; the user signs in with the password until they enrol again.
+#[utoipa::path(
+    delete, path = "/v1/t/{tenant}/users/{id}/totp", tag = "users",
+    params(UserPath),
+    request_body = ResetReason,
+    security(("bearer" = [])),
+    responses((status = 204, description = "Removed"))
+)]
+pub(crate) async fn totp_reset(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<UserPath>,
+    ApiJson(body): ApiJson<ResetReason>,
+) -> Result<StatusCode, Problem> {
+    state
+        .platform
+        .totp_reset(&principal, &p.tenant, p.id, body.reason)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -774,4 +774,42 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
     for a in ["user.mfa_enrol", "user.mfa_confirm", "session.mfa"] {
         assert!(actions.contains(&a), "{a} missing");
     }
+
+    // Lost authenticator: an administrator removes the factor, with a reason.
+    let users: Value = get(&s, &token, "/v1/t/acme/users")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = users["items"][0]["id"].as_str().unwrap().to_owned();
+    let reset = |body: Value| {
+        let (client, url, token) = (
+            s.client(),
+            s.url(&format!("/v1/t/acme/users/{id}/totp")),
+            token.clone(),
+        );
+        async move {
+            client
+                .delete(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    expect_problem(reset(json!({"reason": " "})).await, 422, "validation").await;
+    assert_eq!(
+        reset(json!({"reason": "lost phone, ticket 88"}))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(with(json!({})).await.status(), 201, "password alone again");
+    let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?action=user.mfa_reset")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["entries"][0]["reason"], "lost phone, ticket 88");
 }

@@ -23,6 +23,7 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
         ("post", "/v1/t/{tenant}/users/me/totp") => Some(json!({})),
         ("post", "/v1/t/{tenant}/users/me/totp/confirm") => Some(json!({"code": "123456"})),
         ("put", "/v1/tenants/{tenant}/secrets/{name}") => Some(json!({"value": "overwritten"})),
+        ("delete", "/v1/t/{tenant}/users/{id}/totp") => Some(json!({"reason": "lost phone"})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }
