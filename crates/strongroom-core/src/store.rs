@@ -456,6 +456,15 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<Option<crate::identity::user::User>, StoreError>;
 
+    /// Replaces a user's password hash (re-hashing an imported bcrypt hash to argon2id
+    /// after a successful sign-in; the password itself does not change).
+    async fn set_password_hash(
+        &self,
+        scope: &TenantScope,
+        id: crate::identity::user::UserId,
+        hash: &str,
+    ) -> Result<(), StoreError>;
+
     /// Starts a session with its first refresh token (hash), audited.
     async fn create_session(
         &self,

@@ -88,9 +88,15 @@ fn main() {
         .unwrap();
         let email = Email::parse("admin@bench.example").unwrap();
         let password = SecretString::new(PASSWORD.into());
-        p.create_user(&me, &slug, email.clone(), &password, vec![Role::Admin])
-            .await
-            .unwrap();
+        p.create_user(
+            &me,
+            &slug,
+            email.clone(),
+            strongroom_core::platform::Credential::Password(password.clone()),
+            vec![Role::Admin],
+        )
+        .await
+        .unwrap();
 
         // Baseline: argon2id verifications one at a time.
         let hasher = PasswordHasher::new(&config.passwords).unwrap();

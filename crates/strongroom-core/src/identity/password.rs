@@ -20,6 +20,30 @@ use crate::secret::SecretString;
 /// How many callers may wait per worker before new ones are turned away.
 const QUEUE_PER_WORKER: usize = 64;
 
+/// Whether `stored` is a bcrypt hash (imported; re-hashed at the next sign-in).
+pub fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
+}
+
+/// Checks an imported bcrypt hash's shape: `$2a$`/`$2b$`/`$2y$`, a two-digit cost
+/// 4–31, 53 characters of bcrypt base64 (salt and hash): 60 in all.
+pub fn check_bcrypt_import(hash: &str) -> Result<(), IdentityError> {
+    let bad = || IdentityError::WeakPassword("not a bcrypt hash ($2b$<cost>$<53 characters>)");
+    if hash.len() != 60 || !is_bcrypt(hash) || hash.as_bytes().get(6) != Some(&b'$') {
+        return Err(bad());
+    }
+    let cost: u32 = hash[4..6].parse().map_err(|_| bad())?;
+    let body_ok = hash[7..]
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
+    if !(4..=31).contains(&cost) || !body_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 /// Work for a hashing thread.
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -116,7 +140,8 @@ impl PasswordHasher {
         .await
     }
 
-    /// Checks `password` against a stored PHC hash. `Ok(false)` for a wrong password.
+    /// Checks `password` against a stored hash: our argon2id PHC strings, or a bcrypt
+    /// hash imported with a user (`$2a$`/`$2b$`/`$2y$`). `Ok(false)` for a wrong password.
     pub async fn verify(
         &self,
         password: &SecretString,
@@ -124,6 +149,15 @@ impl PasswordHasher {
     ) -> Result<bool, IdentityError> {
         let password = password.clone();
         let stored = stored.to_owned();
+        if is_bcrypt(&stored) {
+            return self
+                .run(move || {
+                    bcrypt::verify(password.expose().as_bytes(), &stored).map_err(|_| {
+                        IdentityError::Internal("stored bcrypt hash unreadable".into())
+                    })
+                })
+                .await;
+        }
         let (params, salt, expected) = parse_phc(&stored)?;
         self.run(move || {
             let mut out = vec![0u8; expected.len()];
@@ -316,6 +350,31 @@ mod tests {
             "$argon2id$v=19$m=x$a$b",
         ] {
             assert!(h.verify(&pw, junk).await.is_err(), "{junk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn imported_bcrypt_hashes_verify() {
+        let h = hasher();
+        let pw = SecretString::new("correct horse battery staple".into());
+        let imported = bcrypt::hash_with_salt("correct horse battery staple", 4, [7u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        assert!(check_bcrypt_import(&imported).is_ok());
+        assert!(h.verify(&pw, &imported).await.unwrap());
+        assert!(
+            !h.verify(&SecretString::new("nope".into()), &imported)
+                .await
+                .unwrap()
+        );
+        for bad in [
+            "",
+            "$2b$03$",
+            &imported.replace("$2b$04$", "$2b$99$"),
+            &imported[..59],
+            "$argon2id$v=19$m=1,t=1,p=1$AAAA$AAAA",
+        ] {
+            assert!(check_bcrypt_import(bad).is_err(), "{bad}");
         }
     }
 

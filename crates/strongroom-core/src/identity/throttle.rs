@@ -119,6 +119,13 @@ impl SignInThrottle {
         }
     }
 
+    /// [`SignInThrottle::failed`] when the attempt came from a network address.
+    pub fn failed_from(&self, account: &str, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            self.failed(account, ip);
+        }
+    }
+
     /// Records a success: the pair's failures are forgotten.
     pub fn succeeded(&self, account: &str, ip: IpAddr) {
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());

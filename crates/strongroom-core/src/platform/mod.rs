@@ -33,7 +33,7 @@ pub use audit::{AuditPage, AuditStatus, ExportFormat};
 pub use error::PlatformError;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 pub use mfa::{RecoveryCodes, SecondFactor, TotpEnrolment};
-pub use users::{UserPatch, UserTokens};
+pub use users::{Credential, UserPatch, UserTokens};
 
 /// Largest page a list endpoint returns.
 pub const MAX_PAGE: u32 = 100;

@@ -38,6 +38,16 @@ pub struct UserTokens {
     pub refresh_token: String,
 }
 
+/// How a new user proves who they are.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A password (policy-checked, hashed with argon2id).
+    Password(SecretString),
+    /// A bcrypt hash from another system, for user import: accepted as is and
+    /// re-hashed to argon2id at the user's next successful sign-in.
+    BcryptHash(String),
+}
+
 /// A change requested to a user.
 #[derive(Debug, Clone, Default)]
 pub struct UserPatch {
@@ -133,15 +143,26 @@ impl Platform {
         principal: &Principal,
         slug: &Slug,
         email: Email,
-        password: &SecretString,
+        credential: Credential,
         roles: Vec<Role>,
     ) -> Result<User, PlatformError> {
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
         scope.require_writable()?;
-        password::check_policy(password)?;
-        let hash = self.passwords.hash(password).await?;
+        let hash = match credential {
+            Credential::Password(p) => {
+                password::check_policy(&p)?;
+                self.passwords.hash(&p).await?
+            }
+            Credential::BcryptHash(h) => {
+                password::check_bcrypt_import(&h).map_err(|e| PlatformError::Invalid {
+                    field: Some("password_hash"),
+                    message: e.to_string(),
+                })?;
+                h
+            }
+        };
         let user = User {
             id: UserId::generate(),
             email,
@@ -277,9 +298,7 @@ impl Platform {
                 .map_err(|retry_after_secs| PlatformError::TooManyRequests { retry_after_secs })?;
         }
         let Some(tenant) = self.tenant_by_slug(slug).await? else {
-            if let Some(ip) = ip {
-                self.throttle.failed(&account, ip);
-            }
+            self.throttle.failed_from(&account, ip);
             self.passwords.verify_dummy(password).await?;
             return Err(IdentityError::InvalidCredentials.into());
         };
@@ -293,12 +312,10 @@ impl Platform {
                 false
             }
         };
-        let user = match creds {
-            Some(c) if verified && c.user.status == UserStatus::Active => c.user,
+        let (user, stored_hash) = match creds {
+            Some(c) if verified && c.user.status == UserStatus::Active => (c.user, c.password_hash),
             other => {
-                if let Some(ip) = ip {
-                    self.throttle.failed(&account, ip);
-                }
+                self.throttle.failed_from(&account, ip);
                 self.record_failed_login(&tenant, other.map(|c| c.user.id))
                     .await?;
                 tracing::info!(tenant = %slug, "user sign-in failed");
@@ -320,9 +337,7 @@ impl Platform {
         });
         let scope = access::sign_in_scope(&tenant, principal);
         if !self.check_second_factor(&scope, user.id, second).await? {
-            if let Some(ip) = ip {
-                self.throttle.failed(&account, ip);
-            }
+            self.throttle.failed_from(&account, ip);
             self.record_failed_login(&tenant, Some(user.id)).await?;
             return Err(PlatformError::SecondFactorRequired);
         }
@@ -345,8 +360,29 @@ impl Platform {
         if let Some(ip) = ip {
             self.throttle.succeeded(&account, ip);
         }
+        self.upgrade_hash(&scope, user.id, &stored_hash, password)
+            .await?;
         tracing::info!(tenant = %slug, user = %user.id, "user signed in");
         Ok(self.user_tokens(&tenant, &user, &session.id, refresh))
+    }
+
+    /// Replaces an imported bcrypt hash with argon2id, now that the password is known
+    /// to be right. A hashing failure leaves the bcrypt hash, to be retried next time.
+    async fn upgrade_hash(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        stored: &str,
+        password: &SecretString,
+    ) -> Result<(), PlatformError> {
+        if !password::is_bcrypt(stored) {
+            return Ok(());
+        }
+        match self.passwords.hash(password).await {
+            Ok(h) => self.store.set_password_hash(scope, user, &h).await?,
+            Err(e) => tracing::warn!(error = %e, "re-hashing an imported password failed"),
+        }
+        Ok(())
     }
 
     /// Audits a failed sign-in in the tenant (`session.login_failed`, actor

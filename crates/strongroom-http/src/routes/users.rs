@@ -9,7 +9,7 @@ use strongroom_core::access::rbac::Role;
 use strongroom_core::identity::Email;
 use strongroom_core::identity::user::{User, UserId, UserStatus};
 use strongroom_core::platform::{
-    RecoveryCodes, SecondFactor, TotpEnrolment, UserPatch, UserTokens,
+    Credential, RecoveryCodes, SecondFactor, TotpEnrolment, UserPatch, UserTokens,
 };
 use strongroom_core::secret::SecretString;
 use strongroom_core::tenant::Slug;
@@ -147,9 +147,15 @@ pub(crate) async fn logout(
 pub(crate) struct CreateUser {
     /// E-mail address (login name), unique in the tenant.
     email: Email,
-    /// Initial password (NIST SP 800-63B rules: length and a blocklist).
-    #[schema(value_type = String, format = Password)]
-    password: SecretString,
+    /// Initial password (NIST SP 800-63B rules: length, no composition rules). Give
+    /// this or `password_hash`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    password: Option<SecretString>,
+    /// For user import: a bcrypt hash (`$2b$…`) from another system, re-hashed to
+    /// argon2id at the user's next successful sign-in.
+    #[serde(default)]
+    password_hash: Option<String>,
     /// Roles: `admin`, `preparer`, `reviewer`, `viewer`, `auditor`.
     #[serde(default)]
     roles: Vec<String>,
@@ -188,9 +194,19 @@ pub(crate) async fn create_user(
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<User>), Problem> {
     let roles = roles(&body.roles)?;
+    let credential = match (body.password, body.password_hash) {
+        (Some(p), None) => Credential::Password(p),
+        (None, Some(h)) => Credential::BcryptHash(h),
+        _ => {
+            return Err(Problem::field(
+                "/password",
+                "Give exactly one of `password` and `password_hash`.",
+            ));
+        }
+    };
     let user = state
         .platform
-        .create_user(&principal, &p.tenant, body.email, &body.password, roles)
+        .create_user(&principal, &p.tenant, body.email, credential, roles)
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }

@@ -457,6 +457,15 @@ impl Store for SqliteStore {
         users::update(self.region(scope)?, scope, id, change, audit).await
     }
 
+    async fn set_password_hash(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        users::set_password_hash(self.region(scope)?, scope, id, hash).await
+    }
+
     async fn create_session(
         &self,
         scope: &TenantScope,

@@ -347,3 +347,20 @@ pub(super) async fn revoke_session(
     super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)
 }
+
+pub(super) async fn set_password_hash(
+    region: &Db,
+    scope: &TenantScope,
+    id: UserId,
+    hash: &str,
+) -> Result<(), StoreError> {
+    let mut tx = region.write().await?;
+    sqlx::query("UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?")
+        .bind(hash)
+        .bind(tid(scope))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
+}

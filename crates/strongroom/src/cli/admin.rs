@@ -53,7 +53,7 @@ pub(super) async fn user(platform: &Platform, cmd: UserCommand) -> anyhow::Resul
                     &Principal::LocalAdmin,
                     &Slug::parse(&tenant)?,
                     email,
-                    &password,
+                    strongroom_core::platform::Credential::Password(password),
                     roles,
                 )
                 .await?;

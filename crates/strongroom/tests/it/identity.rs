@@ -813,3 +813,97 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
         .unwrap();
     assert_eq!(page["entries"][0]["reason"], "lost phone, ticket 88");
 }
+
+fn stored_hash(s: &TestServer, email: &str) -> String {
+    let db = s.data_dir().join("regions/eu/strongroom.db");
+    let script = format!(
+        "import sqlite3\nc = sqlite3.connect('file:{}?mode=ro', uri=True)\nprint(c.execute('SELECT password_hash FROM users WHERE email_key = ?', ({email:?},)).fetchone()[0])\n",
+        db.display()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn imported_bcrypt_users_sign_in_and_are_rehashed_to_argon2id() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let token = tokens(&s, "acme", &admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let imported = bcrypt::hash_with_salt(PASSWORD, 6, [9u8; 16])
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoB);
+    let create = |body: Value| {
+        let (client, url, token) = (s.client(), s.url("/v1/t/acme/users"), token.clone());
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = create(
+        json!({"email": "legacy@acme.example", "password_hash": imported, "roles": ["viewer"]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    assert!(stored_hash(&s, "legacy@acme.example").starts_with("$2b$06$"));
+    expect_problem(
+        login(&s, "acme", "legacy@acme.example", "wrong password entirely").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    assert!(
+        stored_hash(&s, "legacy@acme.example").starts_with("$2b$"),
+        "a failed sign-in changes nothing"
+    );
+    assert_eq!(
+        login(&s, "acme", "legacy@acme.example", PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    let now = stored_hash(&s, "legacy@acme.example");
+    assert!(now.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{now}");
+    assert_eq!(
+        login(&s, "acme", "legacy@acme.example", PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    // Exactly one credential, and only a well-formed bcrypt hash.
+    for (body, pointer) in [
+        (
+            json!({"email": "x@acme.example", "password": PASSWORD, "password_hash": imported}),
+            "/password",
+        ),
+        (json!({"email": "x@acme.example"}), "/password"),
+        (
+            json!({"email": "x@acme.example", "password_hash": "$2b$04$short"}),
+            "/password_hash",
+        ),
+        (
+            json!({"email": "x@acme.example", "password_hash": "$argon2id$v=19$m=8,t=1,p=1$AAAA$AAAA"}),
+            "/password_hash",
+        ),
+    ] {
+        let body = expect_problem(create(body).await, 422, "validation").await;
+        assert!(body.to_string().contains(pointer), "{body}");
+    }
+}
