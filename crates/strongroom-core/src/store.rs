@@ -465,6 +465,38 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
     ) -> Result<(), StoreError>;
 
+    /// Registers an application, audited in the same transaction.
+    async fn insert_application(
+        &self,
+        scope: &TenantScope,
+        app: &crate::identity::application::StoredApplication,
+        created_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// An application by id.
+    async fn application(
+        &self,
+        scope: &TenantScope,
+        id: crate::identity::application::AppId,
+    ) -> Result<Option<crate::identity::application::StoredApplication>, StoreError>;
+
+    /// Every application of the tenant (bounded by the caller's page).
+    async fn applications(
+        &self,
+        scope: &TenantScope,
+        limit: u32,
+    ) -> Result<Vec<crate::identity::application::StoredApplication>, StoreError>;
+
+    /// Enables or disables an application, audited. `false` if no such application.
+    async fn set_application_active(
+        &self,
+        scope: &TenantScope,
+        id: crate::identity::application::AppId,
+        active: bool,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
     /// Starts a session with its first refresh token (hash), audited.
     async fn create_session(
         &self,

@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{self, ProblemKind};
-use crate::routes::{audit, health, meta, operator, tenants, users};
+use crate::routes::{applications, audit, health, meta, operator, tenants, users};
 use crate::state::AppState;
 
 /// Top-level document metadata.
@@ -37,6 +37,7 @@ use crate::state::AppState;
         (name = "tenants", description = "Tenant (workspace) directory; operators only"),
         (name = "sessions", description = "Tenant users signing in, refreshing and signing out"),
         (name = "users", description = "A tenant's users and their roles"),
+        (name = "applications", description = "A tenant's applications (OAuth 2.0 client credentials) and the token endpoint"),
         (name = "audit", description = "A tenant's audit trail as a transparency log (C2SP tlog-tiles)"),
     )
 )]
@@ -86,6 +87,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::totp_enrol))
         .routes(routes!(users::totp_confirm))
         .routes(routes!(users::totp_reset))
+        .routes(routes!(
+            applications::create_application,
+            applications::list_applications
+        ))
+        .routes(routes!(applications::patch_application))
+        .routes(routes!(applications::token))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

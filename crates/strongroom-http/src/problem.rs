@@ -89,6 +89,13 @@ pub const VALIDATION: ProblemKind = ProblemKind {
     title: "The request has invalid values",
     status: 422,
 };
+/// A token request the OAuth 2.0 token endpoint refuses (RFC 6749 §5.2); the body also
+/// carries the RFC's `error` code.
+pub const OAUTH: ProblemKind = ProblemKind {
+    slug: "oauth",
+    title: "The token request was refused",
+    status: 400,
+};
 /// Too many failed sign-ins from this address for this account; wait `Retry-After`.
 pub const TOO_MANY_REQUESTS: ProblemKind = ProblemKind {
     slug: "too-many-requests",
@@ -126,6 +133,7 @@ pub const ALL: &[&ProblemKind] = &[
     &PAYLOAD_TOO_LARGE,
     &UNSUPPORTED_MEDIA_TYPE,
     &VALIDATION,
+    &OAUTH,
     &TOO_MANY_REQUESTS,
     &UNAVAILABLE,
     &TIMEOUT,
@@ -166,6 +174,9 @@ pub struct ProblemBody {
     /// Per-field validation errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The OAuth 2.0 error code (RFC 6749 §5.2), on token-endpoint problems only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
 }
 
 /// An error on its way to the client.
@@ -177,6 +188,7 @@ pub struct Problem {
     /// Cause for the log; never sent.
     internal: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    oauth: Option<&'static str>,
 }
 
 impl Problem {
@@ -188,6 +200,7 @@ impl Problem {
             errors: Vec::new(),
             internal: None,
             headers: Vec::new(),
+            oauth: None,
         }
     }
 
@@ -215,6 +228,12 @@ impl Problem {
     /// Adds a response header (e.g. `WWW-Authenticate`, `Retry-After`, `Allow`).
     pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Self {
         self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    /// Adds the OAuth 2.0 `error` code (RFC 6749 §5.2) for token-endpoint clients.
+    pub fn with_oauth_error(mut self, code: &'static str) -> Self {
+        self.oauth = Some(code);
         self
     }
 
@@ -250,6 +269,7 @@ impl IntoResponse for Problem {
             detail: self.detail,
             request_id: current_request_id(),
             errors: self.errors,
+            error: self.oauth,
         };
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (

@@ -15,6 +15,17 @@ use crate::identity::user::UserId;
 use crate::tenant::{RegionName, Tenant, TenantId, TenantStatus};
 use rbac::Permission;
 
+/// An application of a tenant, with the permissions it was registered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantApp {
+    /// The only tenant this principal can act in.
+    pub tenant: TenantId,
+    /// Which application.
+    pub app: crate::identity::application::AppId,
+    /// What it may do.
+    pub permissions: BTreeSet<Permission>,
+}
+
 /// A signed-in tenant user, as established from a verified access token and the
 /// current state of their account (active, session live, current role grants).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +52,8 @@ pub enum Principal {
     System,
     /// A tenant user, confined to their tenant.
     User(TenantUser),
+    /// A tenant's application (OAuth 2.0 client credentials), confined to its tenant.
+    Application(TenantApp),
     /// Someone not (yet) authenticated: a failed sign-in is recorded under this actor.
     Anonymous,
 }
@@ -51,6 +64,7 @@ impl Principal {
         match self {
             Self::Operator(id) => format!("operator:{id}"),
             Self::User(u) => format!("user:{}", u.user),
+            Self::Application(a) => format!("application:{}", a.app),
             Self::Anonymous => "anonymous".into(),
             Self::LocalAdmin => "local-admin".into(),
             Self::System => "system".into(),
@@ -161,7 +175,7 @@ pub fn authorize_platform(
         }
         // Tenant users have no platform-level rights; on a tenant's path they are
         // refused as if the tenant did not exist (see `authorize_tenant`).
-        (Principal::User(_), _) => Err(AccessError::NotVisible),
+        (Principal::User(_) | Principal::Application(_), _) => Err(AccessError::NotVisible),
         (Principal::Anonymous, _) => Err(AccessError::Forbidden("authentication required")),
     }
 }
@@ -183,6 +197,16 @@ pub fn authorize_tenant(
             Err(AccessError::Forbidden(permission.as_str()))
         }
         Principal::User(_) => Ok(TenantScope {
+            tenant: tenant.id,
+            region: tenant.region.clone(),
+            writable: tenant.status == TenantStatus::Active,
+            actor: principal.clone(),
+        }),
+        Principal::Application(a) if a.tenant != tenant.id => Err(AccessError::NotVisible),
+        Principal::Application(a) if !a.permissions.contains(&permission) => {
+            Err(AccessError::Forbidden(permission.as_str()))
+        }
+        Principal::Application(_) => Ok(TenantScope {
             tenant: tenant.id,
             region: tenant.region.clone(),
             writable: tenant.status == TenantStatus::Active,

@@ -57,11 +57,17 @@ pub enum Action {
     SessionMfa,
     /// An administrator removed a user's second factor (lost authenticator).
     UserMfaReset,
+    /// An application was registered.
+    ApplicationCreate,
+    /// An application was enabled or disabled.
+    ApplicationUpdate,
+    /// An application obtained an access token.
+    ApplicationToken,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 21] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -80,6 +86,9 @@ impl Action {
         Self::UserMfaConfirm,
         Self::SessionMfa,
         Self::UserMfaReset,
+        Self::ApplicationCreate,
+        Self::ApplicationUpdate,
+        Self::ApplicationToken,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -103,6 +112,9 @@ impl Action {
             Self::UserMfaConfirm => "user.mfa_confirm",
             Self::SessionMfa => "session.mfa",
             Self::UserMfaReset => "user.mfa_reset",
+            Self::ApplicationCreate => "application.create",
+            Self::ApplicationUpdate => "application.update",
+            Self::ApplicationToken => "application.token",
         }
     }
 
@@ -153,6 +165,10 @@ impl Actor {
             Principal::Anonymous => Self {
                 id: None,
                 kind: "anonymous",
+            },
+            Principal::Application(a) => Self {
+                id: Some(a.app.to_string()),
+                kind: "application",
             },
         }
     }

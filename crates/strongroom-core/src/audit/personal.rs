@@ -53,9 +53,10 @@ fn context(scope: &TenantScope, key_id: &str) -> Vec<u8> {
 pub fn subject_of(principal: &Principal) -> Option<String> {
     match principal {
         // Failed sign-ins by unknown people share one "anonymous" subject per tenant.
-        Principal::Operator(_) | Principal::User(_) | Principal::Anonymous => {
-            Some(principal.label())
-        }
+        Principal::Operator(_)
+        | Principal::User(_)
+        | Principal::Application(_)
+        | Principal::Anonymous => Some(principal.label()),
         Principal::LocalAdmin | Principal::System => None,
     }
 }

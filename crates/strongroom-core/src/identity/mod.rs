@@ -4,6 +4,7 @@
 //! validated [`Email`]s, argon2id [`password`] hashing on a bounded pool, and
 //! EdDSA-signed access [`token`]s.
 
+pub mod application;
 mod email;
 pub mod operator;
 pub mod password;

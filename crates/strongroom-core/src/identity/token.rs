@@ -232,6 +232,17 @@ impl TokenService {
         self.issue_with(aud, subject, ttl_secs, None)
     }
 
+    /// Signs a token for a tenant subject other than a user (an application; audience
+    /// [`TENANT_AUDIENCE`]); an empty `sid` is left out.
+    pub fn issue_for_subject(
+        &self,
+        subject: &str,
+        ttl_secs: u64,
+        tenant: TenantClaims,
+    ) -> IssuedToken {
+        self.issue_with(TENANT_AUDIENCE, subject, ttl_secs, Some(tenant))
+    }
+
     /// Signs a tenant user's token (audience [`TENANT_AUDIENCE`]).
     pub fn issue_for_user(
         &self,
@@ -261,7 +272,10 @@ impl TokenService {
             jti: uuid::Uuid::new_v4().to_string(),
             tid: tenant.as_ref().map(|t| t.tid.clone()),
             tenant: tenant.as_ref().map(|t| t.tenant.clone()),
-            sid: tenant.as_ref().map(|t| t.sid.clone()),
+            sid: tenant
+                .as_ref()
+                .map(|t| t.sid.clone())
+                .filter(|s| !s.is_empty()),
             app: None,
             perms: tenant.map(|t| t.perms),
         };

@@ -5,6 +5,7 @@
 //! deployment's configuration, then storage). Because the CLI and the API go through
 //! the same methods, they cannot drift apart.
 
+mod applications;
 mod audit;
 mod error;
 mod keys;
@@ -29,6 +30,7 @@ use crate::secret::{SecretBytes, SecretString};
 use crate::store::{BlobStore, Page, Store, StoreError, StoredSigningKey};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
 
+pub use applications::{OAuthError, OAuthToken, RegisteredApplication};
 pub use audit::{AuditPage, AuditStatus, ExportFormat};
 pub use error::PlatformError;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};

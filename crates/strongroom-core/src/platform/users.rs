@@ -78,7 +78,10 @@ fn user_target(id: Option<UserId>) -> Target {
 
 impl Platform {
     /// The tenant behind `slug`, looked up with the server's own rights.
-    async fn tenant_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>, PlatformError> {
+    pub(super) async fn tenant_by_slug(
+        &self,
+        slug: &Slug,
+    ) -> Result<Option<Tenant>, PlatformError> {
         let sys = access::authorize_platform(&Principal::System, PlatformAction::ReadTenants)?;
         Ok(self.store.tenant(&sys, slug).await?)
     }
@@ -114,7 +117,7 @@ impl Platform {
         operator_action: Option<PlatformAction>,
     ) -> Result<(Tenant, TenantScope), PlatformError> {
         match principal {
-            Principal::User(_) => {
+            Principal::User(_) | Principal::Application(_) => {
                 let tenant = self
                     .tenant_by_slug(slug)
                     .await?
@@ -524,6 +527,22 @@ impl Platform {
             .verify_any(bearer, &[OPERATOR_AUDIENCE, TENANT_AUDIENCE])?;
         if claims.aud == OPERATOR_AUDIENCE {
             return Ok(super::operator_from_claims(&claims)?);
+        }
+        if let Some(app) = claims.sub.strip_prefix("app:") {
+            let app = uuid::Uuid::parse_str(app)
+                .map(crate::identity::application::AppId::from_uuid)
+                .map_err(|_| TokenError::Malformed)?;
+            let (Some(tid), Some(slug)) = (&claims.tid, &claims.tenant) else {
+                return Err(TokenError::Malformed.into());
+            };
+            let slug = Slug::parse(slug).map_err(|_| TokenError::Malformed)?;
+            let tenant = self
+                .tenant_by_slug(&slug)
+                .await?
+                .filter(|t| t.id.as_uuid().to_string() == *tid)
+                .ok_or(PlatformError::Unauthenticated)?;
+            let claimed = claims.perms.clone().unwrap_or_default();
+            return self.authenticate_application(&tenant, app, &claimed).await;
         }
         let user = claims
             .sub

@@ -1,6 +1,7 @@
 //! Handlers, one file per resource. Handlers are thin: extract, call the platform,
 //! shape the response.
 
+pub(crate) mod applications;
 pub(crate) mod audit;
 pub(crate) mod health;
 pub(crate) mod meta;

@@ -6,6 +6,7 @@
 //! process (the CLI next to a running server) waits on `busy_timeout` instead of
 //! failing half-way through.
 
+mod applications;
 mod audit;
 mod control;
 mod keys;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use strongroom_core::access::{PlatformScope, TenantScope};
 use strongroom_core::identity::Email;
+use strongroom_core::identity::application::{AppId, StoredApplication};
 use strongroom_core::identity::operator::{Operator, OperatorCredentials};
 use strongroom_core::identity::user::{StoredSession, User, UserCredentials, UserId};
 use strongroom_core::store::{
@@ -464,6 +466,42 @@ impl Store for SqliteStore {
         hash: &str,
     ) -> Result<(), StoreError> {
         users::set_password_hash(self.region(scope)?, scope, id, hash).await
+    }
+
+    async fn insert_application(
+        &self,
+        scope: &TenantScope,
+        app: &StoredApplication,
+        created_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        applications::insert(self.region(scope)?, scope, app, created_by, audit).await
+    }
+
+    async fn application(
+        &self,
+        scope: &TenantScope,
+        id: AppId,
+    ) -> Result<Option<StoredApplication>, StoreError> {
+        applications::by_id(self.region(scope)?, scope, id).await
+    }
+
+    async fn applications(
+        &self,
+        scope: &TenantScope,
+        limit: u32,
+    ) -> Result<Vec<StoredApplication>, StoreError> {
+        applications::list(self.region(scope)?, scope, limit).await
+    }
+
+    async fn set_application_active(
+        &self,
+        scope: &TenantScope,
+        id: AppId,
+        active: bool,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        applications::set_active(self.region(scope)?, scope, id, active, audit).await
     }
 
     async fn create_session(

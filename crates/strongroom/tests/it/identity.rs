@@ -907,3 +907,211 @@ async fn imported_bcrypt_users_sign_in_and_are_rehashed_to_argon2id() {
         assert!(body.to_string().contains(pointer), "{body}");
     }
 }
+
+async fn token_request(
+    s: &TestServer,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let mut req = s.client().post(s.url("/oauth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn applications_get_client_credentials_tokens_with_their_own_permissions() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let token = tokens(&s, "acme", &admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/acme/applications"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "LIMS connector", "permissions": ["audit:read", "records:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let app: Value = resp.json().await.unwrap();
+    let (id, client_id, secret) = (
+        app["id"].as_str().unwrap().to_owned(),
+        app["client_id"].as_str().unwrap().to_owned(),
+        app["client_secret"].as_str().unwrap().to_owned(),
+    );
+    assert!(client_id.starts_with("acme.") && secret.starts_with("src_"));
+
+    // Client credentials in the body, and with HTTP Basic.
+    let resp = token_request(
+        &s,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let t: Value = resp.json().await.unwrap();
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["scope"], "audit:read records:read");
+    let app_token = t["access_token"].as_str().unwrap().to_owned();
+    let resp = token_request(
+        &s,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "records:read"),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let narrow = resp.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The application reads the trail but cannot manage users; the narrowed token
+    // cannot read the trail.
+    assert_eq!(
+        get(&s, &app_token, "/v1/t/acme/audit/entries")
+            .await
+            .status(),
+        200
+    );
+    expect_problem(
+        get(&s, &app_token, "/v1/t/acme/users").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    expect_problem(
+        get(&s, &narrow, "/v1/t/acme/audit/entries").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // Its actions are attributed to it.
+    let page: Value = get(&s, &token, "/v1/t/acme/audit/entries?action=audit.query")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == json!({"kind": "application", "id": id}))
+    );
+
+    // RFC 6749 §5.2 errors, as problem+json with the `error` code.
+    for (form, basic, status, code) in [
+        (
+            vec![("grant_type", "password")],
+            None,
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id.as_str()),
+                ("client_secret", "src_wrong"),
+            ],
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "acme.0193f0c4-8a4e-7c1d-9a55-3c2f1e0b7a61"),
+                ("client_secret", secret.as_str()),
+            ],
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "nonsense"),
+                ("client_secret", "x"),
+            ],
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "users:manage"),
+            ],
+            Some((client_id.as_str(), secret.as_str())),
+            400,
+            "invalid_scope",
+        ),
+    ] {
+        let resp = token_request(&s, &form, basic).await;
+        assert_eq!(resp.status().as_u16(), status, "{form:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], code, "{body}");
+    }
+    let resp = s
+        .client()
+        .post(s.url("/oauth/token"))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+
+    // Disabled: the live token stops at the next request and no new one is issued.
+    let resp = s
+        .client()
+        .patch(s.url(&format!("/v1/t/acme/applications/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    expect_problem(
+        get(&s, &app_token, "/v1/t/acme/audit/entries").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    let resp = token_request(
+        &s,
+        &[("grant_type", "client_credentials")],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    // The listing never shows a secret.
+    let list = get(&s, &token, "/v1/t/acme/applications")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains(&client_id) && !list.contains(&secret) && !list.contains("client_secret")
+    );
+}

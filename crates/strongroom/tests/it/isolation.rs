@@ -24,6 +24,10 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
         ("post", "/v1/t/{tenant}/users/me/totp/confirm") => Some(json!({"code": "123456"})),
         ("put", "/v1/tenants/{tenant}/secrets/{name}") => Some(json!({"value": "overwritten"})),
         ("delete", "/v1/t/{tenant}/users/{id}/totp") => Some(json!({"reason": "lost phone"})),
+        ("post", "/v1/t/{tenant}/applications") => {
+            Some(json!({"name": "intruder", "permissions": ["users:manage"]}))
+        }
+        ("patch", "/v1/t/{tenant}/applications/{id}") => Some(json!({"active": false})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }

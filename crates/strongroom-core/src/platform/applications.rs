@@ -1,0 +1,289 @@
+//! Applications on the platform facade: registration and status by a tenant's user
+//! administrators, the OAuth 2.0 client-credentials grant, and authenticating the
+//! application tokens it issues.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{MAX_PAGE, Platform, PlatformError};
+use crate::access::rbac::Permission;
+use crate::access::{self, Principal, TenantApp};
+use crate::audit::entry::{Action, NewEntry, Target};
+use crate::audit::merkle::sha256;
+use crate::identity::application::{AppId, Application, StoredApplication};
+use crate::identity::token::TenantClaims;
+use crate::secret::SecretString;
+use crate::tenant::Slug;
+
+/// Longest application name, in characters.
+const MAX_NAME: usize = 100;
+/// Prefix of client secrets (lets secret scanners recognise a leaked one).
+const SECRET_PREFIX: &str = "src_";
+
+/// A newly registered application with its secret, shown this once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegisteredApplication {
+    /// The application.
+    #[serde(flatten)]
+    pub application: Application,
+    /// The OAuth 2.0 `client_secret`. Only its hash is kept: it cannot be shown again.
+    pub client_secret: String,
+}
+
+/// An access token from the token endpoint (RFC 6749 §5.1).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OAuthToken {
+    /// The EdDSA-signed JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// The permissions granted, space-separated.
+    pub scope: String,
+}
+
+/// Why the token endpoint refused (RFC 6749 §5.2 error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthError {
+    /// Unknown client, wrong secret, or a disabled application.
+    InvalidClient,
+    /// A `scope` naming permissions the application does not have.
+    InvalidScope,
+}
+
+fn app_target(id: AppId) -> Target {
+    Target {
+        id: id.to_string(),
+        kind: "application".into(),
+        version: None,
+    }
+}
+
+impl Platform {
+    /// Registers an application with `permissions` (`users:manage`). Returns the
+    /// client secret once.
+    pub async fn create_application(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        name: &str,
+        permissions: Vec<Permission>,
+    ) -> Result<RegisteredApplication, PlatformError> {
+        if name.trim().is_empty()
+            || name.chars().count() > MAX_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(PlatformError::Invalid {
+                field: Some("name"),
+                message: format!("1-{MAX_NAME} characters without control characters"),
+            });
+        }
+        let (tenant, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        scope.require_writable()?;
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut raw)
+            .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+        let secret = format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
+        let id = AppId::generate();
+        let stored = StoredApplication {
+            app: Application {
+                id,
+                client_id: format!("{}.{id}", tenant.slug),
+                name: name.trim().to_owned(),
+                permissions,
+                active: true,
+                created_at: self.clock.now(),
+            },
+            secret_hash: sha256(&[secret.as_bytes()]),
+        };
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(&scope, Action::ApplicationCreate, app_target(id), None),
+            )
+            .await?;
+        self.store
+            .insert_application(&scope, &stored, &principal.label(), &event)
+            .await?;
+        Ok(RegisteredApplication {
+            application: stored.app,
+            client_secret: secret,
+        })
+    }
+
+    /// The tenant's applications (`users:manage`).
+    pub async fn applications(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<Vec<Application>, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        Ok(self
+            .store
+            .applications(&scope, MAX_PAGE)
+            .await?
+            .into_iter()
+            .map(|a| a.app)
+            .collect())
+    }
+
+    /// Enables or disables an application (`users:manage`); a disabled application's
+    /// tokens stop working at the next request.
+    pub async fn set_application_active(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: AppId,
+        active: bool,
+    ) -> Result<Application, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        scope.require_writable()?;
+        let reason = Some(format!("active={active}"));
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(&scope, Action::ApplicationUpdate, app_target(id), reason),
+            )
+            .await?;
+        if !self
+            .store
+            .set_application_active(&scope, id, active, &event)
+            .await?
+        {
+            return Err(PlatformError::NotFound("application"));
+        }
+        self.store
+            .application(&scope, id)
+            .await?
+            .map(|a| a.app)
+            .ok_or(PlatformError::NotFound("application"))
+    }
+
+    /// The client-credentials grant: a token for the application, with the requested
+    /// `scope` (space-separated permissions; default: all of the application's).
+    pub async fn client_credentials(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        scope: Option<&str>,
+    ) -> Result<OAuthToken, OAuthError> {
+        let found = self.find_client(client_id).await;
+        // Compare against something either way, so timing does not tell ids apart.
+        let expected = found.as_ref().map_or([0u8; 32], |(_, a)| a.secret_hash);
+        let given = sha256(&[client_secret.expose().as_bytes()]);
+        let matches = bool::from(subtle::ConstantTimeEq::ct_eq(&given[..], &expected[..]));
+        let Some((tenant, stored)) = found.filter(|(_, a)| matches && a.app.active) else {
+            return Err(OAuthError::InvalidClient);
+        };
+        let granted: Vec<Permission> = match scope {
+            None => stored.app.permissions.clone(),
+            Some(s) => {
+                let wanted: Option<Vec<Permission>> =
+                    s.split_whitespace().map(Permission::parse).collect();
+                match wanted {
+                    Some(w)
+                        if !w.is_empty()
+                            && w.iter().all(|p| stored.app.permissions.contains(p)) =>
+                    {
+                        w
+                    }
+                    _ => return Err(OAuthError::InvalidScope),
+                }
+            }
+        };
+        let principal = Principal::Application(TenantApp {
+            tenant: tenant.id,
+            app: stored.app.id,
+            permissions: granted.iter().copied().collect(),
+        });
+        let home = access::sign_in_scope(&tenant, principal);
+        let recorded = async {
+            let event = self
+                .keyring
+                .audit_event(
+                    &home,
+                    NewEntry::by(
+                        &home,
+                        Action::ApplicationToken,
+                        app_target(stored.app.id),
+                        None,
+                    ),
+                )
+                .await?;
+            self.store.append_audit(&home, &event).await?;
+            Ok::<(), PlatformError>(())
+        };
+        if let Err(e) = recorded.await {
+            tracing::error!(error = %e, "could not audit an application token; refusing it");
+            return Err(OAuthError::InvalidClient);
+        }
+        let names: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
+        let issued = self.tokens.issue_for_subject(
+            &format!("app:{}", stored.app.id),
+            self.user_ttl_secs,
+            TenantClaims {
+                tid: tenant.id.as_uuid().to_string(),
+                tenant: tenant.slug.to_string(),
+                sid: String::new(),
+                perms: names.clone(),
+            },
+        );
+        Ok(OAuthToken {
+            access_token: issued.access_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: names.join(" "),
+        })
+    }
+
+    async fn find_client(
+        &self,
+        client_id: &str,
+    ) -> Option<(crate::tenant::Tenant, StoredApplication)> {
+        let (slug, id) = client_id.split_once('.')?;
+        let slug = Slug::parse(slug).ok()?;
+        let id = AppId::from_uuid(uuid::Uuid::parse_str(id).ok()?);
+        let tenant = self.tenant_by_slug(&slug).await.ok()??;
+        let probe = access::sign_in_scope(&tenant, Principal::System);
+        let app = self.store.application(&probe, id).await.ok()??;
+        Some((tenant, app))
+    }
+
+    /// The principal of a verified application token: the application must still be
+    /// active, and keeps only the permissions it still has.
+    pub(super) async fn authenticate_application(
+        &self,
+        tenant: &crate::tenant::Tenant,
+        app: AppId,
+        claimed: &[String],
+    ) -> Result<Principal, PlatformError> {
+        let probe = access::sign_in_scope(tenant, Principal::System);
+        let stored = self
+            .store
+            .application(&probe, app)
+            .await?
+            .filter(|a| a.app.active)
+            .ok_or(PlatformError::Unauthenticated)?;
+        let permissions = claimed
+            .iter()
+            .filter_map(|c| Permission::parse(c))
+            .filter(|p| stored.app.permissions.contains(p))
+            .collect();
+        Ok(Principal::Application(TenantApp {
+            tenant: tenant.id,
+            app,
+            permissions,
+        }))
+    }
+}

@@ -1,0 +1,220 @@
+//! Applications (OAuth 2.0 confidential clients) of a tenant, and the token endpoint.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use strongroom_core::access::rbac::Permission;
+use strongroom_core::identity::application::{AppId, Application};
+use strongroom_core::platform::{OAuthError, OAuthToken, RegisteredApplication};
+use strongroom_core::secret::SecretString;
+use strongroom_core::tenant::Slug;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::problem::{self, Problem, unauthenticated};
+use crate::state::AppState;
+
+/// The `{tenant}` path parameter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TenantPath {
+    /// The tenant's slug.
+    tenant: Slug,
+}
+
+/// The `{tenant}` and `{id}` path parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AppPath {
+    /// The tenant's slug.
+    tenant: Slug,
+    /// The application's id.
+    id: AppId,
+}
+
+/// A new application.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateApplication {
+    /// A name for people (1-100 characters).
+    name: String,
+    /// What its tokens may do, e.g. `["records:read"]`.
+    permissions: Vec<String>,
+}
+
+/// Registers an application (`users:manage`). The response holds the `client_secret`,
+/// shown this once.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/applications", tag = "applications",
+    params(TenantPath),
+    request_body = CreateApplication,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Registered", body = RegisteredApplication))
+)]
+pub(crate) async fn create_application(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<CreateApplication>,
+) -> Result<(StatusCode, Json<RegisteredApplication>), Problem> {
+    if body.permissions.len() > Permission::ALL.len() {
+        return Err(Problem::field("/permissions", "Too many permissions."));
+    }
+    let permissions = body
+        .permissions
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Permission::parse(n)
+                .ok_or_else(|| Problem::field(format!("/permissions/{i}"), "Unknown permission."))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let app = state
+        .platform
+        .create_application(&principal, &p.tenant, &body.name, permissions)
+        .await?;
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// Lists the tenant's applications (`users:manage`).
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/applications", tag = "applications",
+    params(TenantPath),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The applications", body = Vec<Application>))
+)]
+pub(crate) async fn list_applications(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+) -> Result<Json<Vec<Application>>, Problem> {
+    Ok(Json(
+        state.platform.applications(&principal, &p.tenant).await?,
+    ))
+}
+
+/// A change to an application.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchApplication {
+    /// `false` stops its tokens at the next request.
+    active: bool,
+}
+
+/// Enables or disables an application (`users:manage`).
+#[utoipa::path(
+    patch, path = "/v1/t/{tenant}/applications/{id}", tag = "applications",
+    params(AppPath),
+    request_body = PatchApplication,
+    security(("bearer" = [])),
+    responses((status = 200, description = "The application after the change", body = Application))
+)]
+pub(crate) async fn patch_application(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<AppPath>,
+    ApiJson(body): ApiJson<PatchApplication>,
+) -> Result<Json<Application>, Problem> {
+    Ok(Json(
+        state
+            .platform
+            .set_application_active(&principal, &p.tenant, p.id, body.active)
+            .await?,
+    ))
+}
+
+/// A token request (RFC 6749 §4.4.2), form-encoded.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct TokenRequest {
+    /// `client_credentials`.
+    grant_type: Option<String>,
+    /// The application's `client_id` (or in HTTP Basic authentication).
+    client_id: Option<String>,
+    /// The application's `client_secret` (or in HTTP Basic authentication).
+    #[schema(value_type = Option<String>, format = Password)]
+    client_secret: Option<SecretString>,
+    /// Space-separated permissions to narrow the token to (default: all of the
+    /// application's).
+    scope: Option<String>,
+}
+
+fn oauth(code: &'static str, detail: &str) -> Problem {
+    Problem::new(&problem::OAUTH, detail).with_oauth_error(code)
+}
+
+/// `client_id` and `client_secret` from HTTP Basic (RFC 6749 §2.3.1), if present.
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+/// The OAuth 2.0 token endpoint: the client-credentials grant for applications.
+/// Errors are problem+json that also carry the RFC 6749 `error` code.
+#[utoipa::path(
+    post, path = "/oauth/token", tag = "applications",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A token", body = OAuthToken),
+        (status = 400, description = "`invalid_request`, `unsupported_grant_type` or `invalid_scope`"),
+        (status = 401, description = "`invalid_client`"),
+    )
+)]
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<axum::Form<TokenRequest>, FormRejection>,
+) -> Result<Json<OAuthToken>, Problem> {
+    let axum::Form(req) = form.map_err(|_| {
+        oauth(
+            "invalid_request",
+            "Send an application/x-www-form-urlencoded body (RFC 6749 §4.4.2).",
+        )
+    })?;
+    if req.grant_type.as_deref() != Some("client_credentials") {
+        return Err(oauth(
+            "unsupported_grant_type",
+            "Only grant_type=client_credentials is supported.",
+        ));
+    }
+    let (id, secret) = match (basic(&headers), req.client_id, req.client_secret) {
+        (Some((id, secret)), None, None) => (id, SecretString::new(secret)),
+        (None, Some(id), Some(secret)) => (id, secret),
+        _ => {
+            return Err(unauthenticated(
+                "Authenticate the client with HTTP Basic or client_id/client_secret (one way).",
+            )
+            .with_oauth_error("invalid_client"));
+        }
+    };
+    if id.len() > 200
+        || secret.expose().len() > 200
+        || req.scope.as_ref().is_some_and(|s| s.len() > 500)
+    {
+        return Err(oauth("invalid_request", "A parameter is too long."));
+    }
+    state
+        .platform
+        .client_credentials(&id, &secret, req.scope.as_deref())
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            OAuthError::InvalidClient => {
+                unauthenticated("Unknown client, wrong secret, or a disabled application.")
+                    .with_oauth_error("invalid_client")
+            }
+            OAuthError::InvalidScope => oauth(
+                "invalid_scope",
+                "The scope names permissions the application does not have.",
+            ),
+        })
+}

@@ -1,0 +1,128 @@
+//! SQL for applications (OAuth 2.0 clients). Every statement binds `tenant_id` from the
+//! caller's scope; registration and status changes append their audit entry in the same
+//! transaction.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use strongroom_core::access::TenantScope;
+use strongroom_core::access::rbac::Permission;
+use strongroom_core::identity::application::{AppId, Application, StoredApplication};
+use strongroom_core::store::{AuditEvent, StoreError};
+
+use super::control::uuid;
+use super::{Db, tid};
+use crate::error::db;
+use crate::time_codec::{from_micros, to_micros};
+
+const SELECT: &str = "SELECT a.id, a.name, a.secret_hash, a.permissions, a.active, a.created_at, h.slug FROM applications a JOIN tenant_homes h ON h.tenant_id = a.tenant_id";
+
+fn from_row(r: &SqliteRow) -> Result<StoredApplication, StoreError> {
+    let id = AppId::from_uuid(uuid(&r.try_get::<String, _>("id").map_err(db)?)?);
+    let slug: String = r.try_get("slug").map_err(db)?;
+    let names: String = r.try_get("permissions").map_err(db)?;
+    let permissions = names
+        .split_whitespace()
+        .map(|n| {
+            Permission::parse(n).ok_or_else(|| StoreError::Corrupt(format!("permission {n:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hash: Vec<u8> = r.try_get("secret_hash").map_err(db)?;
+    Ok(StoredApplication {
+        app: Application {
+            id,
+            client_id: format!("{slug}.{id}"),
+            name: r.try_get("name").map_err(db)?,
+            permissions,
+            active: r.try_get::<i64, _>("active").map_err(db)? == 1,
+            created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
+        },
+        secret_hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("secret hash length".into()))?,
+    })
+}
+
+pub(super) async fn insert(
+    region: &Db,
+    scope: &TenantScope,
+    a: &StoredApplication,
+    created_by: &str,
+    audit: &AuditEvent,
+) -> Result<(), StoreError> {
+    let mut tx = region.write().await?;
+    let names: Vec<&str> = a.app.permissions.iter().map(|p| p.as_str()).collect();
+    sqlx::query("INSERT INTO applications (tenant_id, id, name, secret_hash, permissions, active, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(tid(scope))
+        .bind(a.app.id.to_string())
+        .bind(&a.app.name)
+        .bind(a.secret_hash.to_vec())
+        .bind(names.join(" "))
+        .bind(i64::from(a.app.active))
+        .bind(created_by)
+        .bind(to_micros(a.app.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    super::audit::append(&mut tx, scope, audit).await?;
+    tx.commit().await.map_err(db)
+}
+
+pub(super) async fn by_id(
+    region: &Db,
+    scope: &TenantScope,
+    id: AppId,
+) -> Result<Option<StoredApplication>, StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE a.tenant_id = ? AND a.id = ?"
+    )))
+    .bind(tid(scope))
+    .bind(id.to_string())
+    .fetch_optional(region.read())
+    .await
+    .map_err(db)?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+pub(super) async fn list(
+    region: &Db,
+    scope: &TenantScope,
+    limit: u32,
+) -> Result<Vec<StoredApplication>, StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE a.tenant_id = ? ORDER BY a.id LIMIT ?"
+    )))
+    .bind(tid(scope))
+    .bind(i64::from(limit))
+    .fetch_all(region.read())
+    .await
+    .map_err(db)?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
+pub(super) async fn set_active(
+    region: &Db,
+    scope: &TenantScope,
+    id: AppId,
+    active: bool,
+    audit: &AuditEvent,
+) -> Result<bool, StoreError> {
+    let mut tx = region.write().await?;
+    let n = sqlx::query("UPDATE applications SET active = ? WHERE tenant_id = ? AND id = ?")
+        .bind(i64::from(active))
+        .bind(tid(scope))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    super::audit::append(&mut tx, scope, audit).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(true)
+}
