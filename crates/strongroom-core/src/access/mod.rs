@@ -36,6 +36,9 @@ pub struct TenantUser {
     pub user: UserId,
     /// The session the token belongs to.
     pub session: String,
+    /// The application acting for the user (a delegated token), if any: the user's
+    /// permissions are then intersected with the application's.
+    pub via: Option<crate::identity::application::AppId>,
     /// What they may do now (from their current role grants).
     pub permissions: BTreeSet<Permission>,
 }

@@ -151,6 +151,8 @@ pub struct TenantClaims {
     pub sid: String,
     /// Permissions.
     pub perms: Vec<String>,
+    /// The application acting for the user, for a delegated token.
+    pub app: Option<String>,
 }
 
 /// A token handed to a client.
@@ -276,7 +278,7 @@ impl TokenService {
                 .as_ref()
                 .map(|t| t.sid.clone())
                 .filter(|s| !s.is_empty()),
-            app: None,
+            app: tenant.as_ref().and_then(|t| t.app.clone()),
             perms: tenant.map(|t| t.perms),
         };
         IssuedToken {

@@ -336,6 +336,7 @@ impl Platform {
             tenant: tenant.id,
             user: user.id,
             session: session.id.clone(),
+            via: None,
             permissions: permissions_of(&user.roles),
         });
         let scope = access::sign_in_scope(&tenant, principal);
@@ -420,6 +421,7 @@ impl Platform {
                 tenant: tenant.slug.to_string(),
                 sid: sid.to_owned(),
                 perms,
+                app: None,
             },
         );
         UserTokens {
@@ -574,11 +576,31 @@ impl Platform {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(PlatformError::Unauthenticated)?;
+        let mut permissions = permissions_of(&account.roles);
+        let via = match claims.app {
+            None => None,
+            Some(app) => {
+                // A delegated token: the application must still be active, and the
+                // user keeps only what both hold now and the token was issued for.
+                let app = uuid::Uuid::parse_str(&app)
+                    .map(crate::identity::application::AppId::from_uuid)
+                    .map_err(|_| TokenError::Malformed)?;
+                let Principal::Application(a) = self
+                    .authenticate_application(&tenant, app, &claims.perms.unwrap_or_default())
+                    .await?
+                else {
+                    return Err(PlatformError::Unauthenticated);
+                };
+                permissions.retain(|p| a.permissions.contains(p));
+                Some(app)
+            }
+        };
         Ok(Principal::User(TenantUser {
             tenant: tenant.id,
             user,
             session: sid,
-            permissions: permissions_of(&account.roles),
+            via,
+            permissions,
         }))
     }
 }

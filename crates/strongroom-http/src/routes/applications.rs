@@ -140,7 +140,17 @@ pub(crate) struct TokenRequest {
     /// Space-separated permissions to narrow the token to (default: all of the
     /// application's).
     scope: Option<String>,
+    /// Token exchange (RFC 8693): the user's access token.
+    #[schema(value_type = Option<String>, format = Password)]
+    subject_token: Option<SecretString>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    subject_token_type: Option<String>,
 }
+
+/// RFC 8693 grant type.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type of our access tokens.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 fn oauth(code: &'static str, detail: &str) -> Problem {
     Problem::new(&problem::OAUTH, detail).with_oauth_error(code)
@@ -158,7 +168,9 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((id.to_owned(), secret.to_owned()))
 }
 
-/// The OAuth 2.0 token endpoint: the client-credentials grant for applications.
+/// The OAuth 2.0 token endpoint: the client-credentials grant for applications, and
+/// token exchange (RFC 8693) for an application acting for a user, whose token carries
+/// only the permissions both hold.
 /// Errors are problem+json that also carry the RFC 6749 `error` code.
 #[utoipa::path(
     post, path = "/oauth/token", tag = "applications",
@@ -180,12 +192,16 @@ pub(crate) async fn token(
             "Send an application/x-www-form-urlencoded body (RFC 6749 §4.4.2).",
         )
     })?;
-    if req.grant_type.as_deref() != Some("client_credentials") {
-        return Err(oauth(
-            "unsupported_grant_type",
-            "Only grant_type=client_credentials is supported.",
-        ));
-    }
+    let exchange = match req.grant_type.as_deref() {
+        Some("client_credentials") => false,
+        Some(TOKEN_EXCHANGE) => true,
+        _ => {
+            return Err(oauth(
+                "unsupported_grant_type",
+                "Supported: grant_type=client_credentials and token exchange (RFC 8693).",
+            ));
+        }
+    };
     let (id, secret) = match (basic(&headers), req.client_id, req.client_secret) {
         (Some((id, secret)), None, None) => (id, SecretString::new(secret)),
         (None, Some(id), Some(secret)) => (id, secret),
@@ -202,19 +218,38 @@ pub(crate) async fn token(
     {
         return Err(oauth("invalid_request", "A parameter is too long."));
     }
-    state
-        .platform
-        .client_credentials(&id, &secret, req.scope.as_deref())
-        .await
-        .map(Json)
-        .map_err(|e| match e {
-            OAuthError::InvalidClient => {
-                unauthenticated("Unknown client, wrong secret, or a disabled application.")
-                    .with_oauth_error("invalid_client")
-            }
-            OAuthError::InvalidScope => oauth(
-                "invalid_scope",
-                "The scope names permissions the application does not have.",
-            ),
-        })
+    let result = if exchange {
+        let (Some(subject), Some(ACCESS_TOKEN_TYPE)) = (
+            req.subject_token.as_ref(),
+            req.subject_token_type.as_deref(),
+        ) else {
+            return Err(oauth(
+                "invalid_request",
+                "Token exchange needs subject_token and subject_token_type=urn:ietf:params:oauth:token-type:access_token.",
+            ));
+        };
+        state
+            .platform
+            .token_exchange(&id, &secret, subject.expose(), req.scope.as_deref())
+            .await
+    } else {
+        state
+            .platform
+            .client_credentials(&id, &secret, req.scope.as_deref())
+            .await
+    };
+    result.map(Json).map_err(|e| match e {
+        OAuthError::InvalidClient => {
+            unauthenticated("Unknown client, wrong secret, or a disabled application.")
+                .with_oauth_error("invalid_client")
+        }
+        OAuthError::InvalidScope => oauth(
+            "invalid_scope",
+            "The scope names permissions the token cannot have.",
+        ),
+        OAuthError::InvalidGrant => oauth(
+            "invalid_grant",
+            "The subject token is not a live token of a user of this application's tenant.",
+        ),
+    })
 }

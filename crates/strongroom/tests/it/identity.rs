@@ -1115,3 +1115,140 @@ async fn applications_get_client_credentials_tokens_with_their_own_permissions()
         list.contains(&client_id) && !list.contains(&secret) && !list.contains("client_secret")
     );
 }
+
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+#[tokio::test]
+async fn delegated_tokens_carry_only_what_the_user_and_the_application_both_hold() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin_email = tenant_with_admin(&s, &op, "acme").await;
+    let admin = tokens(&s, "acme", &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    create_user(&s, &admin, "acme", "vic@acme.example", &["viewer"]).await;
+    // The application may read records and the trail, not manage users.
+    let app: Value = s
+        .client()
+        .post(s.url("/v1/t/acme/applications"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "Reviewer UI", "permissions": ["records:read", "audit:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (client_id, secret) = (
+        app["client_id"].as_str().unwrap().to_owned(),
+        app["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let exchange = |subject: String, scope: Option<&'static str>| {
+        let (s, client_id, secret) = (&s, client_id.clone(), secret.clone());
+        async move {
+            let mut form = vec![
+                ("grant_type", EXCHANGE.to_owned()),
+                ("subject_token", subject),
+                ("subject_token_type", ACCESS.to_owned()),
+            ];
+            if let Some(sc) = scope {
+                form.push(("scope", sc.to_owned()));
+            }
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            token_request(s, &form, Some((&client_id, &secret))).await
+        }
+    };
+    // Admin (everything) through the app (records + audit): records + audit, no users.
+    let resp = exchange(admin.clone(), None).await;
+    assert_eq!(resp.status(), 200);
+    let t: Value = resp.json().await.unwrap();
+    assert_eq!(t["scope"], "records:read audit:read");
+    let delegated = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(&s, &delegated, "/v1/t/acme/audit/entries")
+            .await
+            .status(),
+        200
+    );
+    expect_problem(
+        get(&s, &delegated, "/v1/t/acme/users").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        get(&s, &admin, "/v1/t/acme/users").await.status(),
+        200,
+        "the user's own token is unchanged"
+    );
+    // Viewer (records) through the app: records only, so not the trail, though the app may.
+    let vic = tokens(&s, "acme", "vic@acme.example").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t: Value = exchange(vic.clone(), None).await.json().await.unwrap();
+    assert_eq!(t["scope"], "records:read");
+    let vic_via = t["access_token"].as_str().unwrap().to_owned();
+    expect_problem(
+        get(&s, &vic_via, "/v1/t/acme/audit/entries").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // A scope beyond the intersection, a delegated token as subject, garbage: refused.
+    let resp = exchange(vic.clone(), Some("audit:read")).await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_scope"
+    );
+    let resp = exchange(delegated.clone(), None).await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let resp = exchange("not-a-token".into(), None).await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    // The delegated token dies with either party: the app disabled…
+    let id = app["id"].as_str().unwrap();
+    let resp = s
+        .client()
+        .patch(s.url(&format!("/v1/t/acme/applications/{id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    expect_problem(
+        get(&s, &delegated, "/v1/t/acme/audit/entries").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    assert_eq!(
+        get(&s, &admin, "/v1/t/acme/audit/entries").await.status(),
+        200
+    );
+    // The exchange is in the trail, by the application, about the user.
+    let page: Value = get(
+        &s,
+        &admin,
+        "/v1/t/acme/audit/entries?action=application.token",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target"]["kind"] == "user" && e["actor"]["kind"] == "application")
+    );
+}

@@ -130,6 +130,7 @@ fn user_tokens_carry_tenant_claims_and_other_issuers_are_refused() {
                 tenant: "acme".into(),
                 sid: "s-1".into(),
                 perms: vec!["records:read".into()],
+                app: None,
             },
         )
         .access_token;
