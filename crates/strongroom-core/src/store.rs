@@ -497,6 +497,15 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
+    /// Deletes a user with their grants, sessions, refresh tokens and second factor,
+    /// audited in the same transaction. `false` if no such user.
+    async fn delete_user(
+        &self,
+        scope: &TenantScope,
+        id: crate::identity::user::UserId,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
     /// Starts a session with its first refresh token (hash), audited.
     async fn create_session(
         &self,

@@ -83,7 +83,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::refresh))
         .routes(routes!(users::logout))
         .routes(routes!(users::create_user, users::list_users))
-        .routes(routes!(users::get_user, users::patch_user))
+        .routes(routes!(
+            users::get_user,
+            users::patch_user,
+            users::delete_user
+        ))
         .routes(routes!(users::totp_enrol))
         .routes(routes!(users::totp_confirm))
         .routes(routes!(users::totp_reset))

@@ -57,6 +57,8 @@ pub enum Action {
     SessionMfa,
     /// An administrator removed a user's second factor (lost authenticator).
     UserMfaReset,
+    /// A tenant user was deleted (with their sessions, grants and second factor).
+    UserDelete,
     /// An application was registered.
     ApplicationCreate,
     /// An application was enabled or disabled.
@@ -67,7 +69,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -86,6 +88,7 @@ impl Action {
         Self::UserMfaConfirm,
         Self::SessionMfa,
         Self::UserMfaReset,
+        Self::UserDelete,
         Self::ApplicationCreate,
         Self::ApplicationUpdate,
         Self::ApplicationToken,
@@ -112,6 +115,7 @@ impl Action {
             Self::UserMfaConfirm => "user.mfa_confirm",
             Self::SessionMfa => "session.mfa",
             Self::UserMfaReset => "user.mfa_reset",
+            Self::UserDelete => "user.delete",
             Self::ApplicationCreate => "application.create",
             Self::ApplicationUpdate => "application.update",
             Self::ApplicationToken => "application.token",
@@ -127,7 +131,11 @@ impl Action {
     pub fn requires_reason(self) -> bool {
         matches!(
             self,
-            Self::KeyShred | Self::KeyKekRotate | Self::SubjectErase | Self::UserMfaReset
+            Self::KeyShred
+                | Self::KeyKekRotate
+                | Self::SubjectErase
+                | Self::UserMfaReset
+                | Self::UserDelete
         )
     }
 }

@@ -280,6 +280,42 @@ impl Platform {
             .ok_or(PlatformError::NotFound("user"))
     }
 
+    /// Deletes a user (`users:manage`, reason required): their sessions end at once.
+    /// The audit trail keeps their id; their personal data in it is erased separately
+    /// (`audit erase-subject`). Deleting oneself is refused.
+    pub async fn delete_user(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: UserId,
+        reason: String,
+    ) -> Result<(), PlatformError> {
+        crate::audit::entry::validate_reason(Action::UserDelete, Some(&reason))?;
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        scope.require_writable()?;
+        if matches!(principal, Principal::User(u) if u.user == id) {
+            return Err(PlatformError::Conflict("you cannot delete yourself".into()));
+        }
+        let event = self
+            .keyring
+            .audit_event(
+                &scope,
+                NewEntry::by(
+                    &scope,
+                    Action::UserDelete,
+                    user_target(Some(id)),
+                    Some(reason),
+                ),
+            )
+            .await?;
+        if !self.store.delete_user(&scope, id, &event).await? {
+            return Err(PlatformError::NotFound("user"));
+        }
+        Ok(())
+    }
+
     /// Signs a user in with e-mail and password: a new session, an access token and a
     /// refresh token. Every failure looks the same to the caller (unknown tenant,
     /// unknown e-mail, wrong password, disabled user) and costs the same hashing time;

@@ -391,3 +391,33 @@ pub(crate) async fn totp_reset(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Why a user is being deleted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteReason {
+    /// Recorded in the audit trail (required).
+    reason: String,
+}
+
+/// Deletes a user (`users:manage`): their sessions end at once; the audit trail keeps
+/// their id.
+#[utoipa::path(
+    delete, path = "/v1/t/{tenant}/users/{id}", tag = "users",
+    params(UserPath),
+    request_body = DeleteReason,
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"))
+)]
+pub(crate) async fn delete_user(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<UserPath>,
+    ApiJson(body): ApiJson<DeleteReason>,
+) -> Result<StatusCode, Problem> {
+    state
+        .platform
+        .delete_user(&principal, &p.tenant, p.id, body.reason)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -504,6 +504,15 @@ impl Store for SqliteStore {
         applications::set_active(self.region(scope)?, scope, id, active, audit).await
     }
 
+    async fn delete_user(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        users::delete(self.region(scope)?, scope, id, audit).await
+    }
+
     async fn create_session(
         &self,
         scope: &TenantScope,

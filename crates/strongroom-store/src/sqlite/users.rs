@@ -364,3 +364,39 @@ pub(super) async fn set_password_hash(
         .map_err(db)?;
     tx.commit().await.map_err(db)
 }
+
+pub(super) async fn delete(
+    region: &Db,
+    scope: &TenantScope,
+    id: UserId,
+    audit: &AuditEvent,
+) -> Result<bool, StoreError> {
+    let mut tx = region.write().await?;
+    let user = id.to_string();
+    for sql in [
+        "DELETE FROM refresh_tokens WHERE tenant_id = ?1 AND session_id IN (SELECT id FROM sessions WHERE tenant_id = ?1 AND user_id = ?2)",
+        "DELETE FROM sessions WHERE tenant_id = ?1 AND user_id = ?2",
+        "DELETE FROM role_grants WHERE tenant_id = ?1 AND user_id = ?2",
+        "DELETE FROM sealed_values WHERE tenant_id = ?1 AND kind = 'user-mfa' AND id = ?2",
+    ] {
+        sqlx::query(sql)
+            .bind(tid(scope))
+            .bind(&user)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    let n = sqlx::query("DELETE FROM users WHERE tenant_id = ? AND id = ?")
+        .bind(tid(scope))
+        .bind(&user)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    super::audit::append(&mut tx, scope, audit).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(true)
+}

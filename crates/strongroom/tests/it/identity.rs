@@ -1252,3 +1252,95 @@ async fn delegated_tokens_carry_only_what_the_user_and_the_application_both_hold
             .any(|e| e["target"]["kind"] == "user" && e["actor"]["kind"] == "application")
     );
 }
+
+#[tokio::test]
+async fn deleting_a_user_ends_their_sessions_and_is_audited() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin_email = tenant_with_admin(&s, &op, "acme").await;
+    let admin = tokens(&s, "acme", &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dora = create_user(&s, &admin, "acme", "dora@acme.example", &["auditor"]).await;
+    let id = dora["id"].as_str().unwrap().to_owned();
+    let dora_token = tokens(&s, "acme", "dora@acme.example").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(&s, &dora_token, "/v1/t/acme/audit/entries")
+            .await
+            .status(),
+        200
+    );
+    let delete = |id: String, body: Value| {
+        let (client, url, token) = (
+            s.client(),
+            s.url(&format!("/v1/t/acme/users/{id}")),
+            admin.clone(),
+        );
+        async move {
+            client
+                .delete(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    expect_problem(
+        delete(id.clone(), json!({"reason": ""})).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(
+        delete(id.clone(), json!({"reason": "left the company, HR-311"}))
+            .await
+            .status(),
+        204
+    );
+    expect_problem(
+        get(&s, &dora_token, "/v1/t/acme/audit/entries").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    expect_problem(
+        login(&s, "acme", "dora@acme.example", PASSWORD).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    expect_problem(
+        get(&s, &admin, &format!("/v1/t/acme/users/{id}")).await,
+        404,
+        "not-found",
+    )
+    .await;
+    expect_problem(
+        delete(id.clone(), json!({"reason": "again"})).await,
+        404,
+        "not-found",
+    )
+    .await;
+    // Not oneself.
+    let users: Value = get(&s, &admin, "/v1/t/acme/users")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let me = users["items"][0]["id"].as_str().unwrap().to_owned();
+    expect_problem(delete(me, json!({"reason": "oops"})).await, 409, "conflict").await;
+    // The trail keeps her id and the reason; her e-mail can be reused.
+    let page: Value = get(&s, &admin, "/v1/t/acme/audit/entries?action=user.delete")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["entries"][0]["target"]["id"], id.as_str());
+    assert_eq!(page["entries"][0]["reason"], "left the company, HR-311");
+    create_user(&s, &admin, "acme", "dora@acme.example", &["viewer"]).await;
+}

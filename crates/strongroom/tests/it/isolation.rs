@@ -28,6 +28,7 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
             Some(json!({"name": "intruder", "permissions": ["users:manage"]}))
         }
         ("patch", "/v1/t/{tenant}/applications/{id}") => Some(json!({"active": false})),
+        ("delete", "/v1/t/{tenant}/users/{id}") => Some(json!({"reason": "offboarding"})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }
