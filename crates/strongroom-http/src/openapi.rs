@@ -91,6 +91,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::totp_enrol))
         .routes(routes!(users::totp_confirm))
         .routes(routes!(users::totp_reset))
+        .routes(routes!(users::get_mfa_policy, users::put_mfa_policy))
         .routes(routes!(
             applications::create_application,
             applications::list_applications

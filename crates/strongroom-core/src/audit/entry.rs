@@ -59,6 +59,8 @@ pub enum Action {
     UserMfaReset,
     /// A tenant user was deleted (with their sessions, grants and second factor).
     UserDelete,
+    /// A tenant policy (e.g. which roles need a second factor) was set.
+    TenantPolicySet,
     /// An application was registered.
     ApplicationCreate,
     /// An application was enabled or disabled.
@@ -69,7 +71,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -89,6 +91,7 @@ impl Action {
         Self::SessionMfa,
         Self::UserMfaReset,
         Self::UserDelete,
+        Self::TenantPolicySet,
         Self::ApplicationCreate,
         Self::ApplicationUpdate,
         Self::ApplicationToken,
@@ -116,6 +119,7 @@ impl Action {
             Self::SessionMfa => "session.mfa",
             Self::UserMfaReset => "user.mfa_reset",
             Self::UserDelete => "user.delete",
+            Self::TenantPolicySet => "tenant.policy_set",
             Self::ApplicationCreate => "application.create",
             Self::ApplicationUpdate => "application.update",
             Self::ApplicationToken => "application.token",

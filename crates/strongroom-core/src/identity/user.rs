@@ -121,4 +121,7 @@ pub struct StoredSession {
     pub expires_at: OffsetDateTime,
     /// Set when logged out or revoked (refresh-token reuse, user disabled).
     pub revoked: bool,
+    /// Opened without a second factor the tenant's policy requires: no permissions,
+    /// only enrolment.
+    pub restricted: bool,
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Platform, PlatformError};
+use crate::access::rbac::{Permission, Role};
 use crate::access::{Principal, TenantScope};
 use crate::audit::entry::Action;
 use crate::audit::merkle::sha256;
@@ -249,20 +250,21 @@ impl Platform {
         Ok(())
     }
 
-    /// At sign-in, after the password: `Ok(())` if the user has no confirmed factor or
-    /// `offered` satisfies it (the code's step, or the recovery code, is then spent).
+    /// At sign-in, after the password: whether the user has a confirmed factor and,
+    /// if so, whether `offered` satisfies it (the code's step, or the recovery code, is
+    /// then spent).
     pub(super) async fn check_second_factor(
         &self,
         scope: &TenantScope,
         user: UserId,
         offered: &SecondFactor,
-    ) -> Result<bool, PlatformError> {
+    ) -> Result<FactorCheck, PlatformError> {
         let _guard = self.mfa_lock.lock().await;
         let Some((mut factor, secret)) = self.factor(scope, user).await? else {
-            return Ok(true);
+            return Ok(FactorCheck::NotEnrolled);
         };
         if !factor.confirmed {
-            return Ok(true);
+            return Ok(FactorCheck::NotEnrolled);
         }
         let now = self.clock.now().unix_timestamp();
         if let Some(code) = &offered.totp
@@ -277,10 +279,121 @@ impl Platform {
         {
             factor.recovery.remove(i);
         } else {
-            return Ok(false);
+            return Ok(FactorCheck::Failed);
         }
         self.store_factor(scope, user, &factor, Action::SessionMfa)
             .await?;
-        Ok(true)
+        Ok(FactorCheck::Verified)
     }
+
+    /// Whether the tenant's policy requires a second factor of a user with `roles`.
+    pub(super) async fn mfa_required(
+        &self,
+        scope: &TenantScope,
+        roles: &[Role],
+    ) -> Result<bool, PlatformError> {
+        let policy = self.read_mfa_policy(scope).await?;
+        Ok(policy.all || roles.iter().any(|r| policy.roles.contains(r)))
+    }
+
+    async fn read_mfa_policy(&self, scope: &TenantScope) -> Result<MfaPolicy, PlatformError> {
+        let Some((_, bytes)) = self.objects.value(scope, POLICY_KIND, POLICY_ID).await? else {
+            return Ok(MfaPolicy::default());
+        };
+        let names: Vec<String> = serde_json::from_slice(bytes.expose())
+            .map_err(|e| PlatformError::Internal(format!("MFA policy unreadable: {e}")))?;
+        MfaPolicy::from_names(&names)
+            .map_err(|n| PlatformError::Internal(format!("MFA policy names {n:?}")))
+    }
+
+    /// The tenant's MFA policy: which roles must have a second factor (`*` = everyone).
+    pub async fn mfa_policy(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<Vec<String>, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        Ok(self.read_mfa_policy(&scope).await?.names())
+    }
+
+    /// Sets which roles must have a second factor (`users:manage`); `["*"]` means
+    /// everyone, `[]` nobody. Users it newly covers who have no factor get sessions
+    /// that can only enrol one, from their next sign-in.
+    pub async fn set_mfa_policy(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        names: &[String],
+    ) -> Result<Vec<String>, PlatformError> {
+        let policy = MfaPolicy::from_names(names).map_err(|n| PlatformError::Invalid {
+            field: Some("required_for"),
+            message: format!(
+                "unknown role {n:?}: use admin, preparer, reviewer, viewer, auditor or *"
+            ),
+        })?;
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        scope.require_writable()?;
+        let json = serde_json::to_vec(&policy.names())
+            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        self.objects
+            .put_value(
+                &scope,
+                POLICY_KIND,
+                POLICY_ID,
+                &json,
+                Action::TenantPolicySet,
+            )
+            .await?;
+        Ok(policy.names())
+    }
+}
+
+/// Kind and id of the sealed MFA policy value.
+const POLICY_KIND: &str = "tenant-policy";
+const POLICY_ID: &str = "mfa";
+
+/// Which users must have a second factor.
+#[derive(Debug, Default)]
+struct MfaPolicy {
+    all: bool,
+    roles: Vec<Role>,
+}
+
+impl MfaPolicy {
+    fn from_names(names: &[String]) -> Result<Self, String> {
+        let mut p = Self::default();
+        for n in names.iter().take(Role::ALL.len() + 1) {
+            if n == "*" {
+                p.all = true;
+            } else {
+                let r = Role::parse(n).ok_or_else(|| n.clone())?;
+                if !p.roles.contains(&r) {
+                    p.roles.push(r);
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    fn names(&self) -> Vec<String> {
+        if self.all {
+            return vec!["*".into()];
+        }
+        self.roles.iter().map(|r| r.as_str().to_owned()).collect()
+    }
+}
+
+/// The outcome of the second-factor step of a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FactorCheck {
+    /// The user has no confirmed factor.
+    NotEnrolled,
+    /// The offered factor was right (and is now spent).
+    Verified,
+    /// The user has a factor and what was offered does not satisfy it.
+    Failed,
 }

@@ -316,28 +316,26 @@ impl Platform {
         Ok(())
     }
 
-    /// Signs a user in with e-mail and password: a new session, an access token and a
-    /// refresh token. Every failure looks the same to the caller (unknown tenant,
-    /// unknown e-mail, wrong password, disabled user) and costs the same hashing time;
-    /// failures in an existing tenant are audited (`session.login_failed`).
-    pub async fn user_login(
+    /// The password step of a sign-in: throttling, the tenant, the account and the
+    /// hash check. Every failure is the same `InvalidCredentials` (and audited in an
+    /// existing tenant).
+    async fn check_password(
         &self,
         slug: &Slug,
         email: &Email,
         password: &SecretString,
-        second: &super::SecondFactor,
-    ) -> Result<UserTokens, PlatformError> {
+        account: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(Tenant, User, String), PlatformError> {
         // Throttled per (tenant + account, client address) and per address; work with
         // no network origin (none today) is not throttled.
-        let ip = crate::audit::origin::current().and_then(|o| o.ip);
-        let account = format!("{slug}/{}", email.as_str());
         if let Some(ip) = ip {
             self.throttle
-                .check(&account, ip)
+                .check(account, ip)
                 .map_err(|retry_after_secs| PlatformError::TooManyRequests { retry_after_secs })?;
         }
         let Some(tenant) = self.tenant_by_slug(slug).await? else {
-            self.throttle.failed_from(&account, ip);
+            self.throttle.failed_from(account, ip);
             self.passwords.verify_dummy(password).await?;
             return Err(IdentityError::InvalidCredentials.into());
         };
@@ -351,22 +349,43 @@ impl Platform {
                 false
             }
         };
-        let (user, stored_hash) = match creds {
-            Some(c) if verified && c.user.status == UserStatus::Active => (c.user, c.password_hash),
+        match creds {
+            Some(c) if verified && c.user.status == UserStatus::Active => {
+                Ok((tenant, c.user, c.password_hash))
+            }
             other => {
-                self.throttle.failed_from(&account, ip);
+                self.throttle.failed_from(account, ip);
                 self.record_failed_login(&tenant, other.map(|c| c.user.id))
                     .await?;
                 tracing::info!(tenant = %slug, "user sign-in failed");
-                return Err(IdentityError::InvalidCredentials.into());
+                Err(IdentityError::InvalidCredentials.into())
             }
-        };
+        }
+    }
+
+    /// Signs a user in with e-mail and password: a new session, an access token and a
+    /// refresh token. Every failure looks the same to the caller (unknown tenant,
+    /// unknown e-mail, wrong password, disabled user) and costs the same hashing time;
+    /// failures in an existing tenant are audited (`session.login_failed`).
+    pub async fn user_login(
+        &self,
+        slug: &Slug,
+        email: &Email,
+        password: &SecretString,
+        second: &super::SecondFactor,
+    ) -> Result<UserTokens, PlatformError> {
+        let ip = crate::audit::origin::current().and_then(|o| o.ip);
+        let account = format!("{slug}/{}", email.as_str());
+        let (tenant, user, stored_hash) = self
+            .check_password(slug, email, password, &account, ip)
+            .await?;
         let session = StoredSession {
             id: uuid::Uuid::new_v4().to_string(),
             user: user.id,
             expires_at: self.clock.now()
                 + time::Duration::seconds(i64::try_from(self.session_ttl_secs).unwrap_or(43_200)),
             revoked: false,
+            restricted: false,
         };
         let principal = Principal::User(TenantUser {
             tenant: tenant.id,
@@ -376,11 +395,20 @@ impl Platform {
             permissions: permissions_of(&user.roles),
         });
         let scope = access::sign_in_scope(&tenant, principal);
-        if !self.check_second_factor(&scope, user.id, second).await? {
-            self.throttle.failed_from(&account, ip);
-            self.record_failed_login(&tenant, Some(user.id)).await?;
-            return Err(PlatformError::SecondFactorRequired);
-        }
+        let restricted = match self.check_second_factor(&scope, user.id, second).await? {
+            super::mfa::FactorCheck::Failed => {
+                self.throttle.failed_from(&account, ip);
+                self.record_failed_login(&tenant, Some(user.id)).await?;
+                return Err(PlatformError::SecondFactorRequired);
+            }
+            super::mfa::FactorCheck::Verified => false,
+            // Required by policy but not enrolled yet: a session that can only enrol.
+            super::mfa::FactorCheck::NotEnrolled => self.mfa_required(&scope, &user.roles).await?,
+        };
+        let session = StoredSession {
+            restricted,
+            ..session
+        };
         let refresh = new_refresh_token()?;
         let event = self
             .keyring
@@ -403,7 +431,17 @@ impl Platform {
         self.upgrade_hash(&scope, user.id, &stored_hash, password)
             .await?;
         tracing::info!(tenant = %slug, user = %user.id, "user signed in");
-        Ok(self.user_tokens(&tenant, &user, &session.id, refresh))
+        // A restricted session's token claims no permissions (the server would grant
+        // none anyway: rights are re-derived per request).
+        let shown = if session.restricted {
+            User {
+                roles: vec![],
+                ..user
+            }
+        } else {
+            user
+        };
+        Ok(self.user_tokens(&tenant, &shown, &session.id, refresh))
     }
 
     /// Replaces an imported bcrypt hash with argon2id, now that the password is known
@@ -598,21 +636,24 @@ impl Platform {
             .filter(|t| t.id.as_uuid().to_string() == tid)
             .ok_or(PlatformError::Unauthenticated)?;
         let probe = access::sign_in_scope(&tenant, Principal::System);
-        let live = self
+        let session = self
             .store
             .session(&probe, &sid)
             .await?
-            .is_some_and(|s| s.user == user && !s.revoked && s.expires_at > self.clock.now());
-        if !live {
-            return Err(PlatformError::Unauthenticated);
-        }
+            .filter(|s| s.user == user && !s.revoked && s.expires_at > self.clock.now())
+            .ok_or(PlatformError::Unauthenticated)?;
         let account = self
             .store
             .user(&probe, user)
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(PlatformError::Unauthenticated)?;
-        let mut permissions = permissions_of(&account.roles);
+        let mut permissions = if session.restricted {
+            // Must enrol a second factor (tenant policy) before doing anything else.
+            std::collections::BTreeSet::new()
+        } else {
+            permissions_of(&account.roles)
+        };
         let via = match claims.app {
             None => None,
             Some(app) => {

@@ -421,3 +421,52 @@ pub(crate) async fn delete_user(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A tenant's MFA policy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MfaPolicyBody {
+    /// Roles whose users must have a second factor; `["*"]` for everyone, `[]` for
+    /// nobody. Users it covers who have none get sessions that can only enrol one.
+    required_for: Vec<String>,
+}
+
+/// The tenant's MFA policy (`users:manage`).
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/policy/mfa", tag = "users",
+    params(TenantPath),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The policy", body = MfaPolicyBody))
+)]
+pub(crate) async fn get_mfa_policy(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+) -> Result<Json<MfaPolicyBody>, Problem> {
+    let required_for = state.platform.mfa_policy(&principal, &p.tenant).await?;
+    Ok(Json(MfaPolicyBody { required_for }))
+}
+
+/// Sets which roles must have a second factor (`users:manage`).
+#[utoipa::path(
+    put, path = "/v1/t/{tenant}/policy/mfa", tag = "users",
+    params(TenantPath),
+    request_body = MfaPolicyBody,
+    security(("bearer" = [])),
+    responses((status = 200, description = "The policy now", body = MfaPolicyBody))
+)]
+pub(crate) async fn put_mfa_policy(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<MfaPolicyBody>,
+) -> Result<Json<MfaPolicyBody>, Problem> {
+    if body.required_for.len() > 8 {
+        return Err(Problem::field("/required_for", "At most 8 entries."));
+    }
+    let required_for = state
+        .platform
+        .set_mfa_policy(&principal, &p.tenant, &body.required_for)
+        .await?;
+    Ok(Json(MfaPolicyBody { required_for }))
+}

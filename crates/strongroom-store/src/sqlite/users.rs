@@ -224,6 +224,7 @@ fn session_from_row(r: &SqliteRow) -> Result<StoredSession, StoreError> {
         user: UserId::from_uuid(uuid(&r.try_get::<String, _>("user_id").map_err(db)?)?),
         expires_at: from_micros(r.try_get("expires_at").map_err(db)?)?,
         revoked: revoked.is_some(),
+        restricted: r.try_get::<i64, _>("restricted").map_err(db)? == 1,
     })
 }
 
@@ -235,12 +236,13 @@ pub(super) async fn create_session(
     audit: &AuditEvent,
 ) -> Result<(), StoreError> {
     let mut tx = region.write().await?;
-    sqlx::query("INSERT INTO sessions (tenant_id, id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO sessions (tenant_id, id, user_id, created_at, expires_at, restricted) VALUES (?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(&s.id)
         .bind(s.user.to_string())
         .bind(to_micros(audit.at))
         .bind(to_micros(s.expires_at))
+        .bind(i64::from(s.restricted))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -261,7 +263,7 @@ pub(super) async fn session(
     id: &str,
 ) -> Result<Option<StoredSession>, StoreError> {
     sqlx::query(
-        "SELECT id, user_id, expires_at, revoked_at FROM sessions WHERE tenant_id = ? AND id = ?",
+        "SELECT id, user_id, expires_at, revoked_at, restricted FROM sessions WHERE tenant_id = ? AND id = ?",
     )
     .bind(tid(scope))
     .bind(id)
@@ -281,7 +283,7 @@ pub(super) async fn rotate_refresh(
     now: OffsetDateTime,
 ) -> Result<RefreshOutcome, StoreError> {
     let mut tx = region.write().await?;
-    let row = sqlx::query("SELECT s.id, s.user_id, s.expires_at, s.revoked_at, r.used_at FROM refresh_tokens r JOIN sessions s ON s.tenant_id = r.tenant_id AND s.id = r.session_id WHERE r.tenant_id = ? AND r.hash = ?")
+    let row = sqlx::query("SELECT s.id, s.user_id, s.expires_at, s.revoked_at, s.restricted, r.used_at FROM refresh_tokens r JOIN sessions s ON s.tenant_id = r.tenant_id AND s.id = r.session_id WHERE r.tenant_id = ? AND r.hash = ?")
         .bind(tid(scope))
         .bind(old.to_vec())
         .fetch_optional(&mut *tx)

@@ -1344,3 +1344,127 @@ async fn deleting_a_user_ends_their_sessions_and_is_audited() {
     assert_eq!(page["entries"][0]["reason"], "left the company, HR-311");
     create_user(&s, &admin, "acme", "dora@acme.example", &["viewer"]).await;
 }
+
+#[tokio::test]
+async fn a_tenant_policy_makes_roles_enrol_a_second_factor_before_anything_else() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin_email = tenant_with_admin(&s, &op, "acme").await;
+    let admin = tokens(&s, "acme", &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    create_user(&s, &admin, "acme", "aud@acme.example", &["auditor"]).await;
+    create_user(&s, &admin, "acme", "vic@acme.example", &["viewer"]).await;
+    let put_policy = |body: Value| {
+        let (client, url, token) = (s.client(), s.url("/v1/t/acme/policy/mfa"), admin.clone());
+        async move {
+            client
+                .put(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let body = expect_problem(
+        put_policy(json!({"required_for": ["root"]})).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert!(body.to_string().contains("/required_for"), "{body}");
+    let resp = put_policy(json!({"required_for": ["auditor", "auditor"]})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["required_for"],
+        json!(["auditor"])
+    );
+    let got: Value = get(&s, &admin, "/v1/t/acme/policy/mfa")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["required_for"], json!(["auditor"]));
+
+    // The auditor has no factor: signed in, but can do nothing except enrol.
+    let t = tokens(&s, "acme", "aud@acme.example").await;
+    let restricted = t["access_token"].as_str().unwrap().to_owned();
+    expect_problem(
+        get(&s, &restricted, "/v1/t/acme/audit/entries").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/acme/users/me/totp"))
+        .bearer_auth(&restricted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let secret = base32_decode(
+        resp.json::<Value>().await.unwrap()["secret"]
+            .as_str()
+            .unwrap(),
+    );
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/acme/users/me/totp/confirm"))
+        .bearer_auth(&restricted)
+        .json(&json!({"code": code(&secret, 0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The restricted session stays restricted; signing in with the factor gives the role.
+    expect_problem(
+        get(&s, &restricted, "/v1/t/acme/audit/entries").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/acme/sessions"))
+        .json(&json!({"email": "aud@acme.example", "password": PASSWORD, "totp": code(&secret, 1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let full = resp.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(&s, &full, "/v1/t/acme/audit/entries").await.status(),
+        200
+    );
+    // Roles the policy does not name are unaffected; "*" covers everyone.
+    let vic = tokens(&s, "acme", "vic@acme.example").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expect_problem(get(&s, &vic, "/v1/t/acme/users").await, 403, "forbidden").await; // a viewer never could
+    assert_eq!(
+        put_policy(json!({"required_for": ["*"]})).await.status(),
+        200
+    );
+    let admin_again = tokens(&s, "acme", &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expect_problem(
+        get(&s, &admin_again, "/v1/t/acme/users").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        get(&s, &admin, "/v1/t/acme/users").await.status(),
+        200,
+        "sessions opened before the policy keep their rights"
+    );
+}

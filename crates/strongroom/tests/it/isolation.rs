@@ -29,6 +29,7 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
         }
         ("patch", "/v1/t/{tenant}/applications/{id}") => Some(json!({"active": false})),
         ("delete", "/v1/t/{tenant}/users/{id}") => Some(json!({"reason": "offboarding"})),
+        ("put", "/v1/t/{tenant}/policy/mfa") => Some(json!({"required_for": ["*"]})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }
