@@ -185,6 +185,19 @@ pub struct UserChange {
     pub at: OffsetDateTime,
 }
 
+/// A one-time invitation to become a tenant user.
+#[derive(Debug, Clone)]
+pub struct StoredInvitation {
+    /// SHA-256 of the invitation token.
+    pub hash: [u8; 32],
+    /// Who is invited (their login name).
+    pub email: crate::identity::Email,
+    /// The role they will have.
+    pub role: crate::access::rbac::Role,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone)]
 pub enum RefreshOutcome {
@@ -505,6 +518,27 @@ pub trait Store: Send + Sync + 'static {
         id: crate::identity::user::UserId,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// Stores an invitation, audited.
+    async fn insert_invitation(
+        &self,
+        scope: &TenantScope,
+        invitation: &StoredInvitation,
+        created_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Uses an unexpired, unused invitation to create `user` (with the invitation's
+    /// role), in one transaction with `audit`. `None` if the token is unknown, used or
+    /// expired at `now`.
+    async fn accept_invitation(
+        &self,
+        scope: &TenantScope,
+        hash: &[u8; 32],
+        user: &NewUserRow,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<Option<StoredInvitation>, StoreError>;
 
     /// Starts a session with its first refresh token (hash), audited.
     async fn create_session(

@@ -92,6 +92,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::totp_confirm))
         .routes(routes!(users::totp_reset))
         .routes(routes!(users::get_mfa_policy, users::put_mfa_policy))
+        .routes(routes!(users::invite))
+        .routes(routes!(users::accept))
         .routes(routes!(
             applications::create_application,
             applications::list_applications

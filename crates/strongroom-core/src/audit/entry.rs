@@ -61,6 +61,10 @@ pub enum Action {
     UserDelete,
     /// A tenant policy (e.g. which roles need a second factor) was set.
     TenantPolicySet,
+    /// Someone was invited to become a tenant user (one-time, expiring token).
+    UserInvite,
+    /// An invitation was accepted: the user exists from now on.
+    UserInviteAccept,
     /// An application was registered.
     ApplicationCreate,
     /// An application was enabled or disabled.
@@ -71,7 +75,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 25] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -92,6 +96,8 @@ impl Action {
         Self::UserMfaReset,
         Self::UserDelete,
         Self::TenantPolicySet,
+        Self::UserInvite,
+        Self::UserInviteAccept,
         Self::ApplicationCreate,
         Self::ApplicationUpdate,
         Self::ApplicationToken,
@@ -120,6 +126,8 @@ impl Action {
             Self::UserMfaReset => "user.mfa_reset",
             Self::UserDelete => "user.delete",
             Self::TenantPolicySet => "tenant.policy_set",
+            Self::UserInvite => "user.invite",
+            Self::UserInviteAccept => "user.invite_accept",
             Self::ApplicationCreate => "application.create",
             Self::ApplicationUpdate => "application.update",
             Self::ApplicationToken => "application.token",

@@ -8,6 +8,7 @@
 mod applications;
 mod audit;
 mod error;
+mod invitations;
 mod keys;
 mod mfa;
 mod users;
@@ -33,6 +34,7 @@ use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus
 pub use applications::{OAuthError, OAuthToken, RegisteredApplication};
 pub use audit::{AuditPage, AuditStatus, ExportFormat};
 pub use error::PlatformError;
+pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 pub use mfa::{RecoveryCodes, SecondFactor, TotpEnrolment};
 pub use users::{Credential, UserPatch, UserTokens};

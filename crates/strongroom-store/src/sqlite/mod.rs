@@ -30,8 +30,8 @@ use strongroom_core::identity::operator::{Operator, OperatorCredentials};
 use strongroom_core::identity::user::{StoredSession, User, UserCredentials, UserId};
 use strongroom_core::store::{
     AuditEvent, AuditFilter, AuditLogState, NewUserRow, Page, RefreshOutcome, Store, StoreError,
-    StoredBlob, StoredDek, StoredEntry, StoredKek, StoredSealed, StoredSigningKey,
-    StoredSubjectKey, StoredTile, TenantKeys, UserChange,
+    StoredBlob, StoredDek, StoredEntry, StoredInvitation, StoredKek, StoredSealed,
+    StoredSigningKey, StoredSubjectKey, StoredTile, TenantKeys, UserChange,
 };
 use strongroom_core::tenant::{RegionName, Slug, Tenant};
 use time::OffsetDateTime;
@@ -511,6 +511,27 @@ impl Store for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         users::delete(self.region(scope)?, scope, id, audit).await
+    }
+
+    async fn insert_invitation(
+        &self,
+        scope: &TenantScope,
+        invitation: &StoredInvitation,
+        created_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        users::insert_invitation(self.region(scope)?, scope, invitation, created_by, audit).await
+    }
+
+    async fn accept_invitation(
+        &self,
+        scope: &TenantScope,
+        hash: &[u8; 32],
+        user: &NewUserRow,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<Option<StoredInvitation>, StoreError> {
+        users::accept_invitation(self.region(scope)?, scope, hash, user, now, audit).await
     }
 
     async fn create_session(

@@ -10,7 +10,7 @@ use strongroom_core::access::rbac::Role;
 use strongroom_core::identity::Email;
 use strongroom_core::identity::user::{StoredSession, User, UserCredentials, UserId, UserStatus};
 use strongroom_core::store::{
-    AuditEvent, NewUserRow, Page, RefreshOutcome, StoreError, UserChange,
+    AuditEvent, NewUserRow, Page, RefreshOutcome, StoreError, StoredInvitation, UserChange,
 };
 use time::OffsetDateTime;
 
@@ -401,4 +401,89 @@ pub(super) async fn delete(
     super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)?;
     Ok(true)
+}
+
+pub(super) async fn insert_invitation(
+    region: &Db,
+    scope: &TenantScope,
+    inv: &StoredInvitation,
+    created_by: &str,
+    audit: &AuditEvent,
+) -> Result<(), StoreError> {
+    let mut tx = region.write().await?;
+    sqlx::query("INSERT INTO invitations (tenant_id, hash, email, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(tid(scope))
+        .bind(inv.hash.to_vec())
+        .bind(inv.email.as_str())
+        .bind(inv.role.as_str())
+        .bind(created_by)
+        .bind(to_micros(audit.at))
+        .bind(to_micros(inv.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    super::audit::append(&mut tx, scope, audit).await?;
+    tx.commit().await.map_err(db)
+}
+
+pub(super) async fn accept_invitation(
+    region: &Db,
+    scope: &TenantScope,
+    hash: &[u8; 32],
+    row: &NewUserRow,
+    now: OffsetDateTime,
+    audit: &AuditEvent,
+) -> Result<Option<StoredInvitation>, StoreError> {
+    let mut tx = region.write().await?;
+    let found = sqlx::query("SELECT email, role, expires_at FROM invitations WHERE tenant_id = ? AND hash = ? AND used_at IS NULL AND expires_at > ?")
+        .bind(tid(scope))
+        .bind(hash.to_vec())
+        .bind(to_micros(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    let Some(r) = found else { return Ok(None) };
+    let role: String = r.try_get("role").map_err(db)?;
+    let inv = StoredInvitation {
+        hash: *hash,
+        email: Email::parse(&r.try_get::<String, _>("email").map_err(db)?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+        expires_at: from_micros(r.try_get("expires_at").map_err(db)?)?,
+    };
+    // The token alone is not enough: the invitee names the address it was sent to.
+    if inv.email.as_str().to_lowercase() != row.user.email.as_str().to_lowercase() {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE invitations SET used_at = ? WHERE tenant_id = ? AND hash = ?")
+        .bind(to_micros(now))
+        .bind(tid(scope))
+        .bind(hash.to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let u = &row.user;
+    sqlx::query("INSERT INTO users (tenant_id, id, email, email_key, password_hash, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(tid(scope))
+        .bind(u.id.to_string())
+        .bind(inv.email.as_str())
+        .bind(inv.email.as_str().to_lowercase())
+        .bind(&row.password_hash)
+        .bind(u.status.as_str())
+        .bind(to_micros(u.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map(e, "a user with this e-mail"))?;
+    grant(
+        &mut tx,
+        scope,
+        u.id,
+        &[inv.role],
+        &row.granted_by,
+        u.created_at,
+    )
+    .await?;
+    super::audit::append(&mut tx, scope, audit).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(Some(inv))
 }

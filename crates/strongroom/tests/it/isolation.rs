@@ -30,6 +30,12 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
         ("patch", "/v1/t/{tenant}/applications/{id}") => Some(json!({"active": false})),
         ("delete", "/v1/t/{tenant}/users/{id}") => Some(json!({"reason": "offboarding"})),
         ("put", "/v1/t/{tenant}/policy/mfa") => Some(json!({"required_for": ["*"]})),
+        ("post", "/v1/tenants/{tenant}/invitations") => {
+            Some(json!({"email": "intruder@alpha.example", "role": "admin"}))
+        }
+        ("post", "/v1/t/{tenant}/invitations/accept") => Some(
+            json!({"token": "sri_forged", "email": "intruder@alpha.example", "password": PASSWORD}),
+        ),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }
