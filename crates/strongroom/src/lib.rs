@@ -34,6 +34,10 @@ pub async fn serve(config: Config, out: &mut dyn Write) -> anyhow::Result<()> {
         platform.clone(),
         config.keys.reencrypt_per_sec,
     ));
+    tokio::spawn(reload_signing_keys_in_background(
+        platform.clone(),
+        Duration::from_secs(config.tokens.reload_secs),
+    ));
     tokio::spawn(integrate_audit_in_background(
         platform.clone(),
         Duration::from_millis(config.audit.checkpoint_interval_ms),
@@ -133,6 +137,20 @@ async fn integrate_audit_in_background(platform: Arc<Platform>, interval: Durati
                 tracing::warn!(error = %e, "audit integration round failed; retrying");
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
+        }
+    }
+}
+
+/// Picks up signing-key rotations made by the CLI (or another server on the same
+/// store): the newest key signs from then on, every stored key still verifies.
+async fn reload_signing_keys_in_background(platform: Arc<Platform>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the keys were loaded at start
+    loop {
+        ticker.tick().await;
+        if let Err(e) = platform.reload_signing_keys().await {
+            tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
         }
     }
 }

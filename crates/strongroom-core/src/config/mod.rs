@@ -167,6 +167,9 @@ pub struct TokensConfig {
     pub user_ttl_secs: u64,
     /// How long a sign-in session can be refreshed before signing in again, in seconds.
     pub session_ttl_secs: u64,
+    /// How often the server re-reads its signing keys, in seconds, so that a rotation
+    /// done with `strongroom keys rotate-signing-key` takes effect without a restart.
+    pub reload_secs: u64,
 }
 
 impl Default for TokensConfig {
@@ -176,6 +179,7 @@ impl Default for TokensConfig {
             operator_ttl_secs: 900,
             user_ttl_secs: 300,
             session_ttl_secs: 43_200,
+            reload_secs: 30,
         }
     }
 }
@@ -349,6 +353,7 @@ impl Config {
             "tokens.operator_ttl_secs",
         )?;
         check(self.tokens.user_ttl_secs, 30, 3600, "tokens.user_ttl_secs")?;
+        check(self.tokens.reload_secs, 1, 3600, "tokens.reload_secs")?;
         check(
             self.tokens.session_ttl_secs,
             300,

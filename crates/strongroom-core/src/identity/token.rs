@@ -229,6 +229,11 @@ impl TokenService {
         }
     }
 
+    /// The key id of the key that signs.
+    pub fn active_kid(&self) -> &str {
+        self.active.kid()
+    }
+
     /// Signs a token for `subject` with audience `aud`, valid for `ttl_secs`.
     pub fn issue(&self, aud: &str, subject: &str, ttl_secs: u64) -> IssuedToken {
         self.issue_with(aud, subject, ttl_secs, None)

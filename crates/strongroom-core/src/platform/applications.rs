@@ -225,7 +225,7 @@ impl Platform {
             return Err(OAuthError::InvalidClient);
         }
         let names: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
-        let issued = self.tokens.issue_for_subject(
+        let issued = self.tokens().issue_for_subject(
             &format!("app:{}", stored.app.id),
             self.user_ttl_secs,
             TenantClaims {
@@ -318,7 +318,7 @@ impl Platform {
             return Err(OAuthError::InvalidClient);
         }
         let names: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
-        let issued = self.tokens.issue_for_user(
+        let issued = self.tokens().issue_for_user(
             &format!("user:{}", user.user),
             self.user_ttl_secs,
             TenantClaims {

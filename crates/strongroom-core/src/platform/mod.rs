@@ -60,7 +60,9 @@ pub struct Platform {
     objects: Objects,
     audit: crate::audit::log::AuditLogs,
     clock: SharedClock,
-    tokens: TokenService,
+    /// Swapped whole when signing keys are rotated (by any process sharing the store).
+    tokens: std::sync::RwLock<Arc<TokenService>>,
+    issuer: String,
     passwords: PasswordHasher,
     regions: BTreeSet<crate::tenant::RegionName>,
     operator_ttl_secs: u64,
@@ -138,7 +140,8 @@ impl Platform {
             objects,
             audit,
             clock,
-            tokens,
+            tokens: std::sync::RwLock::new(Arc::new(tokens)),
+            issuer: config.tokens.issuer.clone(),
             passwords,
             regions: config.regions.keys().cloned().collect(),
             operator_ttl_secs: config.tokens.operator_ttl_secs,
@@ -220,13 +223,13 @@ impl Platform {
         tracing::info!(operator = %creds.operator.id, "operator signed in");
         let subject = format!("operator:{}", creds.operator.id);
         Ok(self
-            .tokens
+            .tokens()
             .issue(OPERATOR_AUDIENCE, &subject, self.operator_ttl_secs))
     }
 
     /// Turns a bearer token into an operator principal.
     pub fn authenticate_operator(&self, bearer: &str) -> Result<Principal, TokenError> {
-        operator_from_claims(&self.tokens.verify(bearer, OPERATOR_AUDIENCE)?)
+        operator_from_claims(&self.tokens().verify(bearer, OPERATOR_AUDIENCE)?)
     }
 
     /// Creates a tenant in a declared region.
@@ -326,7 +329,54 @@ impl Platform {
 
     /// The public keys that verify this deployment's tokens.
     pub fn jwks(&self) -> Jwks {
-        self.tokens.jwks()
+        self.tokens().jwks()
+    }
+
+    /// The current token service.
+    fn tokens(&self) -> Arc<TokenService> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the signing keys (a rotation by the CLI or another server): the newest
+    /// signs, all verify. Returns whether the active key changed.
+    pub async fn reload_signing_keys(&self) -> Result<bool, PlatformError> {
+        let fresh = load_token_service(
+            &*self.store,
+            &*self.providers.root(),
+            self.clock.clone(),
+            self.issuer.clone(),
+        )
+        .await?;
+        let mut current = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        let changed = current.active_kid() != fresh.active_kid()
+            || current.jwks().keys.len() != fresh.jwks().keys.len();
+        if changed {
+            tracing::info!(kid = %fresh.active_kid(), "token signing keys reloaded");
+            *current = Arc::new(fresh);
+        }
+        Ok(changed)
+    }
+
+    /// Makes a new signing key the active one. Earlier keys keep verifying the tokens
+    /// they signed (overlap), and stay listed in the JWKS. Returns the new key id.
+    pub async fn rotate_signing_key(&self, principal: &Principal) -> Result<String, PlatformError> {
+        access::authorize_platform(principal, PlatformAction::ManageKeys)?;
+        let root = self.providers.root();
+        let (key, pkcs8) =
+            SigningKey::generate().map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let record = StoredSigningKey {
+            kid: key.kid().to_owned(),
+            public_key: key.public_key(),
+            wrapped_private_key: root.wrap(&pkcs8, &signing_key_context(key.kid())).await?,
+            created_at: self.clock.now(),
+        };
+        self.store.insert_signing_key(&record).await?;
+        self.reload_signing_keys().await?;
+        tracing::warn!(kid = %record.kid, actor = %principal.label(), "token signing key rotated");
+        Ok(record.kid)
     }
 }
 

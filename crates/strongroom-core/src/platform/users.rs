@@ -487,7 +487,7 @@ impl Platform {
             .into_iter()
             .map(|p| p.as_str().to_owned())
             .collect();
-        let issued = self.tokens.issue_for_user(
+        let issued = self.tokens().issue_for_user(
             &format!("user:{}", user.id),
             self.user_ttl_secs,
             TenantClaims {
@@ -599,7 +599,7 @@ impl Platform {
     /// role grants. Any failure is `Unauthenticated`.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, PlatformError> {
         let claims = self
-            .tokens
+            .tokens()
             .verify_any(bearer, &[OPERATOR_AUDIENCE, TENANT_AUDIENCE])?;
         if claims.aud == OPERATOR_AUDIENCE {
             return Ok(super::operator_from_claims(&claims)?);

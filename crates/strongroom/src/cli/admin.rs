@@ -148,6 +148,12 @@ pub(super) async fn keys(
     let me = Principal::LocalAdmin;
     match cmd {
         KeysCommand::Status { output } => key_status(platform, output).await,
+        KeysCommand::RotateSigningKey => {
+            let kid = platform.rotate_signing_key(&me).await?;
+            println_out(&format!(
+                "new token signing key {kid} is active; earlier keys still verify"
+            ))
+        }
         KeysCommand::Rotate {
             tenant,
             kek,

@@ -145,6 +145,9 @@ enum KeysCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Make a new access-token signing key the active one; earlier keys keep verifying
+    /// (a running server picks it up within `tokens.reload_secs`).
+    RotateSigningKey,
     /// Make a new data key current (default), or replace the key-encryption key.
     Rotate {
         /// The tenant's slug.

@@ -1560,3 +1560,94 @@ async fn an_operator_invites_a_tenants_first_admin_over_the_api() {
     .unwrap();
     assert_eq!(page["entries"][0]["actor"]["id"], user["id"]);
 }
+
+fn kid_of(token: &str) -> String {
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signing_keys_rotate_with_overlap_while_the_server_runs() {
+    let s = TestServer::start_with(
+        crate::support::bin(),
+        crate::support::Options {
+            config: Some(format!(
+                "{}[tokens]\nreload_secs = 1\n",
+                crate::support::TWO_REGIONS
+            )),
+            ..Default::default()
+        },
+    )
+    .await;
+    let op = s.operator_token().await;
+    let admin_email = tenant_with_admin(&s, &op, "acme").await;
+    let before = tokens(&s, "acme", &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old_kid = kid_of(&before);
+    let out = s.cli(&["keys", "rotate-signing-key"], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Within the reload interval the server signs with the new key and lists both.
+    let mut after = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        after = tokens(&s, "acme", &admin_email).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if kid_of(&after) != old_kid {
+            break;
+        }
+    }
+    assert_ne!(kid_of(&after), old_kid, "the new key never became active");
+    let jwks: Value = s
+        .client()
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&kid_of(&after).as_str()),
+        "{kids:?}"
+    );
+    // Tokens from both keys work; the operator's too.
+    assert_eq!(get(&s, &before, "/v1/t/acme/users").await.status(), 200);
+    assert_eq!(get(&s, &after, "/v1/t/acme/users").await.status(), 200);
+    assert_eq!(get(&s, &op, "/v1/tenants").await.status(), 200);
+    // And after a restart.
+    let (_, dir) = s.stop().await;
+    let s = TestServer::start_with(
+        crate::support::bin(),
+        crate::support::Options {
+            config: Some(crate::support::TWO_REGIONS.into()),
+            dir: Some(dir),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(get(&s, &before, "/v1/t/acme/users").await.status(), 200);
+    let fresh = tokens(&s, "acme", &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(kid_of(&fresh), kid_of(&after));
+}
