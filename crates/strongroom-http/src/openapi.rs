@@ -94,6 +94,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get_mfa_policy, users::put_mfa_policy))
         .routes(routes!(users::invite))
         .routes(routes!(users::accept))
+        .routes(routes!(users::passkey_challenge))
+        .routes(routes!(users::passkey_register_start))
+        .routes(routes!(users::passkey_register_finish))
         .routes(routes!(
             applications::create_application,
             applications::list_applications

@@ -311,7 +311,7 @@ impl From<PlatformError> for Problem {
                 p.with_header(header::RETRY_AFTER, "5")
             }
             PlatformError::SecondFactorRequired => unauthenticated(
-                "A valid second factor is required: send `totp` (a current code) or `recovery_code`.",
+                "A valid second factor is required: send `totp` (a current code), `recovery_code`, or `passkey` (see /sessions/passkey-challenge).",
             ),
             PlatformError::TooManyRequests { retry_after_secs } => Problem::new(
                 &TOO_MANY_REQUESTS,

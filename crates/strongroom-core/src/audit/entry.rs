@@ -57,6 +57,8 @@ pub enum Action {
     SessionMfa,
     /// An administrator removed a user's second factor (lost authenticator).
     UserMfaReset,
+    /// A user registered a passkey.
+    UserPasskeyAdd,
     /// A tenant user was deleted (with their sessions, grants and second factor).
     UserDelete,
     /// A tenant policy (e.g. which roles need a second factor) was set.
@@ -75,7 +77,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -94,6 +96,7 @@ impl Action {
         Self::UserMfaConfirm,
         Self::SessionMfa,
         Self::UserMfaReset,
+        Self::UserPasskeyAdd,
         Self::UserDelete,
         Self::TenantPolicySet,
         Self::UserInvite,
@@ -124,6 +127,7 @@ impl Action {
             Self::UserMfaConfirm => "user.mfa_confirm",
             Self::SessionMfa => "session.mfa",
             Self::UserMfaReset => "user.mfa_reset",
+            Self::UserPasskeyAdd => "user.passkey_add",
             Self::UserDelete => "user.delete",
             Self::TenantPolicySet => "tenant.policy_set",
             Self::UserInvite => "user.invite",

@@ -42,6 +42,8 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Audit-trail integration and query bounds.
     pub audit: AuditConfig,
+    /// The WebAuthn relying party (passkeys as a second factor).
+    pub webauthn: WebauthnConfig,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             keys: KeysConfig::default(),
             audit: AuditConfig::default(),
+            webauthn: WebauthnConfig::default(),
         }
     }
 }
@@ -272,6 +275,26 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: 1000,
             max_page: 500,
             max_export: 100_000,
+        }
+    }
+}
+
+/// The WebAuthn relying party: the domain passkeys are bound to and the origin the
+/// console is served from. Browsers refuse a mismatch, so set these to the public name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebauthnConfig {
+    /// Relying-party id: the registrable domain, e.g. `vault.example.com`.
+    pub rp_id: String,
+    /// The origin clients run on, e.g. `https://vault.example.com` (scheme, host, port).
+    pub origin: String,
+}
+
+impl Default for WebauthnConfig {
+    fn default() -> Self {
+        Self {
+            rp_id: "localhost".into(),
+            origin: "https://localhost:8443".into(),
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct SecondFactor {
     pub totp: Option<String>,
     /// One of the recovery codes.
     pub recovery_code: Option<String>,
+    /// A passkey assertion: the challenge id from the sign-in challenge and the
+    /// authenticator's `PublicKeyCredential` (JSON).
+    pub passkey: Option<(String, serde_json::Value)>,
 }
 
 fn recovery_hash(code: &str) -> String {
@@ -260,12 +263,28 @@ impl Platform {
         offered: &SecondFactor,
     ) -> Result<FactorCheck, PlatformError> {
         let _guard = self.mfa_lock.lock().await;
-        let Some((mut factor, secret)) = self.factor(scope, user).await? else {
-            return Ok(FactorCheck::NotEnrolled);
-        };
-        if !factor.confirmed {
-            return Ok(FactorCheck::NotEnrolled);
+        let has_passkey = !self.passkeys(scope, user).await?.is_empty();
+        if let Some((challenge, assertion)) = &offered.passkey {
+            return Ok(
+                if has_passkey
+                    && self
+                        .check_passkey(scope, user, challenge, assertion)
+                        .await?
+                {
+                    FactorCheck::Verified
+                } else {
+                    FactorCheck::Failed
+                },
+            );
         }
+        let totp = self.factor(scope, user).await?.filter(|(f, _)| f.confirmed);
+        let Some((mut factor, secret)) = totp else {
+            return Ok(if has_passkey {
+                FactorCheck::Failed
+            } else {
+                FactorCheck::NotEnrolled
+            });
+        };
         let now = self.clock.now().unix_timestamp();
         if let Some(code) = &offered.totp
             && let Some(step) = totp::verify(&secret, code, now, factor.last_step)

@@ -11,6 +11,7 @@ mod error;
 mod invitations;
 mod keys;
 mod mfa;
+mod passkeys;
 mod users;
 
 use std::collections::BTreeSet;
@@ -73,6 +74,8 @@ pub struct Platform {
     /// Serialises second-factor checks so a TOTP code cannot be spent twice by racing
     /// sign-ins (read, verify and write happen under it; they take microseconds).
     mfa_lock: tokio::sync::Mutex<()>,
+    webauthn: webauthn_rs::prelude::Webauthn,
+    ceremonies: passkeys::Ceremonies,
 }
 
 impl std::fmt::Debug for Platform {
@@ -134,6 +137,8 @@ impl Platform {
         Ok(Self {
             throttle,
             mfa_lock: tokio::sync::Mutex::new(()),
+            webauthn: passkeys::relying_party(&config.webauthn)?,
+            ceremonies: passkeys::Ceremonies::default(),
             store,
             providers,
             keyring,

@@ -319,7 +319,7 @@ impl Platform {
     /// The password step of a sign-in: throttling, the tenant, the account and the
     /// hash check. Every failure is the same `InvalidCredentials` (and audited in an
     /// existing tenant).
-    async fn check_password(
+    pub(super) async fn check_password(
         &self,
         slug: &Slug,
         email: &Email,

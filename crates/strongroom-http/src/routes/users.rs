@@ -53,6 +53,30 @@ pub(crate) struct Login {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password)]
     recovery_code: Option<SecretString>,
+    /// A passkey assertion answering `POST /v1/t/{tenant}/sessions/passkey-challenge`.
+    #[serde(default)]
+    passkey: Option<PasskeyAnswer>,
+}
+
+/// An authenticator's answer to a WebAuthn challenge.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeyAnswer {
+    /// The challenge id the server returned with the options.
+    challenge_id: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.get/create`, as JSON.
+    #[schema(value_type = Object)]
+    credential: serde_json::Value,
+}
+
+/// A WebAuthn challenge.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PasskeyChallenge {
+    /// Quote it when answering.
+    challenge_id: String,
+    /// Options for `navigator.credentials.create` / `.get` (WebAuthn JSON).
+    #[schema(value_type = Object)]
+    options: serde_json::Value,
 }
 
 /// Signs a user in: an access token (minutes) and a single-use refresh token.
@@ -84,6 +108,7 @@ pub(crate) async fn login(
     let second = SecondFactor {
         totp: body.totp,
         recovery_code: body.recovery_code.map(|c| c.expose().to_owned()),
+        passkey: body.passkey.map(|p| (p.challenge_id, p.credential)),
     };
     let tokens = state
         .platform
@@ -554,4 +579,85 @@ pub(crate) async fn accept(
         .accept_invitation(&p.tenant, &body.token, body.email, &body.password)
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// E-mail and password, to get a passkey challenge.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordOnly {
+    /// E-mail address.
+    email: Email,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+}
+
+/// Sign-in step one with a passkey: checks the password (like a sign-in: throttled,
+/// failures audited) and returns a WebAuthn challenge for the user's passkeys; answer
+/// it in `POST /v1/t/{tenant}/sessions` with `passkey`.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/sessions/passkey-challenge", tag = "sessions",
+    params(TenantPath),
+    request_body = PasswordOnly,
+    responses((status = 200, description = "The challenge", body = PasskeyChallenge))
+)]
+pub(crate) async fn passkey_challenge(
+    State(state): State<AppState>,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<PasswordOnly>,
+) -> Result<Json<PasskeyChallenge>, Problem> {
+    let (challenge_id, options) = state
+        .platform
+        .passkey_sign_in_challenge(&p.tenant, &body.email, &body.password)
+        .await?;
+    Ok(Json(PasskeyChallenge {
+        challenge_id,
+        options,
+    }))
+}
+
+/// Starts registering a passkey for the caller.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/users/me/passkeys", tag = "users",
+    params(TenantPath),
+    security(("bearer" = [])),
+    responses((status = 201, description = "The registration challenge", body = PasskeyChallenge))
+)]
+pub(crate) async fn passkey_register_start(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+) -> Result<(StatusCode, Json<PasskeyChallenge>), Problem> {
+    let (challenge_id, options) = state
+        .platform
+        .passkey_register_start(&principal, &p.tenant)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PasskeyChallenge {
+            challenge_id,
+            options,
+        }),
+    ))
+}
+
+/// Finishes registering a passkey; from now on sign-in requires a second factor.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/users/me/passkeys/finish", tag = "users",
+    params(TenantPath),
+    request_body = PasskeyAnswer,
+    security(("bearer" = [])),
+    responses((status = 204, description = "Registered"))
+)]
+pub(crate) async fn passkey_register_finish(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+    ApiJson(body): ApiJson<PasskeyAnswer>,
+) -> Result<StatusCode, Problem> {
+    state
+        .platform
+        .passkey_register_finish(&principal, &p.tenant, &body.challenge_id, body.credential)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

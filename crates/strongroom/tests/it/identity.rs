@@ -1651,3 +1651,130 @@ async fn signing_keys_rotate_with_overlap_while_the_server_runs() {
         .to_owned();
     assert_eq!(kid_of(&fresh), kid_of(&after));
 }
+
+#[tokio::test]
+async fn passkeys_register_and_then_are_required_at_sign_in() {
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    use webauthn_authenticator_rs::prelude::{
+        CreationChallengeResponse, RequestChallengeResponse, Url,
+    };
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let token = tokens(&s, "acme", &admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let origin = Url::parse("https://localhost:8443").unwrap();
+    let mut authenticator = SoftPasskey::new(true);
+
+    // Register: challenge, authenticator, finish.
+    let resp = s
+        .client()
+        .post(s.url("/v1/t/acme/users/me/passkeys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ch: Value = resp.json().await.unwrap();
+    let options: CreationChallengeResponse = serde_json::from_value(ch["options"].clone()).unwrap();
+    let credential = authenticator
+        .do_registration(origin.clone(), options)
+        .unwrap();
+    let finish = |challenge: &str, credential: Value| {
+        let (client, url, token) = (
+            s.client(),
+            s.url("/v1/t/acme/users/me/passkeys/finish"),
+            token.clone(),
+        );
+        let body = json!({"challenge_id": challenge, "credential": credential});
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let cred_json = serde_json::to_value(&credential).unwrap();
+    // A forged challenge id is refused; the real one works once.
+    expect_problem(finish("nope", cred_json.clone()).await, 422, "validation").await;
+    let resp = finish(ch["challenge_id"].as_str().unwrap(), cred_json.clone()).await;
+    assert_eq!(resp.status(), 204, "{}", resp.text().await.unwrap());
+    expect_problem(
+        finish(ch["challenge_id"].as_str().unwrap(), cred_json).await,
+        422,
+        "validation",
+    )
+    .await;
+
+    // The password alone no longer signs in.
+    expect_problem(
+        login(&s, "acme", &admin, PASSWORD).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    // Step one: the password buys a challenge; step two: the authenticator answers it.
+    let challenge = |password: &'static str| {
+        let (client, url, email) = (
+            s.client(),
+            s.url("/v1/t/acme/sessions/passkey-challenge"),
+            admin.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    expect_problem(
+        challenge("not the password at all").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    let ch: Value = challenge(PASSWORD).await.json().await.unwrap();
+    let options: RequestChallengeResponse = serde_json::from_value(ch["options"].clone()).unwrap();
+    let assertion = serde_json::to_value(
+        authenticator
+            .do_authentication(origin.clone(), options)
+            .unwrap(),
+    )
+    .unwrap();
+    let sign_in = |challenge_id: Value, credential: Value| {
+        let (client, url, email) = (s.client(), s.url("/v1/t/acme/sessions"), admin.clone());
+        let body = json!({"email": email, "password": PASSWORD, "passkey": {"challenge_id": challenge_id, "credential": credential}});
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    let resp = sign_in(ch["challenge_id"].clone(), assertion.clone()).await;
+    assert_eq!(resp.status(), 201);
+    // A replayed assertion (the challenge is spent) fails; so does another user's challenge.
+    expect_problem(
+        sign_in(ch["challenge_id"].clone(), assertion.clone()).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    let ch2: Value = challenge(PASSWORD).await.json().await.unwrap();
+    expect_problem(
+        sign_in(ch2["challenge_id"].clone(), assertion).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    // Audited.
+    let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?action=user.passkey_add")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+}

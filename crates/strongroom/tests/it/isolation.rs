@@ -36,6 +36,13 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
         ("post", "/v1/t/{tenant}/invitations/accept") => Some(
             json!({"token": "sri_forged", "email": "intruder@alpha.example", "password": PASSWORD}),
         ),
+        ("post", "/v1/t/{tenant}/sessions/passkey-challenge") => {
+            Some(json!({"email": a_admin, "password": PASSWORD}))
+        }
+        ("post", "/v1/t/{tenant}/users/me/passkeys") => Some(json!({})),
+        ("post", "/v1/t/{tenant}/users/me/passkeys/finish") => {
+            Some(json!({"challenge_id": "x", "credential": {}}))
+        }
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }

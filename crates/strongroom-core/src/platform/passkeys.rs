@@ -1,0 +1,264 @@
+//! Passkeys (WebAuthn) as a second factor, with webauthn-rs.
+//!
+//! Registration and sign-in are two-step ceremonies: the server issues a challenge and
+//! keeps the ceremony state in memory (bounded in count, five minutes each), the
+//! authenticator answers, the server finishes. A user's passkeys are one sealed value
+//! (kind `user-passkeys`) under the tenant's data key; adding one and every use (its
+//! signature counter moves) are sealed writes with their audit entries.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Url, Webauthn, WebauthnBuilder,
+};
+
+use super::{Platform, PlatformError};
+use crate::access::{Principal, TenantScope};
+use crate::audit::entry::Action;
+use crate::config::WebauthnConfig;
+use crate::identity::user::UserId;
+use crate::tenant::Slug;
+
+/// Kind of the sealed passkey list.
+const KIND: &str = "user-passkeys";
+/// How long a ceremony may take.
+const CEREMONY: Duration = Duration::from_secs(300);
+/// Most ceremonies in flight (beyond: the oldest are dropped).
+const MAX_PENDING: usize = 10_000;
+/// Most passkeys per user.
+const MAX_PASSKEYS: usize = 10;
+
+/// A ceremony in progress.
+enum Ceremony {
+    Register(TenantUserKey, PasskeyRegistration),
+    SignIn(TenantUserKey, PasskeyAuthentication),
+}
+
+/// Whose ceremony (tenant id, user id).
+type TenantUserKey = (crate::tenant::TenantId, UserId);
+
+/// Ceremonies in flight, by challenge id.
+#[derive(Default)]
+pub(super) struct Ceremonies(std::sync::Mutex<HashMap<String, (Instant, Ceremony)>>);
+
+impl Ceremonies {
+    fn put(&self, c: Ceremony) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (at, _)| at.elapsed() < CEREMONY);
+        if map.len() >= MAX_PENDING {
+            map.clear();
+        }
+        map.insert(id.clone(), (Instant::now(), c));
+        id
+    }
+
+    fn take(&self, id: &str) -> Option<Ceremony> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id)
+            .filter(|(at, _)| at.elapsed() < CEREMONY)
+            .map(|(_, c)| c)
+    }
+}
+
+/// The relying party from configuration.
+pub(super) fn relying_party(config: &WebauthnConfig) -> Result<Webauthn, PlatformError> {
+    let bad = |e: &dyn std::fmt::Display| PlatformError::Invalid {
+        field: Some("webauthn"),
+        message: format!("webauthn.rp_id / webauthn.origin: {e}"),
+    };
+    let origin = Url::parse(&config.origin).map_err(|e| bad(&e))?;
+    WebauthnBuilder::new(&config.rp_id, &origin)
+        .map_err(|e| bad(&e))?
+        .rp_name("Strongroom")
+        .build()
+        .map_err(|e| bad(&e))
+}
+
+fn invalid(field: &'static str, message: &str) -> PlatformError {
+    PlatformError::Invalid {
+        field: Some(field),
+        message: message.into(),
+    }
+}
+
+impl Platform {
+    pub(super) async fn passkeys(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+    ) -> Result<Vec<Passkey>, PlatformError> {
+        let Some((_, bytes)) = self.objects.value(scope, KIND, &user.to_string()).await? else {
+            return Ok(vec![]);
+        };
+        serde_json::from_slice(bytes.expose())
+            .map_err(|e| PlatformError::Internal(format!("passkeys unreadable: {e}")))
+    }
+
+    async fn store_passkeys(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        keys: &[Passkey],
+        action: Action,
+    ) -> Result<(), PlatformError> {
+        let json = serde_json::to_vec(keys).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        self.objects
+            .put_value(scope, KIND, &user.to_string(), &json, action)
+            .await?;
+        Ok(())
+    }
+
+    /// Starts registering a passkey for the caller: returns the challenge id and the
+    /// `PublicKeyCredentialCreationOptions` for `navigator.credentials.create`.
+    pub async fn passkey_register_start(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<(String, serde_json::Value), PlatformError> {
+        let Principal::User(u) = principal else {
+            return Err(PlatformError::Forbidden(
+                "only a signed-in user registers a passkey".into(),
+            ));
+        };
+        let (tenant, scope) = self.own_scope(principal, slug).await?;
+        let existing = self.passkeys(&scope, u.user).await?;
+        if existing.len() >= MAX_PASSKEYS {
+            return Err(PlatformError::Conflict(format!(
+                "at most {MAX_PASSKEYS} passkeys"
+            )));
+        }
+        let email = self
+            .store
+            .user(&scope, u.user)
+            .await?
+            .ok_or(PlatformError::NotFound("user"))?
+            .email;
+        let exclude = existing.iter().map(|k| k.cred_id().clone()).collect();
+        let (options, state) = self
+            .webauthn
+            .start_passkey_registration(
+                u.user.as_uuid(),
+                email.as_str(),
+                email.as_str(),
+                Some(exclude),
+            )
+            .map_err(|e| PlatformError::Internal(format!("webauthn: {e}")))?;
+        let id = self
+            .ceremonies
+            .put(Ceremony::Register((tenant.id, u.user), state));
+        let options =
+            serde_json::to_value(options).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        Ok((id, options))
+    }
+
+    /// Finishes registering a passkey with the authenticator's answer.
+    pub async fn passkey_register_finish(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        challenge_id: &str,
+        credential: serde_json::Value,
+    ) -> Result<(), PlatformError> {
+        let Principal::User(u) = principal else {
+            return Err(PlatformError::Forbidden(
+                "only a signed-in user registers a passkey".into(),
+            ));
+        };
+        let (tenant, scope) = self.own_scope(principal, slug).await?;
+        let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
+            .map_err(|_| invalid("credential", "not a WebAuthn registration response"))?;
+        let Some(Ceremony::Register(who, state)) = self.ceremonies.take(challenge_id) else {
+            return Err(invalid("challenge_id", "unknown or expired challenge"));
+        };
+        if who != (tenant.id, u.user) {
+            return Err(invalid("challenge_id", "unknown or expired challenge"));
+        }
+        let passkey = self
+            .webauthn
+            .finish_passkey_registration(&credential, &state)
+            .map_err(|_| invalid("credential", "the registration did not verify"))?;
+        let _guard = self.mfa_lock.lock().await;
+        let mut keys = self.passkeys(&scope, u.user).await?;
+        keys.push(passkey);
+        self.store_passkeys(&scope, u.user, &keys, Action::UserPasskeyAdd)
+            .await
+    }
+
+    /// Sign-in step one with a passkey: the password is checked (throttled and audited
+    /// like any sign-in), then a challenge for the user's passkeys is returned.
+    pub async fn passkey_sign_in_challenge(
+        &self,
+        slug: &Slug,
+        email: &crate::identity::Email,
+        password: &crate::secret::SecretString,
+    ) -> Result<(String, serde_json::Value), PlatformError> {
+        let ip = crate::audit::origin::current().and_then(|o| o.ip);
+        let account = format!("{slug}/{}", email.as_str());
+        let (tenant, user, _) = self
+            .check_password(slug, email, password, &account, ip)
+            .await?;
+        let scope = crate::access::sign_in_scope(&tenant, Principal::System);
+        self.passkey_challenge_for(&scope, user.id)
+            .await?
+            .ok_or_else(|| PlatformError::Conflict("no passkey is registered".into()))
+    }
+
+    /// After the password is proven (sign-in step one), a WebAuthn challenge for the
+    /// user's passkeys: the challenge id and `PublicKeyCredentialRequestOptions`.
+    pub(super) async fn passkey_challenge_for(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+    ) -> Result<Option<(String, serde_json::Value)>, PlatformError> {
+        let keys = self.passkeys(scope, user).await?;
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let (options, state) = self
+            .webauthn
+            .start_passkey_authentication(&keys)
+            .map_err(|e| PlatformError::Internal(format!("webauthn: {e}")))?;
+        let id = self
+            .ceremonies
+            .put(Ceremony::SignIn((scope.tenant(), user), state));
+        let options =
+            serde_json::to_value(options).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        Ok(Some((id, options)))
+    }
+
+    /// Checks a passkey assertion offered at sign-in; on success the credential's
+    /// counter is stored (a cloned authenticator shows up as a counter going back).
+    pub(super) async fn check_passkey(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        challenge_id: &str,
+        assertion: &serde_json::Value,
+    ) -> Result<bool, PlatformError> {
+        let Ok(assertion) = serde_json::from_value::<PublicKeyCredential>(assertion.clone()) else {
+            return Ok(false);
+        };
+        let Some(Ceremony::SignIn(who, state)) = self.ceremonies.take(challenge_id) else {
+            return Ok(false);
+        };
+        if who != (scope.tenant(), user) {
+            return Ok(false);
+        }
+        let Ok(result) = self
+            .webauthn
+            .finish_passkey_authentication(&assertion, &state)
+        else {
+            return Ok(false);
+        };
+        let mut keys = self.passkeys(scope, user).await?;
+        for k in &mut keys {
+            k.update_credential(&result);
+        }
+        self.store_passkeys(scope, user, &keys, Action::SessionMfa)
+            .await?;
+        Ok(true)
+    }
+}
