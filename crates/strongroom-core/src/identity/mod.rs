@@ -5,6 +5,7 @@
 //! EdDSA-signed access [`token`]s.
 
 pub mod application;
+pub mod blocklist;
 mod email;
 pub mod operator;
 pub mod password;

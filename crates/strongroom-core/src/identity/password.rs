@@ -54,15 +54,19 @@ pub const MIN_CHARS: usize = 12;
 /// input to a memory-hard function is not.
 pub const MAX_CHARS: usize = 256;
 
-/// Checks a new password against the rules: length only, no composition rules
-/// (NIST SP 800-63B §3.1.1.2).
-pub fn check_policy(password: &SecretString) -> Result<(), IdentityError> {
+/// Checks a new password against the rules (NIST SP 800-63B §3.1.1.2): length, and
+/// not a common, repetitive, sequential or context-derived password ([`super::blocklist`]);
+/// no composition rules. `context`: the account's address, the tenant's name.
+pub fn check_policy(password: &SecretString, context: &[&str]) -> Result<(), IdentityError> {
     let n = password.char_count();
     if n < MIN_CHARS {
         return Err(IdentityError::WeakPassword("shorter than 12 characters"));
     }
     if n > MAX_CHARS {
         return Err(IdentityError::WeakPassword("longer than 256 characters"));
+    }
+    if let Some(why) = super::blocklist::refuse(password.expose(), context) {
+        return Err(IdentityError::WeakPassword(why));
     }
     Ok(())
 }
@@ -380,8 +384,9 @@ mod tests {
 
     #[test]
     fn policy_is_length_only() {
-        assert!(check_policy(&SecretString::new("short".into())).is_err());
-        assert!(check_policy(&SecretString::new("all lowercase words".into())).is_ok());
-        assert!(check_policy(&SecretString::new("x".repeat(257))).is_err());
+        assert!(check_policy(&SecretString::new("short".into()), &[]).is_err());
+        assert!(check_policy(&SecretString::new("all lowercase words".into()), &[]).is_ok());
+        assert!(check_policy(&SecretString::new("x".repeat(257)), &[]).is_err());
+        assert!(check_policy(&SecretString::new("Password2024!".into()), &[]).is_err());
     }
 }

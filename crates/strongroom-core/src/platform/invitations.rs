@@ -101,7 +101,7 @@ impl Platform {
         email: Email,
         new_password: &SecretString,
     ) -> Result<User, PlatformError> {
-        password::check_policy(new_password)?;
+        password::check_policy(new_password, &[email.as_str(), slug.as_str()])?;
         let t = token.expose();
         if !t.starts_with(PREFIX) || t.len() > 128 {
             return Err(PlatformError::Unauthenticated);

@@ -178,7 +178,7 @@ impl Platform {
         password: &SecretString,
     ) -> Result<Operator, PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ManageOperators)?;
-        password::check_policy(password)?;
+        password::check_policy(password, &[email.as_str()])?;
         let hash = self.passwords.hash(password).await?;
         let operator = Operator {
             id: OperatorId::generate(),

@@ -155,7 +155,7 @@ impl Platform {
         scope.require_writable()?;
         let hash = match credential {
             Credential::Password(p) => {
-                password::check_policy(&p)?;
+                password::check_policy(&p, &[email.as_str(), slug.as_str()])?;
                 self.passwords.hash(&p).await?
             }
             Credential::BcryptHash(h) => {

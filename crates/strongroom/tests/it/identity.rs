@@ -292,6 +292,18 @@ async fn roles_limit_what_users_do_and_changes_take_effect_on_the_next_request()
             "/password",
         ),
         (
+            json!({"email": "w@acme.example", "password": "Password2024!"}),
+            "/password",
+        ),
+        (
+            json!({"email": "w@acme.example", "password": "qwertyuiop123"}),
+            "/password",
+        ),
+        (
+            json!({"email": "w@acme.example", "password": "acme-acme-2024"}),
+            "/password",
+        ),
+        (
             json!({"email": "admin@acme.example", "password": PASSWORD}),
             "",
         ),
