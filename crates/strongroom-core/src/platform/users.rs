@@ -411,16 +411,7 @@ impl Platform {
         };
         let refresh = new_refresh_token()?;
         let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(
-                    &scope,
-                    Action::SessionLogin,
-                    user_target(Some(user.id)),
-                    None,
-                ),
-            )
+            .user_event(&scope, Action::SessionLogin, Some(user.id))
             .await?;
         self.store
             .create_session(&scope, &session, &refresh_hash(&refresh), &event)
@@ -442,6 +433,19 @@ impl Platform {
             user
         };
         Ok(self.user_tokens(&tenant, &shown, &session.id, refresh))
+    }
+
+    /// The audit event of `action` on a user (or an unknown one), by the scope's actor.
+    async fn user_event(
+        &self,
+        scope: &TenantScope,
+        action: Action,
+        user: Option<UserId>,
+    ) -> Result<crate::store::AuditEvent, PlatformError> {
+        Ok(self
+            .keyring
+            .audit_event(scope, NewEntry::by(scope, action, user_target(user), None))
+            .await?)
     }
 
     /// Replaces an imported bcrypt hash with argon2id, now that the password is known
@@ -577,16 +581,7 @@ impl Platform {
             .ok_or(PlatformError::NotFound("tenant"))?;
         let scope = access::sign_in_scope(&tenant, principal.clone());
         let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(
-                    &scope,
-                    Action::SessionLogout,
-                    user_target(Some(u.user)),
-                    None,
-                ),
-            )
+            .user_event(&scope, Action::SessionLogout, Some(u.user))
             .await?;
         self.store
             .revoke_session(&scope, &u.session, &event)

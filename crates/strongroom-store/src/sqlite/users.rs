@@ -73,13 +73,13 @@ async fn grant(
     Ok(())
 }
 
-pub(super) async fn insert(
-    region: &Db,
+/// Inserts the user row and its grants inside `tx`.
+async fn insert_row(
+    tx: &mut Transaction<'static, Sqlite>,
     scope: &TenantScope,
     row: &NewUserRow,
-    audit: &AuditEvent,
+    roles: &[Role],
 ) -> Result<(), StoreError> {
-    let mut tx = region.write().await?;
     let u = &row.user;
     sqlx::query("INSERT INTO users (tenant_id, id, email, email_key, password_hash, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
@@ -89,18 +89,20 @@ pub(super) async fn insert(
         .bind(&row.password_hash)
         .bind(u.status.as_str())
         .bind(to_micros(u.created_at))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|e| map(e, "a user with this e-mail"))?;
-    grant(
-        &mut tx,
-        scope,
-        u.id,
-        &u.roles,
-        &row.granted_by,
-        u.created_at,
-    )
-    .await?;
+    grant(tx, scope, u.id, roles, &row.granted_by, u.created_at).await
+}
+
+pub(super) async fn insert(
+    region: &Db,
+    scope: &TenantScope,
+    row: &NewUserRow,
+    audit: &AuditEvent,
+) -> Result<(), StoreError> {
+    let mut tx = region.write().await?;
+    insert_row(&mut tx, scope, row, &row.user.roles).await?;
     super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)
 }
@@ -462,27 +464,7 @@ pub(super) async fn accept_invitation(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let u = &row.user;
-    sqlx::query("INSERT INTO users (tenant_id, id, email, email_key, password_hash, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(tid(scope))
-        .bind(u.id.to_string())
-        .bind(inv.email.as_str())
-        .bind(inv.email.as_str().to_lowercase())
-        .bind(&row.password_hash)
-        .bind(u.status.as_str())
-        .bind(to_micros(u.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map(e, "a user with this e-mail"))?;
-    grant(
-        &mut tx,
-        scope,
-        u.id,
-        &[inv.role],
-        &row.granted_by,
-        u.created_at,
-    )
-    .await?;
+    insert_row(&mut tx, scope, row, &[inv.role]).await?;
     super::audit::append(&mut tx, scope, audit).await?;
     tx.commit().await.map_err(db)?;
     Ok(Some(inv))
