@@ -345,3 +345,82 @@ fn no_statement_touches_audit_entries_except_insert_and_select() {
     }
     assert!(checked > 5);
 }
+
+#[tokio::test]
+async fn invitations_work_once_for_their_address_and_not_after_expiry() {
+    use strongroom_core::access::rbac::Role;
+    use strongroom_core::identity::Email;
+    use strongroom_core::identity::user::{User, UserId, UserStatus};
+    use strongroom_core::store::{NewUserRow, StoredInvitation};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let scope =
+        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageTenants).unwrap();
+    let t = tenant("invites", "eu");
+    let home = access::provisioning_scope(&scope, &t);
+    s.create_tenant(&scope, &t, &home, &TenantKeys::default(), &ev())
+        .await
+        .unwrap();
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let invite = |hash: u8, expires: OffsetDateTime| StoredInvitation {
+        hash: [hash; 32],
+        email: Email::parse("new@acme.example").unwrap(),
+        role: Role::Admin,
+        expires_at: expires,
+    };
+    let row = |email: &str| NewUserRow {
+        user: User {
+            id: UserId::generate(),
+            email: Email::parse(email).unwrap(),
+            status: UserStatus::Active,
+            roles: vec![],
+            created_at: now,
+        },
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA"
+            .into(),
+        granted_by: "invitation".into(),
+    };
+    let expired = invite(1, now - time::Duration::seconds(1));
+    let live = invite(2, now + time::Duration::hours(72));
+    for inv in [&expired, &live] {
+        s.insert_invitation(&home, inv, "operator:x", &ev())
+            .await
+            .unwrap();
+    }
+    // Expired: refused, and nothing is created.
+    let r = s
+        .accept_invitation(&home, &expired.hash, &row("new@acme.example"), now, &ev())
+        .await
+        .unwrap();
+    assert!(r.is_none());
+    // Another address: refused, and the invitation stays usable.
+    let r = s
+        .accept_invitation(&home, &live.hash, &row("other@acme.example"), now, &ev())
+        .await
+        .unwrap();
+    assert!(r.is_none());
+    // The right address, once.
+    let ok = s
+        .accept_invitation(&home, &live.hash, &row("NEW@acme.example"), now, &ev())
+        .await
+        .unwrap()
+        .expect("accepted");
+    assert_eq!(ok.role, Role::Admin);
+    let again = s
+        .accept_invitation(&home, &live.hash, &row("new@acme.example"), now, &ev())
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    let users = s
+        .users(
+            &home,
+            &strongroom_core::store::Page {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].roles, vec![Role::Admin]);
+}
