@@ -259,6 +259,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new signing key.
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
 
+    /// Removes a retired token-signing key (its tokens have all expired).
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+
     /// Creates a tenant: its directory entry, and its home in its region's storage.
     /// Both or neither, with the tenant's freshly provisioned (wrapped) keys in the same
     /// region transaction. `home` is the tenant's own scope, made by the caller from the

@@ -69,6 +69,7 @@ pub struct Platform {
     operator_ttl_secs: u64,
     user_ttl_secs: u64,
     session_ttl_secs: u64,
+    reload_secs: u64,
     audit_limits: crate::config::AuditConfig,
     throttle: crate::identity::throttle::SignInThrottle,
     /// Serialises second-factor checks so a TOTP code cannot be spent twice by racing
@@ -152,6 +153,7 @@ impl Platform {
             operator_ttl_secs: config.tokens.operator_ttl_secs,
             user_ttl_secs: config.tokens.user_ttl_secs,
             session_ttl_secs: config.tokens.session_ttl_secs,
+            reload_secs: config.tokens.reload_secs,
             audit_limits: config.audit.clone(),
         })
     }
@@ -365,6 +367,25 @@ impl Platform {
         Ok(changed)
     }
 
+    /// Deletes keys retired long enough ago that no token they signed can still be
+    /// valid: a key stops signing when its successor is created (plus a reload interval
+    /// for other processes), and tokens live at most the longest configured lifetime
+    /// (plus clock-skew leeway).
+    async fn prune_signing_keys(&self) -> Result<(), PlatformError> {
+        let keys = self.store.signing_keys().await?; // newest first
+        let lifetime = self.operator_ttl_secs.max(self.user_ttl_secs) + self.reload_secs + 120;
+        let cutoff = self.clock.now()
+            - time::Duration::seconds(i64::try_from(lifetime).unwrap_or(i64::MAX / 2));
+        for pair in keys.windows(2) {
+            let (successor, retired) = (&pair[0], &pair[1]);
+            if successor.created_at < cutoff {
+                self.store.delete_signing_key(&retired.kid).await?;
+                tracing::info!(kid = %retired.kid, "retired token signing key removed");
+            }
+        }
+        Ok(())
+    }
+
     /// Makes a new signing key the active one. Earlier keys keep verifying the tokens
     /// they signed (overlap), and stay listed in the JWKS. Returns the new key id.
     pub async fn rotate_signing_key(&self, principal: &Principal) -> Result<String, PlatformError> {
@@ -379,6 +400,7 @@ impl Platform {
             created_at: self.clock.now(),
         };
         self.store.insert_signing_key(&record).await?;
+        self.prune_signing_keys().await?;
         self.reload_signing_keys().await?;
         tracing::warn!(kid = %record.kid, actor = %principal.label(), "token signing key rotated");
         Ok(record.kid)

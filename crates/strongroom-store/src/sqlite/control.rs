@@ -87,6 +87,16 @@ pub(super) async fn insert_signing_key(
     tx.commit().await.map_err(db)
 }
 
+pub(super) async fn delete_signing_key(control: &Db, kid: &str) -> Result<(), StoreError> {
+    let mut tx = control.write().await?;
+    sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+        .bind(kid)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
+}
+
 pub(super) async fn insert_tenant(
     tx: &mut Transaction<'static, Sqlite>,
     t: &Tenant,

@@ -238,6 +238,10 @@ impl Store for SqliteStore {
         control::insert_signing_key(&self.control, key).await
     }
 
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        control::delete_signing_key(&self.control, kid).await
+    }
+
     async fn create_tenant(
         &self,
         _: &PlatformScope,

@@ -1790,3 +1790,59 @@ async fn passkeys_register_and_then_are_required_at_sign_in() {
         .unwrap();
     assert_eq!(page["entries"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn retired_signing_keys_are_removed_once_their_tokens_cannot_be_valid() {
+    use strongroom_core::access::Principal;
+    use strongroom_core::clock::ManualClock;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = vec![(
+        "data_dir",
+        toml::Value::String(dir.path().join("data").display().to_string()),
+    )];
+    let config =
+        strongroom_core::config::Config::load(None, Vec::<(String, String)>::new(), flags).unwrap();
+    let opened = strongroom::datadir::DataDir::new(&config.data_dir)
+        .unwrap()
+        .open(&config)
+        .await
+        .unwrap();
+    let clock = ManualClock::new(time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+    let p = strongroom_core::platform::Platform::open(
+        opened.store,
+        opened.blobs,
+        opened.providers,
+        std::sync::Arc::new(clock.clone()),
+        &config,
+    )
+    .await
+    .unwrap();
+    let kids = |p: &strongroom_core::platform::Platform| -> Vec<String> {
+        let mut k: Vec<String> = p.jwks().keys.into_iter().map(|k| k.kid).collect();
+        k.sort();
+        k
+    };
+    let first = kids(&p);
+    assert_eq!(first.len(), 1);
+    let second = p.rotate_signing_key(&Principal::LocalAdmin).await.unwrap();
+    // Shortly after: both keys verify.
+    clock.advance(time::Duration::minutes(10));
+    let third = p.rotate_signing_key(&Principal::LocalAdmin).await.unwrap();
+    assert_eq!(
+        kids(&p).len(),
+        3,
+        "the first key's tokens may still be valid"
+    );
+    // Two hours on, nothing signed by the first or the second key can still be valid
+    // (each stopped signing when its successor appeared, tokens live at most an hour):
+    // the next rotation removes both; the third, retired just now, stays.
+    clock.advance(time::Duration::hours(2));
+    let fourth = p.rotate_signing_key(&Principal::LocalAdmin).await.unwrap();
+    let now = kids(&p);
+    assert!(
+        !now.contains(&first[0]) && !now.contains(&second),
+        "{now:?}"
+    );
+    assert!(now.contains(&third) && now.contains(&fourth), "{now:?}");
+    assert_eq!(now.len(), 2);
+}
