@@ -513,7 +513,8 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
-    /// Deletes a user with their grants, sessions, refresh tokens and second factor,
+    /// Deletes a user with their grants, sessions, refresh tokens and second factors
+    /// (TOTP and passkeys),
     /// audited in the same transaction. `false` if no such user.
     async fn delete_user(
         &self,

@@ -18,8 +18,9 @@ use rbac::Permission;
 /// An application of a tenant, with the permissions it was registered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantApp {
-    /// The only tenant this principal can act in.
-    pub tenant: TenantId,
+    /// The only tenant this principal can act in, as read when the token was
+    /// authenticated (so the request needs no second directory lookup).
+    pub tenant: Tenant,
     /// Which application.
     pub app: crate::identity::application::AppId,
     /// What it may do.
@@ -30,8 +31,9 @@ pub struct TenantApp {
 /// current state of their account (active, session live, current role grants).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantUser {
-    /// The only tenant this principal can act in.
-    pub tenant: TenantId,
+    /// The only tenant this principal can act in, as read when the token was
+    /// authenticated (so the request needs no second directory lookup).
+    pub tenant: Tenant,
     /// Who.
     pub user: UserId,
     /// The session the token belongs to.
@@ -195,7 +197,7 @@ pub fn authorize_tenant(
     permission: Permission,
 ) -> Result<TenantScope, AccessError> {
     match principal {
-        Principal::User(u) if u.tenant != tenant.id => Err(AccessError::NotVisible),
+        Principal::User(u) if u.tenant.id != tenant.id => Err(AccessError::NotVisible),
         Principal::User(u) if !u.permissions.contains(&permission) => {
             Err(AccessError::Forbidden(permission.as_str()))
         }
@@ -205,7 +207,7 @@ pub fn authorize_tenant(
             writable: tenant.status == TenantStatus::Active,
             actor: principal.clone(),
         }),
-        Principal::Application(a) if a.tenant != tenant.id => Err(AccessError::NotVisible),
+        Principal::Application(a) if a.tenant.id != tenant.id => Err(AccessError::NotVisible),
         Principal::Application(a) if !a.permissions.contains(&permission) => {
             Err(AccessError::Forbidden(permission.as_str()))
         }

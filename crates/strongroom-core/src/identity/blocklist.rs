@@ -176,7 +176,6 @@ const BASE_WORDS: &[&str] = &[
     "corvette",
     "harley",
     "killer",
-    "soccer",
     "golfer",
     "tennis",
     "player",

@@ -239,19 +239,9 @@ impl TokenService {
         self.issue_with(aud, subject, ttl_secs, None)
     }
 
-    /// Signs a token for a tenant subject other than a user (an application; audience
-    /// [`TENANT_AUDIENCE`]); an empty `sid` is left out.
-    pub fn issue_for_subject(
-        &self,
-        subject: &str,
-        ttl_secs: u64,
-        tenant: TenantClaims,
-    ) -> IssuedToken {
-        self.issue_with(TENANT_AUDIENCE, subject, ttl_secs, Some(tenant))
-    }
-
-    /// Signs a tenant user's token (audience [`TENANT_AUDIENCE`]).
-    pub fn issue_for_user(
+    /// Signs a token for a tenant subject — `user:<id>` or `app:<id>` — (audience
+    /// [`TENANT_AUDIENCE`]); an empty `sid` is left out (applications have no session).
+    pub fn issue_for_tenant(
         &self,
         subject: &str,
         ttl_secs: u64,

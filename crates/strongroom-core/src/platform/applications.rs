@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::{MAX_PAGE, Platform, PlatformError};
 use crate::access::rbac::Permission;
-use crate::access::{self, Principal, TenantApp};
+use crate::access::{self, Principal, TenantApp, TenantUser};
 use crate::audit::entry::{Action, NewEntry, Target};
 use crate::audit::merkle::sha256;
 use crate::identity::application::{AppId, Application, StoredApplication};
@@ -45,8 +45,8 @@ pub struct OAuthToken {
     pub scope: String,
 }
 
-/// Why the token endpoint refused (RFC 6749 §5.2 error codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the token endpoint refused (RFC 6749 §5.2 error codes), or failed.
+#[derive(Debug)]
 pub enum OAuthError {
     /// Unknown client, wrong secret, or a disabled application.
     InvalidClient,
@@ -55,6 +55,9 @@ pub enum OAuthError {
     /// The subject token of an exchange is not a live token of a user of the
     /// application's tenant.
     InvalidGrant,
+    /// The server could not complete the grant (storage, key provider or audit
+    /// failure): the client may retry.
+    Unavailable(PlatformError),
 }
 
 fn app_target(id: AppId) -> Target {
@@ -182,66 +185,8 @@ impl Platform {
         scope: Option<&str>,
     ) -> Result<OAuthToken, OAuthError> {
         let (tenant, stored) = self.authenticate_client(client_id, client_secret).await?;
-        let granted: Vec<Permission> = match scope {
-            None => stored.app.permissions.clone(),
-            Some(s) => {
-                let wanted: Option<Vec<Permission>> =
-                    s.split_whitespace().map(Permission::parse).collect();
-                match wanted {
-                    Some(w)
-                        if !w.is_empty()
-                            && w.iter().all(|p| stored.app.permissions.contains(p)) =>
-                    {
-                        w
-                    }
-                    _ => return Err(OAuthError::InvalidScope),
-                }
-            }
-        };
-        let principal = Principal::Application(TenantApp {
-            tenant: tenant.id,
-            app: stored.app.id,
-            permissions: granted.iter().copied().collect(),
-        });
-        let home = access::sign_in_scope(&tenant, principal);
-        let recorded = async {
-            let event = self
-                .keyring
-                .audit_event(
-                    &home,
-                    NewEntry::by(
-                        &home,
-                        Action::ApplicationToken,
-                        app_target(stored.app.id),
-                        None,
-                    ),
-                )
-                .await?;
-            self.store.append_audit(&home, &event).await?;
-            Ok::<(), PlatformError>(())
-        };
-        if let Err(e) = recorded.await {
-            tracing::error!(error = %e, "could not audit an application token; refusing it");
-            return Err(OAuthError::InvalidClient);
-        }
-        let names: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
-        let issued = self.tokens().issue_for_subject(
-            &format!("app:{}", stored.app.id),
-            self.user_ttl_secs,
-            TenantClaims {
-                tid: tenant.id.as_uuid().to_string(),
-                tenant: tenant.slug.to_string(),
-                sid: String::new(),
-                perms: names.clone(),
-                app: None,
-            },
-        );
-        Ok(OAuthToken {
-            access_token: issued.access_token,
-            token_type: "Bearer",
-            expires_in: issued.expires_in,
-            scope: names.join(" "),
-        })
+        let granted = narrow(scope, &stored.app.permissions)?;
+        self.grant(&tenant, stored.app.id, granted, None).await
     }
 
     /// The tenant and application of valid, active client credentials.
@@ -250,7 +195,7 @@ impl Platform {
         client_id: &str,
         client_secret: &SecretString,
     ) -> Result<(crate::tenant::Tenant, StoredApplication), OAuthError> {
-        let found = self.find_client(client_id).await;
+        let found = self.find_client(client_id).await?;
         // Compare against something either way, so timing does not tell ids apart.
         let expected = found.as_ref().map_or([0u8; 32], |(_, a)| a.secret_hash);
         let given = sha256(&[client_secret.expose().as_bytes()]);
@@ -275,7 +220,7 @@ impl Platform {
             return Err(OAuthError::InvalidGrant);
         };
         // Only a user of the application's own tenant, and no chains of delegation.
-        if user.tenant != tenant.id || user.via.is_some() {
+        if user.tenant.id != tenant.id || user.via.is_some() {
             return Err(OAuthError::InvalidGrant);
         }
         let both: Vec<Permission> = user
@@ -284,49 +229,61 @@ impl Platform {
             .copied()
             .filter(|p| stored.app.permissions.contains(p))
             .collect();
-        let granted = match scope {
-            None => both,
-            Some(s) => {
-                let wanted: Option<Vec<Permission>> =
-                    s.split_whitespace().map(Permission::parse).collect();
-                match wanted {
-                    Some(w) if !w.is_empty() && w.iter().all(|p| both.contains(p)) => w,
-                    _ => return Err(OAuthError::InvalidScope),
-                }
-            }
-        };
+        let granted = narrow(scope, &both)?;
+        self.grant(&tenant, stored.app.id, granted, Some(&user))
+            .await
+    }
+
+    /// Audits (`application.token`, by the application) and issues a token for the
+    /// application itself, or for `user` acting through it.
+    async fn grant(
+        &self,
+        tenant: &crate::tenant::Tenant,
+        app: AppId,
+        granted: Vec<Permission>,
+        user: Option<&TenantUser>,
+    ) -> Result<OAuthToken, OAuthError> {
         let actor = Principal::Application(TenantApp {
-            tenant: tenant.id,
-            app: stored.app.id,
+            tenant: tenant.clone(),
+            app,
             permissions: granted.iter().copied().collect(),
         });
-        let home = access::sign_in_scope(&tenant, actor);
-        let target = Target {
-            id: user.user.to_string(),
-            kind: "user".into(),
-            version: None,
+        let home = access::sign_in_scope(tenant, actor);
+        let target = match user {
+            None => app_target(app),
+            Some(u) => Target {
+                id: u.user.to_string(),
+                kind: "user".into(),
+                version: None,
+            },
         };
+        let mut entry = NewEntry::by(&home, Action::ApplicationToken, target, None);
+        entry.session = user.map(|u| u.session.clone());
         let recorded = async {
-            let mut entry = NewEntry::by(&home, Action::ApplicationToken, target, None);
-            entry.session = Some(user.session.clone());
             let event = self.keyring.audit_event(&home, entry).await?;
             self.store.append_audit(&home, &event).await?;
             Ok::<(), PlatformError>(())
         };
-        if let Err(e) = recorded.await {
-            tracing::error!(error = %e, "could not audit a delegated token; refusing it");
-            return Err(OAuthError::InvalidClient);
-        }
+        // A token that cannot be audited is not issued.
+        recorded.await.map_err(OAuthError::Unavailable)?;
         let names: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
-        let issued = self.tokens().issue_for_user(
-            &format!("user:{}", user.user),
+        let (subject, sid, via) = match user {
+            None => (format!("app:{app}"), String::new(), None),
+            Some(u) => (
+                format!("user:{}", u.user),
+                u.session.clone(),
+                Some(app.to_string()),
+            ),
+        };
+        let issued = self.tokens().issue_for_tenant(
+            &subject,
             self.user_ttl_secs,
             TenantClaims {
                 tid: tenant.id.as_uuid().to_string(),
                 tenant: tenant.slug.to_string(),
-                sid: user.session.clone(),
+                sid,
                 perms: names.clone(),
-                app: Some(stored.app.id.to_string()),
+                app: via,
             },
         );
         Ok(OAuthToken {
@@ -337,17 +294,32 @@ impl Platform {
         })
     }
 
+    /// The tenant and application a `client_id` names, if any. Storage failures are
+    /// the server's (503), not an unknown client.
     async fn find_client(
         &self,
         client_id: &str,
-    ) -> Option<(crate::tenant::Tenant, StoredApplication)> {
-        let (slug, id) = client_id.split_once('.')?;
-        let slug = Slug::parse(slug).ok()?;
-        let id = AppId::from_uuid(uuid::Uuid::parse_str(id).ok()?);
-        let tenant = self.tenant_by_slug(&slug).await.ok()??;
+    ) -> Result<Option<(crate::tenant::Tenant, StoredApplication)>, OAuthError> {
+        let Some((slug, id)) = client_id.split_once('.') else {
+            return Ok(None);
+        };
+        let (Ok(slug), Ok(id)) = (Slug::parse(slug), uuid::Uuid::parse_str(id)) else {
+            return Ok(None);
+        };
+        let Some(tenant) = self
+            .tenant_by_slug(&slug)
+            .await
+            .map_err(OAuthError::Unavailable)?
+        else {
+            return Ok(None);
+        };
         let probe = access::sign_in_scope(&tenant, Principal::System);
-        let app = self.store.application(&probe, id).await.ok()??;
-        Some((tenant, app))
+        let app = self
+            .store
+            .application(&probe, AppId::from_uuid(id))
+            .await
+            .map_err(|e| OAuthError::Unavailable(e.into()))?;
+        Ok(app.map(|a| (tenant, a)))
     }
 
     /// The principal of a verified application token: the application must still be
@@ -371,9 +343,22 @@ impl Platform {
             .filter(|p| stored.app.permissions.contains(p))
             .collect();
         Ok(Principal::Application(TenantApp {
-            tenant: tenant.id,
+            tenant: tenant.clone(),
             app,
             permissions,
         }))
+    }
+}
+
+/// The permissions named by `scope` (space-separated), all of which must be in
+/// `allowed`; no scope means all of `allowed`.
+fn narrow(scope: Option<&str>, allowed: &[Permission]) -> Result<Vec<Permission>, OAuthError> {
+    let Some(s) = scope else {
+        return Ok(allowed.to_vec());
+    };
+    let wanted: Option<Vec<Permission>> = s.split_whitespace().map(Permission::parse).collect();
+    match wanted {
+        Some(w) if !w.is_empty() && w.iter().all(|p| allowed.contains(p)) => Ok(w),
+        _ => Err(OAuthError::InvalidScope),
     }
 }

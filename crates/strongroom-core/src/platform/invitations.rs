@@ -119,7 +119,7 @@ impl Platform {
             created_at: self.clock.now(),
         };
         let actor = Principal::User(TenantUser {
-            tenant: tenant.id,
+            tenant: tenant.clone(),
             user: user.id,
             session: String::new(),
             via: None,

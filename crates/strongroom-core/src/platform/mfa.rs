@@ -202,9 +202,9 @@ impl Platform {
         })
     }
 
-    /// Removes a user's second factor (`users:manage`, reason required): for a lost
-    /// authenticator with no recovery codes left. The user signs in with the password
-    /// alone until they enrol again.
+    /// Removes a user's second factors — TOTP and passkeys — (`users:manage`, reason
+    /// required): for a lost authenticator with no recovery codes left. The user signs
+    /// in with the password alone until they enrol again.
     pub async fn totp_reset(
         &self,
         principal: &Principal,
@@ -226,30 +226,37 @@ impl Platform {
         if self.store.user(&scope, user).await?.is_none() {
             return Err(PlatformError::NotFound("user"));
         }
-        let Some((factor, _)) = self.factor(&scope, user).await? else {
+        let totp = self.factor(&scope, user).await?;
+        let has_passkeys = !self.passkeys(&scope, user).await?.is_empty();
+        if totp.is_none() && !has_passkeys {
             return Err(PlatformError::NotFound("second factor"));
-        };
-        let mut secret = vec![0u8; 20];
-        aws_lc_rs::rand::fill(&mut secret)
-            .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
-        let cleared = Factor {
-            secret: STANDARD.encode(&secret),
-            confirmed: false,
-            last_step: factor.last_step,
-            recovery: vec![],
-        };
-        let json =
-            serde_json::to_vec(&cleared).map_err(|e| PlatformError::Internal(e.to_string()))?;
-        self.objects
-            .put_value_because(
-                &scope,
-                KIND,
-                &user.to_string(),
-                &json,
-                Action::UserMfaReset,
-                Some(reason),
-            )
-            .await?;
+        }
+        if let Some((factor, _)) = totp {
+            let mut secret = vec![0u8; 20];
+            aws_lc_rs::rand::fill(&mut secret)
+                .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+            let cleared = Factor {
+                secret: STANDARD.encode(&secret),
+                confirmed: false,
+                last_step: factor.last_step,
+                recovery: vec![],
+            };
+            let json =
+                serde_json::to_vec(&cleared).map_err(|e| PlatformError::Internal(e.to_string()))?;
+            self.objects
+                .put_value_because(
+                    &scope,
+                    KIND,
+                    &user.to_string(),
+                    &json,
+                    Action::UserMfaReset,
+                    Some(reason.clone()),
+                )
+                .await?;
+        }
+        if has_passkeys {
+            self.clear_passkeys(&scope, user, reason).await?;
+        }
         Ok(())
     }
 

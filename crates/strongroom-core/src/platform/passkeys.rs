@@ -111,6 +111,27 @@ impl Platform {
         Ok(())
     }
 
+    /// Removes all of a user's passkeys (an administrator's reset), audited with the
+    /// reason.
+    pub(super) async fn clear_passkeys(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        reason: String,
+    ) -> Result<(), PlatformError> {
+        self.objects
+            .put_value_because(
+                scope,
+                KIND,
+                &user.to_string(),
+                b"[]",
+                Action::UserMfaReset,
+                Some(reason),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Starts registering a passkey for the caller: returns the challenge id and the
     /// `PublicKeyCredentialCreationOptions` for `navigator.credentials.create`.
     pub async fn passkey_register_start(

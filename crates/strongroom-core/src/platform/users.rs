@@ -97,11 +97,11 @@ impl Platform {
                 "only a signed-in user has an account here".into(),
             ));
         };
-        let tenant = self
-            .tenant_by_slug(slug)
-            .await?
-            .filter(|t| t.id == u.tenant)
-            .ok_or(PlatformError::NotFound("tenant"))?;
+        // Another tenant's slug answers exactly as a missing tenant does.
+        if u.tenant.slug != *slug {
+            return Err(PlatformError::NotFound("tenant"));
+        }
+        let tenant = u.tenant.clone();
         let scope = access::sign_in_scope(&tenant, principal.clone());
         Ok((tenant, scope))
     }
@@ -117,13 +117,16 @@ impl Platform {
         operator_action: Option<PlatformAction>,
     ) -> Result<(Tenant, TenantScope), PlatformError> {
         match principal {
-            Principal::User(_) | Principal::Application(_) => {
-                let tenant = self
-                    .tenant_by_slug(slug)
-                    .await?
-                    .ok_or(PlatformError::NotFound("tenant"))?;
-                let scope = access::authorize_tenant(principal, &tenant, permission)?;
-                Ok((tenant, scope))
+            // The tenant was read when the token was authenticated: a user's or an
+            // application's own tenant needs no second lookup, and any other slug —
+            // another tenant's or none at all — answers "no such tenant".
+            Principal::User(access::TenantUser { tenant, .. })
+            | Principal::Application(access::TenantApp { tenant, .. }) => {
+                if tenant.slug != *slug {
+                    return Err(PlatformError::NotFound("tenant"));
+                }
+                let scope = access::authorize_tenant(principal, tenant, permission)?;
+                Ok((tenant.clone(), scope))
             }
             Principal::LocalAdmin | Principal::System => {
                 self.tenant_scope(principal, slug, PlatformAction::ManageTenants)
@@ -388,7 +391,7 @@ impl Platform {
             restricted: false,
         };
         let principal = Principal::User(TenantUser {
-            tenant: tenant.id,
+            tenant: tenant.clone(),
             user: user.id,
             session: session.id.clone(),
             via: None,
@@ -476,11 +479,7 @@ impl Platform {
     ) -> Result<(), PlatformError> {
         let failed = access::sign_in_scope(tenant, Principal::Anonymous);
         let event = self
-            .keyring
-            .audit_event(
-                &failed,
-                NewEntry::by(&failed, Action::SessionLoginFailed, user_target(user), None),
-            )
+            .user_event(&failed, Action::SessionLoginFailed, user)
             .await?;
         self.store.append_audit(&failed, &event).await?;
         Ok(())
@@ -491,7 +490,7 @@ impl Platform {
             .into_iter()
             .map(|p| p.as_str().to_owned())
             .collect();
-        let issued = self.tokens().issue_for_user(
+        let issued = self.tokens().issue_for_tenant(
             &format!("user:{}", user.id),
             self.user_ttl_secs,
             TenantClaims {
@@ -574,11 +573,11 @@ impl Platform {
                 "only a signed-in user has a session".into(),
             ));
         };
-        let tenant = self
-            .tenant_by_slug(slug)
-            .await?
-            .filter(|t| t.id == u.tenant)
-            .ok_or(PlatformError::NotFound("tenant"))?;
+        // Another tenant's slug answers exactly as a missing tenant does.
+        if u.tenant.slug != *slug {
+            return Err(PlatformError::NotFound("tenant"));
+        }
+        let tenant = u.tenant.clone();
         let scope = access::sign_in_scope(&tenant, principal.clone());
         let event = self
             .user_event(&scope, Action::SessionLogout, Some(u.user))
@@ -599,20 +598,21 @@ impl Platform {
         if claims.aud == OPERATOR_AUDIENCE {
             return Ok(super::operator_from_claims(&claims)?);
         }
+        // The tenant the token names, which must still be the same tenant (slug and id).
+        let (Some(tid), Some(slug)) = (&claims.tid, &claims.tenant) else {
+            return Err(TokenError::Malformed.into());
+        };
+        let slug = Slug::parse(slug).map_err(|_| TokenError::Malformed)?;
+        let tenant = self
+            .tenant_by_slug(&slug)
+            .await?
+            .filter(|t| t.id.as_uuid().to_string() == *tid)
+            .ok_or(PlatformError::Unauthenticated)?;
         if let Some(app) = claims.sub.strip_prefix("app:") {
             let app = uuid::Uuid::parse_str(app)
                 .map(crate::identity::application::AppId::from_uuid)
                 .map_err(|_| TokenError::Malformed)?;
-            let (Some(tid), Some(slug)) = (&claims.tid, &claims.tenant) else {
-                return Err(TokenError::Malformed.into());
-            };
-            let slug = Slug::parse(slug).map_err(|_| TokenError::Malformed)?;
-            let tenant = self
-                .tenant_by_slug(&slug)
-                .await?
-                .filter(|t| t.id.as_uuid().to_string() == *tid)
-                .ok_or(PlatformError::Unauthenticated)?;
-            let claimed = claims.perms.clone().unwrap_or_default();
+            let claimed = claims.perms.unwrap_or_default();
             return self.authenticate_application(&tenant, app, &claimed).await;
         }
         let user = claims
@@ -621,15 +621,9 @@ impl Platform {
             .and_then(|s| uuid::Uuid::parse_str(s).ok())
             .map(UserId::from_uuid)
             .ok_or(TokenError::Malformed)?;
-        let (Some(tid), Some(slug), Some(sid)) = (claims.tid, claims.tenant, claims.sid) else {
+        let Some(sid) = claims.sid else {
             return Err(TokenError::Malformed.into());
         };
-        let slug = Slug::parse(&slug).map_err(|_| TokenError::Malformed)?;
-        let tenant = self
-            .tenant_by_slug(&slug)
-            .await?
-            .filter(|t| t.id.as_uuid().to_string() == tid)
-            .ok_or(PlatformError::Unauthenticated)?;
         let probe = access::sign_in_scope(&tenant, Principal::System);
         let session = self
             .store
@@ -668,7 +662,7 @@ impl Platform {
             }
         };
         Ok(Principal::User(TenantUser {
-            tenant: tenant.id,
+            tenant: tenant.clone(),
             user,
             session: sid,
             via,

@@ -251,5 +251,6 @@ pub(crate) async fn token(
             "invalid_grant",
             "The subject token is not a live token of a user of this application's tenant.",
         ),
+        OAuthError::Unavailable(e) => e.into(),
     })
 }

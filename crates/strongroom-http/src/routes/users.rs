@@ -395,8 +395,9 @@ pub(crate) struct ResetReason {
     reason: String,
 }
 
-/// Removes a user's second factor (`users:manage`), e.g. for a lost authenticator with
-/// no recovery codes left; the user signs in with the password until they enrol again.
+/// Removes a user's second factors — TOTP and passkeys — (`users:manage`), e.g. for a
+/// lost authenticator with no recovery codes left; the user signs in with the password
+/// until they enrol again.
 #[utoipa::path(
     delete, path = "/v1/t/{tenant}/users/{id}/totp", tag = "users",
     params(UserPath),

@@ -381,7 +381,7 @@ pub(super) async fn delete(
         "DELETE FROM refresh_tokens WHERE tenant_id = ?1 AND session_id IN (SELECT id FROM sessions WHERE tenant_id = ?1 AND user_id = ?2)",
         "DELETE FROM sessions WHERE tenant_id = ?1 AND user_id = ?2",
         "DELETE FROM role_grants WHERE tenant_id = ?1 AND user_id = ?2",
-        "DELETE FROM sealed_values WHERE tenant_id = ?1 AND kind = 'user-mfa' AND id = ?2",
+        "DELETE FROM sealed_values WHERE tenant_id = ?1 AND kind IN ('user-mfa', 'user-passkeys') AND id = ?2",
     ] {
         sqlx::query(sql)
             .bind(tid(scope))

@@ -97,17 +97,7 @@ fn tamper(data: &Path, sql: &str) {
 async fn exported_logs_verify_and_every_tampering_is_located() {
     // The background integrator is held off (one hour) so that the last step below
     // controls exactly which entries are still unintegrated when one is deleted.
-    let s = crate::support::TestServer::start_with(
-        crate::support::bin(),
-        crate::support::Options {
-            config: Some(format!(
-                "{}[audit]\ncheckpoint_interval_ms = 3600000\n",
-                crate::support::TWO_REGIONS
-            )),
-            ..Default::default()
-        },
-    )
-    .await;
+    let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 3600000\n").await;
     let token = s.operator_token().await;
     let resp = create_tenant(
         &s,

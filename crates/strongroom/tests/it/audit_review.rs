@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::support::{Options, TWO_REGIONS, TestServer, create_tenant, expect_problem};
+use crate::support::{TestServer, create_tenant, expect_problem};
 
 const UA: &str = "audit-review-test/1.0 (marker-7f3a9c)";
 
@@ -745,36 +745,18 @@ async fn audit_verify_fetches_and_checks_a_servers_log_over_https() {
 /// The integrated size recorded in the region database (what the background integrator
 /// has signed), read without going through the server.
 fn integrated_size(data: &Path, slug: &str) -> i64 {
-    let db = data.join("regions/eu/strongroom.db");
-    let script = format!(
-        "import sqlite3\nc = sqlite3.connect('file:{}?mode=ro', uri=True)\nr = c.execute(\"SELECT l.size FROM audit_logs l JOIN tenant_homes h USING (tenant_id) WHERE h.slug = ?\", ({slug:?},)).fetchone()\nprint(r[0] if r else -1)\n",
-        db.display()
+    let rows = crate::support::region_rows(
+        data,
+        &format!(
+            "SELECT l.size FROM audit_logs l JOIN tenant_homes h USING (tenant_id) WHERE h.slug = '{slug}'"
+        ),
     );
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    rows.first().map_or(-1, |r| r[0].parse().unwrap())
 }
 
 #[tokio::test]
 async fn the_server_integrates_and_signs_new_entries_by_itself() {
-    let s = TestServer::start_with(
-        crate::support::bin(),
-        Options {
-            config: Some(format!(
-                "{TWO_REGIONS}[audit]\ncheckpoint_interval_ms = 100\n"
-            )),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 100\n").await;
     let token = s.operator_token().await;
     tenant(&s, &token, "background").await;
     for i in 0..4 {
@@ -799,16 +781,7 @@ async fn the_server_integrates_and_signs_new_entries_by_itself() {
 
 #[tokio::test]
 async fn after_a_crash_under_load_every_acknowledged_write_has_its_entry() {
-    let s = TestServer::start_with(
-        crate::support::bin(),
-        Options {
-            config: Some(format!(
-                "{TWO_REGIONS}[audit]\ncheckpoint_interval_ms = 20\n"
-            )),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 20\n").await;
     let token = s.operator_token().await;
     tenant(&s, &token, "crash").await;
     // Four writers hammer eight secrets; the server is killed with SIGKILL mid-stream.
@@ -881,28 +854,18 @@ async fn after_a_crash_under_load_every_acknowledged_write_has_its_entry() {
         assert_eq!(v, prev + 1, "versions of {id} in the log");
         last.insert(id, (v, e["after"].as_str().unwrap().to_owned()));
     }
-    let db = s.data_dir().join("regions/eu/strongroom.db");
-    let script = format!(
-        "import sqlite3, hashlib\nc = sqlite3.connect('file:{}?mode=ro', uri=True)\nfor i, v, b in c.execute(\"SELECT id, version, sealed FROM sealed_values WHERE kind = 'tenant-secret'\"):\n    print(i, v, hashlib.sha256(b).hexdigest())\n",
-        db.display()
-    );
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stored: BTreeMap<String, (u64, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f[0].to_owned(), (f[1].parse().unwrap(), f[2].to_owned()))
-        })
-        .collect();
+    // Read back with Python's sqlite3; hash the ciphertexts here.
+    let stored: BTreeMap<String, (u64, String)> = crate::support::region_rows(
+        &s.data_dir(),
+        "SELECT id, version, sealed FROM sealed_values WHERE kind = 'tenant-secret'",
+    )
+    .into_iter()
+    .map(|r| {
+        let sealed = hex::decode(&r[2]).unwrap();
+        let hash = hex::encode(strongroom_core::audit::merkle::sha256(&[&sealed]));
+        (r[0].clone(), (r[1].parse().unwrap(), hash))
+    })
+    .collect();
     assert_eq!(stored, last);
     // And the whole log verifies from an export after the restart.
     let vkey = ok(&s.cli(&["audit", "vkey", "--tenant", "crash"], None).await)

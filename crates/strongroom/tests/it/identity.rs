@@ -523,17 +523,9 @@ fn client_from(s: &TestServer, ip: &str) -> reqwest::Client {
 
 #[tokio::test]
 async fn repeated_failures_lock_out_the_address_not_the_user() {
-    let s = TestServer::start_with(
-        crate::support::bin(),
-        crate::support::Options {
-            config: Some(format!(
-                "{}[passwords]\nlockout_after = 3\nlockout_base_secs = 1\n",
-                crate::support::TWO_REGIONS
-            )),
-            ..Default::default()
-        },
-    )
-    .await;
+    let s =
+        crate::support::start_configured("[passwords]\nlockout_after = 3\nlockout_base_secs = 1\n")
+            .await;
     let op = s.operator_token().await;
     let admin = tenant_with_admin(&s, &op, "acme").await;
     let attempt = |ip: &'static str, password: &'static str| {
@@ -827,22 +819,11 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
 }
 
 fn stored_hash(s: &TestServer, email: &str) -> String {
-    let db = s.data_dir().join("regions/eu/strongroom.db");
-    let script = format!(
-        "import sqlite3\nc = sqlite3.connect('file:{}?mode=ro', uri=True)\nprint(c.execute('SELECT password_hash FROM users WHERE email_key = ?', ({email:?},)).fetchone()[0])\n",
-        db.display()
-    );
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    crate::support::region_rows(
+        &s.data_dir(),
+        &format!("SELECT password_hash FROM users WHERE email_key = '{email}'"),
+    )[0][0]
+        .clone()
 }
 
 #[tokio::test]
@@ -1585,17 +1566,7 @@ fn kid_of(token: &str) -> String {
 
 #[tokio::test]
 async fn signing_keys_rotate_with_overlap_while_the_server_runs() {
-    let s = TestServer::start_with(
-        crate::support::bin(),
-        crate::support::Options {
-            config: Some(format!(
-                "{}[tokens]\nreload_secs = 1\n",
-                crate::support::TWO_REGIONS
-            )),
-            ..Default::default()
-        },
-    )
-    .await;
+    let s = crate::support::start_configured("[tokens]\nreload_secs = 1\n").await;
     let op = s.operator_token().await;
     let admin_email = tenant_with_admin(&s, &op, "acme").await;
     let before = tokens(&s, "acme", &admin_email).await["access_token"]
@@ -1789,6 +1760,23 @@ async fn passkeys_register_and_then_are_required_at_sign_in() {
         .await
         .unwrap();
     assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    // An administrator's reset removes the passkeys too: the password alone works again.
+    let users: Value = get(&s, &token, "/v1/t/acme/users")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = users["items"][0]["id"].as_str().unwrap().to_owned();
+    let resp = s
+        .client()
+        .delete(s.url(&format!("/v1/t/acme/users/{id}/totp")))
+        .bearer_auth(&token)
+        .json(&json!({"reason": "lost security key, ticket 12"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(login(&s, "acme", &admin, PASSWORD).await.status(), 201);
 }
 
 #[tokio::test]

@@ -98,3 +98,40 @@ pub(crate) async fn tenant_slugs(s: &TestServer, token: &str) -> Vec<String> {
         .map(|t| t["slug"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Starts a server with the two regions and `extra` configuration (TOML) after them.
+pub(crate) async fn start_configured(extra: &str) -> TestServer {
+    TestServer::start_with(
+        bin(),
+        Options {
+            config: Some(format!("{TWO_REGIONS}{extra}")),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// Rows of a read-only query on the `eu` region database, read with Python's sqlite3
+/// (not our code), each column as text; BLOBs as lower-case hex.
+pub(crate) fn region_rows(data: &Path, sql: &str) -> Vec<Vec<String>> {
+    let db = data.join("regions/eu/strongroom.db");
+    let script = format!(
+        "import sqlite3, sys\nc = sqlite3.connect('file:{}?mode=ro', uri=True)\nfor row in c.execute(sys.argv[1]):\n    print('\\t'.join(v.hex() if isinstance(v, bytes) else str(v) for v in row))\n",
+        db.display()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}

@@ -122,7 +122,7 @@ fn user_tokens_carry_tenant_claims_and_other_issuers_are_refused() {
     let (key, pkcs8) = SigningKey::generate().unwrap();
     let s = TokenService::new("issuer-a".into(), key, vec![], Arc::new(clock.clone()));
     let t = s
-        .issue_for_user(
+        .issue_for_tenant(
             "user:u",
             300,
             TenantClaims {
