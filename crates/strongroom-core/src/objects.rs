@@ -11,20 +11,56 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::access::TenantScope;
+use crate::access::{TenantScope, WritableScope};
 use crate::audit::entry::{Action, NewEntry, Target};
 use crate::audit::merkle::sha256;
+use crate::audit::recorder::Recorder;
 use crate::keys::stream::{self, StreamError};
-use crate::keys::{Keyring, KeyringError, ObjectRef, sealed};
+use crate::keys::{DataKey, Keyring, KeyringError, ObjectRef, sealed};
 use crate::secret::SecretBytes;
-use crate::store::{BlobStore, Store, StoreError, StoredBlob, StoredSealed};
+use crate::store::{BlobStore, ObjectStore, StoreError, StoredBlob, StoredSealed};
+
+/// The kinds of sealed objects. Each kind's name is bound into its ciphertexts
+/// (docs/formats/encryption.md), so a value of one kind can never be opened as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Tenant secrets (SSO client secrets, webhook secrets, …): write-only.
+    TenantSecret,
+    /// A user's TOTP factor and recovery-code hashes.
+    UserMfa,
+    /// A user's registered passkeys.
+    UserPasskeys,
+    /// A tenant policy (which roles need a second factor).
+    TenantPolicy,
+    /// Encrypted streams (attachments, …).
+    Blob,
+}
+
+impl Kind {
+    /// Every kind stored as a small sealed value: what re-encryption walks.
+    pub const VALUES: [Kind; 4] = [
+        Self::TenantSecret,
+        Self::UserMfa,
+        Self::UserPasskeys,
+        Self::TenantPolicy,
+    ];
+
+    /// The stable name bound into ciphertexts and stored with each row.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantSecret => "tenant-secret",
+            Self::UserMfa => "user-mfa",
+            Self::UserPasskeys => "user-passkeys",
+            Self::TenantPolicy => "tenant-policy",
+            Self::Blob => "blob",
+        }
+    }
+}
 
 /// Object kind of tenant secrets (SSO client secrets, webhook secrets, …).
-pub const KIND_TENANT_SECRET: &str = "tenant-secret";
+pub const KIND_TENANT_SECRET: &str = Kind::TenantSecret.as_str();
 /// Object kind of blobs.
-pub const KIND_BLOB: &str = "blob";
-/// Kinds of sealed values the re-encryption step walks.
-const VALUE_KINDS: [&str; 1] = [KIND_TENANT_SECRET];
+pub const KIND_BLOB: &str = Kind::Blob.as_str();
 /// Largest sealed value accepted (secrets are small; big things are blobs).
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 /// Attempts at a compare-and-swap write before reporting contention.
@@ -72,7 +108,8 @@ pub struct ReencryptProgress {
 /// Sealed values and blobs of every tenant.
 pub struct Objects {
     keyring: Arc<Keyring>,
-    store: Arc<dyn Store>,
+    recorder: Arc<Recorder>,
+    store: Arc<dyn ObjectStore>,
     blobs: Arc<dyn BlobStore>,
 }
 
@@ -84,12 +121,39 @@ impl std::fmt::Debug for Objects {
 
 impl Objects {
     /// Sealed objects over these keys and stores.
-    pub fn new(keyring: Arc<Keyring>, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(
+        keyring: Arc<Keyring>,
+        recorder: Arc<Recorder>,
+        store: Arc<dyn ObjectStore>,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Self {
         Self {
             keyring,
+            recorder,
             store,
             blobs,
         }
+    }
+
+    /// The current data key for sealing, rotating it first (audited, by the scope's
+    /// actor, with the reason that it was automatic) when its seal budget is spent.
+    async fn sealing_key(&self, scope: &TenantScope) -> Result<DataKey, ObjectError> {
+        for _ in 0..4 {
+            match self.keyring.sealing_key(scope).await {
+                Err(KeyringError::BudgetSpent(_)) => {}
+                other => return Ok(other?),
+            }
+            let reason = "automatic: the data key's seal budget is spent".to_owned();
+            let target = Target::of("data-key", "next");
+            let entry = NewEntry::by(scope, Action::KeyRotate, target, Some(reason));
+            let event = self.recorder.event(scope, entry).await?;
+            self.keyring
+                .rotate_dek(scope, |v| {
+                    event.about(Target::of("data-key", v.to_string()).at_version(v.into()))
+                })
+                .await?;
+        }
+        Err(ObjectError::Contended)
     }
 
     /// Writes a new version of the value `kind`/`id`, sealed under the current data key.
@@ -99,8 +163,8 @@ impl Objects {
     /// plaintext (a hash of a short secret would let it be guessed).
     pub async fn put_value(
         &self,
-        scope: &TenantScope,
-        kind: &str,
+        scope: &WritableScope,
+        kind: Kind,
         id: &str,
         plaintext: &[u8],
         action: Action,
@@ -113,8 +177,34 @@ impl Objects {
     /// actions whose catalogue entry requires one).
     pub async fn put_value_because(
         &self,
+        scope: &WritableScope,
+        kind: Kind,
+        id: &str,
+        plaintext: &[u8],
+        action: Action,
+        reason: Option<String>,
+    ) -> Result<StoredSealed, ObjectError> {
+        self.put(scope, kind, id, plaintext, action, reason).await
+    }
+
+    /// Writes security bookkeeping that a sign-in must update even in a read-only
+    /// tenant (a second factor's last accepted step, a passkey's counter): the same
+    /// sealed, audited write as [`Objects::put_value`], without the writability check.
+    pub async fn put_state(
+        &self,
         scope: &TenantScope,
-        kind: &str,
+        kind: Kind,
+        id: &str,
+        plaintext: &[u8],
+        action: Action,
+    ) -> Result<StoredSealed, ObjectError> {
+        self.put(scope, kind, id, plaintext, action, None).await
+    }
+
+    async fn put(
+        &self,
+        scope: &TenantScope,
+        kind: Kind,
         id: &str,
         plaintext: &[u8],
         action: Action,
@@ -127,35 +217,32 @@ impl Objects {
             )));
         }
         for _ in 0..CAS_ATTEMPTS {
-            let current = self.store.sealed(scope, kind, id).await?;
+            let name = kind.as_str();
+            let current = self.store.sealed(scope, name, id).await?;
             let expected = current.as_ref().map_or(0, |c| c.version);
             let before = current.map(|c| c.sealed);
             let version = expected + 1;
             let object = ObjectRef {
                 tenant: scope.tenant(),
-                kind,
+                kind: name,
                 id,
                 version,
             };
-            let key = self.keyring.sealing_key(scope).await?;
+            let key = self.sealing_key(scope).await?;
             let row = StoredSealed {
                 id: id.to_owned(),
                 version,
                 dek_version: key.version,
                 sealed: sealed::seal(&key, &object, plaintext).map_err(KeyringError::from)?,
             };
-            let target = Target {
-                id: id.to_owned(),
-                kind: kind.to_owned(),
-                version: Some(version),
-            };
+            let target = Target::of(name, id).at_version(version);
             let mut entry = NewEntry::by(scope, action, target, reason.clone());
             entry.before = before.as_deref().map(|b| sha256(&[b]));
             entry.after = Some(sha256(&[&row.sealed]));
-            let event = self.keyring.audit_event(scope, entry).await?;
+            let event = self.recorder.event(scope, entry).await?;
             if self
                 .store
-                .put_sealed(scope, kind, &row, expected, &event)
+                .put_sealed(scope, name, &row, expected, &event)
                 .await?
             {
                 return Ok(row);
@@ -168,15 +255,15 @@ impl Objects {
     pub async fn value(
         &self,
         scope: &TenantScope,
-        kind: &str,
+        kind: Kind,
         id: &str,
     ) -> Result<Option<(u64, SecretBytes)>, ObjectError> {
-        let Some(row) = self.store.sealed(scope, kind, id).await? else {
+        let Some(row) = self.store.sealed(scope, kind.as_str(), id).await? else {
             return Ok(None);
         };
         let object = ObjectRef {
             tenant: scope.tenant(),
-            kind,
+            kind: kind.as_str(),
             id: &row.id,
             version: row.version,
         };
@@ -188,11 +275,11 @@ impl Objects {
     /// unless the whole stream was written and made durable.
     pub async fn put_blob(
         &self,
-        scope: &TenantScope,
+        scope: &WritableScope,
         id: &str,
         reader: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<StoredBlob, ObjectError> {
-        let key = self.keyring.sealing_key(scope).await?;
+        let key = self.sealing_key(scope).await?;
         let file = uuid::Uuid::now_v7().to_string();
         let object = blob_ref(scope, id);
         let mut sink = self.blobs.create(scope, &file).await?;
@@ -252,7 +339,7 @@ impl Objects {
             ..ReencryptProgress::default()
         };
         let mut left = budget;
-        for kind in VALUE_KINDS {
+        for kind in Kind::VALUES.map(Kind::as_str) {
             for old in self.store.sealed_before(scope, kind, current, left).await? {
                 left = left.saturating_sub(1);
                 if self.reseal_value(scope, kind, &old, current).await? {
@@ -265,7 +352,7 @@ impl Objects {
                 progress.blobs += 1;
             }
         }
-        for kind in VALUE_KINDS {
+        for kind in Kind::VALUES.map(Kind::as_str) {
             progress.remaining += self
                 .store
                 .sealed_before(scope, kind, current, 1)
@@ -290,7 +377,7 @@ impl Objects {
             version: old.version,
         };
         let plain = self.keyring.open_value(scope, &object, &old.sealed).await?;
-        let key = self.keyring.sealing_key(scope).await?;
+        let key = self.sealing_key(scope).await?;
         if key.version < current {
             return Ok(false);
         }
@@ -307,7 +394,7 @@ impl Objects {
         scope: &TenantScope,
         old: &StoredBlob,
     ) -> Result<bool, ObjectError> {
-        let key = self.keyring.sealing_key(scope).await?;
+        let key = self.sealing_key(scope).await?;
         let object = blob_ref(scope, &old.id);
         let mut reader = self.blobs.open(scope, &old.file).await?;
         let header = stream::read_header(&mut reader).await?;

@@ -16,7 +16,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::problem::{self, ProblemKind};
-use crate::routes::{applications, audit, health, meta, operator, tenants, users};
+use crate::routes::{
+    applications, audit, health, invitations, meta, mfa, operator, passkeys, sessions, tenants,
+    users,
+};
 use crate::state::AppState;
 
 /// Top-level document metadata.
@@ -79,24 +82,24 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::consistency))
         .routes(routes!(audit::entries))
         .routes(routes!(audit::export))
-        .routes(routes!(users::login))
-        .routes(routes!(users::refresh))
-        .routes(routes!(users::logout))
+        .routes(routes!(sessions::login))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(sessions::logout))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(
             users::get_user,
             users::patch_user,
             users::delete_user
         ))
-        .routes(routes!(users::totp_enrol))
-        .routes(routes!(users::totp_confirm))
-        .routes(routes!(users::totp_reset))
-        .routes(routes!(users::get_mfa_policy, users::put_mfa_policy))
-        .routes(routes!(users::invite))
-        .routes(routes!(users::accept))
-        .routes(routes!(users::passkey_challenge))
-        .routes(routes!(users::passkey_register_start))
-        .routes(routes!(users::passkey_register_finish))
+        .routes(routes!(mfa::totp_enrol))
+        .routes(routes!(mfa::totp_confirm))
+        .routes(routes!(mfa::totp_reset))
+        .routes(routes!(mfa::get_mfa_policy, mfa::put_mfa_policy))
+        .routes(routes!(invitations::invite))
+        .routes(routes!(invitations::accept))
+        .routes(routes!(sessions::passkey_challenge))
+        .routes(routes!(passkeys::passkey_register_start))
+        .routes(routes!(passkeys::passkey_register_finish))
         .routes(routes!(
             applications::create_application,
             applications::list_applications

@@ -8,7 +8,7 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use strongroom_core::platform::PlatformError;
+use strongroom_core::platform::{OAuthError, PlatformError};
 use utoipa::ToSchema;
 
 use crate::middleware::current_request_id;
@@ -231,6 +231,11 @@ impl Problem {
         self
     }
 
+    /// A token-endpoint refusal (400) carrying the OAuth 2.0 `error` code.
+    pub fn oauth(code: &'static str, detail: &str) -> Self {
+        Self::new(&OAUTH, detail).with_oauth_error(code)
+    }
+
     /// Adds the OAuth 2.0 `error` code (RFC 6749 §5.2) for token-endpoint clients.
     pub fn with_oauth_error(mut self, code: &'static str) -> Self {
         self.oauth = Some(code);
@@ -302,12 +307,12 @@ impl From<PlatformError> for Problem {
             PlatformError::Forbidden(m) => Problem::new(&FORBIDDEN, m),
             PlatformError::NotFound(what) => Problem::new(&NOT_FOUND, format!("No such {what}.")),
             PlatformError::Conflict(m) => Problem::new(&CONFLICT, m),
-            PlatformError::Unavailable(m) => {
+            PlatformError::Unavailable(cause) => {
                 let mut p = Problem::new(
                     &UNAVAILABLE,
                     "A dependency is temporarily unavailable; retry shortly.",
                 );
-                p.internal = Some(m);
+                p.internal = Some(chain(&*cause));
                 p.with_header(header::RETRY_AFTER, "5")
             }
             PlatformError::SecondFactorRequired => unauthenticated(
@@ -318,9 +323,41 @@ impl From<PlatformError> for Problem {
                 "Too many failed sign-ins for this account from this address; retry later.",
             )
             .with_header_value(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
-            PlatformError::Internal(m) => Problem::internal(m),
+            PlatformError::Internal(cause) => Problem::internal(chain(&*cause)),
         }
     }
+}
+
+impl From<OAuthError> for Problem {
+    fn from(e: OAuthError) -> Self {
+        match e {
+            OAuthError::InvalidClient => {
+                unauthenticated("Unknown client, wrong secret, or a disabled application.")
+                    .with_oauth_error("invalid_client")
+            }
+            OAuthError::InvalidScope => Problem::oauth(
+                "invalid_scope",
+                "The scope names permissions the token cannot have.",
+            ),
+            OAuthError::InvalidGrant => Problem::oauth(
+                "invalid_grant",
+                "The grant (a subject token or refresh token) is not live, or not for this client.",
+            ),
+            OAuthError::Unavailable(e) => e.into(),
+        }
+    }
+}
+
+/// An error and every cause behind it, `outer: inner: innermost`, for the log.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// A 401 with the `WWW-Authenticate` challenge RFC 6750 asks for.

@@ -45,7 +45,7 @@ impl FsBlobStore {
 
     fn tenant_dir(&self, scope: &TenantScope) -> Result<PathBuf, StoreError> {
         let root = self.regions.get(scope.region()).ok_or_else(|| {
-            StoreError::Unavailable(format!("region {} is not configured", scope.region()))
+            StoreError::unavailable(format!("region {} is not configured", scope.region()))
         })?;
         Ok(root.join(scope.tenant().as_uuid().to_string()))
     }
@@ -57,7 +57,7 @@ impl FsBlobStore {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "invalid blob file name {file:?}"
             )));
         }
@@ -65,8 +65,11 @@ impl FsBlobStore {
     }
 }
 
-fn io_err(path: &Path, e: &io::Error) -> StoreError {
-    StoreError::Unavailable(format!("{}: {e}", path.display()))
+fn io_err(path: &Path, e: io::Error) -> StoreError {
+    StoreError::Unavailable {
+        context: path.display().to_string(),
+        source: Some(Box::new(e)),
+    }
 }
 
 #[async_trait]
@@ -80,14 +83,14 @@ impl BlobStore for FsBlobStore {
         let dir = self.tenant_dir(scope)?;
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| io_err(&dir, &e))?;
+            .map_err(|e| io_err(&dir, e))?;
         let partial = dir.join(format!("{file}.partial"));
         let handle = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&partial)
             .await
-            .map_err(|e| io_err(&partial, &e))?;
+            .map_err(|e| io_err(&partial, e))?;
         Ok(Box::new(FileSink {
             file: handle,
             partial,
@@ -105,14 +108,14 @@ impl BlobStore for FsBlobStore {
         let path = self.path(scope, file)?;
         let f = tokio::fs::File::open(&path)
             .await
-            .map_err(|e| io_err(&path, &e))?;
+            .map_err(|e| io_err(&path, e))?;
         Ok(Box::new(f))
     }
 
     async fn remove(&self, scope: &TenantScope, file: &str) -> Result<(), StoreError> {
         let path = self.path(scope, file)?;
         match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path, &e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path, e)),
             _ => Ok(()),
         }
     }
@@ -120,7 +123,7 @@ impl BlobStore for FsBlobStore {
     async fn remove_all(&self, scope: &TenantScope) -> Result<(), StoreError> {
         let dir = self.tenant_dir(scope)?;
         match tokio::fs::remove_dir_all(&dir).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&dir, &e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&dir, e)),
             _ => Ok(()),
         }
     }
@@ -165,19 +168,22 @@ impl AsyncWrite for FileSink {
 impl BlobSink for FileSink {
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         let partial = self.partial.clone();
-        self.file.flush().await.map_err(|e| io_err(&partial, &e))?;
+        self.file.flush().await.map_err(|e| io_err(&partial, e))?;
         self.file
             .sync_all()
             .await
-            .map_err(|e| io_err(&partial, &e))?;
+            .map_err(|e| io_err(&partial, e))?;
         tokio::fs::rename(&partial, &self.dest)
             .await
-            .map_err(|e| io_err(&self.dest, &e))?;
+            .map_err(|e| io_err(&self.dest, e))?;
         self.committed = true;
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
-            .map_err(|e| io_err(&self.dir, &e))
+            .map_err(|e| StoreError::Backend {
+                context: "syncing the blob directory".into(),
+                source: Some(Box::new(e)),
+            })?
+            .map_err(|e| io_err(&self.dir, e))
     }
 }

@@ -7,5 +7,8 @@
 pub mod blobs;
 pub mod sqlite;
 
+#[cfg(test)]
+mod conformance;
+
 mod error;
 mod time_codec;

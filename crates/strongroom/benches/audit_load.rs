@@ -35,10 +35,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use strongroom_core::access::Principal;
+use strongroom_core::access::{DataDirProof, Principal};
 use strongroom_core::audit::origin::{self, Origin};
 use strongroom_core::config::Config;
-use strongroom_core::identity::operator::OperatorId;
 use strongroom_core::platform::Platform;
 use strongroom_core::secret::SecretBytes;
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug};
@@ -102,14 +101,30 @@ async fn bare_sqlite(dir: &std::path::Path) -> f64 {
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A real operator, signed in: writes carry its sealed origin like network writes.
+async fn operator(p: &Platform, me: &Principal) -> Principal {
+    let email = strongroom_core::identity::Email::parse("op@bench.example").unwrap();
+    let password = strongroom_core::secret::SecretString::new("correct horse battery".into());
+    p.create_operator(me, email.clone(), &password)
+        .await
+        .unwrap();
+    let client = "192.0.2.10".parse().unwrap();
+    let token = p.operator_login(&email, &password, client).await.unwrap();
+    p.authenticate_operator(&token.access_token).unwrap()
+}
+
 struct Outcome {
     writes_per_sec: f64,
     /// Checkpoint latencies observed by the probe, in milliseconds.
     latencies: Vec<f64>,
 }
 
-async fn audited(p: &Arc<Platform>, slugs: &[Slug], interval: Option<Duration>) -> Outcome {
-    let me = Principal::LocalAdmin;
+async fn audited(
+    p: &Arc<Platform>,
+    operator: &Principal,
+    slugs: &[Slug],
+    interval: Option<Duration>,
+) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let integrator = interval.map(|every| {
         let (p, stop) = (p.clone(), stop.clone());
@@ -126,11 +141,11 @@ async fn audited(p: &Arc<Platform>, slugs: &[Slug], interval: Option<Duration>) 
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let (p, done, slug) = (p.clone(), done.clone(), slugs[w % slugs.len()].clone());
+        let operator = operator.clone();
         tasks.push(tokio::spawn(async move {
             let value = SecretBytes::new(vec![b'v'; 64]);
             // An operator over the network: each entry carries the request's origin,
             // sealed under the operator's subject key.
-            let operator = Principal::Operator(OperatorId::generate());
             let mut i = 0u64;
             while started.elapsed() < RUN {
                 let name = format!("w{w}-{}", i % 16);
@@ -152,7 +167,7 @@ async fn audited(p: &Arc<Platform>, slugs: &[Slug], interval: Option<Duration>) 
         tokio::time::sleep(Duration::from_millis(300)).await;
         let probe_until = RUN.saturating_sub(Duration::from_millis(200));
         while started.elapsed() < probe_until || !pending.is_empty() {
-            let status = p.audit_status(&me, &slugs[0]).await.unwrap();
+            let status = p.audit_status(operator, &slugs[0]).await.unwrap();
             let now = Instant::now();
             while pending
                 .front()
@@ -198,6 +213,10 @@ fn main() {
         let base = bare_sqlite(dir.path()).await;
         println!("audit-load: baseline {base:.1}");
         let p = platform(dir.path()).await;
+        let me = DataDirProof::check(&dir.path().join("data"))
+            .unwrap()
+            .local_admin();
+        let operator = operator(&p, &me).await;
         let mut slugs = Vec::new();
         for i in 0..WRITERS {
             let slug = Slug::parse(&format!("bench-{i}")).unwrap();
@@ -207,7 +226,7 @@ fn main() {
                 region: RegionName::parse("local").unwrap(),
                 key_provider: None,
             };
-            p.create_tenant(&Principal::LocalAdmin, new).await.unwrap();
+            p.create_tenant(&me, new).await.unwrap();
             slugs.push(slug);
         }
         for (name, tenants, interval) in [
@@ -216,7 +235,8 @@ fn main() {
             ("one-log/integrator-100ms", 1, Some(100)),
             ("8-logs/integrator-1000ms", WRITERS, Some(1000)),
         ] {
-            let o = audited(&p, &slugs[..tenants], interval.map(Duration::from_millis)).await;
+            let every = interval.map(Duration::from_millis);
+            let o = audited(&p, &operator, &slugs[..tenants], every).await;
             let mut l = o.latencies.clone();
             l.sort_by(f64::total_cmp);
             println!(

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use strongroom_core::access::Principal;
+use strongroom_core::access::DataDirProof;
 use strongroom_core::config::{Config, Pkcs11Config};
 use strongroom_core::keys::{KeyProvider, Pkcs11Provider, aead};
 use strongroom_core::platform::Platform;
@@ -95,7 +95,9 @@ fn hsm(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let cached = rt.block_on(platform(dir.path(), &t, true));
     let uncached = rt.block_on(platform(dir.path(), &t, false));
-    let me = Principal::LocalAdmin;
+    let me = DataDirProof::check(&dir.path().join("data"))
+        .unwrap()
+        .local_admin();
     let slug = Slug::parse("bench").unwrap();
     rt.block_on(async {
         let new = NewTenant {

@@ -27,8 +27,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strongroom_core::access::Principal;
 use strongroom_core::access::rbac::Role;
+use strongroom_core::access::{DataDirProof, Principal};
 use strongroom_core::config::Config;
 use strongroom_core::identity::Email;
 use strongroom_core::identity::password::PasswordHasher;
@@ -67,13 +67,18 @@ async fn setup(dir: &std::path::Path) -> (Config, Arc<Platform>) {
     (config, p)
 }
 
+/// A distinct client address per `i` (10.0.0.0/8).
+fn client(i: u32) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | i))
+}
+
 #[allow(clippy::too_many_lines)] // one linear script of measurements
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let (config, p) = setup(dir.path()).await;
-        let me = Principal::LocalAdmin;
+        let me = DataDirProof::check(&config.data_dir).unwrap().local_admin();
         let slug = Slug::parse("bench").unwrap();
         p.create_tenant(
             &me,
@@ -114,13 +119,15 @@ fn main() {
         let rss_before = kib("VmRSS:");
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..1000 {
+        for i in 0..1000u32 {
             let (p, slug, email, password) =
                 (p.clone(), slug.clone(), email.clone(), password.clone());
+            // From many addresses: one address may have only a few sign-ins in flight.
+            let client = client(i);
             tasks.push(tokio::spawn(async move {
                 let t = Instant::now();
                 let r = p
-                    .user_login(&slug, &email, &password, &SecondFactor::default())
+                    .user_login(&slug, &email, &password, &SecondFactor::default(), client)
                     .await;
                 (r.is_ok(), t.elapsed().as_secs_f64() * 1000.0)
             }));
@@ -158,9 +165,15 @@ fn main() {
                     let (p, slug, email, password) =
                         (p.clone(), slug.clone(), email.clone(), password.clone());
                     tokio::spawn(async move {
-                        p.user_login(&slug, &email, &password, &SecondFactor::default())
-                            .await
-                            .is_ok()
+                        p.user_login(
+                            &slug,
+                            &email,
+                            &password,
+                            &SecondFactor::default(),
+                            client(0),
+                        )
+                        .await
+                        .is_ok()
                     })
                 })
                 .collect();
@@ -175,27 +188,33 @@ fn main() {
             f64::from(done) / started.elapsed().as_secs_f64()
         );
 
-        verification(&p, &slug, &email, &password).await;
+        verification(&p, &me, &slug, &email, &password).await;
     });
 }
 
 /// Ed25519 verify alone (baseline), JWT verification of an operator token, and the full
 /// per-request authentication of a user token.
-async fn verification(p: &Arc<Platform>, slug: &Slug, email: &Email, password: &SecretString) {
+async fn verification(
+    p: &Arc<Platform>,
+    me: &Principal,
+    slug: &Slug,
+    email: &Email,
+    password: &SecretString,
+) {
     use aws_lc_rs::signature::KeyPair;
     let tokens = p
-        .user_login(slug, email, password, &SecondFactor::default())
+        .user_login(slug, email, password, &SecondFactor::default(), client(1))
         .await
         .unwrap();
-    p.create_operator(
-        &Principal::LocalAdmin,
-        Email::parse("op@bench.example").unwrap(),
-        password,
-    )
-    .await
-    .unwrap();
+    p.create_operator(me, Email::parse("op@bench.example").unwrap(), password)
+        .await
+        .unwrap();
     let op = p
-        .operator_login(&Email::parse("op@bench.example").unwrap(), password)
+        .operator_login(
+            &Email::parse("op@bench.example").unwrap(),
+            password,
+            client(1),
+        )
         .await
         .unwrap();
     let rng = aws_lc_rs::rand::SystemRandom::new();

@@ -36,6 +36,9 @@ use strongroom_store::sqlite::SqliteStore;
 pub struct DataDir {
     root: PathBuf,
     created: bool,
+    /// Whether missing parts (the root key file) may be created: only for `serve` and
+    /// `init`, never for an administrative command.
+    initialise: bool,
 }
 
 /// What opening the directory found or did, for the start-up banner.
@@ -91,6 +94,18 @@ impl DataDir {
         Ok(Self {
             root: root.to_owned(),
             created,
+            initialise: true,
+        })
+    }
+
+    /// An existing, initialised data directory (see
+    /// [`strongroom_core::access::DataDirProof`]); nothing missing is created.
+    pub fn existing(root: &Path) -> anyhow::Result<Self> {
+        strongroom_core::access::DataDirProof::check(root)?;
+        Ok(Self {
+            root: root.to_owned(),
+            created: false,
+            initialise: false,
         })
     }
 
@@ -173,8 +188,13 @@ impl DataDir {
         let mut all: BTreeMap<String, Arc<dyn KeyProvider>> = BTreeMap::new();
         let mut created = false;
         if config.keys.root == LOCAL_PROVIDER {
-            let (local, new) = LocalKeyFile::open_or_create(&self.join("root.key"))
-                .with_context(|| format!("root key in {}", self.root.display()))?;
+            let path = self.join("root.key");
+            let (local, new) = if self.initialise {
+                LocalKeyFile::open_or_create(&path)
+            } else {
+                LocalKeyFile::open(&path).map(|k| (k, false))
+            }
+            .with_context(|| format!("root key in {}", self.root.display()))?;
             created = new;
             all.insert(LOCAL_PROVIDER.into(), Arc::new(local));
         }

@@ -1,65 +1,171 @@
 //! Authorization as a value you hold.
 //!
 //! Extractors at the edge turn credentials into a [`Principal`]; the functions here turn
-//! a principal into a scope — [`PlatformScope`] or [`TenantScope`] — whose
-//! constructors are private to this module. Every store method takes a scope, so code
-//! that was never authorized cannot even name the rows it would touch, and code holding
-//! tenant A's scope has no way to spell tenant B.
+//! a principal into a scope — [`PlatformScope`], [`TenantScope`] (and from it a
+//! [`WritableScope`]), or the narrow [`SignInScope`] — whose constructors are private to
+//! this module. Every store method takes a scope, so code that was never authorized
+//! cannot even name the rows it would touch, and code holding tenant A's scope has no
+//! way to spell tenant B.
+//!
+//! Principals are sealed too: outside this crate no code can build one. Inside it they
+//! are minted only here, from proof — verified token claims (through the platform), a
+//! proven password, or, for the command line, [`DataDirProof`]:
+//!
+//! ```compile_fail
+//! // A principal cannot be forged outside strongroom-core: the payload's fields are private.
+//! use strongroom_core::access::{Principal, OperatorPrincipal};
+//! let forged = Principal::Operator(OperatorPrincipal { id: todo!() });
+//! ```
+//!
+//! ```compile_fail
+//! // Nor can a scope: its fields are private and it has no public constructor.
+//! use strongroom_core::access::TenantScope;
+//! let forged = TenantScope { tenant: todo!(), region: todo!(), writable: true, actor: todo!() };
+//! ```
+//!
+//! ```compile_fail
+//! // The system principal (which passes every platform check) is minted only in-crate.
+//! let system = strongroom_core::access::system();
+//! ```
+//!
+//! ```compile_fail
+//! // A sign-in scope (pre-authentication lookups) needs a platform scope.
+//! # fn t(tenant: &strongroom_core::tenant::Tenant) {
+//! let probe = strongroom_core::access::sign_in(tenant);
+//! # }
+//! ```
+//!
+//! The same code with the legitimate path compiles:
+//!
+//! ```
+//! # fn t(dir: &std::path::Path) -> Result<(), strongroom_core::access::DataDirError> {
+//! use strongroom_core::access::{DataDirProof, Principal};
+//! let admin: Principal = DataDirProof::check(dir)?.local_admin();
+//! # Ok(()) }
+//! ```
 
 pub mod rbac;
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
+use crate::identity::application::AppId;
 use crate::identity::operator::OperatorId;
 use crate::identity::user::UserId;
 use crate::tenant::{RegionName, Tenant, TenantId, TenantStatus};
 use rbac::Permission;
 
-/// An application of a tenant, with the permissions it was registered with.
+/// A platform operator, authenticated by a verified operator token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorPrincipal {
+    id: OperatorId,
+}
+
+impl OperatorPrincipal {
+    /// Which operator.
+    pub fn id(&self) -> OperatorId {
+        self.id
+    }
+}
+
+/// Someone running the `strongroom` CLI with access to the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAdmin {
+    _proof: (),
+}
+
+/// The server's own background work (re-encryption, audit integration) and its
+/// internal lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemActor {
+    _private: (),
+}
+
+/// A tenant's application (OAuth 2.0 client credentials), with the permissions its
+/// token carries and it still holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantApp {
-    /// The only tenant this principal can act in, as read when the token was
+    tenant: Tenant,
+    app: AppId,
+    permissions: BTreeSet<Permission>,
+}
+
+impl TenantApp {
+    /// The only tenant this principal can act in, as read when its token was
     /// authenticated (so the request needs no second directory lookup).
-    pub tenant: Tenant,
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
     /// Which application.
-    pub app: crate::identity::application::AppId,
+    pub fn app(&self) -> AppId {
+        self.app
+    }
+
     /// What it may do.
-    pub permissions: BTreeSet<Permission>,
+    pub fn permissions(&self) -> &BTreeSet<Permission> {
+        &self.permissions
+    }
 }
 
 /// A signed-in tenant user, as established from a verified access token and the
 /// current state of their account (active, session live, current role grants).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantUser {
-    /// The only tenant this principal can act in, as read when the token was
-    /// authenticated (so the request needs no second directory lookup).
-    pub tenant: Tenant,
-    /// Who.
-    pub user: UserId,
-    /// The session the token belongs to.
-    pub session: String,
-    /// The application acting for the user (a delegated token), if any: the user's
-    /// permissions are then intersected with the application's.
-    pub via: Option<crate::identity::application::AppId>,
-    /// What they may do now (from their current role grants).
-    pub permissions: BTreeSet<Permission>,
+    tenant: Tenant,
+    user: UserId,
+    session: String,
+    via: Option<AppId>,
+    permissions: BTreeSet<Permission>,
 }
 
-/// Who is acting.
+impl TenantUser {
+    /// The only tenant this principal can act in, as read when the token was
+    /// authenticated.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// Who.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// The session the token belongs to.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The application acting for the user (a delegated token), if any: the user's
+    /// permissions are then intersected with the application's.
+    pub fn via(&self) -> Option<AppId> {
+        self.via
+    }
+
+    /// What they may do now (from their current role grants).
+    pub fn permissions(&self) -> &BTreeSet<Permission> {
+        &self.permissions
+    }
+}
+
+/// Who is acting. The payloads have private fields: a principal is minted only by this
+/// module, from proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Principal {
     /// A platform operator authenticated by an access token.
-    Operator(OperatorId),
+    Operator(OperatorPrincipal),
     /// Someone running the `strongroom` CLI on the server with access to the data
     /// directory — which already means access to the root key.
-    LocalAdmin,
-    /// The server's own background work (re-encryption after a key rotation).
-    System,
+    LocalAdmin(LocalAdmin),
+    /// The server's own background work.
+    System(SystemActor),
     /// A tenant user, confined to their tenant.
     User(TenantUser),
-    /// A tenant's application (OAuth 2.0 client credentials), confined to its tenant.
+    /// A tenant's application, confined to its tenant.
     Application(TenantApp),
     /// Someone not (yet) authenticated: a failed sign-in is recorded under this actor.
+    /// It holds no rights anywhere.
     Anonymous,
 }
 
@@ -67,13 +173,139 @@ impl Principal {
     /// A stable, non-secret label for logs and audit entries, e.g. `operator:<uuid>`.
     pub fn label(&self) -> String {
         match self {
-            Self::Operator(id) => format!("operator:{id}"),
+            Self::Operator(o) => format!("operator:{}", o.id),
             Self::User(u) => format!("user:{}", u.user),
             Self::Application(a) => format!("application:{}", a.app),
             Self::Anonymous => "anonymous".into(),
-            Self::LocalAdmin => "local-admin".into(),
-            Self::System => "system".into(),
+            Self::LocalAdmin(_) => "local-admin".into(),
+            Self::System(_) => "system".into(),
         }
+    }
+
+    /// The tenant a tenant principal (user or application) is confined to.
+    pub fn home_tenant(&self) -> Option<&Tenant> {
+        match self {
+            Self::User(u) => Some(&u.tenant),
+            Self::Application(a) => Some(&a.tenant),
+            _ => None,
+        }
+    }
+}
+
+/// The operator principal of a verified operator token (the platform verifies it).
+pub(crate) fn operator(id: OperatorId) -> Principal {
+    Principal::Operator(OperatorPrincipal { id })
+}
+
+/// The server itself, for background work and internal lookups.
+pub(crate) fn system() -> Principal {
+    Principal::System(SystemActor { _private: () })
+}
+
+/// The server's own platform scope (the system passes every platform check).
+pub(crate) fn system_scope() -> PlatformScope {
+    PlatformScope { actor: system() }
+}
+
+/// A tenant user whose credentials or token were just verified against storage.
+pub(crate) fn signed_in_user(
+    tenant: Tenant,
+    user: UserId,
+    session: String,
+    via: Option<AppId>,
+    permissions: BTreeSet<Permission>,
+) -> Principal {
+    Principal::User(TenantUser {
+        tenant,
+        user,
+        session,
+        via,
+        permissions,
+    })
+}
+
+/// An application whose credentials or token were just verified against storage.
+pub(crate) fn application(
+    tenant: Tenant,
+    app: AppId,
+    permissions: BTreeSet<Permission>,
+) -> Principal {
+    Principal::Application(TenantApp {
+        tenant,
+        app,
+        permissions,
+    })
+}
+
+/// Why a data directory is not proof of local administration.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// Nothing there, or not a directory.
+    #[error(
+        "{0} is not an initialised Strongroom data directory (run `strongroom serve` or `strongroom init` to create one)"
+    )]
+    NotInitialised(PathBuf),
+    /// The directory can be read by other users: it proves nothing about who we are.
+    #[error("{0} is accessible to other users (mode must be 0700)")]
+    TooOpen(PathBuf),
+    /// It could not be inspected.
+    #[error("cannot read data directory {path}")]
+    Unreadable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Proof that the caller can read an initialised, owner-only Strongroom data directory
+/// — its databases and root key — which is what the command line's local-administrator
+/// rights rest on.
+#[derive(Debug)]
+pub struct DataDirProof {
+    _private: (),
+}
+
+impl DataDirProof {
+    /// The file whose presence marks an initialised data directory.
+    pub const MARKER: &'static str = "control.db";
+
+    /// Checks that `dir` is an initialised data directory (it holds the control
+    /// database), readable by us and by no other user.
+    pub fn check(dir: &Path) -> Result<Self, DataDirError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => return Err(DataDirError::NotInitialised(dir.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DataDirError::NotInitialised(dir.to_owned()));
+            }
+            Err(source) => {
+                return Err(DataDirError::Unreadable {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(DataDirError::TooOpen(dir.to_owned()));
+        }
+        match std::fs::File::open(dir.join(Self::MARKER)) {
+            Ok(_) => Ok(Self { _private: () }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(DataDirError::NotInitialised(dir.to_owned()))
+            }
+            Err(source) => Err(DataDirError::Unreadable {
+                path: dir.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The local administrator this proof entitles.
+    pub fn local_admin(&self) -> Principal {
+        Principal::LocalAdmin(LocalAdmin { _proof: () })
     }
 }
 
@@ -125,6 +357,20 @@ impl PlatformScope {
     }
 }
 
+mod sealed {
+    /// Only this module's scope types are [`super::Scoped`].
+    pub trait Sealed {}
+}
+
+/// What every tenant scope tells storage: which tenant, in which region. Sealed: only
+/// the scope types of this module implement it.
+pub trait Scoped: sealed::Sealed + Send + Sync {
+    /// The tenant this scope is for.
+    fn tenant(&self) -> TenantId;
+    /// The region whose storage holds the tenant's data.
+    fn region(&self) -> &RegionName;
+}
+
 /// Proof that the holder may act on one tenant's data, and on nothing else.
 #[derive(Debug, Clone)]
 pub struct TenantScope {
@@ -135,6 +381,15 @@ pub struct TenantScope {
 }
 
 impl TenantScope {
+    fn new(tenant: &Tenant, actor: Principal) -> Self {
+        Self {
+            tenant: tenant.id,
+            region: tenant.region.clone(),
+            writable: tenant.status == TenantStatus::Active,
+            actor,
+        }
+    }
+
     /// The tenant this scope is for.
     pub fn tenant(&self) -> TenantId {
         self.tenant
@@ -150,20 +405,95 @@ impl TenantScope {
         &self.actor
     }
 
-    /// Fails unless the tenant accepts writes.
-    pub fn require_writable(&self) -> Result<(), AccessError> {
+    /// The right to change the tenant's data, which a tenant whose contract ended
+    /// (read-only) does not give. Obtained once per operation; write methods take it.
+    pub fn writable(&self) -> Result<WritableScope, AccessError> {
+        if matches!(self.actor, Principal::Anonymous) {
+            // An anonymous scope only records attempts; it never changes data.
+            return Err(AccessError::Forbidden("authentication required"));
+        }
         if self.writable {
-            Ok(())
+            Ok(WritableScope(self.clone()))
         } else {
             Err(AccessError::TenantReadOnly)
         }
     }
 }
 
+impl sealed::Sealed for TenantScope {}
+impl Scoped for TenantScope {
+    fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+    fn region(&self) -> &RegionName {
+        &self.region
+    }
+}
+
+/// A [`TenantScope`] on a tenant that accepts writes: what every method that changes
+/// tenant data takes.
+#[derive(Debug, Clone)]
+pub struct WritableScope(TenantScope);
+
+impl std::ops::Deref for WritableScope {
+    type Target = TenantScope;
+    fn deref(&self) -> &TenantScope {
+        &self.0
+    }
+}
+
+impl sealed::Sealed for WritableScope {}
+impl Scoped for WritableScope {
+    fn tenant(&self) -> TenantId {
+        self.0.tenant
+    }
+    fn region(&self) -> &RegionName {
+        &self.0.region
+    }
+}
+
+/// The narrow scope of pre-authentication work in one tenant: looking up the
+/// credentials being presented (a password hash, a session, a refresh token, an
+/// application, an invitation) and recording the attempt. It grants no permission:
+/// store methods accept it only for those lookups and for sign-in audit events.
+#[derive(Debug, Clone)]
+pub struct SignInScope {
+    tenant: TenantId,
+    region: RegionName,
+}
+
+impl sealed::Sealed for SignInScope {}
+impl Scoped for SignInScope {
+    fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+    fn region(&self) -> &RegionName {
+        &self.region
+    }
+}
+
+impl SignInScope {
+    /// The scope under which a failed or anonymous attempt is recorded (actor
+    /// `anonymous`): it can append audit entries and nothing the store guards with a
+    /// permission.
+    pub(crate) fn anonymous(&self, tenant: &Tenant) -> TenantScope {
+        TenantScope::new(tenant, Principal::Anonymous)
+    }
+}
+
+/// Pre-authentication lookups in `tenant`, on the authority of a platform scope (the
+/// server's own, in the sign-in paths; a storage test's local administrator).
+pub fn sign_in(_platform: &PlatformScope, tenant: &Tenant) -> SignInScope {
+    SignInScope {
+        tenant: tenant.id,
+        region: tenant.region.clone(),
+    }
+}
+
 /// Decides whether `principal` may perform `action` at platform level.
 ///
-/// Today every platform action is open to operators and the local administrator and
-/// to no one else; tenant principals (a later variant) will be refused here.
+/// Every platform action is open to operators (except direct data access), the local
+/// administrator and the system, and to no tenant principal.
 pub fn authorize_platform(
     principal: &Principal,
     action: PlatformAction,
@@ -173,7 +503,7 @@ pub fn authorize_platform(
         (Principal::Operator(_), PlatformAction::LocalData) => Err(AccessError::Forbidden(
             "tenant data is not readable through the platform API",
         )),
-        (Principal::Operator(_) | Principal::LocalAdmin | Principal::System, _) => {
+        (Principal::Operator(_) | Principal::LocalAdmin(_) | Principal::System(_), _) => {
             Ok(PlatformScope {
                 actor: principal.clone(),
             })
@@ -185,7 +515,8 @@ pub fn authorize_platform(
     }
 }
 
-/// Decides whether a tenant user may do something needing `permission` in `tenant`.
+/// Decides whether a tenant principal may do something needing `permission` in
+/// `tenant`.
 ///
 /// A user of another tenant gets [`AccessError::NotVisible`] — the caller answers as
 /// for a tenant that does not exist — and a user of this tenant without the permission
@@ -196,52 +527,38 @@ pub fn authorize_tenant(
     tenant: &Tenant,
     permission: Permission,
 ) -> Result<TenantScope, AccessError> {
-    match principal {
-        Principal::User(u) if u.tenant.id != tenant.id => Err(AccessError::NotVisible),
-        Principal::User(u) if !u.permissions.contains(&permission) => {
-            Err(AccessError::Forbidden(permission.as_str()))
-        }
-        Principal::User(_) => Ok(TenantScope {
-            tenant: tenant.id,
-            region: tenant.region.clone(),
-            writable: tenant.status == TenantStatus::Active,
-            actor: principal.clone(),
-        }),
-        Principal::Application(a) if a.tenant.id != tenant.id => Err(AccessError::NotVisible),
-        Principal::Application(a) if !a.permissions.contains(&permission) => {
-            Err(AccessError::Forbidden(permission.as_str()))
-        }
-        Principal::Application(_) => Ok(TenantScope {
-            tenant: tenant.id,
-            region: tenant.region.clone(),
-            writable: tenant.status == TenantStatus::Active,
-            actor: principal.clone(),
-        }),
-        _ => Err(AccessError::Forbidden("not a user of this tenant")),
+    let (home, held) = match principal {
+        Principal::User(u) => (&u.tenant, &u.permissions),
+        Principal::Application(a) => (&a.tenant, &a.permissions),
+        _ => return Err(AccessError::Forbidden("not a user of this tenant")),
+    };
+    if home.id != tenant.id {
+        return Err(AccessError::NotVisible);
     }
+    if !held.contains(&permission) {
+        return Err(AccessError::Forbidden(permission.as_str()));
+    }
+    Ok(TenantScope::new(tenant, principal.clone()))
 }
 
-/// The scope of a sign-in event in `tenant` by `actor` — a user who has just proven
-/// their credentials, or [`Principal::Anonymous`] for a failed attempt. It records the
-/// event (and the session) in the tenant; it grants no permission, since every other
-/// action goes through [`authorize_tenant`].
-pub fn sign_in_scope(tenant: &Tenant, actor: Principal) -> TenantScope {
-    TenantScope {
-        tenant: tenant.id,
-        region: tenant.region.clone(),
-        writable: tenant.status == TenantStatus::Active,
-        actor,
+/// The scope of a tenant principal's work on its own account in its own tenant
+/// (sessions, second factors): no permission is needed, and no other tenant can be
+/// named. Platform principals have no account in a tenant.
+pub fn own_account(principal: &Principal) -> Result<TenantScope, AccessError> {
+    match principal.home_tenant() {
+        Some(tenant) => Ok(TenantScope::new(tenant, principal.clone())),
+        None => Err(AccessError::Forbidden(
+            "only a tenant's user has an account here",
+        )),
     }
 }
 
 /// Grants platform-level work on one tenant (provisioning its storage, managing its
 /// keys) a scope for that tenant. Requires a platform scope: only platform actors get
-/// one this way; tenant users will get theirs from their own credentials.
+/// one this way; tenant users get theirs from their own credentials.
 pub fn provisioning_scope(platform: &PlatformScope, tenant: &Tenant) -> TenantScope {
-    TenantScope {
-        tenant: tenant.id,
-        region: tenant.region.clone(),
-        writable: tenant.status == TenantStatus::Active,
-        actor: platform.actor.clone(),
-    }
+    TenantScope::new(tenant, platform.actor.clone())
 }
+
+#[cfg(test)]
+mod tests;

@@ -170,20 +170,20 @@ impl Actor {
     pub fn of(principal: &crate::access::Principal) -> Self {
         use crate::access::Principal;
         match principal {
-            Principal::Operator(id) => Self {
-                id: Some(id.to_string()),
+            Principal::Operator(o) => Self {
+                id: Some(o.id().to_string()),
                 kind: "operator",
             },
-            Principal::LocalAdmin => Self {
+            Principal::LocalAdmin(_) => Self {
                 id: None,
                 kind: "local-admin",
             },
-            Principal::System => Self {
+            Principal::System(_) => Self {
                 id: None,
                 kind: "system",
             },
             Principal::User(u) => Self {
-                id: Some(u.user.to_string()),
+                id: Some(u.user().to_string()),
                 kind: "user",
             },
             Principal::Anonymous => Self {
@@ -191,7 +191,7 @@ impl Actor {
                 kind: "anonymous",
             },
             Principal::Application(a) => Self {
-                id: Some(a.app.to_string()),
+                id: Some(a.app().to_string()),
                 kind: "application",
             },
         }
@@ -207,6 +207,25 @@ pub struct Target {
     pub kind: String,
     /// Object version after the action, when the object is versioned.
     pub version: Option<u64>,
+}
+
+impl Target {
+    /// The unversioned object `id` of `kind`.
+    pub fn of(kind: &str, id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            kind: kind.to_owned(),
+            version: None,
+        }
+    }
+
+    /// The same object at `version`.
+    pub fn at_version(self, version: u64) -> Self {
+        Self {
+            version: Some(version),
+            ..self
+        }
+    }
 }
 
 /// Personal data of the entry, sealed under the subject's key.
@@ -320,7 +339,7 @@ impl NewEntry {
         reason: Option<String>,
     ) -> Self {
         let session = match scope.actor() {
-            crate::access::Principal::User(u) => Some(u.session.clone()),
+            crate::access::Principal::User(u) => Some(u.session().to_owned()),
             _ => None,
         };
         Self {

@@ -20,7 +20,7 @@ use super::tiles::{TILE_WIDTH, TileRef, push_entry};
 use super::tree::Tiles;
 use crate::access::TenantScope;
 use crate::keys::{KeyError, KeyProvider};
-use crate::store::{AuditLogState, Store, StoreError};
+use crate::store::{AuditLogState, AuditStore, StoreError};
 
 /// Entries integrated per storage round trip.
 const BATCH: u32 = 4096;
@@ -87,7 +87,7 @@ impl HashSource for TileRecorder {
 
 /// The audit logs of all tenants.
 pub struct AuditLogs {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     root: Arc<dyn KeyProvider>,
     host: String,
 }
@@ -106,7 +106,7 @@ fn key_context(scope: &TenantScope) -> Vec<u8> {
 
 impl AuditLogs {
     /// Audit logs whose origins start with `issuer` (scheme and odd characters dropped).
-    pub fn new(store: Arc<dyn Store>, root: Arc<dyn KeyProvider>, issuer: &str) -> Self {
+    pub fn new(store: Arc<dyn AuditStore>, root: Arc<dyn KeyProvider>, issuer: &str) -> Self {
         let host: String = issuer
             .trim_start_matches("https://")
             .trim_start_matches("http://")

@@ -11,9 +11,15 @@
 //!   causes.
 //! * [`personal`] — personal data sealed under per-subject keys (erasable without
 //!   breaking proofs).
+//! * [`recorder`] — the one maker of audit events (time, actor, sealed origin).
 //! * [`review`] — decoded entries for a review, as JSON or CSV.
 //! * [`verify`] — checking an exported log offline, with a one-line verdict.
 //! * [`tiles`] — C2SP tlog-tiles paths and entry bundles.
+//!
+//! Layering: the formats (`entry`, `merkle`, `note`, `tiles`, `tree`, `verify`) use
+//! nothing of the crate's services; storage's ports use the formats; `keys` uses
+//! storage and never this module; the services here (`recorder`, `personal`, `log`,
+//! `review`) use keys and storage. A test checks the imports, so no cycle creeps back.
 
 pub mod entry;
 pub mod log;
@@ -21,6 +27,7 @@ pub mod merkle;
 pub mod note;
 pub mod origin;
 pub mod personal;
+pub mod recorder;
 pub mod review;
 pub mod tiles;
 pub mod tree;

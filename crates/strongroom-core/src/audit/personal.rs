@@ -25,7 +25,7 @@ use crate::access::{Principal, TenantScope};
 use crate::clock::SharedClock;
 use crate::keys::{DataKey, KeyError, KeyProvider, KeyringError, ObjectRef, aead, sealed};
 use crate::secret::SecretBytes;
-use crate::store::{Store, StoredSubjectKey};
+use crate::store::{AuditStore, StoredSubjectKey};
 
 /// Kind under which personal data is sealed.
 pub const KIND: &str = "audit-personal";
@@ -33,7 +33,7 @@ pub const KIND: &str = "audit-personal";
 /// Seals and opens the personal data of audit entries.
 #[derive(Clone)]
 pub struct Personal {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     root: Arc<dyn KeyProvider>,
     clock: SharedClock,
 }
@@ -57,7 +57,7 @@ pub fn subject_of(principal: &Principal) -> Option<String> {
         | Principal::User(_)
         | Principal::Application(_)
         | Principal::Anonymous => Some(principal.label()),
-        Principal::LocalAdmin | Principal::System => None,
+        Principal::LocalAdmin(_) | Principal::System(_) => None,
     }
 }
 
@@ -72,7 +72,7 @@ pub enum Opened {
 
 impl Personal {
     /// Personal data sealed with `store` and keys wrapped by `root`.
-    pub fn new(store: Arc<dyn Store>, root: Arc<dyn KeyProvider>, clock: SharedClock) -> Self {
+    pub fn new(store: Arc<dyn AuditStore>, root: Arc<dyn KeyProvider>, clock: SharedClock) -> Self {
         Self { store, root, clock }
     }
 

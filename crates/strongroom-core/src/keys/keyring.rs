@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 use super::cache::{KeyCache, Slot};
 use super::{DataKey, KeyError, KeyProvider, ObjectRef, aead, sealed};
 use crate::access::TenantScope;
-use crate::audit::entry::{Action, NewEntry, Target};
-use crate::audit::personal::Personal;
 use crate::clock::SharedClock;
 use crate::config::KeysConfig;
 use crate::secret::SecretBytes;
-use crate::store::{AuditEvent, Store, StoreError, StoredDek, StoredKek, TenantKeys};
+use crate::store::{AuditEvent, KeyStore, StoreError, StoredDek, StoredKek, TenantKeys};
 use crate::tenant::TenantId;
 
 /// How long a provider health result gates writes before it is checked again.
@@ -42,6 +40,10 @@ pub enum KeyringError {
     /// A ciphertext names a key version the tenant does not have.
     #[error("no data key version {0}")]
     UnknownVersion(u32),
+    /// The current data key's seal budget is spent: rotate it (an audited write, which
+    /// the caller records) and ask again.
+    #[error("data key {0} has sealed all it may; it must be rotated")]
+    BudgetSpent(u32),
 }
 
 /// The configured key providers by name, and which one is the root.
@@ -115,13 +117,12 @@ impl Providers {
 /// Per-tenant keys: provisioning, sealing, opening, rotation, destruction.
 pub struct Keyring {
     providers: Providers,
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     cache: KeyCache,
     clock: SharedClock,
     max_seals: u64,
     budgets: Mutex<HashMap<(TenantId, u32), u64>>,
     health: Mutex<HashMap<String, (Instant, bool)>>,
-    personal: Personal,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -150,12 +151,11 @@ impl Keyring {
     /// A keyring over `store` using `providers`.
     pub fn new(
         providers: Providers,
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyStore>,
         clock: SharedClock,
         config: &KeysConfig,
     ) -> Self {
         Self {
-            personal: Personal::new(store.clone(), providers.root(), clock.clone()),
             providers,
             store,
             cache: KeyCache::new(
@@ -216,17 +216,6 @@ impl Keyring {
         Ok(keys)
     }
 
-    /// Seals a small value for `object` with the tenant's current data key.
-    pub async fn seal_value(
-        &self,
-        scope: &TenantScope,
-        object: &ObjectRef<'_>,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, KeyringError> {
-        let key = self.sealing_key(scope).await?;
-        Ok(sealed::seal(&key, object, plaintext)?)
-    }
-
     /// Opens a sealed value for `object`, with whichever data key sealed it.
     pub async fn open_value(
         &self,
@@ -242,7 +231,9 @@ impl Keyring {
 
     /// The current data key, for sealing: refuses when the tenant's provider is
     /// unavailable (no writes that could not be read back), and spends one seal of the
-    /// key's budget, rotating the key when the budget is exhausted.
+    /// key's budget; when the budget is exhausted it answers
+    /// [`KeyringError::BudgetSpent`] and the caller rotates (see
+    /// `objects::Objects::sealing_key`).
     pub async fn sealing_key(&self, scope: &TenantScope) -> Result<DataKey, KeyringError> {
         for _ in 0..8 {
             let keys = self.keys(scope).await?;
@@ -257,13 +248,8 @@ impl Keyring {
                 .reserve_seals(scope, current.version, block)
                 .await?;
             if total > self.max_seals {
-                tracing::info!(tenant = %scope.tenant(), version = current.version, "data key seal budget spent; rotating");
-                self.rotate_dek(
-                    scope,
-                    Some("automatic: the data key's seal budget is spent".into()),
-                )
-                .await?;
-                continue;
+                tracing::info!(tenant = %scope.tenant(), version = current.version, "data key seal budget spent");
+                return Err(KeyringError::BudgetSpent(current.version));
             }
             self.add_budget(scope.tenant(), current.version, block);
         }
@@ -345,49 +331,13 @@ impl Keyring {
         Ok(key)
     }
 
-    /// The audit event for `entry`, stamped with the server clock and carrying the
-    /// request's origin sealed under the actor's subject key. Every audited write
-    /// builds its event here, so none can leave the origin out.
-    pub async fn audit_event(
-        &self,
-        scope: &TenantScope,
-        mut entry: NewEntry,
-    ) -> Result<AuditEvent, KeyringError> {
-        entry.personal = self.personal.seal_current(scope).await?;
-        Ok(AuditEvent {
-            entry,
-            at: self.clock.now(),
-        })
-    }
-
-    /// Seals and opens the personal data in audit entries.
-    pub fn personal(&self) -> &Personal {
-        &self.personal
-    }
-
-    async fn event(
-        &self,
-        scope: &TenantScope,
-        action: Action,
-        kind: &str,
-        version: u32,
-        reason: Option<String>,
-    ) -> Result<AuditEvent, KeyringError> {
-        let target = Target {
-            id: version.to_string(),
-            kind: kind.into(),
-            version: Some(u64::from(version)),
-        };
-        self.audit_event(scope, NewEntry::by(scope, action, target, reason))
-            .await
-    }
-
     /// Makes a new data key current; old ones stay readable. Returns the new version.
-    /// Audited (`key.rotate`) in the same transaction.
+    /// Audited in the same transaction with the event `audit` makes for the new
+    /// version (the recorder's event, completed with its target).
     pub async fn rotate_dek(
         &self,
         scope: &TenantScope,
-        reason: Option<String>,
+        audit: impl FnOnce(u32) -> AuditEvent + Send,
     ) -> Result<u32, KeyringError> {
         let keys = self.keys(scope).await?;
         self.require_provider(&keys).await?;
@@ -406,10 +356,7 @@ impl Keyring {
             created_at: self.clock.now(),
             seals_reserved: 0,
         };
-        let event = self
-            .event(scope, Action::KeyRotate, "data-key", version, reason)
-            .await?;
-        match self.store.add_data_key(scope, &row, &event).await {
+        match self.store.add_data_key(scope, &row, &audit(version)).await {
             Ok(()) => {
                 tracing::info!(tenant = %scope.tenant(), version, "data key rotated");
                 Ok(version)
@@ -427,7 +374,7 @@ impl Keyring {
         &self,
         scope: &TenantScope,
         provider: Option<&str>,
-        reason: Option<String>,
+        audit: impl FnOnce(u32) -> AuditEvent + Send,
     ) -> Result<u32, KeyringError> {
         let keys = self.keys(scope).await?;
         let old = keys.keks.last().ok_or(KeyringError::Destroyed)?;
@@ -455,17 +402,8 @@ impl Keyring {
                 ..dek.clone()
             });
         }
-        let event = self
-            .event(
-                scope,
-                Action::KeyKekRotate,
-                "key-encryption-key",
-                version,
-                reason,
-            )
-            .await?;
         self.store
-            .replace_kek(scope, &row, &rewrapped, &event)
+            .replace_kek(scope, &row, &rewrapped, &audit(version))
             .await?;
         self.cache.forget_tenant(scope.tenant());
         tracing::info!(tenant = %scope.tenant(), version, "key-encryption key rotated; data keys re-wrapped");
@@ -473,20 +411,13 @@ impl Keyring {
     }
 
     /// Destroys every key of the tenant. Irreversible: all its data becomes unreadable.
-    /// Audited (`key.shred`, reason required) in the same transaction.
-    pub async fn destroy(&self, scope: &TenantScope, reason: String) -> Result<(), KeyringError> {
-        let target = Target {
-            id: scope.tenant().as_uuid().to_string(),
-            kind: "tenant".into(),
-            version: None,
-        };
-        let event = self
-            .audit_event(
-                scope,
-                NewEntry::by(scope, Action::KeyShred, target, Some(reason)),
-            )
-            .await?;
-        self.store.destroy_tenant_keys(scope, &event).await?;
+    /// Audited (`key.shred`) in the same transaction with `audit`.
+    pub async fn destroy(
+        &self,
+        scope: &TenantScope,
+        audit: &AuditEvent,
+    ) -> Result<(), KeyringError> {
+        self.store.destroy_tenant_keys(scope, audit).await?;
         self.cache.forget_tenant(scope.tenant());
         self.budgets
             .lock()

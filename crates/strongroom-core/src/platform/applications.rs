@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::{MAX_PAGE, Platform, PlatformError};
 use crate::access::rbac::Permission;
-use crate::access::{self, Principal, TenantApp, TenantUser};
+use crate::access::{self, Principal, TenantUser};
 use crate::audit::entry::{Action, NewEntry, Target};
 use crate::audit::merkle::sha256;
 use crate::identity::application::{AppId, Application, StoredApplication};
@@ -61,11 +61,7 @@ pub enum OAuthError {
 }
 
 fn app_target(id: AppId) -> Target {
-    Target {
-        id: id.to_string(),
-        kind: "application".into(),
-        version: None,
-    }
+    Target::of("application", id.to_string())
 }
 
 impl Platform {
@@ -90,10 +86,10 @@ impl Platform {
         let (tenant, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
-        scope.require_writable()?;
+        let scope = scope.writable()?;
         let mut raw = [0u8; 32];
         aws_lc_rs::rand::fill(&mut raw)
-            .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+            .map_err(|_| PlatformError::internal("system RNG failed"))?;
         let secret = format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
         let id = AppId::generate();
         let stored = StoredApplication {
@@ -107,13 +103,8 @@ impl Platform {
             },
             secret_hash: sha256(&[secret.as_bytes()]),
         };
-        let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(&scope, Action::ApplicationCreate, app_target(id), None),
-            )
-            .await?;
+        let entry = NewEntry::by(&scope, Action::ApplicationCreate, app_target(id), None);
+        let event = self.recorder.event(&scope, entry).await?;
         self.store
             .insert_application(&scope, &stored, &principal.label(), &event)
             .await?;
@@ -153,15 +144,10 @@ impl Platform {
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
-        scope.require_writable()?;
+        let scope = scope.writable()?;
         let reason = Some(format!("active={active}"));
-        let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(&scope, Action::ApplicationUpdate, app_target(id), reason),
-            )
-            .await?;
+        let entry = NewEntry::by(&scope, Action::ApplicationUpdate, app_target(id), reason);
+        let event = self.recorder.event(&scope, entry).await?;
         if !self
             .store
             .set_application_active(&scope, id, active, &event)
@@ -220,11 +206,11 @@ impl Platform {
             return Err(OAuthError::InvalidGrant);
         };
         // Only a user of the application's own tenant, and no chains of delegation.
-        if user.tenant.id != tenant.id || user.via.is_some() {
+        if user.tenant().id != tenant.id || user.via().is_some() {
             return Err(OAuthError::InvalidGrant);
         }
         let both: Vec<Permission> = user
-            .permissions
+            .permissions()
             .iter()
             .copied()
             .filter(|p| stored.app.permissions.contains(p))
@@ -243,35 +229,25 @@ impl Platform {
         granted: Vec<Permission>,
         user: Option<&TenantUser>,
     ) -> Result<OAuthToken, OAuthError> {
-        let actor = Principal::Application(TenantApp {
-            tenant: tenant.clone(),
-            app,
-            permissions: granted.iter().copied().collect(),
-        });
-        let home = access::sign_in_scope(tenant, actor);
+        let actor = access::application(tenant.clone(), app, granted.iter().copied().collect());
+        let home = access::own_account(&actor).map_err(|e| OAuthError::Unavailable(e.into()))?;
         let target = match user {
             None => app_target(app),
-            Some(u) => Target {
-                id: u.user.to_string(),
-                kind: "user".into(),
-                version: None,
-            },
+            Some(u) => Target::of("user", u.user().to_string()),
         };
         let mut entry = NewEntry::by(&home, Action::ApplicationToken, target, None);
-        entry.session = user.map(|u| u.session.clone());
-        let recorded = async {
-            let event = self.keyring.audit_event(&home, entry).await?;
-            self.store.append_audit(&home, &event).await?;
-            Ok::<(), PlatformError>(())
-        };
+        entry.session = user.map(|u| u.session().to_owned());
         // A token that cannot be audited is not issued.
-        recorded.await.map_err(OAuthError::Unavailable)?;
+        self.recorder
+            .record(&home, entry)
+            .await
+            .map_err(|e| OAuthError::Unavailable(e.into()))?;
         let names: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
         let (subject, sid, via) = match user {
             None => (format!("app:{app}"), String::new(), None),
             Some(u) => (
-                format!("user:{}", u.user),
-                u.session.clone(),
+                format!("user:{}", u.user()),
+                u.session().to_owned(),
                 Some(app.to_string()),
             ),
         };
@@ -313,7 +289,7 @@ impl Platform {
         else {
             return Ok(None);
         };
-        let probe = access::sign_in_scope(&tenant, Principal::System);
+        let probe = self.sign_in_scope(&tenant);
         let app = self
             .store
             .application(&probe, AppId::from_uuid(id))
@@ -330,7 +306,7 @@ impl Platform {
         app: AppId,
         claimed: &[String],
     ) -> Result<Principal, PlatformError> {
-        let probe = access::sign_in_scope(tenant, Principal::System);
+        let probe = self.sign_in_scope(tenant);
         let stored = self
             .store
             .application(&probe, app)
@@ -342,11 +318,7 @@ impl Platform {
             .filter_map(|c| Permission::parse(c))
             .filter(|p| stored.app.permissions.contains(p))
             .collect();
-        Ok(Principal::Application(TenantApp {
-            tenant: tenant.clone(),
-            app,
-            permissions,
-        }))
+        Ok(access::application(tenant.clone(), app, permissions))
     }
 }
 

@@ -188,16 +188,9 @@ impl Platform {
         action: Action,
         filter: &AuditFilter,
     ) -> Result<(), PlatformError> {
-        let target = Target {
-            id: describe(filter),
-            kind: "audit-trail".into(),
-            version: None,
-        };
-        let event = self
-            .keyring
-            .audit_event(scope, NewEntry::by(scope, action, target, None))
-            .await?;
-        self.store.append_audit(scope, &event).await?;
+        let target = Target::of("audit-trail", describe(filter));
+        let entry = NewEntry::by(scope, action, target, None);
+        self.recorder.record(scope, entry).await?;
         Ok(())
     }
 
@@ -211,12 +204,12 @@ impl Platform {
         let mut sealed = Vec::with_capacity(stored.len());
         for s in stored {
             let (e, p) = review::decode(s).map_err(|e| {
-                PlatformError::Internal(format!("audit entry {} does not decode: {e}", s.seq))
+                PlatformError::internal(format!("audit entry {} does not decode: {e}", s.seq))
             })?;
             entries.push(e);
             sealed.push(p);
         }
-        let opened = self.keyring.personal().open_all(scope, &sealed).await?;
+        let opened = self.recorder.personal().open_all(scope, &sealed).await?;
         for (e, o) in entries.iter_mut().zip(opened) {
             e.personal = o.map(|o| match o {
                 Opened::Data(origin) => ReviewPersonal {
@@ -303,7 +296,7 @@ impl Platform {
         }
         Ok(match format {
             ExportFormat::Json => {
-                serde_json::to_vec(&entries).map_err(|e| PlatformError::Internal(e.to_string()))?
+                serde_json::to_vec(&entries).map_err(PlatformError::internal_from)?
             }
             ExportFormat::Csv => review::to_csv(&entries).into_bytes(),
         })
@@ -328,19 +321,10 @@ impl Platform {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
-        scope.require_writable()?;
-        let target = Target {
-            id: subject.to_owned(),
-            kind: "audit-subject".into(),
-            version: None,
-        };
-        let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(&scope, Action::SubjectErase, target, Some(reason)),
-            )
-            .await?;
+        let scope = scope.writable()?;
+        let target = Target::of("audit-subject", subject);
+        let entry = NewEntry::by(&scope, Action::SubjectErase, target, Some(reason));
+        let event = self.recorder.event(&scope, entry).await?;
         let erased = self
             .store
             .erase_audit_subject(&scope, subject, &event)
@@ -368,7 +352,7 @@ impl Platform {
     /// One round of the background integrator: folds every tenant's new entries into
     /// its tree and signs a checkpoint. Returns the entries integrated.
     pub async fn integrate_audit_round(&self) -> Result<u64, PlatformError> {
-        let scope = access::authorize_platform(&Principal::System, PlatformAction::ReadAudit)?;
+        let scope = access::authorize_platform(&access::system(), PlatformAction::ReadAudit)?;
         let mut total = 0;
         for t in self.all_tenants(&scope).await? {
             let home = access::provisioning_scope(&scope, &t);

@@ -42,20 +42,41 @@ pub enum PlatformError {
         /// Seconds until an attempt is accepted again.
         retry_after_secs: u64,
     },
-    /// Temporarily unable to serve; retry later (→ 503).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Our fault (→ 500). The message is for the log, never for the client.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Temporarily unable to serve; retry later (→ 503). The cause is for the log.
+    #[error("temporarily unavailable")]
+    Unavailable(#[source] Cause),
+    /// Our fault (→ 500). The cause is for the log, never for the client.
+    #[error("internal error")]
+    Internal(#[source] Cause),
+}
+
+/// The underlying error of a server-side failure, kept whole (with its own causes) so
+/// the log shows the full chain.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl PlatformError {
+    /// Our fault, described in words (no underlying error).
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Internal(what.into().into())
+    }
+
+    /// Our fault, caused by `e`.
+    pub fn internal_from(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+
+    /// Temporarily unavailable, described in words.
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        Self::Unavailable(what.into().into())
+    }
 }
 
 impl From<StoreError> for PlatformError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict { what } => Self::Conflict(format!("{what} already exists")),
-            StoreError::Unavailable(m) => Self::Unavailable(m),
-            StoreError::Corrupt(_) | StoreError::Backend(_) => Self::Internal(e.to_string()),
+            StoreError::Unavailable { .. } => Self::Unavailable(Box::new(e)),
+            StoreError::Corrupt(_) | StoreError::Backend { .. } => Self::Internal(Box::new(e)),
         }
     }
 }
@@ -63,8 +84,8 @@ impl From<StoreError> for PlatformError {
 impl From<KeyError> for PlatformError {
     fn from(e: KeyError) -> Self {
         match e {
-            KeyError::Unavailable(_) => Self::Unavailable(e.to_string()),
-            _ => Self::Internal(e.to_string()),
+            KeyError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+            _ => Self::Internal(Box::new(e)),
         }
     }
 }
@@ -81,8 +102,8 @@ impl From<IdentityError> for PlatformError {
                 message: e.to_string(),
             },
             IdentityError::InvalidCredentials => Self::Unauthenticated,
-            IdentityError::Busy => Self::Unavailable(e.to_string()),
-            IdentityError::Internal(m) => Self::Internal(m),
+            IdentityError::Busy => Self::Unavailable(Box::new(e)),
+            IdentityError::Internal(_) => Self::Internal(Box::new(e)),
         }
     }
 }
@@ -127,7 +148,9 @@ impl From<KeyringError> for PlatformError {
                 field: Some("key_provider"),
                 message: e.to_string(),
             },
-            KeyringError::UnknownVersion(_) => Self::Internal(e.to_string()),
+            KeyringError::UnknownVersion(_) => Self::Internal(Box::new(e)),
+            // Objects rotate on this; reaching the edge means rotation kept failing.
+            KeyringError::BudgetSpent(_) => Self::Unavailable(Box::new(e)),
         }
     }
 }
@@ -138,14 +161,14 @@ impl From<ObjectError> for PlatformError {
             ObjectError::Keyring(k) => k.into(),
             ObjectError::Stream(crate::keys::stream::StreamError::Key(k)) => k.into(),
             ObjectError::Stream(crate::keys::stream::StreamError::Io(io)) => {
-                Self::Unavailable(format!("stream i/o: {io}"))
+                Self::Unavailable(Box::new(io))
             }
             ObjectError::Invalid(m) => Self::Invalid {
                 field: Some("value"),
                 message: m,
             },
             ObjectError::NotFound(what) => Self::NotFound(what),
-            ObjectError::Contended => Self::Unavailable(e.to_string()),
+            ObjectError::Contended => Self::Unavailable(Box::new(e)),
         }
     }
 }
@@ -157,12 +180,12 @@ impl From<crate::audit::log::AuditError> for PlatformError {
             AuditError::Store(s) => s.into(),
             AuditError::Key(k) => k.into(),
             AuditError::NoSuchTile => Self::NotFound("tile"),
-            AuditError::Busy => Self::Unavailable(e.to_string()),
+            AuditError::Busy => Self::Unavailable(Box::new(e)),
             AuditError::OutOfRange { field, message } => Self::Invalid {
                 field: Some(field),
                 message: message.into(),
             },
-            AuditError::Note(_) | AuditError::Tree(_) => Self::Internal(e.to_string()),
+            AuditError::Note(_) | AuditError::Tree(_) => Self::Internal(Box::new(e)),
         }
     }
 }

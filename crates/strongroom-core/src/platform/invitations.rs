@@ -2,6 +2,8 @@
 //! typically the tenant's first admin — in over the API without ever knowing their
 //! password. The invitation token works once, for one address, until it expires.
 
+use std::net::IpAddr;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
@@ -10,14 +12,14 @@ use utoipa::ToSchema;
 
 use super::{Platform, PlatformError};
 use crate::access::rbac::{Permission, Role};
-use crate::access::{self, PlatformAction, Principal, TenantUser};
+use crate::access::{self, PlatformAction, Principal};
 use crate::audit::entry::{Action, NewEntry, Target};
 use crate::audit::merkle::sha256;
 use crate::identity::user::{User, UserId, UserStatus};
 use crate::identity::{Email, IdentityError, password};
 use crate::secret::SecretString;
 use crate::store::{NewUserRow, StoredInvitation};
-use crate::tenant::Slug;
+use crate::tenant::{Slug, Tenant};
 
 /// How long an invitation works.
 const VALID_FOR: time::Duration = time::Duration::hours(72);
@@ -40,8 +42,9 @@ pub struct Invitation {
 }
 
 impl Platform {
-    /// Invites `email` to become a user of `slug` with `role`: operators (the first
-    /// admin of a new tenant) and users with `users:manage`.
+    /// Invites `email` to become a user of `slug` with `role`: users with
+    /// `users:manage`, and operators only for a tenant's first user (a tenant with no
+    /// users yet) — afterwards operators have no say over who joins a tenant.
     pub async fn invite_user(
         &self,
         principal: &Principal,
@@ -57,10 +60,15 @@ impl Platform {
                 Some(PlatformAction::ManageTenants),
             )
             .await?;
-        scope.require_writable()?;
+        if matches!(principal, Principal::Operator(_)) && self.store.has_users(&scope).await? {
+            return Err(PlatformError::Forbidden(
+                "this tenant has users: only its own user administrators can invite".into(),
+            ));
+        }
+        let scope = scope.writable()?;
         let mut raw = [0u8; 32];
         aws_lc_rs::rand::fill(&mut raw)
-            .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+            .map_err(|_| PlatformError::internal("system RNG failed"))?;
         let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
         let stored = StoredInvitation {
             hash: sha256(&[token.as_bytes()]),
@@ -68,18 +76,9 @@ impl Platform {
             role,
             expires_at: self.clock.now() + VALID_FOR,
         };
-        let target = Target {
-            id: role.as_str().into(),
-            kind: "invitation".into(),
-            version: None,
-        };
-        let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(&scope, Action::UserInvite, target, None),
-            )
-            .await?;
+        let target = Target::of("invitation", role.as_str());
+        let entry = NewEntry::by(&scope, Action::UserInvite, target, None);
+        let event = self.recorder.event(&scope, entry).await?;
         self.store
             .insert_invitation(&scope, &stored, &principal.label(), &event)
             .await?;
@@ -91,26 +90,70 @@ impl Platform {
         })
     }
 
-    /// Accepts an invitation: creates the user with the invited role and the chosen
-    /// password. Any problem with the token (unknown, used, expired, another address)
-    /// is the same `Unauthenticated`.
+    /// Accepts an invitation from `client`: creates the user with the invited role and
+    /// the chosen password. Any problem with the token (unknown, used, expired, another
+    /// address, unknown tenant) is the same `Unauthenticated`, found before any
+    /// password is hashed; attempts are throttled per address.
     pub async fn accept_invitation(
         &self,
         slug: &Slug,
         token: &SecretString,
         email: Email,
         new_password: &SecretString,
+        client: IpAddr,
     ) -> Result<User, PlatformError> {
         password::check_policy(new_password, &[email.as_str(), slug.as_str()])?;
         let t = token.expose();
         if !t.starts_with(PREFIX) || t.len() > 128 {
             return Err(PlatformError::Unauthenticated);
         }
-        let tenant = self
-            .tenant_by_slug(slug)
-            .await?
-            .ok_or(PlatformError::Unauthenticated)?;
-        let hash = self.passwords.hash(new_password).await?;
+        let attempt = self
+            .throttle
+            .begin(&format!("{slug}/invitation"), client)
+            .map_err(super::users::too_many)?;
+        let hash = sha256(&[t.as_bytes()]);
+        let Some((tenant, invitation)) = self.live_invitation(slug, &hash).await? else {
+            attempt.failed();
+            return Err(PlatformError::Unauthenticated);
+        };
+        if invitation.email.as_str().to_lowercase() != email.as_str().to_lowercase() {
+            attempt.failed();
+            return Err(PlatformError::Unauthenticated);
+        }
+        let user = self
+            .create_invited(&tenant, &hash, email, new_password)
+            .await?;
+        attempt.succeeded();
+        Ok(user)
+    }
+
+    /// The tenant and the unused, unexpired invitation `hash` names, if both exist.
+    async fn live_invitation(
+        &self,
+        slug: &Slug,
+        hash: &[u8; 32],
+    ) -> Result<Option<(Tenant, StoredInvitation)>, PlatformError> {
+        let Some(tenant) = self.tenant_by_slug(slug).await? else {
+            return Ok(None);
+        };
+        let probe = self.sign_in_scope(&tenant);
+        let found = self
+            .store
+            .invitation(&probe, hash, self.clock.now())
+            .await?;
+        Ok(found.map(|i| (tenant, i)))
+    }
+
+    /// Creates the invited user (the store spends the invitation in the same
+    /// transaction, so two acceptances cannot both succeed).
+    async fn create_invited(
+        &self,
+        tenant: &Tenant,
+        hash: &[u8; 32],
+        email: Email,
+        new_password: &SecretString,
+    ) -> Result<User, PlatformError> {
+        let password_hash = self.passwords.hash(new_password).await?;
         let user = User {
             id: UserId::generate(),
             email,
@@ -118,40 +161,32 @@ impl Platform {
             roles: vec![],
             created_at: self.clock.now(),
         };
-        let actor = Principal::User(TenantUser {
-            tenant: tenant.clone(),
-            user: user.id,
-            session: String::new(),
-            via: None,
-            permissions: Default::default(),
-        });
-        let scope = access::sign_in_scope(&tenant, actor);
-        let target = Target {
-            id: user.id.to_string(),
-            kind: "user".into(),
-            version: None,
-        };
-        let mut entry = NewEntry::by(&scope, Action::UserInviteAccept, target, None);
+        let actor = access::signed_in_user(
+            tenant.clone(),
+            user.id,
+            String::new(),
+            None,
+            Default::default(),
+        );
+        let scope = access::own_account(&actor)?.writable()?;
+        let mut entry = NewEntry::by(
+            &scope,
+            Action::UserInviteAccept,
+            Target::of("user", user.id.to_string()),
+            None,
+        );
         entry.session = None;
-        let event = self.keyring.audit_event(&scope, entry).await?;
+        let event = self.recorder.event(&scope, entry).await?;
         let row = NewUserRow {
             user: user.clone(),
-            password_hash: hash,
+            password_hash,
             granted_by: "invitation".into(),
         };
-        let Some(inv) = self
+        let accepted = self
             .store
-            .accept_invitation(
-                &scope,
-                &sha256(&[t.as_bytes()]),
-                &row,
-                self.clock.now(),
-                &event,
-            )
-            .await?
-        else {
-            return Err(IdentityError::InvalidCredentials.into());
-        };
+            .accept_invitation(&scope, hash, &row, self.clock.now(), &event)
+            .await?;
+        let inv = accepted.ok_or(IdentityError::InvalidCredentials)?;
         Ok(User {
             roles: vec![inv.role],
             ..user

@@ -7,11 +7,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{MAX_PAGE, Platform, PlatformError};
 use crate::access::{self, PlatformAction, PlatformScope, Principal, TenantScope};
-use crate::audit::entry::{Action, validate_reason};
-use crate::objects::{KIND_TENANT_SECRET, ReencryptProgress};
+use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
+use crate::objects::{Kind, ReencryptProgress};
 use crate::secret::SecretBytes;
 use crate::store::{Page, StoredBlob};
 use crate::tenant::{Slug, Tenant};
+
+/// The audit target of a key version.
+fn key_target(kind: &str, version: u32) -> Target {
+    Target::of(kind, version.to_string()).at_version(version.into())
+}
 
 /// Longest tenant-secret name.
 const MAX_SECRET_NAME: usize = 64;
@@ -149,7 +154,12 @@ impl Platform {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
-        let version = self.keyring.rotate_dek(&scope, reason).await?;
+        let entry = NewEntry::by(&scope, Action::KeyRotate, key_target("data-key", 0), reason);
+        let event = self.recorder.event(&scope, entry).await?;
+        let version = self
+            .keyring
+            .rotate_dek(&scope, |v| event.about(key_target("data-key", v)))
+            .await?;
         tracing::info!(tenant = %slug, version, actor = %principal.label(), "data key rotated");
         Ok(version)
     }
@@ -167,7 +177,13 @@ impl Platform {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
-        let version = self.keyring.rotate_kek(&scope, provider, reason).await?;
+        let kind = "key-encryption-key";
+        let entry = NewEntry::by(&scope, Action::KeyKekRotate, key_target(kind, 0), reason);
+        let event = self.recorder.event(&scope, entry).await?;
+        let version = self
+            .keyring
+            .rotate_kek(&scope, provider, |v| event.about(key_target(kind, v)))
+            .await?;
         tracing::info!(tenant = %slug, version, actor = %principal.label(), "key-encryption key rotated");
         Ok(version)
     }
@@ -184,7 +200,10 @@ impl Platform {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageKeys)
             .await?;
-        self.keyring.destroy(&scope, reason).await?;
+        let target = Target::of("tenant", scope.tenant().as_uuid().to_string());
+        let entry = NewEntry::by(&scope, Action::KeyShred, target, Some(reason));
+        let event = self.recorder.event(&scope, entry).await?;
+        self.keyring.destroy(&scope, &event).await?;
         tracing::warn!(tenant = %slug, actor = %principal.label(), "tenant keys crypto-shredded");
         Ok(())
     }
@@ -205,7 +224,7 @@ impl Platform {
     /// One round of background re-encryption over every tenant, moving at most
     /// `budget` objects in all. Returns how many moved and how many remain.
     pub async fn reencrypt_round(&self, budget: u32) -> Result<(u64, u64), PlatformError> {
-        let scope = access::authorize_platform(&Principal::System, PlatformAction::ManageKeys)?;
+        let scope = access::authorize_platform(&access::system(), PlatformAction::ManageKeys)?;
         let (mut moved, mut remaining) = (0u64, 0u64);
         for t in self.all_tenants(&scope).await? {
             let left = u32::try_from(u64::from(budget).saturating_sub(moved)).unwrap_or(0);
@@ -256,12 +275,12 @@ impl Platform {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageSecrets)
             .await?;
-        scope.require_writable()?;
+        let scope = scope.writable()?;
         let row = self
             .objects
             .put_value(
                 &scope,
-                KIND_TENANT_SECRET,
+                Kind::TenantSecret,
                 name,
                 value.expose(),
                 crate::audit::entry::Action::TenantSecretSet,
@@ -287,7 +306,7 @@ impl Platform {
             .await?;
         let (_, value) = self
             .objects
-            .value(&scope, KIND_TENANT_SECRET, name)
+            .value(&scope, Kind::TenantSecret, name)
             .await?
             .ok_or(PlatformError::NotFound("secret"))?;
         Ok(value)
@@ -304,7 +323,7 @@ impl Platform {
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::LocalData)
             .await?;
-        scope.require_writable()?;
+        let scope = scope.writable()?;
         Ok(self.objects.put_blob(&scope, id, reader).await?)
     }
 

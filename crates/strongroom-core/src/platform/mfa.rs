@@ -13,16 +13,17 @@ use utoipa::ToSchema;
 
 use super::{Platform, PlatformError};
 use crate::access::rbac::{Permission, Role};
-use crate::access::{Principal, TenantScope};
+use crate::access::{Principal, TenantScope, WritableScope};
 use crate::audit::entry::Action;
 use crate::audit::merkle::sha256;
 use crate::identity::totp;
 use crate::identity::user::UserId;
+use crate::objects::Kind;
 use crate::secret::SecretBytes;
 use crate::tenant::Slug;
 
 /// Kind of the sealed second-factor value.
-const KIND: &str = "user-mfa";
+const KIND: Kind = Kind::UserMfa;
 
 /// The stored second factor (sealed as JSON).
 #[derive(Serialize, Deserialize)]
@@ -86,31 +87,45 @@ impl Platform {
             return Ok(None);
         };
         let factor: Factor = serde_json::from_slice(bytes.expose())
-            .map_err(|e| PlatformError::Internal(format!("second factor unreadable: {e}")))?;
+            .map_err(|e| PlatformError::internal(format!("second factor unreadable: {e}")))?;
         let secret = STANDARD
             .decode(&factor.secret)
-            .map_err(|_| PlatformError::Internal("second factor secret unreadable".into()))?;
+            .map_err(|_| PlatformError::internal("second factor secret unreadable"))?;
         Ok(Some((factor, SecretBytes::new(secret))))
     }
 
+    /// Stores an enrolment change (a data write: refused in a read-only tenant).
     async fn store_factor(
         &self,
-        scope: &TenantScope,
+        scope: &WritableScope,
         user: UserId,
         factor: &Factor,
         action: Action,
     ) -> Result<(), PlatformError> {
-        let json =
-            serde_json::to_vec(factor).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let json = serde_json::to_vec(factor).map_err(PlatformError::internal_from)?;
         self.objects
             .put_value(scope, KIND, &user.to_string(), &json, action)
             .await?;
         Ok(())
     }
 
+    /// Stores a factor spent at sign-in (its last step, a used recovery code).
+    async fn record_factor_use(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        factor: &Factor,
+    ) -> Result<(), PlatformError> {
+        let json = serde_json::to_vec(factor).map_err(PlatformError::internal_from)?;
+        self.objects
+            .put_state(scope, KIND, &user.to_string(), &json, Action::SessionMfa)
+            .await?;
+        Ok(())
+    }
+
     fn own_user(principal: &Principal) -> Result<UserId, PlatformError> {
         match principal {
-            Principal::User(u) => Ok(u.user),
+            Principal::User(u) => Ok(u.user()),
             _ => Err(PlatformError::Forbidden(
                 "only a signed-in user enrols a second factor".into(),
             )),
@@ -125,6 +140,7 @@ impl Platform {
     ) -> Result<TotpEnrolment, PlatformError> {
         let user = Self::own_user(principal)?;
         let (tenant, scope) = self.own_scope(principal, slug).await?;
+        let scope = scope.writable()?;
         let _guard = self.mfa_lock.lock().await;
         if let Some((f, _)) = self.factor(&scope, user).await?
             && f.confirmed
@@ -135,7 +151,7 @@ impl Platform {
         }
         let mut secret = vec![0u8; 20];
         aws_lc_rs::rand::fill(&mut secret)
-            .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+            .map_err(|_| PlatformError::internal("system RNG failed"))?;
         let account = self
             .store
             .user(&scope, user)
@@ -169,6 +185,7 @@ impl Platform {
     ) -> Result<RecoveryCodes, PlatformError> {
         let user = Self::own_user(principal)?;
         let (_, scope) = self.own_scope(principal, slug).await?;
+        let scope = scope.writable()?;
         let _guard = self.mfa_lock.lock().await;
         let Some((mut factor, secret)) = self.factor(&scope, user).await? else {
             return Err(PlatformError::Conflict("start enrolment first".into()));
@@ -185,7 +202,7 @@ impl Platform {
         for _ in 0..totp::RECOVERY_CODES {
             let mut raw = [0u8; 10];
             aws_lc_rs::rand::fill(&mut raw)
-                .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+                .map_err(|_| PlatformError::internal("system RNG failed"))?;
             let text = totp::base32(&raw);
             codes.push(format!("{}-{}", &text[..8], &text[8..]));
         }
@@ -221,7 +238,7 @@ impl Platform {
                 None,
             )
             .await?;
-        scope.require_writable()?;
+        let scope = scope.writable()?;
         let _guard = self.mfa_lock.lock().await;
         if self.store.user(&scope, user).await?.is_none() {
             return Err(PlatformError::NotFound("user"));
@@ -234,15 +251,14 @@ impl Platform {
         if let Some((factor, _)) = totp {
             let mut secret = vec![0u8; 20];
             aws_lc_rs::rand::fill(&mut secret)
-                .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
+                .map_err(|_| PlatformError::internal("system RNG failed"))?;
             let cleared = Factor {
                 secret: STANDARD.encode(&secret),
                 confirmed: false,
                 last_step: factor.last_step,
                 recovery: vec![],
             };
-            let json =
-                serde_json::to_vec(&cleared).map_err(|e| PlatformError::Internal(e.to_string()))?;
+            let json = serde_json::to_vec(&cleared).map_err(PlatformError::internal_from)?;
             self.objects
                 .put_value_because(
                     &scope,
@@ -307,8 +323,7 @@ impl Platform {
         } else {
             return Ok(FactorCheck::Failed);
         }
-        self.store_factor(scope, user, &factor, Action::SessionMfa)
-            .await?;
+        self.record_factor_use(scope, user, &factor).await?;
         Ok(FactorCheck::Verified)
     }
 
@@ -327,9 +342,9 @@ impl Platform {
             return Ok(MfaPolicy::default());
         };
         let names: Vec<String> = serde_json::from_slice(bytes.expose())
-            .map_err(|e| PlatformError::Internal(format!("MFA policy unreadable: {e}")))?;
+            .map_err(|e| PlatformError::internal(format!("MFA policy unreadable: {e}")))?;
         MfaPolicy::from_names(&names)
-            .map_err(|n| PlatformError::Internal(format!("MFA policy names {n:?}")))
+            .map_err(|n| PlatformError::internal(format!("MFA policy names {n:?}")))
     }
 
     /// The tenant's MFA policy: which roles must have a second factor (`*` = everyone).
@@ -362,9 +377,8 @@ impl Platform {
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
-        scope.require_writable()?;
-        let json = serde_json::to_vec(&policy.names())
-            .map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let scope = scope.writable()?;
+        let json = serde_json::to_vec(&policy.names()).map_err(PlatformError::internal_from)?;
         self.objects
             .put_value(
                 &scope,
@@ -379,7 +393,7 @@ impl Platform {
 }
 
 /// Kind and id of the sealed MFA policy value.
-const POLICY_KIND: &str = "tenant-policy";
+const POLICY_KIND: Kind = Kind::TenantPolicy;
 const POLICY_ID: &str = "mfa";
 
 /// Which users must have a second factor.

@@ -34,7 +34,7 @@ use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus
 
 pub use applications::{OAuthError, OAuthToken, RegisteredApplication};
 pub use audit::{AuditPage, AuditStatus, ExportFormat};
-pub use error::PlatformError;
+pub use error::{Cause, PlatformError};
 pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 pub use mfa::{RecoveryCodes, SecondFactor, TotpEnrolment};
@@ -50,7 +50,7 @@ fn operator_from_claims(claims: &crate::identity::token::Claims) -> Result<Princ
         .strip_prefix("operator:")
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
         .ok_or(TokenError::Malformed)?;
-    Ok(Principal::Operator(OperatorId::from_uuid(id)))
+    Ok(access::operator(OperatorId::from_uuid(id)))
 }
 
 /// The running deployment's services, shared by every request.
@@ -59,6 +59,7 @@ pub struct Platform {
     providers: Providers,
     keyring: Arc<Keyring>,
     objects: Objects,
+    recorder: Arc<crate::audit::recorder::Recorder>,
     audit: crate::audit::log::AuditLogs,
     clock: SharedClock,
     /// Swapped whole when signing keys are rotated (by any process sharing the store).
@@ -127,7 +128,12 @@ impl Platform {
             clock.clone(),
             &config.keys,
         ));
-        let objects = Objects::new(keyring.clone(), store.clone(), blobs);
+        let recorder = Arc::new(crate::audit::recorder::Recorder::new(
+            store.clone(),
+            providers.root(),
+            clock.clone(),
+        ));
+        let objects = Objects::new(keyring.clone(), recorder.clone(), store.clone(), blobs);
         let audit = crate::audit::log::AuditLogs::new(
             store.clone(),
             providers.root(),
@@ -144,6 +150,7 @@ impl Platform {
             providers,
             keyring,
             objects,
+            recorder,
             audit,
             clock,
             tokens: std::sync::RwLock::new(Arc::new(tokens)),
@@ -192,29 +199,24 @@ impl Platform {
         Ok(operator)
     }
 
-    /// Checks an operator's e-mail and password and issues an access token.
+    /// Checks an operator's e-mail and password, from `client`, and issues an access
+    /// token. Throttled like tenant users' sign-ins, per (account, address) and
+    /// address, with the attempt reserved before the password is checked.
     pub async fn operator_login(
         &self,
         email: &Email,
         password: &SecretString,
+        client: std::net::IpAddr,
     ) -> Result<IssuedToken, PlatformError> {
-        // Throttled like tenant users' sign-ins, per (account, address) and address.
-        let ip = crate::audit::origin::current().and_then(|o| o.ip);
         let account = format!("operator/{}", email.as_str());
-        if let Some(ip) = ip {
-            self.throttle
-                .check(&account, ip)
-                .map_err(|retry_after_secs| PlatformError::TooManyRequests { retry_after_secs })?;
-        }
-        let fail = || {
-            if let Some(ip) = ip {
-                self.throttle.failed(&account, ip);
-            }
-            PlatformError::from(IdentityError::InvalidCredentials)
-        };
+        let attempt = self
+            .throttle
+            .begin(&account, client)
+            .map_err(users::too_many)?;
         let Some(creds) = self.store.operator_credentials(email).await? else {
             self.passwords.verify_dummy(password).await?;
-            return Err(fail());
+            attempt.failed();
+            return Err(IdentityError::InvalidCredentials.into());
         };
         if !self
             .passwords
@@ -222,11 +224,10 @@ impl Platform {
             .await?
         {
             tracing::info!(operator = %creds.operator.id, "operator sign-in failed");
-            return Err(fail());
+            attempt.failed();
+            return Err(IdentityError::InvalidCredentials.into());
         }
-        if let Some(ip) = ip {
-            self.throttle.succeeded(&account, ip);
-        }
+        attempt.succeeded();
         tracing::info!(operator = %creds.operator.id, "operator signed in");
         let subject = format!("operator:{}", creds.operator.id);
         Ok(self
@@ -270,23 +271,14 @@ impl Platform {
         // Keys first: if the provider is unavailable, nothing is created.
         let keys = self.keyring.provision(tenant.id, Some(&provider)).await?;
         let home = access::provisioning_scope(&scope, &tenant);
-        let target = crate::audit::entry::Target {
-            id: tenant.slug.to_string(),
-            kind: "tenant".into(),
-            version: None,
-        };
-        let mut event = self
-            .keyring
-            .audit_event(
-                &home,
-                crate::audit::entry::NewEntry::by(
-                    &home,
-                    crate::audit::entry::Action::TenantCreate,
-                    target,
-                    None,
-                ),
-            )
-            .await?;
+        let target = crate::audit::entry::Target::of("tenant", tenant.slug.to_string());
+        let entry = crate::audit::entry::NewEntry::by(
+            &home,
+            crate::audit::entry::Action::TenantCreate,
+            target,
+            None,
+        );
+        let mut event = self.recorder.event(&home, entry).await?;
         event.at = tenant.created_at;
         self.store
             .create_tenant(&scope, &tenant, &home, &keys, &event)
@@ -391,8 +383,7 @@ impl Platform {
     pub async fn rotate_signing_key(&self, principal: &Principal) -> Result<String, PlatformError> {
         access::authorize_platform(principal, PlatformAction::ManageKeys)?;
         let root = self.providers.root();
-        let (key, pkcs8) =
-            SigningKey::generate().map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let (key, pkcs8) = SigningKey::generate().map_err(PlatformError::internal_from)?;
         let record = StoredSigningKey {
             kid: key.kid().to_owned(),
             public_key: key.public_key(),
@@ -420,8 +411,7 @@ async fn load_token_service(
 ) -> Result<TokenService, PlatformError> {
     let mut stored = store.signing_keys().await?;
     if stored.is_empty() {
-        let (key, pkcs8) =
-            SigningKey::generate().map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let (key, pkcs8) = SigningKey::generate().map_err(PlatformError::internal_from)?;
         let record = StoredSigningKey {
             kid: key.kid().to_owned(),
             public_key: key.public_key(),
@@ -439,10 +429,9 @@ async fn load_token_service(
         let pkcs8: SecretBytes = keys
             .unwrap(&s.wrapped_private_key, &signing_key_context(&s.kid))
             .await?;
-        let key =
-            SigningKey::from_pkcs8(&pkcs8).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let key = SigningKey::from_pkcs8(&pkcs8).map_err(PlatformError::internal_from)?;
         if key.kid() != s.kid {
-            return Err(PlatformError::Internal(format!(
+            return Err(PlatformError::internal(format!(
                 "signing key {} does not match its id",
                 s.kid
             )));
@@ -452,6 +441,6 @@ async fn load_token_service(
     let mut loaded = loaded.into_iter();
     let active = loaded
         .next()
-        .ok_or_else(|| PlatformError::Internal("no signing key".into()))?;
+        .ok_or_else(|| PlatformError::internal("no signing key"))?;
     Ok(TokenService::new(issuer, active, loaded.collect(), clock))
 }

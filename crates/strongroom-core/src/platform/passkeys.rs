@@ -15,14 +15,15 @@ use webauthn_rs::prelude::{
 };
 
 use super::{Platform, PlatformError};
-use crate::access::{Principal, TenantScope};
+use crate::access::{Principal, TenantScope, WritableScope};
 use crate::audit::entry::Action;
 use crate::config::WebauthnConfig;
 use crate::identity::user::UserId;
+use crate::objects::Kind;
 use crate::tenant::Slug;
 
 /// Kind of the sealed passkey list.
-const KIND: &str = "user-passkeys";
+const KIND: Kind = Kind::UserPasskeys;
 /// How long a ceremony may take.
 const CEREMONY: Duration = Duration::from_secs(300);
 /// Most ceremonies in flight (beyond: the oldest are dropped).
@@ -94,19 +95,25 @@ impl Platform {
             return Ok(vec![]);
         };
         serde_json::from_slice(bytes.expose())
-            .map_err(|e| PlatformError::Internal(format!("passkeys unreadable: {e}")))
+            .map_err(|e| PlatformError::internal(format!("passkeys unreadable: {e}")))
     }
 
+    /// Stores a registration (a data write: refused in a read-only tenant).
     async fn store_passkeys(
         &self,
-        scope: &TenantScope,
+        scope: &WritableScope,
         user: UserId,
         keys: &[Passkey],
-        action: Action,
     ) -> Result<(), PlatformError> {
-        let json = serde_json::to_vec(keys).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let json = serde_json::to_vec(keys).map_err(PlatformError::internal_from)?;
         self.objects
-            .put_value(scope, KIND, &user.to_string(), &json, action)
+            .put_value(
+                scope,
+                KIND,
+                &user.to_string(),
+                &json,
+                Action::UserPasskeyAdd,
+            )
             .await?;
         Ok(())
     }
@@ -115,7 +122,7 @@ impl Platform {
     /// reason.
     pub(super) async fn clear_passkeys(
         &self,
-        scope: &TenantScope,
+        scope: &WritableScope,
         user: UserId,
         reason: String,
     ) -> Result<(), PlatformError> {
@@ -144,8 +151,9 @@ impl Platform {
                 "only a signed-in user registers a passkey".into(),
             ));
         };
+        let me = u.user();
         let (tenant, scope) = self.own_scope(principal, slug).await?;
-        let existing = self.passkeys(&scope, u.user).await?;
+        let existing = self.passkeys(&scope, me).await?;
         if existing.len() >= MAX_PASSKEYS {
             return Err(PlatformError::Conflict(format!(
                 "at most {MAX_PASSKEYS} passkeys"
@@ -153,25 +161,19 @@ impl Platform {
         }
         let email = self
             .store
-            .user(&scope, u.user)
+            .user(&scope, me)
             .await?
             .ok_or(PlatformError::NotFound("user"))?
             .email;
         let exclude = existing.iter().map(|k| k.cred_id().clone()).collect();
         let (options, state) = self
             .webauthn
-            .start_passkey_registration(
-                u.user.as_uuid(),
-                email.as_str(),
-                email.as_str(),
-                Some(exclude),
-            )
-            .map_err(|e| PlatformError::Internal(format!("webauthn: {e}")))?;
+            .start_passkey_registration(me.as_uuid(), email.as_str(), email.as_str(), Some(exclude))
+            .map_err(|e| PlatformError::internal(format!("webauthn: {e}")))?;
         let id = self
             .ceremonies
-            .put(Ceremony::Register((tenant.id, u.user), state));
-        let options =
-            serde_json::to_value(options).map_err(|e| PlatformError::Internal(e.to_string()))?;
+            .put(Ceremony::Register((tenant.id, me), state));
+        let options = serde_json::to_value(options).map_err(PlatformError::internal_from)?;
         Ok((id, options))
     }
 
@@ -188,13 +190,15 @@ impl Platform {
                 "only a signed-in user registers a passkey".into(),
             ));
         };
+        let me = u.user();
         let (tenant, scope) = self.own_scope(principal, slug).await?;
+        let scope = scope.writable()?;
         let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
             .map_err(|_| invalid("credential", "not a WebAuthn registration response"))?;
         let Some(Ceremony::Register(who, state)) = self.ceremonies.take(challenge_id) else {
             return Err(invalid("challenge_id", "unknown or expired challenge"));
         };
-        if who != (tenant.id, u.user) {
+        if who != (tenant.id, me) {
             return Err(invalid("challenge_id", "unknown or expired challenge"));
         }
         let passkey = self
@@ -202,10 +206,9 @@ impl Platform {
             .finish_passkey_registration(&credential, &state)
             .map_err(|_| invalid("credential", "the registration did not verify"))?;
         let _guard = self.mfa_lock.lock().await;
-        let mut keys = self.passkeys(&scope, u.user).await?;
+        let mut keys = self.passkeys(&scope, me).await?;
         keys.push(passkey);
-        self.store_passkeys(&scope, u.user, &keys, Action::UserPasskeyAdd)
-            .await
+        self.store_passkeys(&scope, me, &keys).await
     }
 
     /// Sign-in step one with a passkey: the password is checked (throttled and audited
@@ -215,13 +218,15 @@ impl Platform {
         slug: &Slug,
         email: &crate::identity::Email,
         password: &crate::secret::SecretString,
+        client: std::net::IpAddr,
     ) -> Result<(String, serde_json::Value), PlatformError> {
-        let ip = crate::audit::origin::current().and_then(|o| o.ip);
-        let account = format!("{slug}/{}", email.as_str());
-        let (tenant, user, _) = self
-            .check_password(slug, email, password, &account, ip)
-            .await?;
-        let scope = crate::access::sign_in_scope(&tenant, Principal::System);
+        let (tenant, user, _, attempt) = self.check_password(slug, email, password, client).await?;
+        attempt.succeeded();
+        // The password is proven: the user (with no session and no rights yet) reads
+        // their own passkeys.
+        let proven =
+            crate::access::signed_in_user(tenant, user.id, String::new(), None, Default::default());
+        let scope = crate::access::own_account(&proven)?;
         self.passkey_challenge_for(&scope, user.id)
             .await?
             .ok_or_else(|| PlatformError::Conflict("no passkey is registered".into()))
@@ -241,12 +246,11 @@ impl Platform {
         let (options, state) = self
             .webauthn
             .start_passkey_authentication(&keys)
-            .map_err(|e| PlatformError::Internal(format!("webauthn: {e}")))?;
+            .map_err(|e| PlatformError::internal(format!("webauthn: {e}")))?;
         let id = self
             .ceremonies
             .put(Ceremony::SignIn((scope.tenant(), user), state));
-        let options =
-            serde_json::to_value(options).map_err(|e| PlatformError::Internal(e.to_string()))?;
+        let options = serde_json::to_value(options).map_err(PlatformError::internal_from)?;
         Ok(Some((id, options)))
     }
 
@@ -278,7 +282,9 @@ impl Platform {
         for k in &mut keys {
             k.update_credential(&result);
         }
-        self.store_passkeys(scope, user, &keys, Action::SessionMfa)
+        let json = serde_json::to_vec(&keys).map_err(PlatformError::internal_from)?;
+        self.objects
+            .put_state(scope, KIND, &user.to_string(), &json, Action::SessionMfa)
             .await?;
         Ok(true)
     }

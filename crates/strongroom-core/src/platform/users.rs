@@ -11,10 +11,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{MAX_PAGE, Platform, PlatformError};
+use std::net::IpAddr;
+
 use crate::access::rbac::{Permission, Role, permissions_of};
-use crate::access::{self, PlatformAction, Principal, TenantScope, TenantUser};
+use crate::access::{self, PlatformAction, Principal, TenantScope};
 use crate::audit::entry::{Action, NewEntry, Target};
 use crate::audit::merkle::sha256;
+use crate::identity::throttle::Attempt;
 use crate::identity::token::{OPERATOR_AUDIENCE, TENANT_AUDIENCE, TenantClaims, TokenError};
 use crate::identity::user::{StoredSession, User, UserId, UserStatus};
 use crate::identity::{Email, IdentityError, password};
@@ -57,23 +60,57 @@ pub struct UserPatch {
     pub roles: Option<Vec<Role>>,
 }
 
+impl UserPatch {
+    /// The change in words, as the audit entry's reason; refuses an empty patch.
+    fn describe(&self) -> Result<String, PlatformError> {
+        let mut parts = Vec::new();
+        if let Some(s) = &self.status {
+            parts.push(format!("status={}", s.as_str()));
+        }
+        if let Some(r) = &self.roles {
+            let names: Vec<&str> = r.iter().map(|r| r.as_str()).collect();
+            parts.push(format!("roles={}", names.join(",")));
+        }
+        if parts.is_empty() {
+            return Err(PlatformError::Invalid {
+                field: None,
+                message: "nothing to change: give `status` and/or `roles`".into(),
+            });
+        }
+        Ok(parts.join("; "))
+    }
+}
+
 fn refresh_hash(token: &str) -> [u8; 32] {
     sha256(&[token.as_bytes()])
 }
 
-fn new_refresh_token() -> Result<String, PlatformError> {
+/// A new refresh token of `tenant`: `srr_<slug>.<256 random bits, base64url>`. The
+/// slug lets the tenant-less OAuth token endpoint find the tenant; only the token's
+/// SHA-256 is stored.
+fn new_refresh_token(tenant: &Slug) -> Result<String, PlatformError> {
     let mut raw = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut raw)
-        .map_err(|_| PlatformError::Internal("system RNG failed".into()))?;
-    Ok(format!("{REFRESH_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw)))
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| PlatformError::internal("system RNG failed"))?;
+    Ok(format!(
+        "{REFRESH_PREFIX}{tenant}.{}",
+        URL_SAFE_NO_PAD.encode(raw)
+    ))
+}
+
+/// The tenant a refresh token names, if it is shaped like one of ours.
+fn refresh_tenant(token: &str) -> Option<Slug> {
+    if token.len() > 128 {
+        return None;
+    }
+    let (slug, _) = token.strip_prefix(REFRESH_PREFIX)?.split_once('.')?;
+    Slug::parse(slug).ok()
 }
 
 fn user_target(id: Option<UserId>) -> Target {
-    Target {
-        id: id.map_or_else(|| "unknown".into(), |u| u.to_string()),
-        kind: "user".into(),
-        version: None,
-    }
+    Target::of(
+        "user",
+        id.map_or_else(|| "unknown".into(), |u| u.to_string()),
+    )
 }
 
 impl Platform {
@@ -82,11 +119,19 @@ impl Platform {
         &self,
         slug: &Slug,
     ) -> Result<Option<Tenant>, PlatformError> {
-        let sys = access::authorize_platform(&Principal::System, PlatformAction::ReadTenants)?;
+        let sys = access::system_scope();
         Ok(self.store.tenant(&sys, slug).await?)
     }
 
-    /// The caller's own tenant, for acting on their own account (no permission needed).
+    /// The narrow scope of pre-authentication lookups in `tenant`, on the server's
+    /// own authority.
+    pub(super) fn sign_in_scope(&self, tenant: &Tenant) -> access::SignInScope {
+        access::sign_in(&access::system_scope(), tenant)
+    }
+
+    /// The caller's own tenant, for acting on their own account (no permission
+    /// needed): a signed-in user's own session, not an application's or a delegated
+    /// token's — account security is the user's alone.
     pub(super) async fn own_scope(
         &self,
         principal: &Principal,
@@ -98,12 +143,15 @@ impl Platform {
             ));
         };
         // Another tenant's slug answers exactly as a missing tenant does.
-        if u.tenant.slug != *slug {
+        if u.tenant().slug != *slug {
             return Err(PlatformError::NotFound("tenant"));
         }
-        let tenant = u.tenant.clone();
-        let scope = access::sign_in_scope(&tenant, principal.clone());
-        Ok((tenant, scope))
+        if u.via().is_some() {
+            return Err(PlatformError::Forbidden(
+                "an application acting for a user cannot change the user's account security".into(),
+            ));
+        }
+        Ok((u.tenant().clone(), access::own_account(principal)?))
     }
 
     /// A scope on `slug` for `principal` needing `permission`: tenant users by their
@@ -120,15 +168,15 @@ impl Platform {
             // The tenant was read when the token was authenticated: a user's or an
             // application's own tenant needs no second lookup, and any other slug —
             // another tenant's or none at all — answers "no such tenant".
-            Principal::User(access::TenantUser { tenant, .. })
-            | Principal::Application(access::TenantApp { tenant, .. }) => {
-                if tenant.slug != *slug {
-                    return Err(PlatformError::NotFound("tenant"));
-                }
+            Principal::User(_) | Principal::Application(_) => {
+                let tenant = principal
+                    .home_tenant()
+                    .filter(|t| t.slug == *slug)
+                    .ok_or(PlatformError::NotFound("tenant"))?;
                 let scope = access::authorize_tenant(principal, tenant, permission)?;
                 Ok((tenant.clone(), scope))
             }
-            Principal::LocalAdmin | Principal::System => {
+            Principal::LocalAdmin(_) | Principal::System(_) => {
                 self.tenant_scope(principal, slug, PlatformAction::ManageTenants)
                     .await
             }
@@ -155,7 +203,7 @@ impl Platform {
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
-        scope.require_writable()?;
+        let scope = scope.writable()?;
         let hash = match credential {
             Credential::Password(p) => {
                 password::check_policy(&p, &[email.as_str(), slug.as_str()])?;
@@ -176,13 +224,8 @@ impl Platform {
             roles,
             created_at: self.clock.now(),
         };
-        let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(&scope, Action::UserCreate, user_target(Some(user.id)), None),
-            )
-            .await?;
+        let entry = NewEntry::by(&scope, Action::UserCreate, user_target(Some(user.id)), None);
+        let event = self.recorder.event(&scope, entry).await?;
         let row = NewUserRow {
             user: user.clone(),
             password_hash: hash,
@@ -239,38 +282,15 @@ impl Platform {
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
-        scope.require_writable()?;
-        let reason = match (&patch.status, &patch.roles) {
-            (None, None) => {
-                return Err(PlatformError::Invalid {
-                    field: None,
-                    message: "nothing to change: give `status` and/or `roles`".into(),
-                });
-            }
-            (s, r) => {
-                let mut parts = Vec::new();
-                if let Some(s) = s {
-                    parts.push(format!("status={}", s.as_str()));
-                }
-                if let Some(r) = r {
-                    let names: Vec<&str> = r.iter().map(|r| r.as_str()).collect();
-                    parts.push(format!("roles={}", names.join(",")));
-                }
-                parts.join("; ")
-            }
-        };
-        let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(
-                    &scope,
-                    Action::UserUpdate,
-                    user_target(Some(id)),
-                    Some(reason),
-                ),
-            )
-            .await?;
+        let scope = scope.writable()?;
+        let reason = patch.describe()?;
+        let entry = NewEntry::by(
+            &scope,
+            Action::UserUpdate,
+            user_target(Some(id)),
+            Some(reason),
+        );
+        let event = self.recorder.event(&scope, entry).await?;
         let change = UserChange {
             status: patch.status,
             roles: patch.roles,
@@ -297,22 +317,17 @@ impl Platform {
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
-        scope.require_writable()?;
-        if matches!(principal, Principal::User(u) if u.user == id) {
+        let scope = scope.writable()?;
+        if matches!(principal, Principal::User(u) if u.user() == id) {
             return Err(PlatformError::Conflict("you cannot delete yourself".into()));
         }
-        let event = self
-            .keyring
-            .audit_event(
-                &scope,
-                NewEntry::by(
-                    &scope,
-                    Action::UserDelete,
-                    user_target(Some(id)),
-                    Some(reason),
-                ),
-            )
-            .await?;
+        let entry = NewEntry::by(
+            &scope,
+            Action::UserDelete,
+            user_target(Some(id)),
+            Some(reason),
+        );
+        let event = self.recorder.event(&scope, entry).await?;
         if !self.store.delete_user(&scope, id, &event).await? {
             return Err(PlatformError::NotFound("user"));
         }
@@ -321,28 +336,24 @@ impl Platform {
 
     /// The password step of a sign-in: throttling, the tenant, the account and the
     /// hash check. Every failure is the same `InvalidCredentials` (and audited in an
-    /// existing tenant).
+    /// existing tenant). The attempt is reserved with the throttle before any hashing,
+    /// so concurrent attempts cannot check more passwords than the lockout allows; the
+    /// caller ends it (success only after every factor is proven).
     pub(super) async fn check_password(
         &self,
         slug: &Slug,
         email: &Email,
         password: &SecretString,
-        account: &str,
-        ip: Option<std::net::IpAddr>,
-    ) -> Result<(Tenant, User, String), PlatformError> {
-        // Throttled per (tenant + account, client address) and per address; work with
-        // no network origin (none today) is not throttled.
-        if let Some(ip) = ip {
-            self.throttle
-                .check(account, ip)
-                .map_err(|retry_after_secs| PlatformError::TooManyRequests { retry_after_secs })?;
-        }
+        client: IpAddr,
+    ) -> Result<(Tenant, User, String, Attempt<'_>), PlatformError> {
+        let account = format!("{slug}/{}", email.as_str());
+        let attempt = self.throttle.begin(&account, client).map_err(too_many)?;
         let Some(tenant) = self.tenant_by_slug(slug).await? else {
-            self.throttle.failed_from(account, ip);
             self.passwords.verify_dummy(password).await?;
+            attempt.failed();
             return Err(IdentityError::InvalidCredentials.into());
         };
-        let probe = access::sign_in_scope(&tenant, Principal::System);
+        let probe = self.sign_in_scope(&tenant);
         let creds = self.store.user_credentials(&probe, email).await?;
         let verified = match &creds {
             Some(c) => self.passwords.verify(password, &c.password_hash).await?,
@@ -354,10 +365,10 @@ impl Platform {
         };
         match creds {
             Some(c) if verified && c.user.status == UserStatus::Active => {
-                Ok((tenant, c.user, c.password_hash))
+                Ok((tenant, c.user, c.password_hash, attempt))
             }
             other => {
-                self.throttle.failed_from(account, ip);
+                attempt.failed();
                 self.record_failed_login(&tenant, other.map(|c| c.user.id))
                     .await?;
                 tracing::info!(tenant = %slug, "user sign-in failed");
@@ -366,89 +377,111 @@ impl Platform {
         }
     }
 
-    /// Signs a user in with e-mail and password: a new session, an access token and a
-    /// refresh token. Every failure looks the same to the caller (unknown tenant,
-    /// unknown e-mail, wrong password, disabled user) and costs the same hashing time;
-    /// failures in an existing tenant are audited (`session.login_failed`).
+    /// Signs a user in with e-mail and password (and a second factor where they have
+    /// one), from `client`: a new session, an access token and a refresh token. Every
+    /// failure looks the same to the caller (unknown tenant, unknown e-mail, wrong
+    /// password, disabled user) and costs the same hashing time; failures in an
+    /// existing tenant are audited (`session.login_failed`).
     pub async fn user_login(
         &self,
         slug: &Slug,
         email: &Email,
         password: &SecretString,
         second: &super::SecondFactor,
+        client: IpAddr,
     ) -> Result<UserTokens, PlatformError> {
-        let ip = crate::audit::origin::current().and_then(|o| o.ip);
+        let (tenant, user, stored_hash, attempt) =
+            self.check_password(slug, email, password, client).await?;
+        let session = self.new_session(&user);
+        let principal = access::signed_in_user(
+            tenant.clone(),
+            user.id,
+            session.id.clone(),
+            None,
+            permissions_of(&user.roles),
+        );
+        let scope = access::own_account(&principal)?;
         let account = format!("{slug}/{}", email.as_str());
-        let (tenant, user, stored_hash) = self
-            .check_password(slug, email, password, &account, ip)
-            .await?;
-        let session = StoredSession {
-            id: uuid::Uuid::new_v4().to_string(),
-            user: user.id,
-            expires_at: self.clock.now()
-                + time::Duration::seconds(i64::try_from(self.session_ttl_secs).unwrap_or(43_200)),
-            revoked: false,
-            restricted: false,
-        };
-        let principal = Principal::User(TenantUser {
-            tenant: tenant.clone(),
-            user: user.id,
-            session: session.id.clone(),
-            via: None,
-            permissions: permissions_of(&user.roles),
-        });
-        let scope = access::sign_in_scope(&tenant, principal);
-        let restricted = match self.check_second_factor(&scope, user.id, second).await? {
-            super::mfa::FactorCheck::Failed => {
-                self.throttle.failed_from(&account, ip);
-                self.record_failed_login(&tenant, Some(user.id)).await?;
-                return Err(PlatformError::SecondFactorRequired);
+        let restricted = match self
+            .second_factor_step(&scope, &user, second, &account)
+            .await
+        {
+            Ok(restricted) => restricted,
+            Err(e) => {
+                attempt.failed();
+                return Err(e);
             }
-            super::mfa::FactorCheck::Verified => false,
-            // Required by policy but not enrolled yet: a session that can only enrol.
-            super::mfa::FactorCheck::NotEnrolled => self.mfa_required(&scope, &user.roles).await?,
         };
+        attempt.succeeded();
         let session = StoredSession {
             restricted,
             ..session
         };
-        let refresh = new_refresh_token()?;
+        let refresh = new_refresh_token(&tenant.slug)?;
         let event = self
             .user_event(&scope, Action::SessionLogin, Some(user.id))
             .await?;
         self.store
             .create_session(&scope, &session, &refresh_hash(&refresh), &event)
             .await?;
-        if let Some(ip) = ip {
-            self.throttle.succeeded(&account, ip);
-        }
         self.upgrade_hash(&scope, user.id, &stored_hash, password)
             .await?;
         tracing::info!(tenant = %slug, user = %user.id, "user signed in");
-        // A restricted session's token claims no permissions (the server would grant
-        // none anyway: rights are re-derived per request).
-        let shown = if session.restricted {
-            User {
-                roles: vec![],
-                ..user
+        Ok(self.user_tokens(&tenant, &user, &session, refresh))
+    }
+
+    /// A session for `user` starting now (not yet stored).
+    fn new_session(&self, user: &User) -> StoredSession {
+        StoredSession {
+            id: uuid::Uuid::new_v4().to_string(),
+            user: user.id,
+            expires_at: self.clock.now()
+                + time::Duration::seconds(i64::try_from(self.session_ttl_secs).unwrap_or(43_200)),
+            revoked: false,
+            restricted: false,
+        }
+    }
+
+    /// The second-factor step of a sign-in, after the password: throttled per account
+    /// (a wrong code is a guess at the factor). Returns whether the session must be
+    /// restricted (a factor required by policy but not enrolled yet).
+    async fn second_factor_step(
+        &self,
+        scope: &TenantScope,
+        user: &User,
+        offered: &super::SecondFactor,
+        account: &str,
+    ) -> Result<bool, PlatformError> {
+        let attempt = self
+            .throttle
+            .begin_second_factor(account)
+            .map_err(too_many)?;
+        match self.check_second_factor(scope, user.id, offered).await? {
+            super::mfa::FactorCheck::Failed => {
+                attempt.failed();
+                self.record_failed_login_in(scope, Some(user.id)).await?;
+                Err(PlatformError::SecondFactorRequired)
             }
-        } else {
-            user
-        };
-        Ok(self.user_tokens(&tenant, &shown, &session.id, refresh))
+            super::mfa::FactorCheck::Verified => {
+                attempt.succeeded();
+                Ok(false)
+            }
+            super::mfa::FactorCheck::NotEnrolled => {
+                attempt.succeeded();
+                self.mfa_required(scope, &user.roles).await
+            }
+        }
     }
 
     /// The audit event of `action` on a user (or an unknown one), by the scope's actor.
-    async fn user_event(
+    pub(super) async fn user_event(
         &self,
         scope: &TenantScope,
         action: Action,
         user: Option<UserId>,
     ) -> Result<crate::store::AuditEvent, PlatformError> {
-        Ok(self
-            .keyring
-            .audit_event(scope, NewEntry::by(scope, action, user_target(user), None))
-            .await?)
+        let entry = NewEntry::by(scope, action, user_target(user), None);
+        Ok(self.recorder.event(scope, entry).await?)
     }
 
     /// Replaces an imported bcrypt hash with argon2id, now that the password is known
@@ -472,31 +505,50 @@ impl Platform {
 
     /// Audits a failed sign-in in the tenant (`session.login_failed`, actor
     /// `anonymous`, the client's address sealed).
-    async fn record_failed_login(
+    pub(super) async fn record_failed_login(
         &self,
         tenant: &Tenant,
         user: Option<UserId>,
     ) -> Result<(), PlatformError> {
-        let failed = access::sign_in_scope(tenant, Principal::Anonymous);
-        let event = self
-            .user_event(&failed, Action::SessionLoginFailed, user)
-            .await?;
-        self.store.append_audit(&failed, &event).await?;
+        let failed = self.sign_in_scope(tenant).anonymous(tenant);
+        self.record_failed_login_in(&failed, user).await
+    }
+
+    async fn record_failed_login_in(
+        &self,
+        scope: &TenantScope,
+        user: Option<UserId>,
+    ) -> Result<(), PlatformError> {
+        let entry = NewEntry::by(scope, Action::SessionLoginFailed, user_target(user), None);
+        self.recorder.record(scope, entry).await?;
         Ok(())
     }
 
-    fn user_tokens(&self, tenant: &Tenant, user: &User, sid: &str, refresh: String) -> UserTokens {
-        let perms = permissions_of(&user.roles)
-            .into_iter()
-            .map(|p| p.as_str().to_owned())
-            .collect();
+    /// Access and refresh tokens for `user`'s `session`. A restricted session's token
+    /// claims no permissions (the server would grant none anyway: rights are re-derived
+    /// per request).
+    fn user_tokens(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        session: &StoredSession,
+        refresh: String,
+    ) -> UserTokens {
+        let perms = if session.restricted {
+            Vec::new()
+        } else {
+            permissions_of(&user.roles)
+                .into_iter()
+                .map(|p| p.as_str().to_owned())
+                .collect()
+        };
         let issued = self.tokens().issue_for_tenant(
             &format!("user:{}", user.id),
             self.user_ttl_secs,
             TenantClaims {
                 tid: tenant.id.as_uuid().to_string(),
                 tenant: tenant.slug.to_string(),
-                sid: sid.to_owned(),
+                sid: session.id.clone(),
                 perms,
                 app: None,
             },
@@ -517,15 +569,15 @@ impl Platform {
         refresh_token: &SecretString,
     ) -> Result<UserTokens, PlatformError> {
         let token = refresh_token.expose();
-        if !token.starts_with(REFRESH_PREFIX) || token.len() > 128 {
+        if refresh_tenant(token).as_ref() != Some(slug) {
             return Err(PlatformError::Unauthenticated);
         }
         let tenant = self
             .tenant_by_slug(slug)
             .await?
             .ok_or(PlatformError::Unauthenticated)?;
-        let probe = access::sign_in_scope(&tenant, Principal::System);
-        let next = new_refresh_token()?;
+        let probe = self.sign_in_scope(&tenant);
+        let next = new_refresh_token(slug)?;
         let outcome = self
             .store
             .rotate_refresh(
@@ -537,20 +589,7 @@ impl Platform {
             .await?;
         let session = match outcome {
             RefreshOutcome::Rotated(s) => s,
-            RefreshOutcome::Reused(s) => {
-                let scope = access::sign_in_scope(&tenant, Principal::Anonymous);
-                let mut entry = NewEntry::by(
-                    &scope,
-                    Action::SessionRefreshReuse,
-                    user_target(Some(s.user)),
-                    None,
-                );
-                entry.session = Some(s.id.clone());
-                let event = self.keyring.audit_event(&scope, entry).await?;
-                self.store.append_audit(&scope, &event).await?;
-                tracing::warn!(tenant = %slug, user = %s.user, "refresh token reused; session revoked");
-                return Err(PlatformError::Unauthenticated);
-            }
+            RefreshOutcome::Reused(s) => return Err(self.refresh_reused(&tenant, &s).await),
             RefreshOutcome::Invalid => return Err(PlatformError::Unauthenticated),
         };
         let user = self
@@ -559,7 +598,35 @@ impl Platform {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(PlatformError::Unauthenticated)?;
-        Ok(self.user_tokens(&tenant, &user, &session.id, next))
+        Ok(self.user_tokens(&tenant, &user, &session, next))
+    }
+
+    /// The OAuth 2.0 refresh-token grant (RFC 6749 §6): [`Platform::user_refresh`] in
+    /// the tenant the token names.
+    pub async fn oauth_refresh(
+        &self,
+        refresh_token: &SecretString,
+    ) -> Result<UserTokens, PlatformError> {
+        let slug = refresh_tenant(refresh_token.expose()).ok_or(PlatformError::Unauthenticated)?;
+        self.user_refresh(&slug, refresh_token).await
+    }
+
+    /// Audits a replayed refresh token (`session.refresh_reuse`; the store has already
+    /// revoked the session) and answers `Unauthenticated`.
+    async fn refresh_reused(&self, tenant: &Tenant, s: &StoredSession) -> PlatformError {
+        let scope = self.sign_in_scope(tenant).anonymous(tenant);
+        let mut entry = NewEntry::by(
+            &scope,
+            Action::SessionRefreshReuse,
+            user_target(Some(s.user)),
+            None,
+        );
+        entry.session = Some(s.id.clone());
+        if let Err(e) = self.recorder.record(&scope, entry).await {
+            return e.into();
+        }
+        tracing::warn!(tenant = %tenant.slug, user = %s.user, "refresh token reused; session revoked");
+        PlatformError::Unauthenticated
     }
 
     /// Ends the caller's session (`session.logout`).
@@ -568,22 +635,17 @@ impl Platform {
         principal: &Principal,
         slug: &Slug,
     ) -> Result<(), PlatformError> {
+        let (_, scope) = self.own_scope(principal, slug).await?;
         let Principal::User(u) = principal else {
             return Err(PlatformError::Forbidden(
                 "only a signed-in user has a session".into(),
             ));
         };
-        // Another tenant's slug answers exactly as a missing tenant does.
-        if u.tenant.slug != *slug {
-            return Err(PlatformError::NotFound("tenant"));
-        }
-        let tenant = u.tenant.clone();
-        let scope = access::sign_in_scope(&tenant, principal.clone());
         let event = self
-            .user_event(&scope, Action::SessionLogout, Some(u.user))
+            .user_event(&scope, Action::SessionLogout, Some(u.user()))
             .await?;
         self.store
-            .revoke_session(&scope, &u.session, &event)
+            .revoke_session(&scope, u.session(), &event)
             .await?;
         Ok(())
     }
@@ -598,20 +660,9 @@ impl Platform {
         if claims.aud == OPERATOR_AUDIENCE {
             return Ok(super::operator_from_claims(&claims)?);
         }
-        // The tenant the token names, which must still be the same tenant (slug and id).
-        let (Some(tid), Some(slug)) = (&claims.tid, &claims.tenant) else {
-            return Err(TokenError::Malformed.into());
-        };
-        let slug = Slug::parse(slug).map_err(|_| TokenError::Malformed)?;
-        let tenant = self
-            .tenant_by_slug(&slug)
-            .await?
-            .filter(|t| t.id.as_uuid().to_string() == *tid)
-            .ok_or(PlatformError::Unauthenticated)?;
+        let tenant = self.tenant_of_claims(&claims).await?;
         if let Some(app) = claims.sub.strip_prefix("app:") {
-            let app = uuid::Uuid::parse_str(app)
-                .map(crate::identity::application::AppId::from_uuid)
-                .map_err(|_| TokenError::Malformed)?;
+            let app = parse_app(app)?;
             let claimed = claims.perms.unwrap_or_default();
             return self.authenticate_application(&tenant, app, &claimed).await;
         }
@@ -621,13 +672,57 @@ impl Platform {
             .and_then(|s| uuid::Uuid::parse_str(s).ok())
             .map(UserId::from_uuid)
             .ok_or(TokenError::Malformed)?;
-        let Some(sid) = claims.sid else {
+        let sid = claims.sid.clone().ok_or(TokenError::Malformed)?;
+        let mut permissions = self.live_permissions(&tenant, user, &sid).await?;
+        let via = match &claims.app {
+            None => None,
+            Some(app) => {
+                // A delegated token: the application must still be active, and the
+                // user keeps only what both hold now and the token was issued for.
+                let app = parse_app(app)?;
+                let claimed = claims.perms.clone().unwrap_or_default();
+                let Principal::Application(a) = self
+                    .authenticate_application(&tenant, app, &claimed)
+                    .await?
+                else {
+                    return Err(PlatformError::Unauthenticated);
+                };
+                permissions.retain(|p| a.permissions().contains(p));
+                Some(app)
+            }
+        };
+        Ok(access::signed_in_user(tenant, user, sid, via, permissions))
+    }
+
+    /// The tenant a tenant token names, which must still be the same tenant (slug and
+    /// id).
+    async fn tenant_of_claims(
+        &self,
+        claims: &crate::identity::token::Claims,
+    ) -> Result<Tenant, PlatformError> {
+        let (Some(tid), Some(slug)) = (&claims.tid, &claims.tenant) else {
             return Err(TokenError::Malformed.into());
         };
-        let probe = access::sign_in_scope(&tenant, Principal::System);
+        let slug = Slug::parse(slug).map_err(|_| TokenError::Malformed)?;
+        self.tenant_by_slug(&slug)
+            .await?
+            .filter(|t| t.id.as_uuid().to_string() == *tid)
+            .ok_or(PlatformError::Unauthenticated)
+    }
+
+    /// What `user` may do in session `sid` now: nothing unless the session is live and
+    /// the account active; nothing but enrolment in a restricted session; otherwise the
+    /// permissions of the current role grants.
+    async fn live_permissions(
+        &self,
+        tenant: &Tenant,
+        user: UserId,
+        sid: &str,
+    ) -> Result<std::collections::BTreeSet<Permission>, PlatformError> {
+        let probe = self.sign_in_scope(tenant);
         let session = self
             .store
-            .session(&probe, &sid)
+            .session(&probe, sid)
             .await?
             .filter(|s| s.user == user && !s.revoked && s.expires_at > self.clock.now())
             .ok_or(PlatformError::Unauthenticated)?;
@@ -637,36 +732,22 @@ impl Platform {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(PlatformError::Unauthenticated)?;
-        let mut permissions = if session.restricted {
+        if session.restricted {
             // Must enrol a second factor (tenant policy) before doing anything else.
-            std::collections::BTreeSet::new()
-        } else {
-            permissions_of(&account.roles)
-        };
-        let via = match claims.app {
-            None => None,
-            Some(app) => {
-                // A delegated token: the application must still be active, and the
-                // user keeps only what both hold now and the token was issued for.
-                let app = uuid::Uuid::parse_str(&app)
-                    .map(crate::identity::application::AppId::from_uuid)
-                    .map_err(|_| TokenError::Malformed)?;
-                let Principal::Application(a) = self
-                    .authenticate_application(&tenant, app, &claims.perms.unwrap_or_default())
-                    .await?
-                else {
-                    return Err(PlatformError::Unauthenticated);
-                };
-                permissions.retain(|p| a.permissions.contains(p));
-                Some(app)
-            }
-        };
-        Ok(Principal::User(TenantUser {
-            tenant: tenant.clone(),
-            user,
-            session: sid,
-            via,
-            permissions,
-        }))
+            return Ok(std::collections::BTreeSet::new());
+        }
+        Ok(permissions_of(&account.roles))
     }
+}
+
+/// An application id from a token claim.
+fn parse_app(s: &str) -> Result<crate::identity::application::AppId, TokenError> {
+    uuid::Uuid::parse_str(s)
+        .map(crate::identity::application::AppId::from_uuid)
+        .map_err(|_| TokenError::Malformed)
+}
+
+/// The answer to a throttled attempt.
+pub(super) fn too_many(retry_after_secs: u64) -> PlatformError {
+    PlatformError::TooManyRequests { retry_after_secs }
 }

@@ -4,7 +4,9 @@
 mod auth;
 mod json;
 mod params;
+mod tenant;
 
 pub use auth::{Auth, OperatorAuth};
 pub use json::ApiJson;
 pub use params::{ApiPath, ApiQuery};
+pub use tenant::{ClientAddr, TenantPath};

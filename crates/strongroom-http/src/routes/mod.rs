@@ -4,7 +4,11 @@
 pub(crate) mod applications;
 pub(crate) mod audit;
 pub(crate) mod health;
+pub(crate) mod invitations;
 pub(crate) mod meta;
+pub(crate) mod mfa;
 pub(crate) mod operator;
+pub(crate) mod passkeys;
+pub(crate) mod sessions;
 pub(crate) mod tenants;
 pub(crate) mod users;

@@ -9,7 +9,7 @@ use strongroom_core::identity::token::IssuedToken;
 use strongroom_core::secret::SecretString;
 use utoipa::ToSchema;
 
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientAddr};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -35,11 +35,12 @@ pub(crate) struct OperatorLogin {
 )]
 pub(crate) async fn create_session(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<OperatorLogin>,
 ) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
     let token = state
         .platform
-        .operator_login(&body.email, &body.password)
+        .operator_login(&body.email, &body.password, client)
         .await?;
     Ok((StatusCode::CREATED, Json(token)))
 }

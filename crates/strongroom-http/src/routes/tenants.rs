@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug, Tenant};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiPath, ApiQuery, OperatorAuth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OperatorAuth, TenantPath};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -49,14 +49,6 @@ pub(crate) struct ListTenants {
     /// Page size, 1–100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
-}
-
-/// The `{tenant}` path parameter.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct TenantPath {
-    /// The tenant's slug.
-    tenant: Slug,
 }
 
 /// Creates a tenant in a residency region.

@@ -2,15 +2,16 @@
 //! caller's scope; registration and status changes append their audit entry in the same
 //! transaction.
 
+use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use strongroom_core::access::TenantScope;
 use strongroom_core::access::rbac::Permission;
+use strongroom_core::access::{Scoped, TenantScope, WritableScope};
 use strongroom_core::identity::application::{AppId, Application, StoredApplication};
-use strongroom_core::store::{AuditEvent, StoreError};
+use strongroom_core::store::{ApplicationStore, AuditEvent, StoreError};
 
-use super::control::uuid;
-use super::{Db, tid};
+use super::directory::uuid;
+use super::{SqliteStore, tid};
 use crate::error::db;
 use crate::time_codec::{from_micros, to_micros};
 
@@ -42,87 +43,94 @@ fn from_row(r: &SqliteRow) -> Result<StoredApplication, StoreError> {
     })
 }
 
-pub(super) async fn insert(
-    region: &Db,
-    scope: &TenantScope,
-    a: &StoredApplication,
-    created_by: &str,
-    audit: &AuditEvent,
-) -> Result<(), StoreError> {
-    let mut tx = region.write().await?;
-    let names: Vec<&str> = a.app.permissions.iter().map(|p| p.as_str()).collect();
-    sqlx::query("INSERT INTO applications (tenant_id, id, name, secret_hash, permissions, active, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind(tid(scope))
-        .bind(a.app.id.to_string())
-        .bind(&a.app.name)
-        .bind(a.secret_hash.to_vec())
-        .bind(names.join(" "))
-        .bind(i64::from(a.app.active))
-        .bind(created_by)
-        .bind(to_micros(a.app.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    super::audit::append(&mut tx, scope, audit).await?;
-    tx.commit().await.map_err(db)
-}
+#[async_trait]
+impl ApplicationStore for SqliteStore {
+    async fn insert_application(
+        &self,
+        scope: &WritableScope,
+        a: &StoredApplication,
+        created_by: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let region = self.region(scope)?;
+        let mut tx = region.write().await?;
+        let names: Vec<&str> = a.app.permissions.iter().map(|p| p.as_str()).collect();
+        sqlx::query("INSERT INTO applications (tenant_id, id, name, secret_hash, permissions, active, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(tid(scope))
+            .bind(a.app.id.to_string())
+            .bind(&a.app.name)
+            .bind(a.secret_hash.to_vec())
+            .bind(names.join(" "))
+            .bind(i64::from(a.app.active))
+            .bind(created_by)
+            .bind(to_micros(a.app.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        super::audit::append(&mut tx, scope, audit).await?;
+        tx.commit().await.map_err(db)
+    }
 
-pub(super) async fn by_id(
-    region: &Db,
-    scope: &TenantScope,
-    id: AppId,
-) -> Result<Option<StoredApplication>, StoreError> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE a.tenant_id = ? AND a.id = ?"
-    )))
-    .bind(tid(scope))
-    .bind(id.to_string())
-    .fetch_optional(region.read())
-    .await
-    .map_err(db)?
-    .as_ref()
-    .map(from_row)
-    .transpose()
-}
-
-pub(super) async fn list(
-    region: &Db,
-    scope: &TenantScope,
-    limit: u32,
-) -> Result<Vec<StoredApplication>, StoreError> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE a.tenant_id = ? ORDER BY a.id LIMIT ?"
-    )))
-    .bind(tid(scope))
-    .bind(i64::from(limit))
-    .fetch_all(region.read())
-    .await
-    .map_err(db)?
-    .iter()
-    .map(from_row)
-    .collect()
-}
-
-pub(super) async fn set_active(
-    region: &Db,
-    scope: &TenantScope,
-    id: AppId,
-    active: bool,
-    audit: &AuditEvent,
-) -> Result<bool, StoreError> {
-    let mut tx = region.write().await?;
-    let n = sqlx::query("UPDATE applications SET active = ? WHERE tenant_id = ? AND id = ?")
-        .bind(i64::from(active))
+    async fn application(
+        &self,
+        scope: &dyn Scoped,
+        id: AppId,
+    ) -> Result<Option<StoredApplication>, StoreError> {
+        let region = self.region(scope)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE a.tenant_id = ? AND a.id = ?"
+        )))
         .bind(tid(scope))
         .bind(id.to_string())
-        .execute(&mut *tx)
+        .fetch_optional(region.read())
         .await
         .map_err(db)?
-        .rows_affected();
-    if n == 0 {
-        return Ok(false);
+        .as_ref()
+        .map(from_row)
+        .transpose()
     }
-    super::audit::append(&mut tx, scope, audit).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(true)
+
+    async fn applications(
+        &self,
+        scope: &TenantScope,
+        limit: u32,
+    ) -> Result<Vec<StoredApplication>, StoreError> {
+        let region = self.region(scope)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE a.tenant_id = ? ORDER BY a.id LIMIT ?"
+        )))
+        .bind(tid(scope))
+        .bind(i64::from(limit))
+        .fetch_all(region.read())
+        .await
+        .map_err(db)?
+        .iter()
+        .map(from_row)
+        .collect()
+    }
+
+    async fn set_application_active(
+        &self,
+        scope: &WritableScope,
+        id: AppId,
+        active: bool,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let region = self.region(scope)?;
+        let mut tx = region.write().await?;
+        let n = sqlx::query("UPDATE applications SET active = ? WHERE tenant_id = ? AND id = ?")
+            .bind(i64::from(active))
+            .bind(tid(scope))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, scope, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
 }

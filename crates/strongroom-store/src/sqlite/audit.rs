@@ -3,15 +3,17 @@
 //! here (or anywhere) that updates or deletes an entry, and the schema's triggers refuse
 //! both.
 
+use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
-use strongroom_core::access::TenantScope;
+use strongroom_core::access::{TenantScope, WritableScope};
 use strongroom_core::audit::merkle::{Hash, leaf_hash};
 use strongroom_core::store::{
-    AuditEvent, AuditFilter, AuditLogState, StoreError, StoredEntry, StoredSubjectKey, StoredTile,
+    AuditEvent, AuditFilter, AuditLogState, AuditStore, StoreError, StoredEntry, StoredSubjectKey,
+    StoredTile,
 };
 use time::OffsetDateTime;
 
-use super::{Db, int, tid};
+use super::{SqliteStore, int, tid};
 use crate::error::db;
 use crate::time_codec::{from_micros, to_micros};
 
@@ -22,10 +24,10 @@ pub(super) async fn append(
     scope: &TenantScope,
     event: &AuditEvent,
 ) -> Result<u64, StoreError> {
-    event
-        .entry
-        .validate()
-        .map_err(|e| StoreError::Backend(format!("audit entry refused: {e}")))?;
+    event.entry.validate().map_err(|e| StoreError::Backend {
+        context: "audit entry refused".into(),
+        source: Some(Box::new(e)),
+    })?;
     let last = sqlx::query(
         "SELECT seq, time_us FROM audit_entries WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
     )
@@ -50,7 +52,7 @@ pub(super) async fn append(
     let bytes = entry.canonical();
     sqlx::query("INSERT INTO audit_entries (tenant_id, seq, time_us, action, actor, target, entry, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
-        .bind(i64::try_from(seq).map_err(|_| StoreError::Backend("audit log full".into()))?)
+        .bind(i64::try_from(seq).map_err(|_| StoreError::backend("audit log full"))?)
         .bind(to_micros(time))
         .bind(entry.action)
         .bind(format!("{}:{}", entry.actor.kind, entry.actor.id.as_deref().unwrap_or("")))
@@ -61,136 +63,6 @@ pub(super) async fn append(
         .await
         .map_err(db)?;
     Ok(seq)
-}
-
-/// Entries `from..` of the tenant's log, at most `limit`, in order.
-pub(super) async fn entries(
-    region: &Db,
-    scope: &TenantScope,
-    from: u64,
-    limit: u32,
-) -> Result<Vec<StoredEntry>, StoreError> {
-    let from = i64::try_from(from).map_err(|_| StoreError::Backend("seq out of range".into()))?;
-    sqlx::query("SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?")
-        .bind(tid(scope))
-        .bind(from)
-        .bind(i64::from(limit))
-        .fetch_all(region.read())
-        .await
-        .map_err(db)?
-        .iter()
-        .map(entry_from_row)
-        .collect()
-}
-
-pub(super) async fn log(
-    region: &Db,
-    scope: &TenantScope,
-) -> Result<Option<AuditLogState>, StoreError> {
-    let row = sqlx::query("SELECT key_name, public_key, wrapped_seed, size, checkpoint FROM audit_logs WHERE tenant_id = ?")
-        .bind(tid(scope))
-        .fetch_optional(region.read())
-        .await
-        .map_err(db)?;
-    let Some(r) = row else { return Ok(None) };
-    let size: i64 = r.try_get("size").map_err(db)?;
-    Ok(Some(AuditLogState {
-        key_name: r.try_get("key_name").map_err(db)?,
-        public_key: r.try_get("public_key").map_err(db)?,
-        wrapped_seed: r.try_get("wrapped_seed").map_err(db)?,
-        size: u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("audit size {size}")))?,
-        checkpoint: r.try_get("checkpoint").map_err(db)?,
-    }))
-}
-
-pub(super) async fn init_log(
-    region: &Db,
-    scope: &TenantScope,
-    s: &AuditLogState,
-) -> Result<(), StoreError> {
-    let mut tx = region.write().await?;
-    sqlx::query("INSERT INTO audit_logs (tenant_id, key_name, public_key, wrapped_seed, size, checkpoint) VALUES (?, ?, ?, ?, 0, NULL) ON CONFLICT DO NOTHING")
-        .bind(tid(scope))
-        .bind(&s.key_name)
-        .bind(&s.public_key)
-        .bind(&s.wrapped_seed)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)
-}
-
-pub(super) async fn tiles(
-    region: &Db,
-    scope: &TenantScope,
-    wanted: &[(u8, u64)],
-) -> Result<Vec<StoredTile>, StoreError> {
-    let mut out = Vec::with_capacity(wanted.len());
-    for &(level, idx) in wanted {
-        let row: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT hashes FROM audit_tiles WHERE tenant_id = ? AND level = ? AND idx = ?",
-        )
-        .bind(tid(scope))
-        .bind(i64::from(level))
-        .bind(int(idx)?)
-        .fetch_optional(region.read())
-        .await
-        .map_err(db)?;
-        if let Some(bytes) = row {
-            let hashes = bytes
-                .chunks_exact(32)
-                .map(|c| Hash::try_from(c).map_err(|_| StoreError::Corrupt("tile".into())))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push((level, idx, hashes));
-        }
-    }
-    Ok(out)
-}
-
-pub(super) async fn integrate(
-    region: &Db,
-    scope: &TenantScope,
-    from: u64,
-    to: u64,
-    tiles: &[StoredTile],
-    checkpoint: &str,
-) -> Result<bool, StoreError> {
-    let mut tx = region.write().await?;
-    let moved = sqlx::query(
-        "UPDATE audit_logs SET size = ?, checkpoint = ? WHERE tenant_id = ? AND size = ?",
-    )
-    .bind(int(to)?)
-    .bind(checkpoint)
-    .bind(tid(scope))
-    .bind(int(from)?)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
-    if moved.rows_affected() != 1 {
-        return Ok(false);
-    }
-    for (level, idx, hashes) in tiles {
-        sqlx::query("INSERT INTO audit_tiles (tenant_id, level, idx, hashes) VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hashes = excluded.hashes")
-            .bind(tid(scope))
-            .bind(i64::from(*level))
-            .bind(int(*idx)?)
-            .bind(hashes.concat())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(true)
-}
-
-pub(super) async fn len(region: &Db, scope: &TenantScope) -> Result<u64, StoreError> {
-    let n: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(seq) + 1 FROM audit_entries WHERE tenant_id = ?")
-            .bind(tid(scope))
-            .fetch_one(region.read())
-            .await
-            .map_err(db)?;
-    Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
 }
 
 fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError> {
@@ -205,148 +77,11 @@ fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError
     })
 }
 
-/// Appends an entry on its own (an audit query or export is the write).
-pub(super) async fn append_alone(
-    region: &Db,
-    scope: &TenantScope,
-    event: &AuditEvent,
-) -> Result<u64, StoreError> {
-    let mut tx = region.write().await?;
-    let seq = append(&mut tx, scope, event).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(seq)
-}
-
-/// Entries matching `filter` from `from`, at most `limit`. The SQL text is assembled
-/// from fixed fragments only; every value is bound.
-pub(super) async fn query(
-    region: &Db,
-    scope: &TenantScope,
-    filter: &AuditFilter,
-    from: u64,
-    limit: u32,
-) -> Result<Vec<StoredEntry>, StoreError> {
-    let mut sql = String::from(
-        "SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq >= ?",
-    );
-    for (present, fragment) in [
-        (filter.actor.is_some(), " AND actor = ?"),
-        (filter.action.is_some(), " AND action = ?"),
-        (filter.target.is_some(), " AND target = ?"),
-        (filter.since.is_some(), " AND time_us >= ?"),
-        (filter.until.is_some(), " AND time_us < ?"),
-    ] {
-        if present {
-            sql.push_str(fragment);
-        }
-    }
-    sql.push_str(" ORDER BY seq LIMIT ?");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tid(scope))
-        .bind(int(from)?);
-    for text in [&filter.actor, &filter.action, &filter.target]
-        .into_iter()
-        .flatten()
-    {
-        q = q.bind(text.clone());
-    }
-    for t in [filter.since, filter.until].into_iter().flatten() {
-        q = q.bind(to_micros(t));
-    }
-    q.bind(i64::from(limit))
-        .fetch_all(region.read())
-        .await
-        .map_err(db)?
-        .iter()
-        .map(entry_from_row)
-        .collect()
-}
-
 fn subject_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredSubjectKey, StoreError> {
     Ok(StoredSubjectKey {
         key_id: r.try_get("key_id").map_err(db)?,
         wrapped: r.try_get("wrapped_key").map_err(db)?,
     })
-}
-
-pub(super) async fn subject_key(
-    region: &Db,
-    scope: &TenantScope,
-    subject: &str,
-) -> Result<Option<StoredSubjectKey>, StoreError> {
-    sqlx::query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
-        .bind(tid(scope))
-        .bind(subject)
-        .fetch_optional(region.read())
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(subject_from_row)
-        .transpose()
-}
-
-pub(super) async fn subject_key_by_id(
-    region: &Db,
-    scope: &TenantScope,
-    key_id: &str,
-) -> Result<Option<StoredSubjectKey>, StoreError> {
-    sqlx::query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND key_id = ?")
-        .bind(tid(scope))
-        .bind(key_id)
-        .fetch_optional(region.read())
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(subject_from_row)
-        .transpose()
-}
-
-pub(super) async fn insert_subject_key(
-    region: &Db,
-    scope: &TenantScope,
-    subject: &str,
-    key: &StoredSubjectKey,
-    at: OffsetDateTime,
-) -> Result<(), StoreError> {
-    let Some(wrapped) = &key.wrapped else {
-        return Err(StoreError::Backend(
-            "a new subject key must have key material".into(),
-        ));
-    };
-    let mut tx = region.write().await?;
-    // The partial unique index allows one live key per subject: a concurrent first
-    // use that lost the race inserts nothing.
-    sqlx::query("INSERT INTO audit_subjects (tenant_id, key_id, subject, wrapped_key, created_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
-        .bind(tid(scope))
-        .bind(&key.key_id)
-        .bind(subject)
-        .bind(wrapped)
-        .bind(to_micros(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)
-}
-
-pub(super) async fn erase_subject(
-    region: &Db,
-    scope: &TenantScope,
-    subject: &str,
-    event: &AuditEvent,
-) -> Result<u64, StoreError> {
-    let mut tx = region.write().await?;
-    let erased = sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
-        .bind(to_micros(event.at))
-        .bind(tid(scope))
-        .bind(subject)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-    append(&mut tx, scope, event).await?;
-    tx.commit().await.map_err(db)?;
-    region.purge_log().await?;
-    Ok(erased)
 }
 
 /// Erases every subject key of the tenant, inside a shredding transaction.
@@ -362,4 +97,282 @@ pub(super) async fn erase_all_subjects(
         .await
         .map_err(db)?;
     Ok(())
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_entries(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let region = self.region(scope)?;
+        let from = i64::try_from(from).map_err(|_| StoreError::backend("seq out of range"))?;
+        sqlx::query("SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?")
+            .bind(tid(scope))
+            .bind(from)
+            .bind(i64::from(limit))
+            .fetch_all(region.read())
+            .await
+            .map_err(db)?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+    }
+
+    async fn audit_log(&self, scope: &TenantScope) -> Result<Option<AuditLogState>, StoreError> {
+        let region = self.region(scope)?;
+        let row = sqlx::query("SELECT key_name, public_key, wrapped_seed, size, checkpoint FROM audit_logs WHERE tenant_id = ?")
+            .bind(tid(scope))
+            .fetch_optional(region.read())
+            .await
+            .map_err(db)?;
+        let Some(r) = row else { return Ok(None) };
+        let size: i64 = r.try_get("size").map_err(db)?;
+        Ok(Some(AuditLogState {
+            key_name: r.try_get("key_name").map_err(db)?,
+            public_key: r.try_get("public_key").map_err(db)?,
+            wrapped_seed: r.try_get("wrapped_seed").map_err(db)?,
+            size: u64::try_from(size)
+                .map_err(|_| StoreError::Corrupt(format!("audit size {size}")))?,
+            checkpoint: r.try_get("checkpoint").map_err(db)?,
+        }))
+    }
+
+    async fn init_audit_log(
+        &self,
+        scope: &TenantScope,
+        s: &AuditLogState,
+    ) -> Result<(), StoreError> {
+        let region = self.region(scope)?;
+        let mut tx = region.write().await?;
+        sqlx::query("INSERT INTO audit_logs (tenant_id, key_name, public_key, wrapped_seed, size, checkpoint) VALUES (?, ?, ?, ?, 0, NULL) ON CONFLICT DO NOTHING")
+            .bind(tid(scope))
+            .bind(&s.key_name)
+            .bind(&s.public_key)
+            .bind(&s.wrapped_seed)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn audit_tiles(
+        &self,
+        scope: &TenantScope,
+        wanted: &[(u8, u64)],
+    ) -> Result<Vec<StoredTile>, StoreError> {
+        let region = self.region(scope)?;
+        let mut out = Vec::with_capacity(wanted.len());
+        for &(level, idx) in wanted {
+            let row: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT hashes FROM audit_tiles WHERE tenant_id = ? AND level = ? AND idx = ?",
+            )
+            .bind(tid(scope))
+            .bind(i64::from(level))
+            .bind(int(idx)?)
+            .fetch_optional(region.read())
+            .await
+            .map_err(db)?;
+            if let Some(bytes) = row {
+                let hashes = bytes
+                    .chunks_exact(32)
+                    .map(|c| Hash::try_from(c).map_err(|_| StoreError::Corrupt("tile".into())))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push((level, idx, hashes));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn integrate_audit(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        to: u64,
+        tiles: &[StoredTile],
+        checkpoint: &str,
+    ) -> Result<bool, StoreError> {
+        let region = self.region(scope)?;
+        let mut tx = region.write().await?;
+        let moved = sqlx::query(
+            "UPDATE audit_logs SET size = ?, checkpoint = ? WHERE tenant_id = ? AND size = ?",
+        )
+        .bind(int(to)?)
+        .bind(checkpoint)
+        .bind(tid(scope))
+        .bind(int(from)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for (level, idx, hashes) in tiles {
+            sqlx::query("INSERT INTO audit_tiles (tenant_id, level, idx, hashes) VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hashes = excluded.hashes")
+                .bind(tid(scope))
+                .bind(i64::from(*level))
+                .bind(int(*idx)?)
+                .bind(hashes.concat())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn audit_len(&self, scope: &TenantScope) -> Result<u64, StoreError> {
+        let region = self.region(scope)?;
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) + 1 FROM audit_entries WHERE tenant_id = ?")
+                .bind(tid(scope))
+                .fetch_one(region.read())
+                .await
+                .map_err(db)?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    async fn append_audit(
+        &self,
+        scope: &TenantScope,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let region = self.region(scope)?;
+        let mut tx = region.write().await?;
+        let seq = append(&mut tx, scope, event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn audit_query(
+        &self,
+        scope: &TenantScope,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let region = self.region(scope)?;
+        let mut sql = String::from(
+            "SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq >= ?",
+        );
+        for (present, fragment) in [
+            (filter.actor.is_some(), " AND actor = ?"),
+            (filter.action.is_some(), " AND action = ?"),
+            (filter.target.is_some(), " AND target = ?"),
+            (filter.since.is_some(), " AND time_us >= ?"),
+            (filter.until.is_some(), " AND time_us < ?"),
+        ] {
+            if present {
+                sql.push_str(fragment);
+            }
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tid(scope))
+            .bind(int(from)?);
+        for text in [&filter.actor, &filter.action, &filter.target]
+            .into_iter()
+            .flatten()
+        {
+            q = q.bind(text.clone());
+        }
+        for t in [filter.since, filter.until].into_iter().flatten() {
+            q = q.bind(to_micros(t));
+        }
+        q.bind(i64::from(limit))
+            .fetch_all(region.read())
+            .await
+            .map_err(db)?
+            .iter()
+            .map(entry_from_row)
+            .collect()
+    }
+
+    async fn audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError> {
+        let region = self.region(scope)?;
+        sqlx::query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
+            .bind(tid(scope))
+            .bind(subject)
+            .fetch_optional(region.read())
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(subject_from_row)
+            .transpose()
+    }
+
+    async fn audit_subject_key_by_id(
+        &self,
+        scope: &TenantScope,
+        key_id: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError> {
+        let region = self.region(scope)?;
+        sqlx::query(
+            "SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND key_id = ?",
+        )
+        .bind(tid(scope))
+        .bind(key_id)
+        .fetch_optional(region.read())
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(subject_from_row)
+        .transpose()
+    }
+
+    async fn insert_audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+        key: &StoredSubjectKey,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let region = self.region(scope)?;
+        let Some(wrapped) = &key.wrapped else {
+            return Err(StoreError::backend(
+                "a new subject key must have key material",
+            ));
+        };
+        let mut tx = region.write().await?;
+        // The partial unique index allows one live key per subject: a concurrent first
+        // use that lost the race inserts nothing.
+        sqlx::query("INSERT INTO audit_subjects (tenant_id, key_id, subject, wrapped_key, created_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(tid(scope))
+            .bind(&key.key_id)
+            .bind(subject)
+            .bind(wrapped)
+            .bind(to_micros(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn erase_audit_subject(
+        &self,
+        scope: &WritableScope,
+        subject: &str,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let region = self.region(scope)?;
+        let mut tx = region.write().await?;
+        let erased = sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
+            .bind(to_micros(event.at))
+            .bind(tid(scope))
+            .bind(subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        append(&mut tx, scope, event).await?;
+        tx.commit().await.map_err(db)?;
+        region.purge_log().await?;
+        Ok(erased)
+    }
 }

@@ -8,9 +8,10 @@
 
 mod applications;
 mod audit;
-mod control;
+mod directory;
 mod keys;
-mod region;
+mod objects;
+mod sessions;
 mod users;
 
 use std::collections::BTreeMap;
@@ -18,23 +19,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
-use strongroom_core::access::{PlatformScope, TenantScope};
-use strongroom_core::identity::Email;
-use strongroom_core::identity::application::{AppId, StoredApplication};
-use strongroom_core::identity::operator::{Operator, OperatorCredentials};
-use strongroom_core::identity::user::{StoredSession, User, UserCredentials, UserId};
-use strongroom_core::store::{
-    AuditEvent, AuditFilter, AuditLogState, NewUserRow, Page, RefreshOutcome, Store, StoreError,
-    StoredBlob, StoredDek, StoredEntry, StoredInvitation, StoredKek, StoredSealed,
-    StoredSigningKey, StoredSubjectKey, StoredTile, TenantKeys, UserChange,
-};
-use strongroom_core::tenant::{RegionName, Slug, Tenant};
-use time::OffsetDateTime;
+use strongroom_core::access::Scoped;
+use strongroom_core::store::StoreError;
+use strongroom_core::tenant::RegionName;
 
 use crate::error::db;
 
@@ -63,7 +54,10 @@ impl Db {
         migrator
             .run(&writer)
             .await
-            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::Backend {
+                context: format!("migrating {}", path.display()),
+                source: Some(Box::new(e)),
+            })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(BUSY_TIMEOUT * 2)
@@ -103,7 +97,7 @@ impl Db {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::unavailable(format!(
             "{}: the write-ahead log could not be checkpointed (readers busy); retry",
             self.path.display()
         )))
@@ -113,19 +107,34 @@ impl Db {
         sqlx::query("SELECT 1")
             .execute(&self.reader)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
+            .map_err(|e| StoreError::Unavailable {
+                context: self.path.display().to_string(),
+                source: Some(Box::new(e)),
+            })?;
         Ok(())
     }
 }
 
 /// The tenant id a scope binds into every region query.
-pub(crate) fn tid(scope: &TenantScope) -> String {
+pub(crate) fn tid(scope: &(impl Scoped + ?Sized)) -> String {
     scope.tenant().as_uuid().to_string()
 }
 
 /// A count or version as SQLite's signed 64-bit integer.
 pub(crate) fn int(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} exceeds the storable range")))
+    i64::try_from(n).map_err(|_| StoreError::backend(format!("{n} exceeds the storable range")))
+}
+
+/// A non-negative integer column as `u32`; anything else is corruption.
+pub(crate) fn u32_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<u32, StoreError> {
+    let v: i64 = sqlx::Row::try_get(r, col).map_err(db)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
+}
+
+/// A non-negative integer column as `u64`; anything else is corruption.
+pub(crate) fn u64_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = sqlx::Row::try_get(r, col).map_err(db)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
 }
 
 /// Connection settings, applied in this order on every connection:
@@ -139,8 +148,10 @@ pub(crate) fn int(n: u64) -> Result<i64, StoreError> {
 /// 6. `trusted_schema=OFF` — schema content cannot call application functions.
 fn connect_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
     let url = format!("sqlite://{}", path.display());
-    let options = SqliteConnectOptions::from_str(&url)
-        .map_err(|e| StoreError::Backend(format!("database path {}: {e}", path.display())))?;
+    let options = SqliteConnectOptions::from_str(&url).map_err(|e| StoreError::Backend {
+        context: format!("database path {}", path.display()),
+        source: Some(Box::new(e)),
+    })?;
     Ok(options
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
@@ -170,8 +181,9 @@ impl SqliteStore {
         let control = Db::open(control_path, &CONTROL_MIGRATIONS).await?;
         let mut opened = BTreeMap::new();
         for (name, dir) in regions {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("region {name} directory {}: {e}", dir.display()))
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
+                context: format!("region {name} directory {}", dir.display()),
+                source: Some(Box::new(e)),
             })?;
             opened.insert(
                 name.clone(),
@@ -187,447 +199,20 @@ impl SqliteStore {
     /// The database of the region a scope belongs to. A scope names a region that was
     /// declared when the tenant was created; if configuration has since dropped it,
     /// that is an operator error surfaced as unavailability, not a silent fallback.
-    fn region(&self, scope: &TenantScope) -> Result<&Db, StoreError> {
+    pub(crate) fn region(&self, scope: &(impl Scoped + ?Sized)) -> Result<&Db, StoreError> {
         self.regions.get(scope.region()).ok_or_else(|| {
-            StoreError::Unavailable(format!("region {} is not configured", scope.region()))
+            StoreError::unavailable(format!("region {} is not configured", scope.region()))
         })
     }
 
     /// Regions whose tenants exist in the directory but are not configured, for a
     /// start-up check that fails loudly instead of hiding tenants.
     pub async fn unconfigured_regions(&self) -> Result<Vec<String>, StoreError> {
-        let used = control::regions_in_use(&self.control).await?;
+        let used = directory::regions_in_use(&self.control).await?;
         Ok(used
             .into_iter()
             .filter(|r| !self.regions.keys().any(|k| k.as_str() == r))
             .collect())
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn health(&self) -> Result<(), StoreError> {
-        self.control.ping().await?;
-        for db in self.regions.values() {
-            db.ping().await?;
-        }
-        Ok(())
-    }
-
-    async fn insert_operator(
-        &self,
-        _: &PlatformScope,
-        op: &Operator,
-        hash: &str,
-    ) -> Result<(), StoreError> {
-        control::insert_operator(&self.control, op, hash).await
-    }
-
-    async fn operator_credentials(
-        &self,
-        email: &Email,
-    ) -> Result<Option<OperatorCredentials>, StoreError> {
-        control::operator_credentials(&self.control, email).await
-    }
-
-    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        control::signing_keys(&self.control).await
-    }
-
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
-        control::insert_signing_key(&self.control, key).await
-    }
-
-    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
-        control::delete_signing_key(&self.control, kid).await
-    }
-
-    async fn create_tenant(
-        &self,
-        _: &PlatformScope,
-        tenant: &Tenant,
-        home: &TenantScope,
-        keys: &TenantKeys,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let region = self.region(home)?;
-        // Directory first (it holds the unique slug), region home second, directory
-        // commit last: a failure anywhere leaves no directory entry. A crash between the
-        // two commits leaves only an unreferenced home, which nothing can reach.
-        let mut dir_tx = self.control.write().await?;
-        control::insert_tenant(&mut dir_tx, tenant).await?;
-        region::insert_home(region, home, tenant, keys, audit).await?;
-        dir_tx.commit().await.map_err(db)
-    }
-
-    async fn tenant(&self, _: &PlatformScope, slug: &Slug) -> Result<Option<Tenant>, StoreError> {
-        control::tenant_by_slug(&self.control, slug).await
-    }
-
-    async fn tenants(
-        &self,
-        _: &PlatformScope,
-        page: Page<Slug>,
-    ) -> Result<Vec<Tenant>, StoreError> {
-        control::tenants(&self.control, page).await
-    }
-
-    async fn tenant_home_exists(&self, scope: &TenantScope) -> Result<bool, StoreError> {
-        region::home_exists(self.region(scope)?, scope).await
-    }
-
-    async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError> {
-        keys::tenant_keys(self.region(scope)?, scope).await
-    }
-
-    async fn add_data_key(
-        &self,
-        scope: &TenantScope,
-        dek: &StoredDek,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        keys::add_data_key(self.region(scope)?, scope, dek, audit).await
-    }
-
-    async fn replace_kek(
-        &self,
-        scope: &TenantScope,
-        kek: &StoredKek,
-        rewrapped: &[StoredDek],
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        keys::replace_kek(self.region(scope)?, scope, kek, rewrapped, audit).await
-    }
-
-    async fn reserve_seals(
-        &self,
-        scope: &TenantScope,
-        dek_version: u32,
-        n: u64,
-    ) -> Result<u64, StoreError> {
-        keys::reserve_seals(self.region(scope)?, scope, dek_version, n).await
-    }
-
-    async fn destroy_tenant_keys(
-        &self,
-        scope: &TenantScope,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        keys::destroy(self.region(scope)?, scope, audit).await
-    }
-
-    async fn put_sealed(
-        &self,
-        scope: &TenantScope,
-        kind: &str,
-        value: &StoredSealed,
-        expected: u64,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        keys::put_sealed(self.region(scope)?, scope, kind, value, expected, audit).await
-    }
-
-    async fn audit_log(&self, scope: &TenantScope) -> Result<Option<AuditLogState>, StoreError> {
-        audit::log(self.region(scope)?, scope).await
-    }
-
-    async fn init_audit_log(
-        &self,
-        scope: &TenantScope,
-        state: &AuditLogState,
-    ) -> Result<(), StoreError> {
-        audit::init_log(self.region(scope)?, scope, state).await
-    }
-
-    async fn audit_tiles(
-        &self,
-        scope: &TenantScope,
-        wanted: &[(u8, u64)],
-    ) -> Result<Vec<StoredTile>, StoreError> {
-        audit::tiles(self.region(scope)?, scope, wanted).await
-    }
-
-    async fn integrate_audit(
-        &self,
-        scope: &TenantScope,
-        from: u64,
-        to: u64,
-        tiles: &[StoredTile],
-        checkpoint: &str,
-    ) -> Result<bool, StoreError> {
-        audit::integrate(self.region(scope)?, scope, from, to, tiles, checkpoint).await
-    }
-
-    async fn audit_len(&self, scope: &TenantScope) -> Result<u64, StoreError> {
-        audit::len(self.region(scope)?, scope).await
-    }
-
-    async fn audit_entries(
-        &self,
-        scope: &TenantScope,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredEntry>, StoreError> {
-        audit::entries(self.region(scope)?, scope, from, limit).await
-    }
-
-    async fn append_audit(
-        &self,
-        scope: &TenantScope,
-        audit: &AuditEvent,
-    ) -> Result<u64, StoreError> {
-        audit::append_alone(self.region(scope)?, scope, audit).await
-    }
-
-    async fn audit_query(
-        &self,
-        scope: &TenantScope,
-        filter: &AuditFilter,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredEntry>, StoreError> {
-        audit::query(self.region(scope)?, scope, filter, from, limit).await
-    }
-
-    async fn audit_subject_key(
-        &self,
-        scope: &TenantScope,
-        subject: &str,
-    ) -> Result<Option<StoredSubjectKey>, StoreError> {
-        audit::subject_key(self.region(scope)?, scope, subject).await
-    }
-
-    async fn audit_subject_key_by_id(
-        &self,
-        scope: &TenantScope,
-        key_id: &str,
-    ) -> Result<Option<StoredSubjectKey>, StoreError> {
-        audit::subject_key_by_id(self.region(scope)?, scope, key_id).await
-    }
-
-    async fn insert_audit_subject_key(
-        &self,
-        scope: &TenantScope,
-        subject: &str,
-        key: &StoredSubjectKey,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        audit::insert_subject_key(self.region(scope)?, scope, subject, key, at).await
-    }
-
-    async fn erase_audit_subject(
-        &self,
-        scope: &TenantScope,
-        subject: &str,
-        audit: &AuditEvent,
-    ) -> Result<u64, StoreError> {
-        audit::erase_subject(self.region(scope)?, scope, subject, audit).await
-    }
-
-    async fn insert_user(
-        &self,
-        scope: &TenantScope,
-        row: &NewUserRow,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        users::insert(self.region(scope)?, scope, row, audit).await
-    }
-
-    async fn user(&self, scope: &TenantScope, id: UserId) -> Result<Option<User>, StoreError> {
-        users::by_id(self.region(scope)?, scope, id).await
-    }
-
-    async fn user_credentials(
-        &self,
-        scope: &TenantScope,
-        email: &Email,
-    ) -> Result<Option<UserCredentials>, StoreError> {
-        users::credentials(self.region(scope)?, scope, email).await
-    }
-
-    async fn users(
-        &self,
-        scope: &TenantScope,
-        page: &Page<UserId>,
-    ) -> Result<Vec<User>, StoreError> {
-        users::list(self.region(scope)?, scope, page).await
-    }
-
-    async fn update_user(
-        &self,
-        scope: &TenantScope,
-        id: UserId,
-        change: &UserChange,
-        audit: &AuditEvent,
-    ) -> Result<Option<User>, StoreError> {
-        users::update(self.region(scope)?, scope, id, change, audit).await
-    }
-
-    async fn set_password_hash(
-        &self,
-        scope: &TenantScope,
-        id: UserId,
-        hash: &str,
-    ) -> Result<(), StoreError> {
-        users::set_password_hash(self.region(scope)?, scope, id, hash).await
-    }
-
-    async fn insert_application(
-        &self,
-        scope: &TenantScope,
-        app: &StoredApplication,
-        created_by: &str,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        applications::insert(self.region(scope)?, scope, app, created_by, audit).await
-    }
-
-    async fn application(
-        &self,
-        scope: &TenantScope,
-        id: AppId,
-    ) -> Result<Option<StoredApplication>, StoreError> {
-        applications::by_id(self.region(scope)?, scope, id).await
-    }
-
-    async fn applications(
-        &self,
-        scope: &TenantScope,
-        limit: u32,
-    ) -> Result<Vec<StoredApplication>, StoreError> {
-        applications::list(self.region(scope)?, scope, limit).await
-    }
-
-    async fn set_application_active(
-        &self,
-        scope: &TenantScope,
-        id: AppId,
-        active: bool,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        applications::set_active(self.region(scope)?, scope, id, active, audit).await
-    }
-
-    async fn delete_user(
-        &self,
-        scope: &TenantScope,
-        id: UserId,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        users::delete(self.region(scope)?, scope, id, audit).await
-    }
-
-    async fn insert_invitation(
-        &self,
-        scope: &TenantScope,
-        invitation: &StoredInvitation,
-        created_by: &str,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        users::insert_invitation(self.region(scope)?, scope, invitation, created_by, audit).await
-    }
-
-    async fn accept_invitation(
-        &self,
-        scope: &TenantScope,
-        hash: &[u8; 32],
-        user: &NewUserRow,
-        now: OffsetDateTime,
-        audit: &AuditEvent,
-    ) -> Result<Option<StoredInvitation>, StoreError> {
-        users::accept_invitation(self.region(scope)?, scope, hash, user, now, audit).await
-    }
-
-    async fn create_session(
-        &self,
-        scope: &TenantScope,
-        session: &StoredSession,
-        refresh_hash: &[u8; 32],
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        users::create_session(self.region(scope)?, scope, session, refresh_hash, audit).await
-    }
-
-    async fn session(
-        &self,
-        scope: &TenantScope,
-        id: &str,
-    ) -> Result<Option<StoredSession>, StoreError> {
-        users::session(self.region(scope)?, scope, id).await
-    }
-
-    async fn rotate_refresh(
-        &self,
-        scope: &TenantScope,
-        old: &[u8; 32],
-        new: &[u8; 32],
-        now: OffsetDateTime,
-    ) -> Result<RefreshOutcome, StoreError> {
-        users::rotate_refresh(self.region(scope)?, scope, old, new, now).await
-    }
-
-    async fn revoke_session(
-        &self,
-        scope: &TenantScope,
-        id: &str,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        users::revoke_session(self.region(scope)?, scope, id, audit).await
-    }
-
-    async fn sealed(
-        &self,
-        scope: &TenantScope,
-        kind: &str,
-        id: &str,
-    ) -> Result<Option<StoredSealed>, StoreError> {
-        keys::sealed(self.region(scope)?, scope, kind, id).await
-    }
-
-    async fn sealed_before(
-        &self,
-        scope: &TenantScope,
-        kind: &str,
-        current: u32,
-        limit: u32,
-    ) -> Result<Vec<StoredSealed>, StoreError> {
-        keys::sealed_before(self.region(scope)?, scope, kind, current, limit).await
-    }
-
-    async fn reseal(
-        &self,
-        scope: &TenantScope,
-        kind: &str,
-        old: &StoredSealed,
-        new: &StoredSealed,
-    ) -> Result<bool, StoreError> {
-        keys::reseal(self.region(scope)?, scope, kind, old, new).await
-    }
-
-    async fn insert_blob(&self, scope: &TenantScope, blob: &StoredBlob) -> Result<(), StoreError> {
-        keys::insert_blob(self.region(scope)?, scope, blob).await
-    }
-
-    async fn blob(&self, scope: &TenantScope, id: &str) -> Result<Option<StoredBlob>, StoreError> {
-        keys::blob(self.region(scope)?, scope, id).await
-    }
-
-    async fn blobs_before(
-        &self,
-        scope: &TenantScope,
-        current: u32,
-        limit: u32,
-    ) -> Result<Vec<StoredBlob>, StoreError> {
-        keys::blobs_before(self.region(scope)?, scope, current, limit).await
-    }
-
-    async fn reseal_blob(
-        &self,
-        scope: &TenantScope,
-        old: &StoredBlob,
-        new: &StoredBlob,
-    ) -> Result<bool, StoreError> {
-        keys::reseal_blob(self.region(scope)?, scope, old, new).await
     }
 }
 

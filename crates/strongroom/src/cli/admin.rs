@@ -4,15 +4,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use strongroom_core::access::Principal;
 use strongroom_core::identity::Email;
-use strongroom_core::platform::Platform;
 use strongroom_core::secret::SecretString;
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug, Tenant};
 
 use super::{KeysCommand, OperatorCommand, Output, TenantCommand, UserCommand};
 
-pub(super) async fn operator(platform: &Platform, cmd: OperatorCommand) -> anyhow::Result<()> {
+pub(super) async fn operator(admin: &super::Admin, cmd: OperatorCommand) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
     match cmd {
         OperatorCommand::Create {
             email,
@@ -20,15 +19,14 @@ pub(super) async fn operator(platform: &Platform, cmd: OperatorCommand) -> anyho
         } => {
             let email = Email::parse(&email)?;
             let password = read_password(password_stdin)?;
-            let op = platform
-                .create_operator(&Principal::LocalAdmin, email, &password)
-                .await?;
+            let op = platform.create_operator(me, email, &password).await?;
             println_out(&format!("created operator {} ({})", op.email, op.id))
         }
     }
 }
 
-pub(super) async fn user(platform: &Platform, cmd: UserCommand) -> anyhow::Result<()> {
+pub(super) async fn user(admin: &super::Admin, cmd: UserCommand) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
     match cmd {
         UserCommand::Create {
             tenant,
@@ -50,7 +48,7 @@ pub(super) async fn user(platform: &Platform, cmd: UserCommand) -> anyhow::Resul
             let password = read_password(password_stdin)?;
             let user = platform
                 .create_user(
-                    &Principal::LocalAdmin,
+                    me,
                     &Slug::parse(&tenant)?,
                     email,
                     strongroom_core::platform::Credential::Password(password),
@@ -65,8 +63,8 @@ pub(super) async fn user(platform: &Platform, cmd: UserCommand) -> anyhow::Resul
     }
 }
 
-pub(super) async fn tenant(platform: &Platform, cmd: TenantCommand) -> anyhow::Result<()> {
-    let me = Principal::LocalAdmin;
+pub(super) async fn tenant(admin: &super::Admin, cmd: TenantCommand) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
     match cmd {
         TenantCommand::Create {
             slug,
@@ -81,13 +79,13 @@ pub(super) async fn tenant(platform: &Platform, cmd: TenantCommand) -> anyhow::R
                 region: RegionName::parse(&region)?,
                 key_provider,
             };
-            let t = platform.create_tenant(&me, new).await?;
+            let t = platform.create_tenant(me, new).await?;
             show(&t, output)
         }
         TenantCommand::SetSecret { tenant, name } => {
             let value = read_secret_value()?;
             let info = platform
-                .set_tenant_secret(&me, &Slug::parse(&tenant)?, &name, &value)
+                .set_tenant_secret(me, &Slug::parse(&tenant)?, &name, &value)
                 .await?;
             println_out(&format!(
                 "stored secret {} of tenant {tenant} (version {}, sealed under data key {})",
@@ -95,8 +93,8 @@ pub(super) async fn tenant(platform: &Platform, cmd: TenantCommand) -> anyhow::R
             ))
         }
         TenantCommand::Show { slug, output } => {
-            let t = platform.tenant(&me, &Slug::parse(&slug)?).await?;
-            if !platform.tenant_storage_ok(&me, &t).await? {
+            let t = platform.tenant(me, &Slug::parse(&slug)?).await?;
+            if !platform.tenant_storage_ok(me, &t).await? {
                 bail!(
                     "tenant {} is in the directory but its data is missing from region {}",
                     t.slug,
@@ -110,7 +108,7 @@ pub(super) async fn tenant(platform: &Platform, cmd: TenantCommand) -> anyhow::R
             let mut all = Vec::new();
             loop {
                 let page = platform
-                    .tenants(&me, after, strongroom_core::platform::MAX_PAGE)
+                    .tenants(me, after, strongroom_core::platform::MAX_PAGE)
                     .await?;
                 let done = page.len() < strongroom_core::platform::MAX_PAGE as usize;
                 after = page.last().map(|t| t.slug.clone());
@@ -141,15 +139,15 @@ pub(super) async fn tenant(platform: &Platform, cmd: TenantCommand) -> anyhow::R
 }
 
 pub(super) async fn keys(
-    platform: &Platform,
+    admin: &super::Admin,
     cmd: KeysCommand,
     config: &strongroom_core::config::Config,
 ) -> anyhow::Result<()> {
-    let me = Principal::LocalAdmin;
+    let (platform, me) = (&admin.platform, &admin.me);
     match cmd {
-        KeysCommand::Status { output } => key_status(platform, output).await,
+        KeysCommand::Status { output } => key_status(admin, output).await,
         KeysCommand::RotateSigningKey => {
-            let kid = platform.rotate_signing_key(&me).await?;
+            let kid = platform.rotate_signing_key(me).await?;
             println_out(&format!(
                 "new token signing key {kid} is active; earlier keys still verify"
             ))
@@ -163,13 +161,13 @@ pub(super) async fn keys(
             let slug = Slug::parse(&tenant)?;
             if kek {
                 let v = platform
-                    .rotate_kek(&me, &slug, provider.as_deref(), reason)
+                    .rotate_kek(me, &slug, provider.as_deref(), reason)
                     .await?;
                 println_out(&format!(
                     "tenant {slug}: key-encryption key v{v} is current; data keys re-wrapped"
                 ))
             } else {
-                let v = platform.rotate_data_key(&me, &slug, reason).await?;
+                let v = platform.rotate_data_key(me, &slug, reason).await?;
                 println_out(&format!(
                     "tenant {slug}: data key v{v} is current; older data is re-encrypted in the \
                      background (or now: strongroom keys reencrypt --tenant {slug})"
@@ -182,7 +180,7 @@ pub(super) async fn keys(
             let mut total = 0;
             loop {
                 let started = std::time::Instant::now();
-                let p = platform.reencrypt(&me, &slug, per_sec).await?;
+                let p = platform.reencrypt(me, &slug, per_sec).await?;
                 total += p.values + p.blobs;
                 if p.remaining == 0 {
                     return println_out(&format!(
@@ -205,7 +203,7 @@ pub(super) async fn keys(
             if confirm != tenant {
                 bail!("--confirm must repeat the tenant's slug ({tenant}) exactly");
             }
-            platform.shred_tenant_keys(&me, &slug, reason).await?;
+            platform.shred_tenant_keys(me, &slug, reason).await?;
             println_out(&format!(
                 "tenant {slug}: all keys destroyed; its data can no longer be decrypted"
             ))
@@ -213,8 +211,9 @@ pub(super) async fn keys(
     }
 }
 
-async fn key_status(platform: &Platform, output: Output) -> anyhow::Result<()> {
-    let status = platform.key_status(&Principal::LocalAdmin).await?;
+async fn key_status(admin: &super::Admin, output: Output) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
+    let status = platform.key_status(me).await?;
     if output.json {
         return println_out(&serde_json::to_string_pretty(&status)?);
     }
@@ -305,7 +304,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
     Ok(first)
 }
 
-fn println_out(text: &str) -> anyhow::Result<()> {
+pub(super) fn println_out(text: &str) -> anyhow::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")?;
     Ok(())
 }

@@ -4,10 +4,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use strongroom_core::access::Principal;
 use strongroom_core::audit::note::{Checkpoint, Verifier};
 use strongroom_core::audit::verify::{Source, Verdict, Verified, tile_paths, verify};
-use strongroom_core::platform::Platform;
 use strongroom_core::tenant::Slug;
 
 use super::AuditCommand;
@@ -17,15 +15,15 @@ fn out(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn run(platform: &Platform, cmd: AuditCommand) -> anyhow::Result<()> {
-    let me = Principal::LocalAdmin;
+pub(super) async fn run(admin: &super::Admin, cmd: AuditCommand) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
     match cmd {
         AuditCommand::Vkey { tenant } => {
-            out(&platform.audit_vkey(&me, &Slug::parse(&tenant)?).await?)
+            out(&platform.audit_vkey(me, &Slug::parse(&tenant)?).await?)
         }
         AuditCommand::Checkpoint { tenant } => {
             let note = platform
-                .audit_checkpoint(&me, &Slug::parse(&tenant)?)
+                .audit_checkpoint(me, &Slug::parse(&tenant)?)
                 .await?;
             write!(std::io::stdout().lock(), "{note}")?;
             Ok(())
@@ -35,8 +33,8 @@ pub(super) async fn run(platform: &Platform, cmd: AuditCommand) -> anyhow::Resul
             if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
                 bail!("{} is not empty", dir.display());
             }
-            let note = platform.audit_checkpoint(&me, &slug).await?;
-            let vkey = platform.audit_vkey(&me, &slug).await?;
+            let note = platform.audit_checkpoint(me, &slug).await?;
+            let vkey = platform.audit_vkey(me, &slug).await?;
             let text = Verifier::parse(&vkey)?.open(&note)?.to_owned();
             let size = Checkpoint::parse(&text)?.size;
             write_file(&dir, "checkpoint", note.as_bytes())?;
@@ -49,7 +47,7 @@ pub(super) async fn run(platform: &Platform, cmd: AuditCommand) -> anyhow::Resul
                 level += 1;
             }
             for path in paths {
-                let bytes = platform.audit_tile(&me, &slug, &path).await?;
+                let bytes = platform.audit_tile(me, &slug, &path).await?;
                 write_file(&dir, &path, &bytes)?;
                 files += 1;
             }
@@ -64,7 +62,7 @@ pub(super) async fn run(platform: &Platform, cmd: AuditCommand) -> anyhow::Resul
             reason,
         } => {
             let n = platform
-                .audit_erase_subject(&me, &Slug::parse(&tenant)?, &subject, reason)
+                .audit_erase_subject(me, &Slug::parse(&tenant)?, &subject, reason)
                 .await?;
             out(&format!(
                 "erased {n} personal-data key(s) of {subject} in {tenant}; entries and proofs are unchanged"

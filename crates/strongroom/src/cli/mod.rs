@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use strongroom_core::access::{DataDirProof, Principal};
 use strongroom_core::config::{Config, ConfigError};
 use strongroom_core::platform::Platform;
 
@@ -43,6 +44,10 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Initialise a data directory (databases, root key, certificate) without serving.
+    /// Only `serve` and `init` create one: every other command refuses a directory that
+    /// is not already initialised.
+    Init,
     /// Manage platform operators.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -310,6 +315,7 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => crate::serve(config, &mut std::io::stdout()).await,
+        Command::Init => init(&config).await,
         Command::Operator(cmd) => admin::operator(&open(&config).await?, cmd).await,
         Command::User(cmd) => admin::user(&open(&config).await?, cmd).await,
         Command::Tenant(cmd) => admin::tenant(&open(&config).await?, cmd).await,
@@ -340,12 +346,43 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Opens the data directory for an administrative command (no serve lock).
-async fn open(config: &Config) -> anyhow::Result<Platform> {
+/// An opened data directory and the local administrator its proof entitles: what
+/// every administrative command runs with.
+pub(crate) struct Admin {
+    platform: Platform,
+    me: Principal,
+}
+
+/// Opens an initialised data directory for an administrative command (no serve lock).
+/// A path that is not an initialised data directory is an error naming it: a typo must
+/// not create a new instance with a new root key.
+async fn open(config: &Config) -> anyhow::Result<Admin> {
+    let proof = DataDirProof::check(&config.data_dir)?;
+    let dir = crate::datadir::DataDir::existing(&config.data_dir)?;
+    let opened = dir.open(config).await?;
+    let clock = std::sync::Arc::new(strongroom_core::clock::SystemClock);
+    let platform =
+        Platform::open(opened.store, opened.blobs, opened.providers, clock, config).await?;
+    Ok(Admin {
+        platform,
+        me: proof.local_admin(),
+    })
+}
+
+/// `strongroom init`: creates and initialises the data directory, then says what is
+/// there.
+async fn init(config: &Config) -> anyhow::Result<()> {
     let dir = crate::datadir::DataDir::new(&config.data_dir)?;
     let opened = dir.open(config).await?;
     let clock = std::sync::Arc::new(strongroom_core::clock::SystemClock);
-    Ok(Platform::open(opened.store, opened.blobs, opened.providers, clock, config).await?)
+    Platform::open(opened.store, opened.blobs, opened.providers, clock, config).await?;
+    crate::tls::server_config(config, &dir)?;
+    let what = if opened.report.created_dir || opened.report.created_root_key {
+        "initialised"
+    } else {
+        "already initialised"
+    };
+    admin::println_out(&format!("{what}: {}", config.data_dir.display()))
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

@@ -76,8 +76,62 @@ async fn a_bad_config_file_names_the_file_or_setting() {
 }
 
 #[tokio::test]
+async fn admin_commands_refuse_a_directory_that_is_not_initialised() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for args in [
+        &["tenant", "list"][..],
+        &["keys", "status"],
+        &["audit", "vkey", "--tenant", "acme"],
+    ] {
+        let out = cli(dir.path(), &[], args, None).await;
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&*data.display().to_string()) && stderr.contains("not an initialised"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+    // An existing directory without a Strongroom instance in it: refused, left empty.
+    std::fs::create_dir(&data).unwrap();
+    let out = cli(dir.path(), &[], &["tenant", "list"], None).await;
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing created"
+    );
+    // `init` creates one; then the same command works.
+    let init = cli(dir.path(), &[], &["init"], None).await;
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(data.join("control.db").exists() && data.join("root.key").exists());
+    let out = cli(dir.path(), &[], &["tenant", "list"], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A lost root key is not silently replaced by a new one.
+    std::fs::remove_file(data.join("root.key")).unwrap();
+    let out = cli(dir.path(), &[], &["tenant", "list"], None).await;
+    assert!(!out.status.success());
+    assert!(!data.join("root.key").exists());
+}
+
+#[tokio::test]
 async fn operators_need_a_valid_email_and_a_long_enough_password() {
     let dir = tempfile::tempdir().unwrap();
+    let init = cli(dir.path(), &[], &["init"], None).await;
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let short = cli(
         dir.path(),
         &[],

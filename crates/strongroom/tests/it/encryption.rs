@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use strongroom_core::access::{self, PlatformAction, Principal};
+use strongroom_core::access::{self, PlatformAction};
 use strongroom_core::platform::{Platform, PlatformError};
 use strongroom_core::secret::SecretBytes;
 use strongroom_core::store::Store;
@@ -64,9 +64,12 @@ async fn new_tenant(s: &TestServer, token: &str, slug: &str) {
 
 /// The storage scope of a tenant, as the platform's key management gets it.
 async fn scope_of(p: &Platform, t: &str) -> strongroom_core::access::TenantScope {
-    let tenant = p.tenant(&Principal::LocalAdmin, &slug(t)).await.unwrap();
-    let ps =
-        access::authorize_platform(&Principal::LocalAdmin, PlatformAction::ManageKeys).unwrap();
+    let tenant = p
+        .tenant(&crate::support::local_admin(), &slug(t))
+        .await
+        .unwrap();
+    let ps = access::authorize_platform(&crate::support::local_admin(), PlatformAction::ManageKeys)
+        .unwrap();
     access::provisioning_scope(&ps, &tenant)
 }
 
@@ -127,7 +130,7 @@ fn blob_body(marker: &str) -> Vec<u8> {
 
 async fn read_blob(p: &Platform, tenant: &str, id: &str) -> Result<Vec<u8>, PlatformError> {
     let mut out = Vec::new();
-    p.read_blob(&Principal::LocalAdmin, &slug(tenant), id, &mut out)
+    p.read_blob(&crate::support::local_admin(), &slug(tenant), id, &mut out)
         .await?;
     Ok(out)
 }
@@ -153,7 +156,7 @@ async fn sealed_values_and_blobs_never_reach_disk_in_clear() {
     let (p, _) = local_platform(&s).await;
     let body = blob_body("MARKER-batch-record-b7f2|");
     p.put_blob(
-        &Principal::LocalAdmin,
+        &crate::support::local_admin(),
         &slug("plaintext-probe"),
         "att-1",
         &mut body.as_slice(),
@@ -166,7 +169,7 @@ async fn sealed_values_and_blobs_never_reach_disk_in_clear() {
     );
     let opened = p
         .tenant_secret(
-            &Principal::LocalAdmin,
+            &crate::support::local_admin(),
             &slug("plaintext-probe"),
             "oidc-client",
         )
@@ -230,10 +233,14 @@ async fn ciphertexts_moved_between_rows_tenants_or_files_do_not_open() {
     let b_one = store.sealed(&b, kind, "one").await.unwrap().unwrap();
     let secret = |t: &'static str, n: &'static str| {
         let p = p.clone();
-        async move { p.tenant_secret(&Principal::LocalAdmin, &slug(t), n).await }
+        async move {
+            p.tenant_secret(&crate::support::local_admin(), &slug(t), n)
+                .await
+        }
     };
     let integrity = |r: Result<SecretBytes, PlatformError>, what: &str| match r {
-        Err(PlatformError::Internal(m)) => {
+        Err(e @ PlatformError::Internal(_)) => {
+            let m = strongroom_http::problem::chain(&e);
             assert!(m.contains("authentication failed"), "{what}: {m}")
         }
         Err(e) => panic!("{what}: unexpected error {e}"),
@@ -300,7 +307,7 @@ async fn ciphertexts_moved_between_rows_tenants_or_files_do_not_open() {
     let y = blob_body("blob-y|");
     for (id, body) in [("x", &x), ("y", &y)] {
         p.put_blob(
-            &Principal::LocalAdmin,
+            &crate::support::local_admin(),
             &slug("swap-a"),
             id,
             &mut body.as_slice(),
@@ -348,7 +355,7 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
     new_tenant(&s, &token, "rotating").await;
     let (p, _) = local_platform(&s).await;
     let t = slug("rotating");
-    let me = Principal::LocalAdmin;
+    let me = crate::support::local_admin();
     for i in 0..5 {
         let body = blob_body(&format!("blob-{i}|"));
         p.put_blob(&me, &t, &format!("b{i}"), &mut body.as_slice())
@@ -362,11 +369,20 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
                 for round in 0..25 {
                     for k in 0..3 {
                         let v = SecretBytes::new(format!("w{w}-k{k}-r{round}").into_bytes());
-                        p.set_tenant_secret(&Principal::LocalAdmin, &t, &format!("w{w}-k{k}"), &v)
-                            .await
-                            .unwrap();
+                        p.set_tenant_secret(
+                            &crate::support::local_admin(),
+                            &t,
+                            &format!("w{w}-k{k}"),
+                            &v,
+                        )
+                        .await
+                        .unwrap();
                         let got = p
-                            .tenant_secret(&Principal::LocalAdmin, &t, &format!("w{w}-k{k}"))
+                            .tenant_secret(
+                                &crate::support::local_admin(),
+                                &t,
+                                &format!("w{w}-k{k}"),
+                            )
                             .await
                             .unwrap();
                         assert_eq!(got.expose(), v.expose(), "read-your-write during rotation");
@@ -381,9 +397,14 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
             for _ in 0..10 {
                 for i in 0..5 {
                     let mut out = Vec::new();
-                    p.read_blob(&Principal::LocalAdmin, &t, &format!("b{i}"), &mut out)
-                        .await
-                        .unwrap();
+                    p.read_blob(
+                        &crate::support::local_admin(),
+                        &t,
+                        &format!("b{i}"),
+                        &mut out,
+                    )
+                    .await
+                    .unwrap();
                     assert_eq!(out, blob_body(&format!("blob-{i}|")));
                 }
             }
@@ -473,7 +494,7 @@ async fn crypto_shredding_leaves_nothing_readable() {
         );
     }
     let (p, store) = local_platform(&s).await;
-    let me = Principal::LocalAdmin;
+    let me = crate::support::local_admin();
     let body = blob_body("shred-me|");
     p.put_blob(&me, &slug("doomed"), "att", &mut body.as_slice())
         .await
@@ -798,7 +819,7 @@ async fn an_independent_reader_decrypts_from_the_format_document() {
         200
     );
     let (p, _) = local_platform(&s).await;
-    p.rotate_data_key(&Principal::LocalAdmin, &slug("independent"), None)
+    p.rotate_data_key(&crate::support::local_admin(), &slug("independent"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -812,7 +833,7 @@ async fn an_independent_reader_decrypts_from_the_format_document() {
     let even: Vec<u8> = blob_body("even|")[..2 * 65_536].to_vec();
     for (bid, body) in [("odd", &odd), ("even", &even)] {
         p.put_blob(
-            &Principal::LocalAdmin,
+            &crate::support::local_admin(),
             &slug("independent"),
             bid,
             &mut body.as_slice(),
@@ -908,7 +929,7 @@ async fn the_server_re_encrypts_in_the_background_after_a_cli_rotation() {
             "same version, new key"
         );
         assert_eq!(
-            p.tenant_secret(&Principal::LocalAdmin, &slug("background"), name)
+            p.tenant_secret(&crate::support::local_admin(), &slug("background"), name)
                 .await
                 .unwrap()
                 .expose(),

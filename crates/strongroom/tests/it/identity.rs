@@ -1781,7 +1781,6 @@ async fn passkeys_register_and_then_are_required_at_sign_in() {
 
 #[tokio::test]
 async fn retired_signing_keys_are_removed_once_their_tokens_cannot_be_valid() {
-    use strongroom_core::access::Principal;
     use strongroom_core::clock::ManualClock;
     let dir = tempfile::tempdir().unwrap();
     let flags = vec![(
@@ -1812,10 +1811,16 @@ async fn retired_signing_keys_are_removed_once_their_tokens_cannot_be_valid() {
     };
     let first = kids(&p);
     assert_eq!(first.len(), 1);
-    let second = p.rotate_signing_key(&Principal::LocalAdmin).await.unwrap();
+    let second = p
+        .rotate_signing_key(&crate::support::local_admin())
+        .await
+        .unwrap();
     // Shortly after: both keys verify.
     clock.advance(time::Duration::minutes(10));
-    let third = p.rotate_signing_key(&Principal::LocalAdmin).await.unwrap();
+    let third = p
+        .rotate_signing_key(&crate::support::local_admin())
+        .await
+        .unwrap();
     assert_eq!(
         kids(&p).len(),
         3,
@@ -1825,7 +1830,10 @@ async fn retired_signing_keys_are_removed_once_their_tokens_cannot_be_valid() {
     // (each stopped signing when its successor appeared, tokens live at most an hour):
     // the next rotation removes both; the third, retired just now, stays.
     clock.advance(time::Duration::hours(2));
-    let fourth = p.rotate_signing_key(&Principal::LocalAdmin).await.unwrap();
+    let fourth = p
+        .rotate_signing_key(&crate::support::local_admin())
+        .await
+        .unwrap();
     let now = kids(&p);
     assert!(
         !now.contains(&first[0]) && !now.contains(&second),

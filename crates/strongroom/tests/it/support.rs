@@ -35,6 +35,23 @@ pub(crate) async fn restart(dir: tempfile::TempDir) -> TestServer {
     .await
 }
 
+/// The local administrator, as the CLI gets it: from proof that the caller can read an
+/// initialised, owner-only data directory. Tests that open a server's data directory in
+/// process (like the CLI) use it; the principal grants nothing without such a platform.
+pub(crate) fn local_admin() -> strongroom_core::access::Principal {
+    use std::os::unix::fs::PermissionsExt;
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(d.path().join("control.db"), b"").unwrap();
+        d
+    });
+    strongroom_core::access::DataDirProof::check(dir.path())
+        .unwrap()
+        .local_admin()
+}
+
 /// A config declaring two regions.
 pub(crate) const TWO_REGIONS: &str = "[regions.eu]\n[regions.us]\n";
 

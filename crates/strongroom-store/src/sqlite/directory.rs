@@ -1,0 +1,245 @@
+//! The directory port on SQLite: operators, signing keys and the tenant directory in
+//! the control database, and each tenant's home row in its region's database.
+
+use async_trait::async_trait;
+use sqlx::{Row, Sqlite, Transaction};
+use strongroom_core::access::{PlatformScope, TenantScope};
+use strongroom_core::identity::Email;
+use strongroom_core::identity::operator::{Operator, OperatorCredentials, OperatorId};
+use strongroom_core::store::{
+    AuditEvent, DirectoryStore, Page, StoreError, StoredSigningKey, TenantKeys,
+};
+use strongroom_core::tenant::{DisplayName, RegionName, Slug, Tenant, TenantId, TenantStatus};
+use uuid::Uuid;
+
+use super::{Db, SqliteStore, tid};
+use crate::error::{db, map};
+use crate::time_codec::{from_micros, to_micros};
+
+async fn insert_tenant(
+    tx: &mut Transaction<'static, Sqlite>,
+    t: &Tenant,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO tenants (id, slug, display_name, region, status, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(t.id.as_uuid().to_string())
+        .bind(t.slug.as_str())
+        .bind(t.display_name.as_str())
+        .bind(t.region.as_str())
+        .bind(t.status.as_str())
+        .bind(to_micros(t.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| map(e, "tenant slug"))?;
+    Ok(())
+}
+
+pub(super) async fn regions_in_use(control: &Db) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT DISTINCT region FROM tenants ORDER BY region")
+        .fetch_all(control.read())
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|r| r.try_get("region").map_err(db))
+        .collect()
+}
+
+fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant, StoreError> {
+    let status: String = r.try_get("status").map_err(db)?;
+    Ok(Tenant {
+        id: TenantId::from_uuid(uuid(&r.try_get::<String, _>("id").map_err(db)?)?),
+        slug: Slug::parse(&r.try_get::<String, _>("slug").map_err(db)?).map_err(corrupt)?,
+        display_name: DisplayName::parse(&r.try_get::<String, _>("display_name").map_err(db)?)
+            .map_err(corrupt)?,
+        region: RegionName::parse(&r.try_get::<String, _>("region").map_err(db)?)
+            .map_err(corrupt)?,
+        status: TenantStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("tenant status {status}")))?,
+        created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
+    })
+}
+
+pub(super) fn uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt(format!("bad uuid {s:?}")))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+async fn insert_home(
+    region: &Db,
+    scope: &TenantScope,
+    tenant: &Tenant,
+    keys: &TenantKeys,
+    audit: &AuditEvent,
+) -> Result<(), StoreError> {
+    let mut tx = region.write().await?;
+    sqlx::query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES (?, ?, ?)")
+        .bind(tid(scope))
+        .bind(tenant.slug.as_str())
+        .bind(to_micros(tenant.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map(e, "tenant home"))?;
+    super::keys::insert_keks_and_deks(&mut tx, scope, keys).await?;
+    super::audit::append(&mut tx, scope, audit).await?;
+    tx.commit().await.map_err(db)
+}
+
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        self.control.ping().await?;
+        for db in self.regions.values() {
+            db.ping().await?;
+        }
+        Ok(())
+    }
+
+    async fn create_tenant(
+        &self,
+        _: &PlatformScope,
+        tenant: &Tenant,
+        home: &TenantScope,
+        keys: &TenantKeys,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let region = self.region(home)?;
+        // Directory first (it holds the unique slug), region home second, directory
+        // commit last: a failure anywhere leaves no directory entry. A crash between the
+        // two commits leaves only an unreferenced home, which nothing can reach.
+        let mut dir_tx = self.control.write().await?;
+        insert_tenant(&mut dir_tx, tenant).await?;
+        insert_home(region, home, tenant, keys, audit).await?;
+        dir_tx.commit().await.map_err(db)
+    }
+
+    async fn tenant_home_exists(&self, scope: &TenantScope) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tenant_homes WHERE tenant_id = ?")
+            .bind(tid(scope))
+            .fetch_one(self.region(scope)?.read())
+            .await
+            .map_err(db)?;
+        Ok(row.try_get::<i64, _>("n").map_err(db)? == 1)
+    }
+
+    async fn insert_operator(
+        &self,
+        _: &PlatformScope,
+        op: &Operator,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        let control = &self.control;
+        let mut tx = control.write().await?;
+        sqlx::query("INSERT INTO operators (id, email, email_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(op.id.as_uuid().to_string())
+            .bind(op.email.as_str())
+            .bind(op.email.as_str().to_lowercase())
+            .bind(hash)
+            .bind(to_micros(op.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map(e, "operator e-mail"))?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn operator_credentials(
+        &self,
+        email: &Email,
+    ) -> Result<Option<OperatorCredentials>, StoreError> {
+        let control = &self.control;
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, created_at FROM operators WHERE email_key = ?",
+        )
+        .bind(email.as_str().to_lowercase())
+        .fetch_optional(control.read())
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let operator = Operator {
+            id: OperatorId::from_uuid(uuid(&row.try_get::<String, _>("id").map_err(db)?)?),
+            email: Email::parse(&row.try_get::<String, _>("email").map_err(db)?)
+                .map_err(corrupt)?,
+            created_at: from_micros(row.try_get("created_at").map_err(db)?)?,
+        };
+        Ok(Some(OperatorCredentials {
+            operator,
+            password_hash: row.try_get("password_hash").map_err(db)?,
+        }))
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let control = &self.control;
+        let rows = sqlx::query(
+            "SELECT kid, public_key, wrapped_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid",
+        )
+        .fetch_all(control.read())
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredSigningKey {
+                    kid: r.try_get("kid").map_err(db)?,
+                    public_key: r.try_get("public_key").map_err(db)?,
+                    wrapped_private_key: r.try_get("wrapped_private_key").map_err(db)?,
+                    created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        let control = &self.control;
+        let mut tx = control.write().await?;
+        sqlx::query("INSERT INTO signing_keys (kid, public_key, wrapped_private_key, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.public_key)
+            .bind(&key.wrapped_private_key)
+            .bind(to_micros(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map(e, "signing key"))?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        let control = &self.control;
+        let mut tx = control.write().await?;
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn tenant(&self, _: &PlatformScope, slug: &Slug) -> Result<Option<Tenant>, StoreError> {
+        let control = &self.control;
+        let row = sqlx::query(
+            "SELECT id, slug, display_name, region, status, created_at FROM tenants WHERE slug = ?",
+        )
+        .bind(slug.as_str())
+        .fetch_optional(control.read())
+        .await
+        .map_err(db)?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn tenants(
+        &self,
+        _: &PlatformScope,
+        page: Page<Slug>,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let control = &self.control;
+        let after = page.after.as_ref().map_or("", Slug::as_str);
+        let rows = sqlx::query(
+            "SELECT id, slug, display_name, region, status, created_at FROM tenants WHERE slug > ? ORDER BY slug LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(page.limit))
+        .fetch_all(control.read())
+        .await
+        .map_err(db)?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+}
