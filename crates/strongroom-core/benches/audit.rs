@@ -32,6 +32,7 @@ impl Source for Mem {
     }
 }
 
+#[allow(clippy::too_many_lines)] // a bench fixture: one linear build of a log
 fn log() -> (Mem, String, u64) {
     let tenant = TenantId::generate();
     let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();

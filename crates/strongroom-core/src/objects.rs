@@ -57,6 +57,49 @@ impl Kind {
     }
 }
 
+/// The name of a tenant secret: 1-64 characters of a-z, 0-9, '-', '_' and '.'.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretName(String);
+
+/// Longest tenant-secret name.
+pub const MAX_SECRET_NAME: usize = 64;
+
+impl SecretName {
+    /// A valid name, or why not.
+    pub fn parse(name: &str) -> Result<Self, ObjectError> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_SECRET_NAME
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(ObjectError::Invalid(format!(
+                "secret names are 1-{MAX_SECRET_NAME} characters of a-z, 0-9, '-', '_' and '.'"
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SecretName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Object kind of tenant secrets (SSO client secrets, webhook secrets, …).
 pub const KIND_TENANT_SECRET: &str = Kind::TenantSecret.as_str();
 /// Object kind of blobs.

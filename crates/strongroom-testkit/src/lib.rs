@@ -8,8 +8,12 @@
 // Test support: a failed setup step should fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod api;
+mod scenario;
 mod softhsm;
 
+pub use api::{Api, Reply, Tokens, USER_PASSWORD};
+pub use scenario::{Case, Who, run_cases};
 pub use softhsm::{SoftHsm, USER_PIN};
 
 use std::path::{Path, PathBuf};
@@ -191,6 +195,11 @@ impl TestServer {
             stdin,
         )
         .await
+    }
+
+    /// A typed client of this server's API.
+    pub fn api(&self) -> Api {
+        Api::new(self)
     }
 
     /// Creates the standard test operator (once) and signs in; returns the token.

@@ -119,6 +119,7 @@ struct Outcome {
     latencies: Vec<f64>,
 }
 
+#[allow(clippy::too_many_lines)] // one measurement: writers, an integrator and a probe
 async fn audited(
     p: &Arc<Platform>,
     operator: &Principal,
@@ -148,7 +149,8 @@ async fn audited(
             // sealed under the operator's subject key.
             let mut i = 0u64;
             while started.elapsed() < RUN {
-                let name = format!("w{w}-{}", i % 16);
+                let name = strongroom_core::objects::SecretName::parse(&format!("w{w}-{}", i % 16))
+                    .unwrap();
                 let origin = Origin::new("192.0.2.10".parse().ok(), Some("bench/1.0"));
                 origin::scope(origin, p.set_tenant_secret(&operator, &slug, &name, &value))
                     .await

@@ -24,6 +24,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use strongroom_core::access::DataDirProof;
 use strongroom_core::config::{Config, Pkcs11Config};
 use strongroom_core::keys::{KeyProvider, Pkcs11Provider, aead};
+use strongroom_core::objects::SecretName;
 use strongroom_core::platform::Platform;
 use strongroom_core::secret::SecretBytes;
 use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug};
@@ -109,7 +110,7 @@ fn hsm(c: &mut Criterion) {
         cached.create_tenant(&me, new).await.unwrap();
         let value = SecretBytes::new(b"client-secret".to_vec());
         cached
-            .set_tenant_secret(&me, &slug, "sso", &value)
+            .set_tenant_secret(&me, &slug, &SecretName::parse("sso").unwrap(), &value)
             .await
             .unwrap();
     });

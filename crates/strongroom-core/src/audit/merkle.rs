@@ -272,14 +272,6 @@ pub fn verify_consistency(
             Err(ProofError::Mismatch)
         };
     }
-    if size1 == 0 {
-        // Every tree extends the empty tree; a proof here is malformed.
-        return if proof.is_empty() {
-            Ok(())
-        } else {
-            Err(ProofError::Length)
-        };
-    }
     if proof.is_empty() {
         return Err(ProofError::Length);
     }

@@ -21,6 +21,8 @@
 //! storage and never this module; the services here (`recorder`, `personal`, `log`,
 //! `review`) use keys and storage. A test checks the imports, so no cycle creeps back.
 
+#[cfg(test)]
+mod differential;
 pub mod entry;
 pub mod log;
 pub mod merkle;

@@ -347,6 +347,35 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_limits_and_tokens()?;
+        let p = &self.passwords;
+        check(
+            p.argon2_memory_kib,
+            19_456,
+            4 * 1024 * 1024,
+            "passwords.argon2_memory_kib",
+        )?;
+        check(p.argon2_iterations, 1, 100, "passwords.argon2_iterations")?;
+        check(p.argon2_parallelism, 1, 64, "passwords.argon2_parallelism")?;
+        check(p.hashing_workers, 0, 1024, "passwords.hashing_workers")?;
+        check(p.lockout_after, 1, 1000, "passwords.lockout_after")?;
+        check(p.lockout_base_secs, 1, 900, "passwords.lockout_base_secs")?;
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(invalid(
+                "tls",
+                "cert_file and key_file must be set together",
+            ));
+        }
+        self.validate_keys()?;
+        if self.log.format == LogFormat::Auto && self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_limits_and_tokens(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         check(l.max_body_bytes, 1024, 1 << 30, "limits.max_body_bytes")?;
         check(
@@ -386,33 +415,9 @@ impl Config {
         if self.tokens.issuer.is_empty() || self.tokens.issuer.len() > 255 {
             return Err(invalid("tokens.issuer", "must be 1 to 255 characters"));
         }
-        let p = &self.passwords;
-        check(
-            p.argon2_memory_kib,
-            19_456,
-            4 * 1024 * 1024,
-            "passwords.argon2_memory_kib",
-        )?;
-        check(p.argon2_iterations, 1, 100, "passwords.argon2_iterations")?;
-        check(p.argon2_parallelism, 1, 64, "passwords.argon2_parallelism")?;
-        check(p.hashing_workers, 0, 1024, "passwords.hashing_workers")?;
-        check(p.lockout_after, 1, 1000, "passwords.lockout_after")?;
-        check(p.lockout_base_secs, 1, 900, "passwords.lockout_base_secs")?;
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(invalid(
-                "tls",
-                "cert_file and key_file must be set together",
-            ));
-        }
-        self.validate_keys()?;
-        if self.log.format == LogFormat::Auto && self.log.level.trim().is_empty() {
-            return Err(invalid("log.level", "must not be empty"));
-        }
         Ok(())
     }
-}
 
-impl Config {
     fn validate_keys(&self) -> Result<(), ConfigError> {
         let k = &self.keys;
         if k.root != LOCAL_PROVIDER && !k.pkcs11.contains_key(&k.root) {

@@ -17,6 +17,47 @@ pub const DIGITS: u32 = 6;
 pub const WINDOW: i64 = 1;
 /// Recovery codes issued at enrolment.
 pub const RECOVERY_CODES: usize = 10;
+/// Longest code accepted as input (a TOTP code or a recovery code, with separators).
+pub const MAX_CODE_LEN: usize = 64;
+
+/// A one-time code as presented — a TOTP code or a recovery code. Secret until spent
+/// (a recovery code stays secret for good): redacted in `Debug`, never `Display`ed,
+/// zeroised on drop, bounded in length when parsed.
+#[derive(Clone)]
+pub struct OneTimeCode(crate::secret::SecretString);
+
+impl OneTimeCode {
+    /// A code of at most [`MAX_CODE_LEN`] characters without control characters.
+    pub fn parse(text: &str) -> Result<Self, CodeError> {
+        if text.chars().count() > MAX_CODE_LEN || text.chars().any(char::is_control) {
+            return Err(CodeError);
+        }
+        Ok(Self(crate::secret::SecretString::new(text.to_owned())))
+    }
+
+    /// The code, for checking it.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for OneTimeCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneTimeCode(..)")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OneTimeCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = crate::secret::SecretString::deserialize(d)?;
+        Self::parse(text.expose()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A presented code is too long or has control characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("codes are at most {MAX_CODE_LEN} characters without control characters")]
+pub struct CodeError;
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{MAX_PAGE, Platform, PlatformError};
 use crate::access::{self, PlatformAction, PlatformScope, Principal, TenantScope};
 use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
-use crate::objects::{Kind, ReencryptProgress};
+use crate::objects::{Kind, ReencryptProgress, SecretName};
 use crate::secret::SecretBytes;
 use crate::store::{Page, StoredBlob};
 use crate::tenant::{Slug, Tenant};
@@ -17,9 +17,6 @@ use crate::tenant::{Slug, Tenant};
 fn key_target(kind: &str, version: u32) -> Target {
     Target::of(kind, version.to_string()).at_version(version.into())
 }
-
-/// Longest tenant-secret name.
-const MAX_SECRET_NAME: usize = 64;
 
 /// One tenant's key hierarchy, without any key material.
 #[derive(Debug, Clone, Serialize)]
@@ -256,22 +253,9 @@ impl Platform {
         &self,
         principal: &Principal,
         slug: &Slug,
-        name: &str,
+        name: &SecretName,
         value: &SecretBytes,
     ) -> Result<SecretInfo, PlatformError> {
-        let valid = !name.is_empty()
-            && name.len() <= MAX_SECRET_NAME
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-        if !valid {
-            return Err(PlatformError::Invalid {
-                field: Some("name"),
-                message: format!(
-                    "secret names are 1-{MAX_SECRET_NAME} characters of a-z, 0-9, '-', '_' and '.'"
-                ),
-            });
-        }
         let (_, scope) = self
             .tenant_scope(principal, slug, PlatformAction::ManageSecrets)
             .await?;
@@ -281,14 +265,14 @@ impl Platform {
             .put_value(
                 &scope,
                 Kind::TenantSecret,
-                name,
+                name.as_str(),
                 value.expose(),
                 crate::audit::entry::Action::TenantSecretSet,
             )
             .await?;
         tracing::info!(tenant = %slug, secret = %name, version = row.version, actor = %principal.label(), "tenant secret set");
         Ok(SecretInfo {
-            name: name.to_owned(),
+            name: name.to_string(),
             version: row.version,
             key_version: row.dek_version,
         })

@@ -58,16 +58,25 @@ pub struct RecoveryCodes {
 #[derive(Debug, Clone, Default)]
 pub struct SecondFactor {
     /// A current TOTP code.
-    pub totp: Option<String>,
+    pub totp: Option<totp::OneTimeCode>,
     /// One of the recovery codes.
-    pub recovery_code: Option<String>,
+    pub recovery_code: Option<totp::OneTimeCode>,
     /// A passkey assertion: the challenge id from the sign-in challenge and the
     /// authenticator's `PublicKeyCredential` (JSON).
     pub passkey: Option<(String, serde_json::Value)>,
 }
 
+/// The stored form of a recovery code: SHA-256 of the code upper-cased, without
+/// separators or surrounding space (normalised in a zeroised buffer).
 fn recovery_hash(code: &str) -> String {
-    hex::encode(sha256(&[code.trim().to_ascii_uppercase().as_bytes()]))
+    let normalised = crate::secret::SecretString::new(
+        code.trim()
+            .chars()
+            .filter(|c| *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+    );
+    hex::encode(sha256(&[normalised.expose().as_bytes()]))
 }
 
 fn invalid(message: &str) -> PlatformError {
@@ -181,7 +190,7 @@ impl Platform {
         &self,
         principal: &Principal,
         slug: &Slug,
-        code: &str,
+        code: &totp::OneTimeCode,
     ) -> Result<RecoveryCodes, PlatformError> {
         let user = Self::own_user(principal)?;
         let (_, scope) = self.own_scope(principal, slug).await?;
@@ -196,7 +205,7 @@ impl Platform {
             ));
         }
         let now = self.clock.now().unix_timestamp();
-        let step = totp::verify(&secret, code, now, factor.last_step)
+        let step = totp::verify(&secret, code.expose(), now, factor.last_step)
             .ok_or_else(|| invalid("the code is not valid now"))?;
         let mut codes = Vec::with_capacity(totp::RECOVERY_CODES);
         for _ in 0..totp::RECOVERY_CODES {
@@ -208,10 +217,7 @@ impl Platform {
         }
         factor.confirmed = true;
         factor.last_step = step;
-        factor.recovery = codes
-            .iter()
-            .map(|c| recovery_hash(&c.replace('-', "")))
-            .collect();
+        factor.recovery = codes.iter().map(|c| recovery_hash(c)).collect();
         self.store_factor(&scope, user, &factor, Action::UserMfaConfirm)
             .await?;
         Ok(RecoveryCodes {
@@ -310,14 +316,14 @@ impl Platform {
         };
         let now = self.clock.now().unix_timestamp();
         if let Some(code) = &offered.totp
-            && let Some(step) = totp::verify(&secret, code, now, factor.last_step)
+            && let Some(step) = totp::verify(&secret, code.expose(), now, factor.last_step)
         {
             factor.last_step = step;
         } else if let Some(code) = &offered.recovery_code
             && let Some(i) = factor
                 .recovery
                 .iter()
-                .position(|h| *h == recovery_hash(&code.replace('-', "")))
+                .position(|h| *h == recovery_hash(code.expose()))
         {
             factor.recovery.remove(i);
         } else {

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use strongroom_core::identity::totp::OneTimeCode;
 use strongroom_core::platform::{RecoveryCodes, TotpEnrolment};
 use utoipa::ToSchema;
 
@@ -35,7 +36,8 @@ pub(crate) async fn totp_enrol(
 #[serde(deny_unknown_fields)]
 pub(crate) struct TotpCode {
     /// The current 6-digit code.
-    code: String,
+    #[schema(value_type = String)]
+    code: OneTimeCode,
 }
 
 /// Confirms TOTP enrolment with a current code; from now on sign-in requires a code.
@@ -53,9 +55,6 @@ pub(crate) async fn totp_confirm(
     ApiPath(p): ApiPath<TenantPath>,
     ApiJson(body): ApiJson<TotpCode>,
 ) -> Result<Json<RecoveryCodes>, Problem> {
-    if body.code.len() > 16 {
-        return Err(Problem::field("/code", "At most 16 characters."));
-    }
     Ok(Json(
         state
             .platform

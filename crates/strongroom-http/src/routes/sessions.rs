@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use strongroom_core::identity::Email;
+use strongroom_core::identity::totp::OneTimeCode;
 use strongroom_core::platform::{SecondFactor, UserTokens};
 use strongroom_core::secret::SecretString;
 use utoipa::ToSchema;
@@ -26,11 +27,12 @@ pub(crate) struct Login {
     password: SecretString,
     /// A current TOTP code, when the user has enrolled a second factor.
     #[serde(default)]
-    totp: Option<String>,
+    #[schema(value_type = Option<String>)]
+    totp: Option<OneTimeCode>,
     /// A recovery code instead of a TOTP code (each works once).
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password)]
-    recovery_code: Option<SecretString>,
+    recovery_code: Option<OneTimeCode>,
     /// A passkey assertion answering `POST /v1/t/{tenant}/sessions/passkey-challenge`.
     #[serde(default)]
     passkey: Option<PasskeyAnswer>,
@@ -52,20 +54,9 @@ pub(crate) async fn login(
     ApiPath(p): ApiPath<TenantPath>,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<(StatusCode, Json<UserTokens>), Problem> {
-    for (pointer, len) in [
-        ("/totp", body.totp.as_ref().map(String::len)),
-        (
-            "/recovery_code",
-            body.recovery_code.as_ref().map(|c| c.expose().len()),
-        ),
-    ] {
-        if len.is_some_and(|n| n > 64) {
-            return Err(Problem::field(pointer, "At most 64 characters."));
-        }
-    }
     let second = SecondFactor {
         totp: body.totp,
-        recovery_code: body.recovery_code.map(|c| c.expose().to_owned()),
+        recovery_code: body.recovery_code,
         passkey: body.passkey.map(|p| (p.challenge_id, p.credential)),
     };
     let tokens = state

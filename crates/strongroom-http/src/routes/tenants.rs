@@ -140,7 +140,8 @@ pub(crate) struct SecretPath {
     /// The tenant's slug.
     tenant: Slug,
     /// The secret's name: 1-64 characters of a-z, 0-9, '-', '_' and '.'.
-    name: String,
+    #[param(value_type = String)]
+    name: strongroom_core::objects::SecretName,
 }
 
 /// What was stored (never the value).

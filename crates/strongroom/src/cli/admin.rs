@@ -85,7 +85,12 @@ pub(super) async fn tenant(admin: &super::Admin, cmd: TenantCommand) -> anyhow::
         TenantCommand::SetSecret { tenant, name } => {
             let value = read_secret_value()?;
             let info = platform
-                .set_tenant_secret(me, &Slug::parse(&tenant)?, &name, &value)
+                .set_tenant_secret(
+                    me,
+                    &Slug::parse(&tenant)?,
+                    &strongroom_core::objects::SecretName::parse(&name)?,
+                    &value,
+                )
                 .await?;
             println_out(&format!(
                 "stored secret {} of tenant {tenant} (version {}, sealed under data key {})",
@@ -103,39 +108,42 @@ pub(super) async fn tenant(admin: &super::Admin, cmd: TenantCommand) -> anyhow::
             }
             show(&t, output)
         }
-        TenantCommand::List { output } => {
-            let mut after = None;
-            let mut all = Vec::new();
-            loop {
-                let page = platform
-                    .tenants(me, after, strongroom_core::platform::MAX_PAGE)
-                    .await?;
-                let done = page.len() < strongroom_core::platform::MAX_PAGE as usize;
-                after = page.last().map(|t| t.slug.clone());
-                all.extend(page);
-                if done {
-                    break;
-                }
-            }
-            if output.json {
-                return println_out(&serde_json::to_string_pretty(&all)?);
-            }
-            let mut text = format!(
-                "{:<32} {:<12} {:<15} DISPLAY NAME\n",
-                "SLUG", "REGION", "STATUS"
-            );
-            for t in &all {
-                text.push_str(&format!(
-                    "{:<32} {:<12} {:<15} {}\n",
-                    t.slug,
-                    t.region,
-                    t.status.as_str(),
-                    t.display_name
-                ));
-            }
-            println_out(text.trim_end())
+        TenantCommand::List { output } => tenant_list(admin, output).await,
+    }
+}
+
+async fn tenant_list(admin: &super::Admin, output: Output) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
+    let mut after = None;
+    let mut all = Vec::new();
+    loop {
+        let page = platform
+            .tenants(me, after, strongroom_core::platform::MAX_PAGE)
+            .await?;
+        let done = page.len() < strongroom_core::platform::MAX_PAGE as usize;
+        after = page.last().map(|t| t.slug.clone());
+        all.extend(page);
+        if done {
+            break;
         }
     }
+    if output.json {
+        return println_out(&serde_json::to_string_pretty(&all)?);
+    }
+    let mut text = format!(
+        "{:<32} {:<12} {:<15} DISPLAY NAME\n",
+        "SLUG", "REGION", "STATUS"
+    );
+    for t in &all {
+        text.push_str(&format!(
+            "{:<32} {:<12} {:<15} {}\n",
+            t.slug,
+            t.region,
+            t.status.as_str(),
+            t.display_name
+        ));
+    }
+    println_out(text.trim_end())
 }
 
 pub(super) async fn keys(
@@ -175,24 +183,7 @@ pub(super) async fn keys(
             }
         }
         KeysCommand::Reencrypt { tenant } => {
-            let slug = Slug::parse(&tenant)?;
-            let per_sec = config.keys.reencrypt_per_sec;
-            let mut total = 0;
-            loop {
-                let started = std::time::Instant::now();
-                let p = platform.reencrypt(me, &slug, per_sec).await?;
-                total += p.values + p.blobs;
-                if p.remaining == 0 {
-                    return println_out(&format!(
-                        "tenant {slug}: {total} object(s) re-encrypted; everything is under data key v{}",
-                        p.current_key
-                    ));
-                }
-                tokio::time::sleep(
-                    std::time::Duration::from_secs(1).saturating_sub(started.elapsed()),
-                )
-                .await;
-            }
+            reencrypt(admin, &Slug::parse(&tenant)?, config.keys.reencrypt_per_sec).await
         }
         KeysCommand::Shred {
             tenant,
@@ -208,6 +199,25 @@ pub(super) async fn keys(
                 "tenant {slug}: all keys destroyed; its data can no longer be decrypted"
             ))
         }
+    }
+}
+
+/// Re-encrypts `slug`'s data at `per_sec` objects a second until nothing is left
+/// under an older data key.
+async fn reencrypt(admin: &super::Admin, slug: &Slug, per_sec: u32) -> anyhow::Result<()> {
+    let mut total = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let p = admin.platform.reencrypt(&admin.me, slug, per_sec).await?;
+        total += p.values + p.blobs;
+        if p.remaining == 0 {
+            return println_out(&format!(
+                "tenant {slug}: {total} object(s) re-encrypted; everything is under data key v{}",
+                p.current_key
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1).saturating_sub(started.elapsed()))
+            .await;
     }
 }
 

@@ -54,6 +54,18 @@ pub fn banner(
     )?;
     let regions: Vec<&str> = config.regions.keys().map(|r| r.as_str()).collect();
     writeln!(out, "  regions: {}", regions.join(", "))?;
+    next_steps(out, &url, &dir.to_string(), cert, regions.first().copied())?;
+    out.flush()
+}
+
+/// The "next steps" part of the banner: commands a newcomer can paste.
+fn next_steps(
+    out: &mut dyn Write,
+    url: &str,
+    dir: &str,
+    cert: &CertInfo,
+    region: Option<&str>,
+) -> std::io::Result<()> {
     let cacert = if cert.self_signed {
         format!(" --cacert {}", cert.cert_file.display())
     } else {
@@ -74,8 +86,8 @@ pub fn banner(
         out,
         "  3. create a tenant:     curl{cacert} -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n                            \
          -d '{{\"slug\":\"acme\",\"display_name\":\"Acme\",\"region\":\"{}\"}}' {url}/v1/tenants",
-        regions.first().copied().unwrap_or("local")
+        region.unwrap_or("local")
     )?;
     writeln!(out, "  API reference:          {url}/openapi.json")?;
-    out.flush()
+    Ok(())
 }

@@ -47,3 +47,80 @@ fn crate_dependencies_follow_the_layering() {
         );
     }
 }
+
+/// The `crate::…` paths each Rust file under `dir` (of strongroom-core's src) uses.
+fn uses_in(dir: &str) -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../strongroom-core/src");
+    let mut stack = vec![root.join(dir)];
+    if root.join(format!("{dir}.rs")).exists() {
+        stack.push(root.join(format!("{dir}.rs")));
+    }
+    let mut out = Vec::new();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        if p.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (i, _) in text.match_indices("crate::") {
+            let path: String = text[i + 7..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            out.push((p.display().to_string(), path));
+        }
+    }
+    out
+}
+
+/// The module layering inside core (docs/ARCHITECTURE.md): the audit formats use no
+/// service; storage's ports use only the audit formats; `keys` never uses `audit`; so
+/// no import cycle `keys ↔ audit ↔ store` can come back.
+#[test]
+fn core_modules_follow_the_layering() {
+    let formats = ["entry", "merkle", "note", "tiles", "tree", "verify"];
+    for f in formats {
+        for (file, path) in uses_in(&format!("audit/{f}")) {
+            for service in [
+                "store",
+                "keys",
+                "platform",
+                "objects",
+                "audit::recorder",
+                "audit::log",
+                "audit::personal",
+            ] {
+                assert!(
+                    !path.starts_with(service),
+                    "{file}: format module uses crate::{path}"
+                );
+            }
+        }
+    }
+    let store = uses_in("store");
+    assert!(!store.is_empty());
+    for (file, path) in store {
+        if let Some(rest) = path.strip_prefix("audit::") {
+            assert!(
+                rest.starts_with("entry") || rest.starts_with("merkle"),
+                "{file}: the storage port uses crate::{path}"
+            );
+        }
+        for upper in ["keys", "platform", "objects"] {
+            assert!(
+                !path.starts_with(upper),
+                "{file}: the storage port uses crate::{path}"
+            );
+        }
+    }
+    let keys = uses_in("keys");
+    assert!(!keys.is_empty());
+    for (file, path) in keys {
+        for upper in ["audit", "platform", "objects"] {
+            assert!(!path.starts_with(upper), "{file}: keys uses crate::{path}");
+        }
+    }
+}

@@ -372,7 +372,8 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
                         p.set_tenant_secret(
                             &crate::support::local_admin(),
                             &t,
-                            &format!("w{w}-k{k}"),
+                            &strongroom_core::objects::SecretName::parse(&format!("w{w}-k{k}"))
+                                .unwrap(),
                             &v,
                         )
                         .await

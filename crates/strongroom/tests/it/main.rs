@@ -13,6 +13,7 @@ mod cli;
 mod encryption;
 mod headers;
 mod identity;
+mod in_process;
 mod isolation;
 mod lifecycle;
 mod openapi;
