@@ -9,14 +9,14 @@ use serde_json::json;
 use crate::support::{TestServer, create_tenant};
 
 async fn put_secret(s: &TestServer, token: &str, name: &str, value: &str) {
-    let resp = s
-        .client()
-        .put(s.url(&format!("/v1/tenants/audited/secrets/{name}")))
-        .bearer_auth(token)
-        .json(&json!({ "value": value }))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        s,
+        reqwest::Method::PUT,
+        &format!("/v1/tenants/audited/secrets/{name}"),
+        token,
+        &json!({ "value": value }),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
 }
 

@@ -34,12 +34,7 @@ async fn put(s: &TestServer, token: &str, slug: &str, name: &str) -> reqwest::Re
 }
 
 async fn get(s: &TestServer, token: &str, path: &str) -> reqwest::Response {
-    s.client()
-        .get(s.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    crate::support::call(s, reqwest::Method::GET, path, token).await
 }
 
 async fn json_ok(resp: reqwest::Response) -> Value {
@@ -456,12 +451,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
         "not-found",
     )
     .await;
-    let resp = s
-        .client()
-        .get(s.url("/v1/t/review/audit/entries"))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::send(&s, reqwest::Method::GET, "/v1/t/review/audit/entries").await;
     assert_eq!(resp.status(), 401);
     // +1: the query that counts them.
     let after = all_entries(&s, &token, "review", "&action=audit.query", 500)
@@ -925,12 +915,8 @@ async fn no_api_method_changes_or_removes_an_entry() {
     };
     let before = checkpoint().await;
     // Every audit path the API documents, with every writing method.
-    let doc: Value = s
-        .client()
-        .get(s.url("/openapi.json"))
-        .send()
+    let doc: Value = crate::support::send(&s, reqwest::Method::GET, "/openapi.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -302,13 +302,8 @@ async fn a_taken_slug_conflicts_and_keeps_the_original() {
     )
     .await;
     expect_problem(resp, 409, "conflict").await;
-    let t: Value = s
-        .client()
-        .get(s.url("/v1/tenants/acme"))
-        .bearer_auth(&token)
-        .send()
+    let t: Value = crate::support::call(&s, reqwest::Method::GET, "/v1/tenants/acme", &token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -43,13 +43,14 @@ async fn put_secret(
     name: &str,
     value: &str,
 ) -> reqwest::Response {
-    s.client()
-        .put(s.url(&format!("/v1/tenants/{tenant}/secrets/{name}")))
-        .bearer_auth(token)
-        .json(&json!({ "value": value }))
-        .send()
-        .await
-        .unwrap()
+    crate::support::call_json(
+        s,
+        reqwest::Method::PUT,
+        &format!("/v1/tenants/{tenant}/secrets/{name}"),
+        token,
+        &json!({ "value": value }),
+    )
+    .await
 }
 
 async fn new_tenant(s: &TestServer, token: &str, slug: &str) {
@@ -655,12 +656,8 @@ async fn softhsm_root_key_is_non_extractable_and_serves() {
             .status(),
         200
     );
-    let ready: Value = s
-        .client()
-        .get(s.url("/readyz"))
-        .send()
+    let ready: Value = crate::support::send(&s, reqwest::Method::GET, "/readyz")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -746,7 +743,7 @@ async fn token_unavailable_fails_readiness_and_refuses_writes_cleanly() {
 
     customer.remove_token();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // provider health is cached for 2 s
-    let ready = s.client().get(s.url("/readyz")).send().await.unwrap();
+    let ready = crate::support::send(&s, reqwest::Method::GET, "/readyz").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["keys"], "failing");
@@ -760,13 +757,13 @@ async fn token_unavailable_fails_readiness_and_refuses_writes_cleanly() {
     let resp = create_tenant(&s, &token, json!({"slug": "during-outage", "display_name": "x", "region": "eu", "key_provider": "customer"})).await;
     expect_problem(resp, 503, "unavailable").await;
     // Nothing half-written: no tenant, and the secret keeps its old version.
-    let resp = s
-        .client()
-        .get(s.url("/v1/tenants/during-outage"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call(
+        &s,
+        reqwest::Method::GET,
+        "/v1/tenants/during-outage",
+        &token,
+    )
+    .await;
     assert_eq!(resp.status(), 404);
     let (p, store) = local_platform(&s).await;
     let row = store
@@ -802,16 +799,12 @@ async fn an_independent_reader_decrypts_from_the_format_document() {
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     new_tenant(&s, &token, "independent").await;
-    let tenant: Value = s
-        .client()
-        .get(s.url("/v1/tenants/independent"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tenant: Value =
+        crate::support::call(&s, reqwest::Method::GET, "/v1/tenants/independent", &token)
+            .await
+            .json()
+            .await
+            .unwrap();
     let id = tenant["id"].as_str().unwrap().to_owned();
     assert_eq!(
         put_secret(&s, &token, "independent", "sso", "first")

@@ -90,26 +90,21 @@ async fn call(
 /// What B's admin sees of B: users (ids, status, roles) and whether B's trail has any
 /// entry by A's admin.
 async fn b_state(s: &TestServer, b_token: &str, a_user: &str) -> (Value, bool) {
-    let users: Value = s
-        .client()
-        .get(s.url("/v1/t/beta/users"))
-        .bearer_auth(b_token)
-        .send()
+    let users: Value = crate::support::call(s, reqwest::Method::GET, "/v1/t/beta/users", b_token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let page: Value = s
-        .client()
-        .get(s.url("/v1/t/beta/audit/entries?limit=500"))
-        .bearer_auth(b_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = crate::support::call(
+        s,
+        reqwest::Method::GET,
+        "/v1/t/beta/audit/entries?limit=500",
+        b_token,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let touched = page["entries"]
         .as_array()
         .unwrap()
@@ -132,37 +127,29 @@ async fn tenant_a_cannot_see_or_touch_tenant_b_through_any_endpoint() {
         .unwrap()
         .to_owned();
     // B has a second user whose id A will try to use.
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/beta/users"))
-        .bearer_auth(&b_token)
-        .json(&json!({"email": "bob@beta.example", "password": PASSWORD, "roles": ["viewer"]}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        &s,
+        reqwest::Method::POST,
+        "/v1/t/beta/users",
+        &b_token,
+        &json!({"email": "bob@beta.example", "password": PASSWORD, "roles": ["viewer"]}),
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     let b_user: Value = resp.json().await.unwrap();
     let b_user_id = b_user["id"].as_str().unwrap().to_owned();
-    let a_users: Value = s
-        .client()
-        .get(s.url("/v1/t/alpha/users"))
-        .bearer_auth(&a_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a_users: Value =
+        crate::support::call(&s, reqwest::Method::GET, "/v1/t/alpha/users", &a_token)
+            .await
+            .json()
+            .await
+            .unwrap();
     let a_user_id = a_users["items"][0]["id"].as_str().unwrap().to_owned();
     let before = b_state(&s, &b_token, &a_user_id).await;
     assert!(!before.1);
 
-    let doc: Value = s
-        .client()
-        .get(s.url("/openapi.json"))
-        .send()
+    let doc: Value = crate::support::send(&s, reqwest::Method::GET, "/openapi.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -233,12 +220,6 @@ async fn tenant_a_cannot_see_or_touch_tenant_b_through_any_endpoint() {
     assert!(checked >= 14, "only {checked} operations name a tenant");
     // B is exactly as it was; A's credentials still work in A.
     assert_eq!(b_state(&s, &b_token, &a_user_id).await, before);
-    let resp = s
-        .client()
-        .get(s.url("/v1/t/alpha/users"))
-        .bearer_auth(&a_token)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call(&s, reqwest::Method::GET, "/v1/t/alpha/users", &a_token).await;
     assert_eq!(resp.status(), 200);
 }

@@ -33,7 +33,7 @@ async fn first_start_initialises_the_data_directory() {
     let banner = s.wait_for_stdout("API reference").await;
     assert!(banner.contains("initialised data directory"), "{banner}");
     assert!(banner.contains("Next steps"), "{banner}");
-    let ready = s.client().get(s.url("/readyz")).send().await.unwrap();
+    let ready = crate::support::send(&s, reqwest::Method::GET, "/readyz").await;
     assert_eq!(ready.status(), 200);
     assert_eq!(
         ready.json::<serde_json::Value>().await.unwrap()["checks"],
@@ -62,16 +62,12 @@ async fn restart_keeps_tenants_operators_and_token_keys() {
     assert_eq!(tenant_slugs(&s, &token).await, ["acme", "globex"]);
     let banner = s.wait_for_stdout("API reference").await;
     assert!(!banner.contains("initialised data directory"), "{banner}");
-    let t: serde_json::Value = s
-        .client()
-        .get(s.url("/v1/tenants/globex"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t: serde_json::Value =
+        crate::support::call(&s, reqwest::Method::GET, "/v1/tenants/globex", &token)
+            .await
+            .json()
+            .await
+            .unwrap();
     assert_eq!(t["region"], "us");
     let out = s.cli(&["tenant", "show", "globex", "--json"], None).await;
     assert!(
@@ -321,11 +317,8 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         "a half-sent request was served: {text}"
     );
     assert_eq!(
-        s.client()
-            .get(s.url("/healthz"))
-            .send()
+        crate::support::send(&s, reqwest::Method::GET, "/healthz")
             .await
-            .unwrap()
             .status(),
         200
     );

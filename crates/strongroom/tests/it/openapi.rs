@@ -8,12 +8,8 @@ use crate::support::*;
 #[tokio::test]
 async fn the_document_is_openapi_3_1_and_describes_errors() {
     let s = start().await;
-    let doc: Value = s
-        .client()
-        .get(s.url("/openapi.json"))
-        .send()
+    let doc: Value = crate::support::send(&s, reqwest::Method::GET, "/openapi.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -88,24 +88,12 @@ pub(crate) async fn expect_problem(resp: reqwest::Response, status: u16, slug: &
 
 /// Creates a tenant over the API; returns the response.
 pub(crate) async fn create_tenant(s: &TestServer, token: &str, body: Value) -> reqwest::Response {
-    s.client()
-        .post(s.url("/v1/tenants"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    crate::support::call_json(s, reqwest::Method::POST, "/v1/tenants", token, &body).await
 }
 
 /// The slugs of all tenants, via the API.
 pub(crate) async fn tenant_slugs(s: &TestServer, token: &str) -> Vec<String> {
-    let resp = s
-        .client()
-        .get(s.url("/v1/tenants?limit=100"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call(s, reqwest::Method::GET, "/v1/tenants?limit=100", token).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     body["items"]
@@ -151,4 +139,60 @@ pub(crate) fn region_rows(data: &Path, sql: &str) -> Vec<Vec<String>> {
         .lines()
         .map(|l| l.split('\t').map(str::to_owned).collect())
         .collect()
+}
+
+/// `method path` with a bearer token: the one request chain every test shares.
+pub(crate) async fn call(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
+    s.client()
+        .request(method, s.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `method path` with a bearer token and a JSON body.
+pub(crate) async fn call_json(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> reqwest::Response {
+    s.client()
+        .request(method, s.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `method path` without credentials, with a JSON body.
+pub(crate) async fn send_json(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    s.client()
+        .request(method, s.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `method path` without credentials or body.
+pub(crate) async fn send(s: &TestServer, method: reqwest::Method, path: &str) -> reqwest::Response {
+    s.client()
+        .request(method, s.url(path))
+        .send()
+        .await
+        .unwrap()
 }

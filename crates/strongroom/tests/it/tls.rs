@@ -76,7 +76,7 @@ async fn tls_1_2_and_1_3_are_served_with_aead_suites() {
 #[tokio::test]
 async fn http2_is_negotiated_by_alpn() {
     let s = start().await;
-    let resp = s.client().get(s.url("/healthz")).send().await.unwrap();
+    let resp = crate::support::send(&s, reqwest::Method::GET, "/healthz").await;
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
 }
@@ -151,11 +151,8 @@ async fn tls_1_0_and_1_1_are_refused_with_a_protocol_version_alert() {
     }
     // The server is unharmed.
     assert_eq!(
-        s.client()
-            .get(s.url("/healthz"))
-            .send()
+        crate::support::send(&s, reqwest::Method::GET, "/healthz")
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -172,11 +169,8 @@ async fn plain_http_gets_no_http_answer() {
     );
     assert!(!String::from_utf8_lossy(&reply).contains("\"ok\""));
     assert_eq!(
-        s.client()
-            .get(s.url("/healthz"))
-            .send()
+        crate::support::send(&s, reqwest::Method::GET, "/healthz")
             .await
-            .unwrap()
             .status(),
         200
     );

@@ -26,14 +26,14 @@ async fn applications_get_client_credentials_tokens_with_their_own_permissions()
         .as_str()
         .unwrap()
         .to_owned();
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/acme/applications"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "LIMS connector", "permissions": ["audit:read", "records:read"]}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        &s,
+        reqwest::Method::POST,
+        "/v1/t/acme/applications",
+        &token,
+        &json!({"name": "LIMS connector", "permissions": ["audit:read", "records:read"]}),
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     let app: Value = resp.json().await.unwrap();
     let (id, client_id, secret) = (
@@ -167,27 +167,27 @@ async fn applications_get_client_credentials_tokens_with_their_own_permissions()
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"], code, "{body}");
     }
-    let resp = s
-        .client()
-        .post(s.url("/oauth/token"))
-        .json(&json!({"grant_type": "client_credentials"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::send_json(
+        &s,
+        reqwest::Method::POST,
+        "/oauth/token",
+        &json!({"grant_type": "client_credentials"}),
+    )
+    .await;
     assert_eq!(
         resp.json::<Value>().await.unwrap()["error"],
         "invalid_request"
     );
 
     // Disabled: the live token stops at the next request and no new one is issued.
-    let resp = s
-        .client()
-        .patch(s.url(&format!("/v1/t/acme/applications/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"active": false}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        &s,
+        reqwest::Method::PATCH,
+        &format!("/v1/t/acme/applications/{id}"),
+        &token,
+        &json!({"active": false}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     expect_problem(
         get(&s, &app_token, "/v1/t/acme/audit/entries").await,
@@ -227,17 +227,17 @@ async fn delegated_tokens_carry_only_what_the_user_and_the_application_both_hold
         .to_owned();
     create_user(&s, &admin, "acme", "vic@acme.example", &["viewer"]).await;
     // The application may read records and the trail, not manage users.
-    let app: Value = s
-        .client()
-        .post(s.url("/v1/t/acme/applications"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "Reviewer UI", "permissions": ["records:read", "audit:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app: Value = crate::support::call_json(
+        &s,
+        reqwest::Method::POST,
+        "/v1/t/acme/applications",
+        &admin,
+        &json!({"name": "Reviewer UI", "permissions": ["records:read", "audit:read"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let (client_id, secret) = (
         app["client_id"].as_str().unwrap().to_owned(),
         app["client_secret"].as_str().unwrap().to_owned(),
@@ -312,14 +312,14 @@ async fn delegated_tokens_carry_only_what_the_user_and_the_application_both_hold
     );
     // The delegated token dies with either party: the app disabled…
     let id = app["id"].as_str().unwrap();
-    let resp = s
-        .client()
-        .patch(s.url(&format!("/v1/t/acme/applications/{id}")))
-        .bearer_auth(&admin)
-        .json(&json!({"active": false}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        &s,
+        reqwest::Method::PATCH,
+        &format!("/v1/t/acme/applications/{id}"),
+        &admin,
+        &json!({"active": false}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     expect_problem(
         get(&s, &delegated, "/v1/t/acme/audit/entries").await,

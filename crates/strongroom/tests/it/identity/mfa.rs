@@ -133,13 +133,7 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
     )
     .await;
     // A wrong password with a good code is still refused.
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/acme/sessions"))
-        .json(&json!({"email": admin, "password": "not the password at all", "recovery_code": recovery[4]}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::send_json(&s, reqwest::Method::POST, "/v1/t/acme/sessions", &json!({"email": admin, "password": "not the password at all", "recovery_code": recovery[4]})).await;
     expect_problem(resp, 401, "unauthenticated").await;
     assert_eq!(
         with(json!({"recovery_code": recovery[4]})).await.status(),
@@ -147,13 +141,8 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
         "unspent by the failed attempt"
     );
     // Operators cannot enrol a tenant factor.
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/acme/users/me/totp"))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        crate::support::call(&s, reqwest::Method::POST, "/v1/t/acme/users/me/totp", &op).await;
     expect_problem(resp, 403, "forbidden").await;
     // Audited.
     let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?limit=500")
@@ -262,27 +251,27 @@ async fn a_tenant_policy_makes_roles_enrol_a_second_factor_before_anything_else(
         "forbidden",
     )
     .await;
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/acme/users/me/totp"))
-        .bearer_auth(&restricted)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/t/acme/users/me/totp",
+        &restricted,
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     let secret = base32_decode(
         resp.json::<Value>().await.unwrap()["secret"]
             .as_str()
             .unwrap(),
     );
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/acme/users/me/totp/confirm"))
-        .bearer_auth(&restricted)
-        .json(&json!({"code": code(&secret, 0)}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        &s,
+        reqwest::Method::POST,
+        "/v1/t/acme/users/me/totp/confirm",
+        &restricted,
+        &json!({"code": code(&secret, 0)}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     // The restricted session stays restricted; signing in with the factor gives the role.
     expect_problem(
@@ -291,13 +280,13 @@ async fn a_tenant_policy_makes_roles_enrol_a_second_factor_before_anything_else(
         "forbidden",
     )
     .await;
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/acme/sessions"))
-        .json(&json!({"email": "aud@acme.example", "password": PASSWORD, "totp": code(&secret, 1)}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::send_json(
+        &s,
+        reqwest::Method::POST,
+        "/v1/t/acme/sessions",
+        &json!({"email": "aud@acme.example", "password": PASSWORD, "totp": code(&secret, 1)}),
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     let full = resp.json::<Value>().await.unwrap()["access_token"]
         .as_str()
@@ -352,13 +341,13 @@ async fn passkeys_register_and_then_are_required_at_sign_in() {
     let mut authenticator = SoftPasskey::new(true);
 
     // Register: challenge, authenticator, finish.
-    let resp = s
-        .client()
-        .post(s.url("/v1/t/acme/users/me/passkeys"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/t/acme/users/me/passkeys",
+        &token,
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     let ch: Value = resp.json().await.unwrap();
     let options: CreationChallengeResponse = serde_json::from_value(ch["options"].clone()).unwrap();
@@ -466,14 +455,14 @@ async fn passkeys_register_and_then_are_required_at_sign_in() {
         .await
         .unwrap();
     let id = users["items"][0]["id"].as_str().unwrap().to_owned();
-    let resp = s
-        .client()
-        .delete(s.url(&format!("/v1/t/acme/users/{id}/totp")))
-        .bearer_auth(&token)
-        .json(&json!({"reason": "lost security key, ticket 12"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("/v1/t/acme/users/{id}/totp"),
+        &token,
+        &json!({"reason": "lost security key, ticket 12"}),
+    )
+    .await;
     assert_eq!(resp.status(), 204);
     assert_eq!(login(&s, "acme", &admin, PASSWORD).await.status(), 201);
 }

@@ -55,12 +55,13 @@ pub(crate) async fn login(
     email: &str,
     password: &str,
 ) -> reqwest::Response {
-    s.client()
-        .post(s.url(&format!("/v1/t/{slug}/sessions")))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
+    crate::support::send_json(
+        s,
+        reqwest::Method::POST,
+        &format!("/v1/t/{slug}/sessions"),
+        &json!({"email": email, "password": password}),
+    )
+    .await
 }
 
 pub(crate) async fn tokens(s: &TestServer, slug: &str, email: &str) -> Value {
@@ -70,21 +71,17 @@ pub(crate) async fn tokens(s: &TestServer, slug: &str, email: &str) -> Value {
 }
 
 pub(crate) async fn get(s: &TestServer, token: &str, path: &str) -> reqwest::Response {
-    s.client()
-        .get(s.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    crate::support::call(s, reqwest::Method::GET, path, token).await
 }
 
 pub(crate) async fn refresh(s: &TestServer, slug: &str, refresh: &str) -> reqwest::Response {
-    s.client()
-        .post(s.url(&format!("/v1/t/{slug}/sessions/refresh")))
-        .json(&json!({ "refresh_token": refresh }))
-        .send()
-        .await
-        .unwrap()
+    crate::support::send_json(
+        s,
+        reqwest::Method::POST,
+        &format!("/v1/t/{slug}/sessions/refresh"),
+        &json!({ "refresh_token": refresh }),
+    )
+    .await
 }
 
 pub(crate) async fn create_user(
@@ -94,14 +91,14 @@ pub(crate) async fn create_user(
     email: &str,
     roles: &[&str],
 ) -> Value {
-    let resp = s
-        .client()
-        .post(s.url(&format!("/v1/t/{slug}/users")))
-        .bearer_auth(token)
-        .json(&json!({"email": email, "password": PASSWORD, "roles": roles}))
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call_json(
+        s,
+        reqwest::Method::POST,
+        &format!("/v1/t/{slug}/users"),
+        token,
+        &json!({"email": email, "password": PASSWORD, "roles": roles}),
+    )
+    .await;
     assert_eq!(resp.status(), 201);
     resp.json().await.unwrap()
 }
@@ -113,11 +110,12 @@ pub(crate) async fn patch_user(
     id: &str,
     body: Value,
 ) -> reqwest::Response {
-    s.client()
-        .patch(s.url(&format!("/v1/t/{slug}/users/{id}")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    crate::support::call_json(
+        s,
+        reqwest::Method::PATCH,
+        &format!("/v1/t/{slug}/users/{id}"),
+        token,
+        &body,
+    )
+    .await
 }

@@ -66,13 +66,13 @@ async fn sign_in_refresh_rotation_reuse_detection_and_sign_out() {
 
     // Sign-out ends the session at once.
     let access3 = t3["access_token"].as_str().unwrap();
-    let resp = s
-        .client()
-        .delete(s.url("/v1/t/acme/sessions/current"))
-        .bearer_auth(access3)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call(
+        &s,
+        reqwest::Method::DELETE,
+        "/v1/t/acme/sessions/current",
+        access3,
+    )
+    .await;
     assert_eq!(resp.status(), 204);
     expect_problem(
         get(&s, access3, "/v1/t/acme/users").await,
@@ -143,12 +143,8 @@ async fn forged_and_foreign_tokens_are_refused() {
         .to_owned();
     assert_eq!(get(&s, &a, "/v1/t/alpha/users").await.status(), 200);
 
-    let jwks: Value = s
-        .client()
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
+    let jwks: Value = crate::support::send(&s, reqwest::Method::GET, "/.well-known/jwks.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -211,13 +207,7 @@ async fn forged_and_foreign_tokens_are_refused() {
         )
     );
     // A user token is not an operator token.
-    let resp = s
-        .client()
-        .get(s.url("/v1/tenants"))
-        .bearer_auth(&a)
-        .send()
-        .await
-        .unwrap();
+    let resp = crate::support::call(&s, reqwest::Method::GET, "/v1/tenants", &a).await;
     assert_eq!(resp.status(), 401);
 }
 
@@ -230,12 +220,8 @@ async fn an_independent_jwt_library_validates_our_tokens_with_the_jwks() {
         .as_str()
         .unwrap()
         .to_owned();
-    let jwks = s
-        .client()
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
+    let jwks = crate::support::send(&s, reqwest::Method::GET, "/.well-known/jwks.json")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

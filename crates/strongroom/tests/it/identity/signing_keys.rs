@@ -46,12 +46,8 @@ async fn signing_keys_rotate_with_overlap_while_the_server_runs() {
         }
     }
     assert_ne!(kid_of(&after), old_kid, "the new key never became active");
-    let jwks: Value = s
-        .client()
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
+    let jwks: Value = crate::support::send(&s, reqwest::Method::GET, "/.well-known/jwks.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

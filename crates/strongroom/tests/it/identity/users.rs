@@ -91,14 +91,9 @@ async fn roles_limit_what_users_do_and_changes_take_effect_on_the_next_request()
             "",
         ),
     ] {
-        let resp = s
-            .client()
-            .post(s.url("/v1/t/acme/users"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp =
+            crate::support::call_json(&s, reqwest::Method::POST, "/v1/t/acme/users", &admin, &body)
+                .await;
         let status = resp.status().as_u16();
         let body_text = resp.text().await.unwrap();
         assert!(
