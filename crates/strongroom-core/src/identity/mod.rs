@@ -24,7 +24,7 @@ pub enum IdentityError {
     InvalidEmail(&'static str),
     /// The password breaks the password rules.
     #[error("password rejected: {0}")]
-    WeakPassword(&'static str),
+    WeakPassword(std::borrow::Cow<'static, str>),
     /// Email/password (or token) did not match. Deliberately says nothing more.
     #[error("invalid credentials")]
     InvalidCredentials,

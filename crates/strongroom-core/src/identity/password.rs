@@ -27,10 +27,15 @@ pub fn is_bcrypt(stored: &str) -> bool {
         .any(|p| stored.starts_with(p))
 }
 
+/// Highest bcrypt cost accepted on import: each step doubles the work, and a cost of
+/// 31 would pin a hashing worker for days at the first sign-in.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
 /// Checks an imported bcrypt hash's shape: `$2a$`/`$2b$`/`$2y$`, a two-digit cost
-/// 4–31, 53 characters of bcrypt base64 (salt and hash): 60 in all.
+/// 4–[`MAX_BCRYPT_COST`], 53 characters of bcrypt base64 (salt and hash): 60 in all.
 pub fn check_bcrypt_import(hash: &str) -> Result<(), IdentityError> {
-    let bad = || IdentityError::WeakPassword("not a bcrypt hash ($2b$<cost>$<53 characters>)");
+    let bad =
+        || IdentityError::WeakPassword("not a bcrypt hash ($2b$<cost>$<53 characters>)".into());
     if hash.len() != 60 || !is_bcrypt(hash) || hash.as_bytes().get(6) != Some(&b'$') {
         return Err(bad());
     }
@@ -40,6 +45,12 @@ pub fn check_bcrypt_import(hash: &str) -> Result<(), IdentityError> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
     if !(4..=31).contains(&cost) || !body_ok {
         return Err(bad());
+    }
+    if cost > MAX_BCRYPT_COST {
+        return Err(IdentityError::WeakPassword(
+            format!("bcrypt cost {cost} is above the {MAX_BCRYPT_COST} this server verifies")
+                .into(),
+        ));
     }
     Ok(())
 }
@@ -60,15 +71,43 @@ pub const MAX_CHARS: usize = 256;
 pub fn check_policy(password: &SecretString, context: &[&str]) -> Result<(), IdentityError> {
     let n = password.char_count();
     if n < MIN_CHARS {
-        return Err(IdentityError::WeakPassword("shorter than 12 characters"));
+        return Err(IdentityError::WeakPassword(
+            "shorter than 12 characters".into(),
+        ));
     }
     if n > MAX_CHARS {
-        return Err(IdentityError::WeakPassword("longer than 256 characters"));
+        return Err(IdentityError::WeakPassword(
+            "longer than 256 characters".into(),
+        ));
     }
     if let Some(why) = super::blocklist::refuse(password.expose(), context) {
-        return Err(IdentityError::WeakPassword(why));
+        return Err(IdentityError::WeakPassword(why.into()));
     }
-    Ok(())
+    guessable(password, context)
+}
+
+/// The field's estimator, zxcvbn (its dictionaries of common and breached passwords,
+/// names and words, keyboard walks, dates, l33t substitutions, and the account's own
+/// context as user inputs): anything it expects to fall within 10^10 guesses (score
+/// below 3) is refused, with its warning as the reason. It reads the first 100
+/// characters.
+fn guessable(password: &SecretString, context: &[&str]) -> Result<(), IdentityError> {
+    let mut inputs: Vec<&str> = vec!["strongroom"];
+    for c in context {
+        inputs.push(c);
+        inputs.extend(c.split(['@', '.', '-', '_', '+']).filter(|p| p.len() >= 3));
+    }
+    let estimate = zxcvbn::zxcvbn(password.expose(), &inputs);
+    if estimate.score() >= zxcvbn::Score::Three {
+        return Ok(());
+    }
+    let why = estimate
+        .feedback()
+        .and_then(|f| f.warning())
+        .map_or_else(|| "easy to guess".to_owned(), |w| w.to_string());
+    Err(IdentityError::WeakPassword(
+        format!("too easy to guess: {why}").into(),
+    ))
 }
 
 /// Argon2id hashing and verification on a bounded worker pool.
@@ -383,10 +422,49 @@ mod tests {
     }
 
     #[test]
-    fn policy_is_length_only() {
-        assert!(check_policy(&SecretString::new("short".into()), &[]).is_err());
-        assert!(check_policy(&SecretString::new("all lowercase words".into()), &[]).is_ok());
-        assert!(check_policy(&SecretString::new("x".repeat(257)), &[]).is_err());
-        assert!(check_policy(&SecretString::new("Password2024!".into()), &[]).is_err());
+    fn policy_is_length_and_guessability_without_composition_rules() {
+        let ok = |p: &str, ctx: &[&str]| check_policy(&SecretString::new(p.into()), ctx);
+        assert!(ok("short", &[]).is_err());
+        assert!(
+            ok("all lowercase words", &[]).is_ok(),
+            "no composition rules"
+        );
+        assert!(ok(&"x".repeat(257), &[]).is_err());
+        assert!(ok("Password2024!", &[]).is_err());
+        // What a new user tried and the curated list let through: a football club, a
+        // keyboard walk, a starship registry — all in zxcvbn's dictionaries or patterns.
+        for weak in [
+            "manchesterunited",
+            "qazwsxedcrfv",
+            "ncc1701enterprise",
+            "1qaz2wsx3edc4rfv",
+        ] {
+            let e = ok(weak, &[]).unwrap_err();
+            assert!(e.to_string().contains("password rejected"), "{weak}: {e}");
+        }
+        // The account's own context counts: its address, its tenant.
+        assert!(
+            ok(
+                "annabelle.smith2024",
+                &["annabelle.smith@example.com", "acme"]
+            )
+            .is_err()
+        );
+        assert!(ok("acmecorporation!", &["x@y.example", "acmecorporation"]).is_err());
+        for strong in [
+            "correct horse battery staple 42",
+            "violet tugboat minus eleven",
+        ] {
+            assert!(ok(strong, &["ann@example.com", "acme"]).is_ok(), "{strong}");
+        }
+    }
+
+    #[test]
+    fn bcrypt_imports_above_the_cost_cap_are_refused_with_the_reason() {
+        let hash = |cost: u32| format!("$2b${cost:02}${}", "a".repeat(53));
+        assert!(check_bcrypt_import(&hash(MAX_BCRYPT_COST)).is_ok());
+        let e = check_bcrypt_import(&hash(MAX_BCRYPT_COST + 1)).unwrap_err();
+        assert!(e.to_string().contains("cost 15"), "{e}");
+        assert!(check_bcrypt_import(&hash(31)).is_err());
     }
 }

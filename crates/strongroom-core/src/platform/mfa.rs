@@ -38,6 +38,16 @@ pub(super) struct Factor {
     recovery: Vec<String>,
 }
 
+/// The password again, from where the request came: re-authentication before a
+/// security-sensitive change to one's own account.
+#[derive(Debug, Clone)]
+pub struct Reauth {
+    /// The account's password.
+    pub password: crate::secret::SecretString,
+    /// The client's address (re-authentication is throttled like a sign-in).
+    pub client: std::net::IpAddr,
+}
+
 /// What enrolment returns: the secret for the authenticator app.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TotpEnrolment {
@@ -141,16 +151,61 @@ impl Platform {
         }
     }
 
-    /// Starts (or restarts, until confirmed) TOTP enrolment for the caller.
+    /// Whether the user has a second factor already (a confirmed TOTP or a passkey).
+    pub(super) async fn has_factor(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+    ) -> Result<bool, PlatformError> {
+        let totp = self
+            .factor(scope, user)
+            .await?
+            .is_some_and(|(f, _)| f.confirmed);
+        Ok(totp || !self.passkeys(scope, user).await?.is_empty())
+    }
+
+    /// Proves the signed-in user again with their password (throttled and audited like
+    /// a sign-in): what adding a factor next to an existing one requires, so a stolen
+    /// session cannot quietly plant the thief's authenticator.
+    pub(super) async fn reauthenticate(
+        &self,
+        scope: &TenantScope,
+        tenant: &crate::tenant::Tenant,
+        user: UserId,
+        reauth: Option<&Reauth>,
+    ) -> Result<(), PlatformError> {
+        let Some(r) = reauth else {
+            return Err(PlatformError::Forbidden(
+                "a second factor exists: confirm with your `password` to add another".into(),
+            ));
+        };
+        let email = self
+            .store
+            .user(scope, user)
+            .await?
+            .ok_or(PlatformError::NotFound("user"))?
+            .email;
+        let (_, proven, _, attempt) = self
+            .check_password(&tenant.slug, &email, &r.password, r.client)
+            .await?;
+        if proven.id != user {
+            return Err(PlatformError::Unauthenticated);
+        }
+        attempt.succeeded();
+        Ok(())
+    }
+
+    /// Starts (or restarts, until confirmed) TOTP enrolment for the caller. A user who
+    /// already has a passkey confirms with their password (`reauth`).
     pub async fn totp_enrol(
         &self,
         principal: &Principal,
         slug: &Slug,
+        reauth: Option<&Reauth>,
     ) -> Result<TotpEnrolment, PlatformError> {
         let user = Self::own_user(principal)?;
         let (tenant, scope) = self.own_scope(principal, slug).await?;
         let scope = scope.writable()?;
-        let _guard = self.mfa_lock.lock().await;
         if let Some((f, _)) = self.factor(&scope, user).await?
             && f.confirmed
         {
@@ -158,6 +213,10 @@ impl Platform {
                 "a second factor is already enrolled".into(),
             ));
         }
+        if self.has_factor(&scope, user).await? {
+            self.reauthenticate(&scope, &tenant, user, reauth).await?;
+        }
+        let _guard = self.mfa_lock.lock().await;
         let mut secret = vec![0u8; 20];
         aws_lc_rs::rand::fill(&mut secret)
             .map_err(|_| PlatformError::internal("system RNG failed"))?;

@@ -37,7 +37,7 @@ pub use audit::{AuditPage, AuditStatus, ExportFormat};
 pub use error::{Cause, PlatformError};
 pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
-pub use mfa::{RecoveryCodes, SecondFactor, TotpEnrolment};
+pub use mfa::{Reauth, RecoveryCodes, SecondFactor, TotpEnrolment};
 pub use users::{Credential, UserPatch, UserTokens};
 
 /// Largest page a list endpoint returns.

@@ -145,6 +145,7 @@ impl Platform {
         &self,
         principal: &Principal,
         slug: &Slug,
+        reauth: Option<&super::mfa::Reauth>,
     ) -> Result<(String, serde_json::Value), PlatformError> {
         let Principal::User(u) = principal else {
             return Err(PlatformError::Forbidden(
@@ -153,6 +154,9 @@ impl Platform {
         };
         let me = u.user();
         let (tenant, scope) = self.own_scope(principal, slug).await?;
+        if self.has_factor(&scope, me).await? {
+            self.reauthenticate(&scope, &tenant, me, reauth).await?;
+        }
         let existing = self.passkeys(&scope, me).await?;
         if existing.len() >= MAX_PASSKEYS {
             return Err(PlatformError::Conflict(format!(

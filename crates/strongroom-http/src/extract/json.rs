@@ -33,6 +33,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// An optional JSON body: none at all (`Content-Length: 0` or no body) is `None`;
+/// anything else must be JSON, exactly as for [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers().get(header::CONTENT_TYPE));
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_problem)?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(None));
+        }
+        if !json {
+            return Err(Problem::new(
+                &problem::UNSUPPORTED_MEDIA_TYPE,
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ));
+        }
+        parse(&bytes).map(|v| OptionalJson(Some(v)))
+    }
+}
+
 fn is_json(value: Option<&header::HeaderValue>) -> bool {
     let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
         return false;

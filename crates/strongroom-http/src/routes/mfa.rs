@@ -6,28 +6,53 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use strongroom_core::identity::totp::OneTimeCode;
-use strongroom_core::platform::{RecoveryCodes, TotpEnrolment};
+use strongroom_core::platform::{Reauth, RecoveryCodes, TotpEnrolment};
 use utoipa::ToSchema;
 
 use super::users::UserPath;
-use crate::extract::{ApiJson, ApiPath, Auth, TenantPath};
+use crate::extract::{ApiJson, ApiPath, Auth, ClientAddr, OptionalJson, TenantPath};
 use crate::problem::Problem;
 use crate::state::AppState;
+
+/// The password again, when adding a factor next to an existing one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReauthBody {
+    /// The caller's password (needed when the account already has a second factor).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    password: Option<strongroom_core::secret::SecretString>,
+}
+
+impl ReauthBody {
+    /// The re-authentication, if a password was given, from `client`.
+    pub(crate) fn with(body: Option<Self>, client: std::net::IpAddr) -> Option<Reauth> {
+        let password = body?.password?;
+        Some(Reauth { password, client })
+    }
+}
 
 /// Starts TOTP enrolment for the caller: a new secret as an `otpauth://` URI (show it as
 /// a QR code). Sign-in does not require it until confirmed.
 #[utoipa::path(
     post, path = "/v1/t/{tenant}/users/me/totp", tag = "users",
     params(TenantPath),
+    request_body(content = Option<ReauthBody>, description = "The password, required when a passkey is already registered"),
     security(("bearer" = [])),
     responses((status = 201, description = "Enrolment started", body = TotpEnrolment))
 )]
 pub(crate) async fn totp_enrol(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    ClientAddr(client): ClientAddr,
     ApiPath(p): ApiPath<TenantPath>,
+    OptionalJson(body): OptionalJson<ReauthBody>,
 ) -> Result<(StatusCode, Json<TotpEnrolment>), Problem> {
-    let e = state.platform.totp_enrol(&principal, &p.tenant).await?;
+    let reauth = ReauthBody::with(body, client);
+    let e = state
+        .platform
+        .totp_enrol(&principal, &p.tenant, reauth.as_ref())
+        .await?;
     Ok((StatusCode::CREATED, Json(e)))
 }
 

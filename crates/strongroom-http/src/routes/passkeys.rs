@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::extract::{ApiJson, ApiPath, Auth, TenantPath};
+use crate::extract::{ApiJson, ApiPath, Auth, ClientAddr, OptionalJson, TenantPath};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -35,17 +35,21 @@ pub(crate) struct PasskeyChallenge {
 #[utoipa::path(
     post, path = "/v1/t/{tenant}/users/me/passkeys", tag = "users",
     params(TenantPath),
+    request_body(content = Option<super::mfa::ReauthBody>, description = "The password, required when a second factor already exists"),
     security(("bearer" = [])),
     responses((status = 201, description = "The registration challenge", body = PasskeyChallenge))
 )]
 pub(crate) async fn passkey_register_start(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    ClientAddr(client): ClientAddr,
     ApiPath(p): ApiPath<TenantPath>,
+    OptionalJson(body): OptionalJson<super::mfa::ReauthBody>,
 ) -> Result<(StatusCode, Json<PasskeyChallenge>), Problem> {
+    let reauth = super::mfa::ReauthBody::with(body, client);
     let (challenge_id, options) = state
         .platform
-        .passkey_register_start(&principal, &p.tenant)
+        .passkey_register_start(&principal, &p.tenant, reauth.as_ref())
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -17,5 +17,6 @@ mod in_process;
 mod isolation;
 mod lifecycle;
 mod openapi;
+mod security;
 mod support;
 mod tls;

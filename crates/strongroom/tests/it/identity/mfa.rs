@@ -37,6 +37,22 @@ fn code(secret: &[u8], offset_steps: i64) -> String {
     format!("{:06}", totp::hotp(secret, step))
 }
 
+/// Enrols and confirms TOTP for the holder of `token` in tenant `acme`; returns the
+/// secret.
+pub(crate) async fn enrol_totp(s: &TestServer, token: &str) -> Vec<u8> {
+    let api = s.api();
+    let e = api
+        .post("/v1/t/acme/users/me/totp", Some(token), json!({}))
+        .await
+        .ok(201);
+    let secret = base32_decode(e["secret"].as_str().unwrap());
+    let body = json!({"code": code(&secret, 0)});
+    api.post("/v1/t/acme/users/me/totp/confirm", Some(token), body)
+        .await
+        .ok(200);
+    secret
+}
+
 #[tokio::test]
 async fn totp_enrolment_codes_replay_and_recovery_codes() {
     let s = crate::support::start().await;

@@ -3,7 +3,7 @@
 
 mod applications;
 mod invitations;
-mod mfa;
+pub(crate) mod mfa;
 mod sessions;
 mod signing_keys;
 mod users;

@@ -1,0 +1,215 @@
+//! Regression tests for the findings of the outside security review (issue 11), each
+//! against the real server over HTTPS: they fail on the code before the fix.
+
+use serde_json::json;
+use strongroom_testkit::{Api, USER_PASSWORD};
+
+use crate::identity::tenant_with_admin;
+use crate::support::{region_rows, start_configured};
+
+/// 128 concurrent wrong passwords from one address: at most `lockout_after` are
+/// checked (answered 401, audited); every other attempt is refused before hashing (429).
+#[tokio::test]
+async fn a_concurrent_burst_checks_no_more_passwords_than_the_lockout_allows() {
+    let s = start_configured("[passwords]\nlockout_after = 5\nlockout_base_secs = 60\n").await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let api = s.api();
+    let attempts = (0..128).map(|i| {
+        let (api, admin) = (api.clone(), admin.clone());
+        tokio::spawn(async move {
+            let pw = format!("wrong password number {i}");
+            api.sign_in_with("acme", &admin, &pw).await.status
+        })
+    });
+    let mut statuses = Vec::new();
+    for a in attempts.collect::<Vec<_>>() {
+        statuses.push(a.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    assert_eq!(checked + refused, 128, "{statuses:?}");
+    let failures = api
+        .audit_actions(&op, "acme")
+        .await
+        .into_iter()
+        .filter(|a| a == "session.login_failed")
+        .count();
+    assert_eq!(
+        failures, checked,
+        "every checked attempt, and only those, is audited"
+    );
+    // The right password from the same address is locked out too; from elsewhere not.
+    assert_eq!(
+        api.sign_in_with("acme", &admin, USER_PASSWORD).await.status,
+        429
+    );
+    let elsewhere = Api::from_address(&s, "127.0.0.2");
+    elsewhere.sign_in("acme", &admin).await;
+}
+
+/// An operator may invite a tenant's first user, and nobody once the tenant has users.
+#[tokio::test]
+async fn operators_invite_only_a_tenants_first_admin() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let api = s.api();
+    api.create_tenant(&op, "fresh").await;
+    let invite = |tenant: &str, token: &str, email: &str| {
+        let (api, path, token) = (
+            api.clone(),
+            format!("/v1/tenants/{tenant}/invitations"),
+            token.to_owned(),
+        );
+        let body = json!({"email": email, "role": "admin"});
+        async move { api.post(&path, Some(&token), body).await }
+    };
+    invite("fresh", &op, "first@fresh.example").await.ok(201);
+    let admin = tenant_with_admin(&s, &op, "globex").await;
+    let refused = invite("globex", &op, "operator@evil.example").await;
+    refused.problem(403, "forbidden");
+    let admin_token = api.sign_in("globex", &admin).await.access;
+    invite("globex", &admin_token, "colleague@globex.example")
+        .await
+        .ok(201);
+    let actions = api.audit_actions(&op, "globex").await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "user.invite").count(),
+        1,
+        "{actions:?}"
+    );
+}
+
+/// A token an application holds for a user (token exchange), and the application's
+/// own token, cannot touch the user's account security; adding a factor next to an
+/// existing one needs the password again.
+#[tokio::test]
+async fn delegated_tokens_cannot_touch_account_security_and_new_factors_need_the_password() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let api = s.api();
+    let user = api.sign_in("acme", &admin).await.access;
+    let app = api
+        .post(
+            "/v1/t/acme/applications",
+            Some(&user),
+            json!({"name": "LIMS", "permissions": ["users:manage", "audit:read"]}),
+        )
+        .await
+        .ok(201);
+    let (id, secret) = (
+        app["client_id"].as_str().unwrap(),
+        app["client_secret"].as_str().unwrap(),
+    );
+    let exchange = [
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("client_id", id),
+        ("client_secret", secret),
+        ("subject_token", &user),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+    ];
+    let delegated = api.form("/oauth/token", &exchange).await.ok(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let creds = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", secret),
+    ];
+    let own = api.form("/oauth/token", &creds).await.ok(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for token in [&delegated, &own] {
+        api.post("/v1/t/acme/users/me/totp", Some(token), json!({}))
+            .await
+            .problem(403, "forbidden");
+        api.post("/v1/t/acme/users/me/passkeys", Some(token), json!({}))
+            .await
+            .problem(403, "forbidden");
+        api.delete("/v1/t/acme/sessions/current", token, None)
+            .await
+            .problem(403, "forbidden");
+    }
+    api.get("/v1/t/acme/users", &user).await.ok(200); // the session is still live
+    // With TOTP confirmed, adding a passkey needs the password; a wrong one is a 401.
+    crate::identity::mfa::enrol_totp(&s, &user).await;
+    let path = "/v1/t/acme/users/me/passkeys";
+    api.post(path, Some(&user), json!({}))
+        .await
+        .problem(403, "forbidden");
+    api.post(path, Some(&user), json!({"password": "not my password"}))
+        .await
+        .problem(401, "unauthenticated");
+    api.post(path, Some(&user), json!({"password": USER_PASSWORD}))
+        .await
+        .ok(201);
+}
+
+/// Unknown invitation tokens cost no hashing and create nothing; guessing from one
+/// address is throttled.
+#[tokio::test]
+async fn invitation_guesses_are_looked_up_first_and_throttled() {
+    let s = start_configured("[passwords]\nlockout_after = 3\n").await;
+    let op = s.operator_token().await;
+    let api = s.api();
+    api.create_tenant(&op, "acme").await;
+    let subjects =
+        || region_rows(&s.data_dir(), "SELECT COUNT(*) FROM audit_subjects")[0][0].clone();
+    let before = subjects();
+    let guess = |token: &str| {
+        let body = json!({"token": token, "email": "new@acme.example", "password": USER_PASSWORD});
+        let api = api.clone();
+        async move { api.post("/v1/t/acme/invitations/accept", None, body).await }
+    };
+    for i in 0..3 {
+        guess(&format!("sri_guess{i}"))
+            .await
+            .problem(401, "unauthenticated");
+    }
+    assert_eq!(subjects(), before, "a failed guess created a subject key");
+    guess("sri_guess3").await.problem(429, "too-many-requests");
+    let other = Api::from_address(&s, "127.0.0.2");
+    let body = json!({"token": "sri_x", "email": "new@acme.example", "password": USER_PASSWORD});
+    let ghost = other
+        .post("/v1/t/no-such-tenant/invitations/accept", None, body)
+        .await;
+    ghost.problem(401, "unauthenticated");
+}
+
+/// Imported bcrypt hashes above cost 14, and guessable passwords, are refused.
+#[tokio::test]
+async fn costly_bcrypt_imports_and_guessable_passwords_are_refused_with_the_reason() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let api = s.api();
+    let token = api.sign_in("acme", &admin).await.access;
+    let hash = format!("$2b$31${}", "a".repeat(53));
+    let body = json!({"email": "slow@acme.example", "password_hash": hash});
+    let p = api
+        .post("/v1/t/acme/users", Some(&token), body)
+        .await
+        .problem(422, "validation");
+    assert!(p.to_string().contains("cost 31"), "{p}");
+    for weak in ["manchesterunited", "qazwsxedcrfv", "ncc1701enterprise"] {
+        let body = json!({"email": "weak@acme.example", "password": weak});
+        let p = api
+            .post("/v1/t/acme/users", Some(&token), body)
+            .await
+            .problem(422, "validation");
+        assert_eq!(p["errors"][0]["pointer"], "/password", "{weak}: {p}");
+    }
+}
