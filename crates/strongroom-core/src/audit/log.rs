@@ -48,6 +48,16 @@ pub enum AuditError {
     /// Integration kept losing to concurrent integrators.
     #[error("the audit log is busy; retry")]
     Busy,
+    /// The stored tree no longer hashes to the root of the last signed checkpoint:
+    /// someone changed the tiles. Nothing more is signed for this log until an
+    /// operator investigates.
+    #[error(
+        "the stored audit tree does not match the last signed checkpoint (size {size}); refusing to sign"
+    )]
+    Tampered {
+        /// The size of the last signed checkpoint.
+        size: u64,
+    },
     /// A proof was asked for positions the log does not have.
     #[error("{field}: {message}")]
     OutOfRange {
@@ -195,6 +205,7 @@ impl AuditLogs {
             {
                 view.insert(l, i, t);
             }
+            self.check_signed_prefix(scope, &state, &view).await?;
             let mut changed = std::collections::BTreeMap::new();
             let mut size = state.size;
             while size < len {
@@ -234,6 +245,29 @@ impl AuditLogs {
             }
         }
         Err(AuditError::Busy)
+    }
+
+    /// Before extending the tree, checks that the stored tiles still hash to the root
+    /// the last checkpoint signed (verified with the log's own key): integration must
+    /// never sign over a tree someone rewrote.
+    async fn check_signed_prefix(
+        &self,
+        scope: &TenantScope,
+        state: &AuditLogState,
+        view: &Tiles,
+    ) -> Result<(), AuditError> {
+        let Some(note) = &state.checkpoint else {
+            return Ok(());
+        };
+        let signer = self.signer(scope, state).await?;
+        let verifier = crate::audit::note::Verifier::parse(&signer.vkey())?;
+        let signed = Checkpoint::parse(verifier.open(note)?)?;
+        let stored = range_root(view, 0, state.size).ok();
+        if signed.size != state.size || stored != Some(signed.root) {
+            tracing::error!(tenant = %scope.tenant(), size = state.size, "audit tiles do not match the signed checkpoint; signing stopped for this log");
+            return Err(AuditError::Tampered { size: state.size });
+        }
+        Ok(())
     }
 
     /// Integrates new entries, if any, and returns how many were integrated: the

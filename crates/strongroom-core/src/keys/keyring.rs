@@ -103,6 +103,25 @@ impl Providers {
             .collect()
     }
 
+    /// Checks the root provider: what the whole deployment needs.
+    pub async fn root_health(&self) -> Result<(), KeyError> {
+        self.root()
+            .health()
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("root provider `{}`: {e}", self.root)))
+    }
+
+    /// Checks every provider other than the root (customer-owned tokens): each one's
+    /// failure affects only the tenants whose keys it holds. The first failure wins.
+    pub async fn others_health(&self) -> Result<(), KeyError> {
+        for (name, p) in self.all.iter().filter(|(n, _)| **n != self.root) {
+            p.health()
+                .await
+                .map_err(|e| KeyError::Unavailable(format!("provider `{name}`: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Checks every provider; the first failure wins.
     pub async fn health(&self) -> Result<(), KeyError> {
         for (name, p) in &self.all {

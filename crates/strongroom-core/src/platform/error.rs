@@ -185,7 +185,9 @@ impl From<crate::audit::log::AuditError> for PlatformError {
                 field: Some(field),
                 message: message.into(),
             },
-            AuditError::Note(_) | AuditError::Tree(_) => Self::Internal(Box::new(e)),
+            AuditError::Note(_) | AuditError::Tree(_) | AuditError::Tampered { .. } => {
+                Self::Internal(Box::new(e))
+            }
         }
     }
 }

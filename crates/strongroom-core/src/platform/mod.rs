@@ -78,6 +78,7 @@ pub struct Platform {
     mfa_lock: tokio::sync::Mutex<()>,
     webauthn: webauthn_rs::prelude::Webauthn,
     ceremonies: passkeys::Ceremonies,
+    readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -88,13 +89,21 @@ impl std::fmt::Debug for Platform {
     }
 }
 
+/// How long a readiness result is reused: probes every second must not become a
+/// database and HSM round trip each.
+const READINESS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The state of each dependency, for `/readyz`.
 #[derive(Debug, Clone)]
 pub struct Readiness {
     /// `Ok` or why the databases are not usable.
     pub database: Result<(), String>,
-    /// `Ok` or why a key provider is not usable.
+    /// `Ok` or why the root key provider is not usable.
     pub keys: Result<(), String>,
+    /// `Ok` or why a customer-owned key provider is not usable: only the tenants whose
+    /// keys it holds are affected (their requests answer 503), so this does not make
+    /// the deployment unready.
+    pub customer_keys: Result<(), String>,
 }
 
 impl Readiness {
@@ -146,6 +155,7 @@ impl Platform {
             mfa_lock: tokio::sync::Mutex::new(()),
             webauthn: passkeys::relying_party(&config.webauthn)?,
             ceremonies: passkeys::Ceremonies::default(),
+            readiness: tokio::sync::Mutex::new(None),
             store,
             providers,
             keyring,
@@ -165,13 +175,27 @@ impl Platform {
         })
     }
 
-    /// Checks the databases and every key provider.
+    /// Checks the databases and the root key provider (and, for information, the
+    /// customer-owned providers), reusing a result younger than two seconds.
     pub async fn readiness(&self) -> Readiness {
-        let (database, keys) = tokio::join!(self.store.health(), self.providers.health());
-        Readiness {
+        let mut cached = self.readiness.lock().await;
+        if let Some((at, r)) = cached.as_ref()
+            && at.elapsed() < READINESS_TTL
+        {
+            return r.clone();
+        }
+        let (database, keys, customer) = tokio::join!(
+            self.store.health(),
+            self.providers.root_health(),
+            self.providers.others_health()
+        );
+        let r = Readiness {
             database: database.map_err(|e| e.to_string()),
             keys: keys.map_err(|e| e.to_string()),
-        }
+            customer_keys: customer.map_err(|e| e.to_string()),
+        };
+        *cached = Some((std::time::Instant::now(), r.clone()));
+        r
     }
 
     /// The key providers (name, description), for status output.

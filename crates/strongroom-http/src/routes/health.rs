@@ -29,8 +29,11 @@ pub(crate) struct Ready {
 pub(crate) struct Checks {
     /// Control and region databases answer queries.
     database: &'static str,
-    /// The key provider holds the root key.
+    /// The root key provider answers.
     keys: &'static str,
+    /// `ok`, or `degraded` while a customer-owned key provider is unavailable: only
+    /// its tenants are affected (their requests answer 503), so readiness holds.
+    customer_keys: &'static str,
 }
 
 /// Liveness: the process is up and serving.
@@ -39,7 +42,8 @@ pub(crate) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the databases and the key provider are usable.
+/// Readiness: the databases and the root key provider are usable. Results are reused
+/// for two seconds.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
@@ -59,6 +63,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<R
     let checks = Checks {
         database: word(&r.database, "database"),
         keys: word(&r.keys, "keys"),
+        customer_keys: match word(&r.customer_keys, "customer_keys") {
+            "ok" => "ok",
+            _ => "degraded",
+        },
     };
     if r.is_ready() {
         (

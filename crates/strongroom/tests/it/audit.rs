@@ -419,3 +419,66 @@ async fn the_log_is_served_as_tlog_tiles_over_https() {
         404
     );
 }
+
+/// Tiles are re-checked against the last signed checkpoint before the tree is
+/// extended: a rewritten partial tile stops signing for that log (and only that log);
+/// full tiles cannot be rewritten or removed at all.
+#[tokio::test]
+async fn the_integrator_refuses_to_extend_a_tree_whose_tiles_were_rewritten() {
+    let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 3600000\n").await;
+    let token = s.operator_token().await;
+    for slug in ["audited", "bystander"] {
+        let body = json!({"slug": slug, "display_name": slug, "region": "eu"});
+        assert_eq!(create_tenant(&s, &token, body).await.status(), 201);
+    }
+    let api = s.api();
+    api.get("/v1/t/audited/audit/checkpoint", &token)
+        .await
+        .ok(200);
+    put_secret(&s, &token, "before", "value").await;
+    // Someone with file access rewrites the stored level-0 tile.
+    let tenant = crate::support::region_rows(
+        &s.data_dir(),
+        "SELECT tenant_id FROM tenant_homes WHERE slug = 'audited'",
+    )[0][0]
+        .clone();
+    tamper(
+        &s.data_dir(),
+        &format!(
+            "UPDATE audit_tiles SET hashes = zeroblob(length(hashes)) WHERE tenant_id = '{tenant}' AND level = 0;"
+        ),
+    );
+    let refused = api.get("/v1/t/audited/audit/checkpoint", &token).await;
+    refused.problem(500, "internal");
+    assert!(
+        s.log().contains("do not match the signed checkpoint"),
+        "{}",
+        s.log()
+    );
+    // The other tenant's log is unaffected.
+    api.get("/v1/t/bystander/audit/checkpoint", &token)
+        .await
+        .ok(200);
+    // Full tiles and deletions are refused by the database itself.
+    let script = format!(
+        "import sqlite3\nc = sqlite3.connect({:?})\nfor sql in [\"DELETE FROM audit_tiles\", \"INSERT INTO audit_tiles VALUES ('{tenant}', 3, 0, zeroblob(8192))\", \"UPDATE audit_tiles SET hashes = zeroblob(32) WHERE level = 3\"]:\n    try:\n        c.execute(sql)\n        print('ok', sql)\n    except Exception as e:\n        print('refused', e)\n",
+        s.data_dir()
+            .join("regions/eu/strongroom.db")
+            .display()
+            .to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("refused audit tiles are append-only"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused full audit tiles are final"),
+        "{text}"
+    );
+}
