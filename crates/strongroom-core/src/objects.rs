@@ -349,12 +349,7 @@ impl Objects {
         id: &str,
         writer: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64, ObjectError> {
-        let blob = self
-            .store
-            .blob(scope, id)
-            .await?
-            .ok_or(ObjectError::NotFound("blob"))?;
-        let mut reader = self.blobs.open(scope, &blob.file).await?;
+        let (blob, mut reader) = self.open_blob(scope, id).await?;
         let header = stream::read_header(&mut reader).await?;
         let key = self
             .keyring
@@ -365,6 +360,38 @@ impl Objects {
             .await?;
         let object = blob_ref(scope, &blob.id);
         Ok(stream::open_to(&key, &object, &header, &mut reader, writer).await?)
+    }
+
+    /// The blob's metadata and its open stream file. Re-encryption replaces a blob's
+    /// file and then deletes the old one, so a reader that read the metadata just
+    /// before can find its file gone: it then reads the metadata again and opens the
+    /// new file (once open, a file stays readable whatever happens to its name).
+    async fn open_blob(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<(StoredBlob, Box<dyn AsyncRead + Send + Unpin>), ObjectError> {
+        let mut last = None;
+        for _ in 0..3 {
+            let blob = self
+                .store
+                .blob(scope, id)
+                .await?
+                .ok_or(ObjectError::NotFound("blob"))?;
+            if last.as_ref().is_some_and(|f| *f == blob.file) {
+                break; // the same file is missing twice: not a race, a loss
+            }
+            match self.blobs.open(scope, &blob.file).await {
+                Ok(reader) => return Ok((blob, reader)),
+                Err(e) => {
+                    tracing::debug!(blob = %id, error = %e, "blob file moved while opening; reading its metadata again");
+                    last = Some(blob.file);
+                }
+            }
+        }
+        Err(ObjectError::Keyring(KeyringError::Store(
+            StoreError::unavailable(format!("blob {id}: its stream file is missing")),
+        )))
     }
 
     /// Moves up to `budget` objects of the tenant from older data keys to the current

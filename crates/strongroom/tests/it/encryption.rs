@@ -17,6 +17,15 @@ use crate::support::{Options, TWO_REGIONS, TestServer, bin, create_tenant, expec
 
 /// Opens the server's data directory in this process, the way the CLI does.
 async fn local_platform(s: &TestServer) -> (Arc<Platform>, Arc<dyn Store>) {
+    let (config, opened) = open_data_dir(s).await;
+    let store = opened.store.clone();
+    (strongroom::platform(&config, opened).await.unwrap(), store)
+}
+
+/// The server's configuration and its data directory's storage and keys.
+async fn open_data_dir(
+    s: &TestServer,
+) -> (strongroom_core::config::Config, strongroom::datadir::Opened) {
     let file = s.dir.path().join("strongroom.toml");
     let config = strongroom_core::config::Config::load(
         file.exists().then_some(file.as_path()),
@@ -27,13 +36,12 @@ async fn local_platform(s: &TestServer) -> (Arc<Platform>, Arc<dyn Store>) {
         )],
     )
     .unwrap();
-    let opened = strongroom::datadir::DataDir::new(&config.data_dir)
+    let opened = strongroom::datadir::DataDir::existing(&config.data_dir)
         .unwrap()
         .open(&config)
         .await
         .unwrap();
-    let store = opened.store.clone();
-    (strongroom::platform(&config, opened).await.unwrap(), store)
+    (config, opened)
 }
 
 async fn put_secret(
@@ -937,4 +945,106 @@ async fn the_server_re_encrypts_in_the_background_after_a_cli_rotation() {
         s.log()
             .contains("re-encrypted objects under the current data keys")
     );
+}
+
+/// A blob store that, the first time a given file is opened, first lets a concurrent
+/// re-encryption finish: the blob now points at a new file and the old one is gone —
+/// exactly the interleaving that made a download fail during a key rotation.
+struct RacingBlobs {
+    inner: Arc<dyn strongroom_core::store::BlobStore>,
+    store: Arc<dyn Store>,
+    raced: std::sync::Mutex<bool>,
+}
+
+#[async_trait::async_trait]
+impl strongroom_core::store::BlobStore for RacingBlobs {
+    async fn create(
+        &self,
+        scope: &strongroom_core::access::TenantScope,
+        file: &str,
+    ) -> Result<Box<dyn strongroom_core::store::BlobSink>, strongroom_core::store::StoreError> {
+        self.inner.create(scope, file).await
+    }
+
+    async fn open(
+        &self,
+        scope: &strongroom_core::access::TenantScope,
+        file: &str,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, strongroom_core::store::StoreError>
+    {
+        let race = std::mem::replace(&mut *self.raced.lock().unwrap(), true);
+        if !race {
+            // Copy the stream under a new name, point the blob at it, delete the old.
+            let old = self.store.blob(scope, "doc").await.unwrap().unwrap();
+            let mut bytes = Vec::new();
+            let mut r = self.inner.open(scope, file).await?;
+            tokio::io::AsyncReadExt::read_to_end(&mut r, &mut bytes)
+                .await
+                .unwrap();
+            let moved = format!("{file}-moved");
+            let mut sink = self.inner.create(scope, &moved).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut sink, &bytes)
+                .await
+                .unwrap();
+            sink.commit().await?;
+            let new = strongroom_core::store::StoredBlob {
+                file: moved,
+                ..old.clone()
+            };
+            assert!(self.store.reseal_blob(scope, &old, &new).await.unwrap());
+            self.inner.remove(scope, file).await?;
+        }
+        self.inner.open(scope, file).await
+    }
+
+    async fn remove(
+        &self,
+        scope: &strongroom_core::access::TenantScope,
+        file: &str,
+    ) -> Result<(), strongroom_core::store::StoreError> {
+        self.inner.remove(scope, file).await
+    }
+
+    async fn remove_all(
+        &self,
+        scope: &strongroom_core::access::TenantScope,
+    ) -> Result<(), strongroom_core::store::StoreError> {
+        self.inner.remove_all(scope).await
+    }
+}
+
+#[tokio::test]
+async fn a_download_whose_file_is_replaced_by_re_encryption_still_succeeds() {
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    new_tenant(&s, &token, "racing").await;
+    let (p, _) = local_platform(&s).await;
+    let me = crate::support::local_admin();
+    let body = blob_body("racing-blob|");
+    p.put_blob(&me, &slug("racing"), "doc", &mut body.as_slice())
+        .await
+        .unwrap();
+    // The same data directory, with a blob store that races the first open.
+    let (config, opened) = open_data_dir(&s).await;
+    let racing = Arc::new(RacingBlobs {
+        inner: opened.blobs.clone(),
+        store: opened.store.clone(),
+        raced: std::sync::Mutex::new(false),
+    });
+    let clock = Arc::new(strongroom_core::clock::SystemClock);
+    let p = Platform::open(
+        opened.store,
+        racing.clone(),
+        opened.providers,
+        clock,
+        &config,
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    p.read_blob(&me, &slug("racing"), "doc", &mut out)
+        .await
+        .unwrap();
+    assert!(*racing.raced.lock().unwrap(), "the race happened");
+    assert_eq!(out, body, "the reader followed the blob to its new file");
 }
