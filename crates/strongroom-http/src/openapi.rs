@@ -146,8 +146,8 @@ struct ProblemResponses;
 impl Modify for ProblemResponses {
     fn modify(&self, doc: &mut Doc) {
         for item in doc.paths.paths.values_mut() {
-            for op in operations(item) {
-                add_problems(op);
+            for (write, op) in operations(item) {
+                add_problems(op, write);
             }
         }
         let kinds: Vec<serde_json::Value> = problem::ALL
@@ -164,24 +164,29 @@ impl Modify for ProblemResponses {
     }
 }
 
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+/// Every operation of a path, with whether it is a write (which can conflict with the
+/// state it meets: a taken name, a read-only tenant, a concurrent change).
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (bool, &mut Operation)> {
     [
-        item.get.as_mut(),
-        item.put.as_mut(),
-        item.post.as_mut(),
-        item.delete.as_mut(),
-        item.patch.as_mut(),
-        item.head.as_mut(),
-        item.options.as_mut(),
-        item.trace.as_mut(),
+        (false, item.get.as_mut()),
+        (true, item.put.as_mut()),
+        (true, item.post.as_mut()),
+        (true, item.delete.as_mut()),
+        (true, item.patch.as_mut()),
+        (false, item.head.as_mut()),
+        (false, item.options.as_mut()),
+        (false, item.trace.as_mut()),
     ]
     .into_iter()
-    .flatten()
+    .filter_map(|(write, op)| op.map(|op| (write, op)))
 }
 
 /// The problem kinds an operation of this shape can answer with.
-fn applicable(op: &Operation) -> Vec<&'static ProblemKind> {
+fn applicable(op: &Operation, write: bool) -> Vec<&'static ProblemKind> {
     let mut kinds = vec![&problem::INTERNAL, &problem::UNAVAILABLE, &problem::TIMEOUT];
+    if write {
+        kinds.push(&problem::CONFLICT);
+    }
     if op.request_body.is_some() {
         kinds.extend([
             &problem::MALFORMED_BODY,
@@ -207,8 +212,8 @@ fn applicable(op: &Operation) -> Vec<&'static ProblemKind> {
     kinds
 }
 
-fn add_problems(op: &mut Operation) {
-    let kinds = applicable(op);
+fn add_problems(op: &mut Operation, write: bool) {
+    let kinds = applicable(op, write);
     let declared = &mut op.responses.responses;
     for kind in &kinds {
         declared

@@ -82,11 +82,14 @@ pub struct Tokens {
     pub refresh: String,
 }
 
-/// The API of one running server.
+/// The API of one running server. Every reply it reads is checked against the
+/// server's own OpenAPI document: an operation answering a status or content type the
+/// document does not list fails the test that saw it.
 #[derive(Debug, Clone)]
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    doc: std::sync::Arc<tokio::sync::OnceCell<Value>>,
 }
 
 impl Api {
@@ -95,6 +98,7 @@ impl Api {
         Self {
             base: server.base.clone(),
             http: server.client(),
+            doc: Default::default(),
         }
     }
 
@@ -111,6 +115,7 @@ impl Api {
         Self {
             base: server.base.clone(),
             http,
+            doc: Default::default(),
         }
     }
 
@@ -122,20 +127,66 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
             req = req.json(b);
         }
-        read(req.send().await.expect("request")).await
+        let reply = read(req.send().await.expect("request")).await;
+        self.check_documented(&method, path, &reply).await;
+        reply
+    }
+
+    /// Asserts that the operation `method path` documents `reply`'s status and content
+    /// type (paths no operation matches are the router's own 404/405, also problems).
+    async fn check_documented(&self, method: &Method, path: &str, reply: &Reply) {
+        let doc = self
+            .doc
+            .get_or_init(|| async {
+                let r = self.http.get(format!("{}/openapi.json", self.base)).send();
+                r.await
+                    .expect("openapi")
+                    .json()
+                    .await
+                    .expect("openapi json")
+            })
+            .await;
+        let bare = path.split('?').next().unwrap_or(path);
+        let Some(op) = crate::openapi::operation(doc, method.as_str(), bare) else {
+            return;
+        };
+        let status = reply.status.to_string();
+        let documented = &op["responses"][&status];
+        assert!(
+            documented.is_object(),
+            "{method} {bare} answered {status}, which its OpenAPI operation does not list: {}",
+            reply.text
+        );
+        let essence = |c: &str| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        };
+        if let (Some(ct), Some(listed)) = (&reply.content_type, documented["content"].as_object()) {
+            assert!(
+                listed.keys().any(|k| essence(k) == essence(ct)),
+                "{method} {bare} {status} answered {ct}, which its OpenAPI operation does not list"
+            );
+        }
     }
 
     /// Sends a form-encoded POST (the OAuth token endpoint).
     pub async fn form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let req = self.http.post(format!("{}{path}", self.base)).form(fields);
-        read(req.send().await.expect("request")).await
+        let reply = read(req.send().await.expect("request")).await;
+        self.check_documented(&Method::POST, path, &reply).await;
+        reply
     }
 
     /// `GET path` with `token`.

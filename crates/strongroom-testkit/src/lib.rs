@@ -9,6 +9,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod api;
+pub mod openapi;
 mod scenario;
 mod softhsm;
 

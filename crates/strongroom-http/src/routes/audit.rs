@@ -284,8 +284,10 @@ pub(crate) async fn entries(
     params(AuditPath, EntriesQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The entries", content_type = "application/json", body = Vec<ReviewEntry>),
-        (status = 200, description = "The entries as CSV (docs/formats/audit.md)", content_type = "text/csv; charset=utf-8", body = String)
+        (status = 200, description = "The entries: a JSON array (`format=json`) or CSV (`format=csv`, the default; columns in docs/formats/audit.md)", content(
+            (Vec<ReviewEntry> = "application/json"),
+            (String = "text/csv"),
+        ))
     )
 )]
 pub(crate) async fn export(

@@ -79,7 +79,12 @@ pub(crate) struct AcceptBody {
     post, path = "/v1/t/{tenant}/invitations/accept", tag = "users",
     params(TenantPath),
     request_body = AcceptBody,
-    responses((status = 201, description = "The new user", body = User))
+    responses(
+        (status = 201, description = "The new user", body = User),
+        (status = 401, description = "Unknown, used or expired token, another address, or no such tenant (indistinguishable)"),
+        (status = 403, description = "The client's network address is unknown"),
+        (status = 429, description = "Too many failed attempts from this address; see Retry-After"),
+    )
 )]
 pub(crate) async fn accept(
     State(state): State<AppState>,

@@ -39,7 +39,10 @@ impl ReauthBody {
     params(TenantPath),
     request_body(content = Option<ReauthBody>, description = "The password, required when a passkey is already registered"),
     security(("bearer" = [])),
-    responses((status = 201, description = "Enrolment started", body = TotpEnrolment))
+    responses(
+        (status = 201, description = "Enrolment started", body = TotpEnrolment),
+        (status = 429, description = "Too many wrong passwords in re-authentication; see Retry-After"),
+    )
 )]
 pub(crate) async fn totp_enrol(
     State(state): State<AppState>,

@@ -31,6 +31,8 @@ pub(crate) struct OperatorLogin {
     responses(
         (status = 201, description = "Signed in", body = IssuedToken),
         (status = 401, description = "Wrong e-mail or password"),
+        (status = 403, description = "The client's network address is unknown"),
+        (status = 429, description = "Too many failed attempts from this address; see Retry-After"),
     )
 )]
 pub(crate) async fn create_session(

@@ -37,7 +37,10 @@ pub(crate) struct PasskeyChallenge {
     params(TenantPath),
     request_body(content = Option<super::mfa::ReauthBody>, description = "The password, required when a second factor already exists"),
     security(("bearer" = [])),
-    responses((status = 201, description = "The registration challenge", body = PasskeyChallenge))
+    responses(
+        (status = 201, description = "The registration challenge", body = PasskeyChallenge),
+        (status = 429, description = "Too many wrong passwords in re-authentication; see Retry-After"),
+    )
 )]
 pub(crate) async fn passkey_register_start(
     State(state): State<AppState>,

@@ -46,6 +46,8 @@ pub(crate) struct Login {
     responses(
         (status = 201, description = "Signed in", body = UserTokens),
         (status = 401, description = "Wrong tenant, e-mail or password, or a disabled user (indistinguishable)"),
+        (status = 403, description = "The client's network address is unknown"),
+        (status = 429, description = "Too many failed attempts from this address (or at this account's second factor); see Retry-After"),
     )
 )]
 pub(crate) async fn login(
@@ -133,7 +135,12 @@ pub(crate) struct PasswordOnly {
     post, path = "/v1/t/{tenant}/sessions/passkey-challenge", tag = "sessions",
     params(TenantPath),
     request_body = PasswordOnly,
-    responses((status = 200, description = "The challenge", body = PasskeyChallenge))
+    responses(
+        (status = 200, description = "The challenge", body = PasskeyChallenge),
+        (status = 401, description = "Wrong tenant, e-mail or password (indistinguishable)"),
+        (status = 403, description = "The client's network address is unknown"),
+        (status = 429, description = "Too many failed attempts from this address; see Retry-After"),
+    )
 )]
 pub(crate) async fn passkey_challenge(
     State(state): State<AppState>,
