@@ -367,6 +367,7 @@ impl Config {
             ));
         }
         self.validate_keys()?;
+        self.validate_regions()?;
         if self.log.format == LogFormat::Auto && self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "must not be empty"));
         }
@@ -414,6 +415,26 @@ impl Config {
         )?;
         if self.tokens.issuer.is_empty() || self.tokens.issuer.len() > 255 {
             return Err(invalid("tokens.issuer", "must be 1 to 255 characters"));
+        }
+        Ok(())
+    }
+
+    /// Two regions on one directory would mix residencies in one database.
+    fn validate_regions(&self) -> Result<(), ConfigError> {
+        let mut seen: BTreeMap<PathBuf, &RegionName> = BTreeMap::new();
+        for name in self.regions.keys() {
+            let Some(dir) = self.region_dir(name) else {
+                continue;
+            };
+            let key = std::path::absolute(&dir).unwrap_or(dir);
+            if let Some(other) = seen.insert(key, name) {
+                return Err(invalid(
+                    &format!("regions.{name}.path"),
+                    &format!(
+                        "is the same directory as region {other}'s; each region needs its own"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

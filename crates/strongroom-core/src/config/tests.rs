@@ -125,3 +125,19 @@ fn the_example_config_parses_and_matches_the_defaults_it_documents() {
         "the example shows more than one region"
     );
 }
+
+#[test]
+fn two_regions_on_one_directory_are_refused() {
+    let toml = "[regions.eu]\npath = \"/srv/shared\"\n[regions.us]\npath = \"/srv/shared/\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, toml).unwrap();
+    let err = Config::load(Some(&file), Vec::<(String, String)>::new(), Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("regions.us.path"), "{err}");
+    std::fs::write(
+        &file,
+        "[regions.eu]\npath = \"/srv/eu\"\n[regions.us]\npath = \"/srv/us\"\n",
+    )
+    .unwrap();
+    assert!(Config::load(Some(&file), Vec::<(String, String)>::new(), Vec::new()).is_ok());
+}

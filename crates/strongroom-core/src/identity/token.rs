@@ -156,7 +156,7 @@ pub struct TenantClaims {
 }
 
 /// A token handed to a client.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct IssuedToken {
     /// The JWT.
     pub access_token: String,
@@ -164,6 +164,16 @@ pub struct IssuedToken {
     pub token_type: &'static str,
     /// Seconds until it expires.
     pub expires_in: u64,
+}
+
+/// Carries a secret shown to its owner once: `Debug` names the type, never the secret.
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The public half of a signing key, as a JWK (RFC 8037).

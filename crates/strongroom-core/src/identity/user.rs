@@ -124,4 +124,7 @@ pub struct StoredSession {
     /// Opened without a second factor the tenant's policy requires: no permissions,
     /// only enrolment.
     pub restricted: bool,
+    /// Opened with a verified second factor (then the MFA policy is satisfied for the
+    /// session's life; otherwise it is re-checked on every request).
+    pub second_factor: bool,
 }

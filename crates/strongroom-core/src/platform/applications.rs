@@ -23,7 +23,7 @@ const MAX_NAME: usize = 100;
 const SECRET_PREFIX: &str = "src_";
 
 /// A newly registered application with its secret, shown this once.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct RegisteredApplication {
     /// The application.
     #[serde(flatten)]
@@ -32,8 +32,17 @@ pub struct RegisteredApplication {
     pub client_secret: String,
 }
 
+/// Carries a secret shown to its owner once: `Debug` names the type, never the secret.
+impl std::fmt::Debug for RegisteredApplication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredApplication")
+            .field("application", &self.application)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An access token from the token endpoint (RFC 6749 §5.1).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct OAuthToken {
     /// The EdDSA-signed JWT.
     pub access_token: String,
@@ -43,6 +52,17 @@ pub struct OAuthToken {
     pub expires_in: u64,
     /// The permissions granted, space-separated.
     pub scope: String,
+}
+
+/// Carries a secret shown to its owner once: `Debug` names the type, never the secret.
+impl std::fmt::Debug for OAuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthToken")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the token endpoint refused (RFC 6749 §5.2 error codes), or failed.

@@ -240,10 +240,15 @@ impl Platform {
         check_filter(filter)?;
         let from = match cursor {
             None => 0,
-            Some(c) => c.parse::<u64>().map_err(|_| PlatformError::Invalid {
-                field: Some("cursor"),
-                message: "not a cursor returned by this endpoint".into(),
-            })?,
+            // A cursor is a position in the log, which storage counts in i64.
+            Some(c) => c
+                .parse::<u64>()
+                .ok()
+                .filter(|n| i64::try_from(*n).is_ok())
+                .ok_or(PlatformError::Invalid {
+                    field: Some("cursor"),
+                    message: "not a cursor returned by this endpoint".into(),
+                })?,
         };
         let limit = limit.clamp(1, self.audit_limits.max_page);
         let scope = self.audit_scope(principal, slug).await?;

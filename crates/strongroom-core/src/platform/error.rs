@@ -200,3 +200,61 @@ impl From<crate::audit::entry::EntryError> for PlatformError {
         }
     }
 }
+
+#[cfg(test)]
+mod redaction_tests {
+    //! Every type that carries a token, secret, code or hash keeps it out of `Debug`.
+
+    use crate::identity::token::IssuedToken;
+    use crate::platform::{Credential, RecoveryCodes, TotpEnrolment, UserTokens};
+    use crate::secret::SecretString;
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let marker = "SECRET-MARKER-7f3a";
+        let shown = [
+            format!(
+                "{:?}",
+                IssuedToken {
+                    access_token: marker.into(),
+                    token_type: "Bearer",
+                    expires_in: 1
+                }
+            ),
+            format!(
+                "{:?}",
+                UserTokens {
+                    access_token: marker.into(),
+                    token_type: "Bearer",
+                    expires_in: 1,
+                    refresh_token: marker.into()
+                }
+            ),
+            format!(
+                "{:?}",
+                TotpEnrolment {
+                    otpauth_uri: marker.into(),
+                    secret: marker.into()
+                }
+            ),
+            format!(
+                "{:?}",
+                RecoveryCodes {
+                    recovery_codes: vec![marker.into()]
+                }
+            ),
+            format!(
+                "{:?}",
+                Credential::Password(SecretString::new(marker.into()))
+            ),
+            format!("{:?}", Credential::BcryptHash(marker.into())),
+            format!(
+                "{:?}",
+                crate::identity::totp::OneTimeCode::parse(marker).unwrap()
+            ),
+        ];
+        for s in shown {
+            assert!(!s.contains(marker), "{s}");
+        }
+    }
+}

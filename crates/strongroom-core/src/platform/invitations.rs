@@ -27,7 +27,7 @@ const VALID_FOR: time::Duration = time::Duration::hours(72);
 const PREFIX: &str = "sri_";
 
 /// An invitation, as returned once to whoever created it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct Invitation {
     /// The one-time token to pass to the invitee (only its hash is kept).
     pub token: String,
@@ -39,6 +39,17 @@ pub struct Invitation {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
+}
+
+/// Carries a secret shown to its owner once: `Debug` names the type, never the secret.
+impl std::fmt::Debug for Invitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invitation")
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Platform {

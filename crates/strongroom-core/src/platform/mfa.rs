@@ -49,7 +49,7 @@ pub struct Reauth {
 }
 
 /// What enrolment returns: the secret for the authenticator app.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct TotpEnrolment {
     /// `otpauth://totp/…` URI, to show as a QR code.
     pub otpauth_uri: String,
@@ -57,11 +57,25 @@ pub struct TotpEnrolment {
     pub secret: String,
 }
 
+/// Carries a secret shown to its owner once: `Debug` names the type, never the secret.
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpEnrolment").finish_non_exhaustive()
+    }
+}
+
 /// What confirmation returns: recovery codes, shown once.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct RecoveryCodes {
     /// Single-use codes for when the authenticator is lost. Only their hashes are kept.
     pub recovery_codes: Vec<String>,
+}
+
+/// Carries a secret shown to its owner once: `Debug` names the type, never the secret.
+impl std::fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryCodes").finish_non_exhaustive()
+    }
 }
 
 /// A second factor offered at sign-in.
@@ -402,6 +416,37 @@ impl Platform {
         Ok(policy.all || roles.iter().any(|r| policy.roles.contains(r)))
     }
 
+    /// [`Platform::mfa_required`] on the server's own authority, with the policy read at
+    /// most every few seconds per tenant (it is consulted on every request of a
+    /// session opened without a factor; setting it here takes effect at once).
+    pub(super) async fn mfa_required_now(
+        &self,
+        tenant: &crate::tenant::Tenant,
+        roles: &[Role],
+    ) -> Result<bool, PlatformError> {
+        let cached = self
+            .mfa_policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant.id)
+            .filter(|(at, _)| at.elapsed() < POLICY_TTL)
+            .map(|(_, p)| p.clone());
+        let policy = match cached {
+            Some(p) => p,
+            None => {
+                let scope =
+                    crate::access::provisioning_scope(&crate::access::system_scope(), tenant);
+                let p = self.read_mfa_policy(&scope).await?;
+                self.mfa_policies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(tenant.id, (std::time::Instant::now(), p.clone()));
+                p
+            }
+        };
+        Ok(policy.all || roles.iter().any(|r| policy.roles.contains(r)))
+    }
+
     async fn read_mfa_policy(&self, scope: &TenantScope) -> Result<MfaPolicy, PlatformError> {
         let Some((_, bytes)) = self.objects.value(scope, POLICY_KIND, POLICY_ID).await? else {
             return Ok(MfaPolicy::default());
@@ -453,6 +498,10 @@ impl Platform {
                 Action::TenantPolicySet,
             )
             .await?;
+        self.mfa_policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&scope.tenant());
         Ok(policy.names())
     }
 }
@@ -461,9 +510,12 @@ impl Platform {
 const POLICY_KIND: Kind = Kind::TenantPolicy;
 const POLICY_ID: &str = "mfa";
 
+/// How long a tenant's MFA policy is reused when checking sessions.
+const POLICY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Which users must have a second factor.
-#[derive(Debug, Default)]
-struct MfaPolicy {
+#[derive(Debug, Default, Clone)]
+pub(super) struct MfaPolicy {
     all: bool,
     roles: Vec<Role>,
 }

@@ -79,6 +79,10 @@ pub struct Platform {
     webauthn: webauthn_rs::prelude::Webauthn,
     ceremonies: passkeys::Ceremonies,
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
+    /// Tenants' MFA policies as last read (see `mfa_required_now`).
+    mfa_policies: std::sync::Mutex<
+        std::collections::HashMap<crate::tenant::TenantId, (std::time::Instant, mfa::MfaPolicy)>,
+    >,
 }
 
 impl std::fmt::Debug for Platform {
@@ -156,6 +160,7 @@ impl Platform {
             webauthn: passkeys::relying_party(&config.webauthn)?,
             ceremonies: passkeys::Ceremonies::default(),
             readiness: tokio::sync::Mutex::new(None),
+            mfa_policies: std::sync::Mutex::new(Default::default()),
             store,
             providers,
             keyring,

@@ -26,8 +26,11 @@ use crate::tenant::Slug;
 const KIND: Kind = Kind::UserPasskeys;
 /// How long a ceremony may take.
 const CEREMONY: Duration = Duration::from_secs(300);
-/// Most ceremonies in flight (beyond: the oldest are dropped).
+/// Most ceremonies in flight (beyond: the oldest are dropped, one at a time).
 const MAX_PENDING: usize = 10_000;
+/// Most ceremonies in flight per user (beyond: that user's oldest is dropped), so one
+/// account cannot push everyone else's ceremonies out.
+const MAX_PENDING_PER_USER: usize = 4;
 /// Most passkeys per user.
 const MAX_PASSKEYS: usize = 10;
 
@@ -35,6 +38,14 @@ const MAX_PASSKEYS: usize = 10;
 enum Ceremony {
     Register(TenantUserKey, PasskeyRegistration),
     SignIn(TenantUserKey, PasskeyAuthentication),
+}
+
+impl Ceremony {
+    fn whose(&self) -> TenantUserKey {
+        match self {
+            Self::Register(k, _) | Self::SignIn(k, _) => *k,
+        }
+    }
 }
 
 /// Whose ceremony (tenant id, user id).
@@ -49,11 +60,31 @@ impl Ceremonies {
         let id = uuid::Uuid::new_v4().to_string();
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (at, _)| at.elapsed() < CEREMONY);
+        let who = c.whose();
+        let mine = map.iter().filter(|(_, (_, x))| x.whose() == who).count();
+        if mine >= MAX_PENDING_PER_USER {
+            Self::drop_oldest(&mut map, |x| x.whose() == who);
+        }
         if map.len() >= MAX_PENDING {
-            map.clear();
+            Self::drop_oldest(&mut map, |_| true);
         }
         map.insert(id.clone(), (Instant::now(), c));
         id
+    }
+
+    /// Removes the oldest ceremony that `which` selects.
+    fn drop_oldest(
+        map: &mut HashMap<String, (Instant, Ceremony)>,
+        which: impl Fn(&Ceremony) -> bool,
+    ) {
+        let oldest = map
+            .iter()
+            .filter(|(_, (_, c))| which(c))
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = oldest {
+            map.remove(&id);
+        }
     }
 
     fn take(&self, id: &str) -> Option<Ceremony> {

@@ -29,7 +29,7 @@ use crate::tenant::{Slug, Tenant};
 const REFRESH_PREFIX: &str = "srr_";
 
 /// What a successful sign-in or refresh returns.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct UserTokens {
     /// The EdDSA-signed JWT access token (minutes).
     pub access_token: String,
@@ -41,14 +41,34 @@ pub struct UserTokens {
     pub refresh_token: String,
 }
 
+/// Carries a secret shown to its owner once: `Debug` names the type, never the secret.
+impl std::fmt::Debug for UserTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserTokens")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a new user proves who they are.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Credential {
     /// A password (policy-checked, hashed with argon2id).
     Password(SecretString),
     /// A bcrypt hash from another system, for user import: accepted as is and
     /// re-hashed to argon2id at the user's next successful sign-in.
     BcryptHash(String),
+}
+
+/// A password or a password hash: neither is ever printed.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Password(_) => "Credential::Password(..)",
+            Self::BcryptHash(_) => "Credential::BcryptHash(..)",
+        })
+    }
 }
 
 /// A change requested to a user.
@@ -402,11 +422,11 @@ impl Platform {
         );
         let scope = access::own_account(&principal)?;
         let account = format!("{slug}/{}", email.as_str());
-        let restricted = match self
+        let (restricted, second_factor) = match self
             .second_factor_step(&scope, &user, second, &account)
             .await
         {
-            Ok(restricted) => restricted,
+            Ok(outcome) => outcome,
             Err(e) => {
                 attempt.failed();
                 return Err(e);
@@ -415,6 +435,7 @@ impl Platform {
         attempt.succeeded();
         let session = StoredSession {
             restricted,
+            second_factor,
             ..session
         };
         let refresh = new_refresh_token(&tenant.slug)?;
@@ -439,19 +460,21 @@ impl Platform {
                 + time::Duration::seconds(i64::try_from(self.session_ttl_secs).unwrap_or(43_200)),
             revoked: false,
             restricted: false,
+            second_factor: false,
         }
     }
 
     /// The second-factor step of a sign-in, after the password: throttled per account
     /// (a wrong code is a guess at the factor). Returns whether the session must be
-    /// restricted (a factor required by policy but not enrolled yet).
+    /// restricted (a factor required by policy but not enrolled yet) and whether a
+    /// factor was verified.
     async fn second_factor_step(
         &self,
         scope: &TenantScope,
         user: &User,
         offered: &super::SecondFactor,
         account: &str,
-    ) -> Result<bool, PlatformError> {
+    ) -> Result<(bool, bool), PlatformError> {
         let attempt = self
             .throttle
             .begin_second_factor(account)
@@ -464,11 +487,11 @@ impl Platform {
             }
             super::mfa::FactorCheck::Verified => {
                 attempt.succeeded();
-                Ok(false)
+                Ok((false, true))
             }
             super::mfa::FactorCheck::NotEnrolled => {
                 attempt.succeeded();
-                self.mfa_required(scope, &user.roles).await
+                Ok((self.mfa_required(scope, &user.roles).await?, false))
             }
         }
     }
@@ -732,8 +755,11 @@ impl Platform {
             .await?
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(PlatformError::Unauthenticated)?;
-        if session.restricted {
-            // Must enrol a second factor (tenant policy) before doing anything else.
+        // Must enrol a second factor (tenant policy) before doing anything else — also
+        // when a role that needs one was granted after the session began.
+        if session.restricted
+            || (!session.second_factor && self.mfa_required_now(tenant, &account.roles).await?)
+        {
             return Ok(std::collections::BTreeSet::new());
         }
         Ok(permissions_of(&account.roles))

@@ -39,6 +39,7 @@ pub(crate) fn session(user: UserId) -> StoredSession {
         expires_at: now() + Duration::hours(12),
         revoked: false,
         restricted: false,
+        second_factor: false,
     }
 }
 

@@ -22,6 +22,7 @@ fn session_from_row(r: &SqliteRow) -> Result<StoredSession, StoreError> {
         expires_at: from_micros(r.try_get("expires_at").map_err(db)?)?,
         revoked: revoked.is_some(),
         restricted: r.try_get::<i64, _>("restricted").map_err(db)? == 1,
+        second_factor: r.try_get::<i64, _>("second_factor").map_err(db)? == 1,
     })
 }
 
@@ -36,13 +37,14 @@ impl SessionStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
         let mut tx = region.write().await?;
-        sqlx::query("INSERT INTO sessions (tenant_id, id, user_id, created_at, expires_at, restricted) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO sessions (tenant_id, id, user_id, created_at, expires_at, restricted, second_factor) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(tid(scope))
             .bind(&s.id)
             .bind(s.user.to_string())
             .bind(to_micros(audit.at))
             .bind(to_micros(s.expires_at))
             .bind(i64::from(s.restricted))
+            .bind(i64::from(s.second_factor))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -64,7 +66,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<StoredSession>, StoreError> {
         let region = self.region(scope)?;
         sqlx::query(
-            "SELECT id, user_id, expires_at, revoked_at, restricted FROM sessions WHERE tenant_id = ? AND id = ?",
+            "SELECT id, user_id, expires_at, revoked_at, restricted, second_factor FROM sessions WHERE tenant_id = ? AND id = ?",
         )
         .bind(tid(scope))
         .bind(id)
@@ -85,7 +87,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<RefreshOutcome, StoreError> {
         let region = self.region(scope)?;
         let mut tx = region.write().await?;
-        let row = sqlx::query("SELECT s.id, s.user_id, s.expires_at, s.revoked_at, s.restricted, r.used_at FROM refresh_tokens r JOIN sessions s ON s.tenant_id = r.tenant_id AND s.id = r.session_id WHERE r.tenant_id = ? AND r.hash = ?")
+        let row = sqlx::query("SELECT s.id, s.user_id, s.expires_at, s.revoked_at, s.restricted, s.second_factor, r.used_at FROM refresh_tokens r JOIN sessions s ON s.tenant_id = r.tenant_id AND s.id = r.session_id WHERE r.tenant_id = ? AND r.hash = ?")
             .bind(tid(scope))
             .bind(old.to_vec())
             .fetch_optional(&mut *tx)

@@ -213,3 +213,91 @@ async fn costly_bcrypt_imports_and_guessable_passwords_are_refused_with_the_reas
         assert_eq!(p["errors"][0]["pointer"], "/password", "{weak}: {p}");
     }
 }
+
+/// A role that the MFA policy covers, granted in the middle of a session opened without
+/// a second factor, restricts that session on its very next request.
+#[tokio::test]
+async fn a_role_needing_a_factor_granted_mid_session_restricts_the_session_at_once() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let api = s.api();
+    let admin_token = api.sign_in("acme", &admin).await.access;
+    let user = api
+        .create_user(&admin_token, "acme", "aud@acme.example", &["auditor"])
+        .await;
+    let body = json!({"required_for": ["reviewer"]});
+    api.put("/v1/t/acme/policy/mfa", &admin_token, body)
+        .await
+        .ok(200);
+    let auditor = api.sign_in("acme", "aud@acme.example").await.access;
+    api.get("/v1/t/acme/audit/entries?limit=1", &auditor)
+        .await
+        .ok(200);
+    let path = format!("/v1/t/acme/users/{}", user["id"].as_str().unwrap());
+    let roles = json!({"roles": ["auditor", "reviewer"]});
+    api.patch(&path, &admin_token, roles).await.ok(200);
+    let after = api.get("/v1/t/acme/audit/entries?limit=1", &auditor).await;
+    after.problem(403, "forbidden");
+    // Enrolling is still allowed: that is what the restriction is for.
+    api.post("/v1/t/acme/users/me/totp", Some(&auditor), json!({}))
+        .await
+        .ok(201);
+}
+
+/// A tenant whose contract ended is read-only: no new users by invitation, no factor
+/// enrolment; signing in and reading the trail still work.
+#[tokio::test]
+async fn a_read_only_tenant_refuses_invitations_and_enrolment_but_still_signs_in() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "ended").await;
+    let api = s.api();
+    let token = api.sign_in("ended", &admin).await.access;
+    let inv = api
+        .post(
+            "/v1/tenants/ended/invitations",
+            Some(&token),
+            json!({"email": "late@ended.example"}),
+        )
+        .await
+        .ok(201);
+    let control = s.data_dir().join("control.db");
+    let script = format!(
+        "import sqlite3\nc = sqlite3.connect({:?})\nc.execute(\"UPDATE tenants SET status = 'contract_ended' WHERE slug = 'ended'\")\nc.commit()\n",
+        control.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = api.sign_in("ended", &admin).await.access;
+    api.get("/v1/t/ended/audit/entries?limit=1", &token)
+        .await
+        .ok(200);
+    let accept =
+        json!({"token": inv["token"], "email": "late@ended.example", "password": USER_PASSWORD});
+    api.post("/v1/t/ended/invitations/accept", None, accept)
+        .await
+        .problem(409, "conflict");
+    api.post("/v1/t/ended/users/me/totp", Some(&token), json!({}))
+        .await
+        .problem(409, "conflict");
+    // And a cursor beyond what storage can address is the client's mistake.
+    let r = api
+        .get(
+            "/v1/t/ended/audit/entries?cursor=18446744073709551615",
+            &token,
+        )
+        .await;
+    assert_eq!(
+        r.problem(422, "validation")["errors"][0]["pointer"],
+        "/cursor"
+    );
+}
