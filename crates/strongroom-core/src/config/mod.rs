@@ -430,9 +430,7 @@ impl Config {
             if let Some(other) = seen.insert(key, name) {
                 return Err(invalid(
                     &format!("regions.{name}.path"),
-                    &format!(
-                        "is the same directory as region {other}'s; each region needs its own"
-                    ),
+                    format!("is the same directory as region {other}'s; each region needs its own"),
                 ));
             }
         }

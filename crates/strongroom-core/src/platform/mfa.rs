@@ -471,7 +471,8 @@ impl Platform {
 
     /// Sets which roles must have a second factor (`users:manage`); `["*"]` means
     /// everyone, `[]` nobody. Users it newly covers who have no factor get sessions
-    /// that can only enrol one, from their next sign-in.
+    /// that can only enrol one; sessions already open without a factor are restricted at
+    /// their next request.
     pub async fn set_mfa_policy(
         &self,
         principal: &Principal,
