@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use crate::problem::{self, ProblemKind};
 use crate::routes::{
-    applications, audit, health, invitations, meta, mfa, operator, passkeys, sessions, tenants,
-    users,
+    applications, audit, health, invitations, meta, mfa, operator, passkeys, sessions, support,
+    tenants, users,
 };
 use crate::state::AppState;
 
@@ -42,6 +42,7 @@ use crate::state::AppState;
         (name = "users", description = "A tenant's users and their roles"),
         (name = "applications", description = "A tenant's applications (OAuth 2.0 client credentials) and the token endpoint"),
         (name = "audit", description = "A tenant's audit trail as a transparency log (C2SP tlog-tiles)"),
+        (name = "support", description = "A tenant's grants of support access to platform operators"),
     )
 )]
 pub struct ApiDoc;
@@ -106,6 +107,8 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(applications::patch_application))
         .routes(routes!(applications::token))
+        .routes(routes!(support::grant, support::list))
+        .routes(routes!(support::revoke))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

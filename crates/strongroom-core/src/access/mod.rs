@@ -336,8 +336,9 @@ pub enum PlatformAction {
     ManageKeys,
     /// Set tenants' sealed configuration secrets (write-only).
     ManageSecrets,
-    /// Read a tenant's audit trail (checkpoints, tiles, proofs). Until tenant users and
-    /// their `audit:read` permission exist, operators hold it.
+    /// Read a tenant's audit trail on the platform's own authority: the local
+    /// administrator and the system. Operators read a trail only through a live
+    /// support grant from the tenant (`platform::support`).
     ReadAudit,
     /// Read and write tenant data directly (blobs, secret values). Only the local
     /// administrator and the server itself: no network principal has it.
@@ -550,6 +551,16 @@ pub fn own_account(principal: &Principal) -> Result<TenantScope, AccessError> {
         None => Err(AccessError::Forbidden(
             "only a tenant's user has an account here",
         )),
+    }
+}
+
+/// The scope an operator acts under inside a tenant through a live support grant:
+/// `tenant` is the server's own provisioning scope on it (the grant was checked by the
+/// platform), with the operator as the actor, so every entry it causes names them.
+pub(crate) fn support_scope(tenant: &TenantScope, operator: &Principal) -> TenantScope {
+    TenantScope {
+        actor: operator.clone(),
+        ..tenant.clone()
     }
 }
 

@@ -73,11 +73,19 @@ pub enum Action {
     ApplicationUpdate,
     /// An application obtained an access token.
     ApplicationToken,
+    /// A tenant administrator granted a platform operator support access.
+    SupportGrant,
+    /// A support grant was revoked before it expired.
+    SupportRevoke,
+    /// An operator used a support grant (one entry per request).
+    SupportUse,
+    /// A support grant reached its expiry.
+    SupportExpire,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 30] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -104,6 +112,10 @@ impl Action {
         Self::ApplicationCreate,
         Self::ApplicationUpdate,
         Self::ApplicationToken,
+        Self::SupportGrant,
+        Self::SupportRevoke,
+        Self::SupportUse,
+        Self::SupportExpire,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -135,6 +147,10 @@ impl Action {
             Self::ApplicationCreate => "application.create",
             Self::ApplicationUpdate => "application.update",
             Self::ApplicationToken => "application.token",
+            Self::SupportGrant => "support.grant",
+            Self::SupportRevoke => "support.revoke",
+            Self::SupportUse => "support.use",
+            Self::SupportExpire => "support.expire",
         }
     }
 
@@ -152,6 +168,8 @@ impl Action {
                 | Self::SubjectErase
                 | Self::UserMfaReset
                 | Self::UserDelete
+                | Self::SupportGrant
+                | Self::SupportRevoke
         )
     }
 }

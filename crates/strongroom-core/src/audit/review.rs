@@ -41,6 +41,10 @@ pub struct ReviewPersonal {
     pub user_agent: Option<String>,
     /// True when the subject's key was destroyed: the data is gone for good.
     pub erased: bool,
+    /// True when the reader may not see it (an operator whose support grant does not
+    /// include personal data): it stays sealed to them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
 }
 
 /// One entry of the trail, decoded for review.

@@ -9,7 +9,7 @@ use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
 use crate::audit::log::Proof;
 use crate::audit::personal::Opened;
 use crate::audit::review::{self, MAX_FILTER, ReviewEntry, ReviewPersonal};
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, SupportScope};
 use crate::tenant::Slug;
 
 impl Platform {
@@ -20,15 +20,29 @@ impl Platform {
         principal: &Principal,
         slug: &Slug,
     ) -> Result<TenantScope, PlatformError> {
+        Ok(self.audit_reader(principal, slug, "audit.read").await?.0)
+    }
+
+    /// The scope for reading `slug`'s trail, and whether the reader may see the
+    /// personal data in it: a user or application with `audit:read`, the local
+    /// administrator, or an operator holding a live support grant (each use audited as
+    /// `used_for`; personal data only if the grant says so).
+    async fn audit_reader(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        used_for: &str,
+    ) -> Result<(TenantScope, bool), PlatformError> {
+        if matches!(principal, Principal::Operator(_)) {
+            let (_, scope, grant) = self
+                .support_scope(principal, slug, SupportScope::AuditRead, used_for)
+                .await?;
+            return Ok((scope, grant.personal_data));
+        }
         let (_, scope) = self
-            .tenant_access(
-                principal,
-                slug,
-                Permission::AuditRead,
-                Some(PlatformAction::ReadAudit),
-            )
+            .tenant_access(principal, slug, Permission::AuditRead, None)
             .await?;
-        Ok(scope)
+        Ok((scope, true))
     }
 
     /// Integrates the tenant's new audit entries and returns the latest signed
@@ -199,6 +213,7 @@ impl Platform {
         &self,
         scope: &TenantScope,
         stored: &[crate::store::StoredEntry],
+        personal: bool,
     ) -> Result<Vec<ReviewEntry>, PlatformError> {
         let mut entries = Vec::with_capacity(stored.len());
         let mut sealed = Vec::with_capacity(stored.len());
@@ -209,6 +224,17 @@ impl Platform {
             entries.push(e);
             sealed.push(p);
         }
+        if !personal {
+            for (e, p) in entries.iter_mut().zip(&sealed) {
+                e.personal = p.as_ref().map(|_| ReviewPersonal {
+                    ip: None,
+                    user_agent: None,
+                    erased: false,
+                    withheld: true,
+                });
+            }
+            return Ok(entries);
+        }
         let opened = self.recorder.personal().open_all(scope, &sealed).await?;
         for (e, o) in entries.iter_mut().zip(opened) {
             e.personal = o.map(|o| match o {
@@ -216,11 +242,13 @@ impl Platform {
                     ip: origin.ip.map(|ip| ip.to_string()),
                     user_agent: origin.user_agent,
                     erased: false,
+                    withheld: false,
                 },
                 Opened::Erased => ReviewPersonal {
                     ip: None,
                     user_agent: None,
                     erased: true,
+                    withheld: false,
                 },
             });
         }
@@ -251,7 +279,7 @@ impl Platform {
                 })?,
         };
         let limit = limit.clamp(1, self.audit_limits.max_page);
-        let scope = self.audit_scope(principal, slug).await?;
+        let (scope, personal) = self.audit_reader(principal, slug, "audit.query").await?;
         self.audit_read(&scope, Action::AuditQuery, filter).await?;
         let stored = self
             .store
@@ -265,7 +293,7 @@ impl Platform {
             None
         };
         Ok(AuditPage {
-            entries: self.review(&scope, page).await?,
+            entries: self.review(&scope, page, personal).await?,
             next,
         })
     }
@@ -280,7 +308,7 @@ impl Platform {
         format: ExportFormat,
     ) -> Result<Vec<u8>, PlatformError> {
         check_filter(filter)?;
-        let scope = self.audit_scope(principal, slug).await?;
+        let (scope, personal) = self.audit_reader(principal, slug, "audit.export").await?;
         self.audit_read(&scope, Action::AuditExport, filter).await?;
         let max = self.audit_limits.max_export;
         let mut entries = Vec::new();
@@ -294,7 +322,7 @@ impl Platform {
             let Some(last) = stored.last() else { break };
             from = last.seq + 1;
             let done = stored.len() < want as usize;
-            entries.extend(self.review(&scope, &stored).await?);
+            entries.extend(self.review(&scope, &stored, personal).await?);
             if done {
                 break;
             }
@@ -367,6 +395,11 @@ impl Platform {
                     tracing::warn!(tenant = %t.slug, error = %e, "audit integration failed; will retry");
                 }
             }
+        }
+        // Expired support grants are recorded in the same round (and integrated in
+        // the next).
+        if let Err(e) = self.support_expiry_round().await {
+            tracing::warn!(error = %e, "recording support-grant expiries failed; will retry");
         }
         Ok(total)
     }

@@ -12,6 +12,7 @@ mod invitations;
 mod keys;
 mod mfa;
 mod passkeys;
+mod support;
 mod users;
 
 use std::collections::BTreeSet;
@@ -38,6 +39,7 @@ pub use error::{Cause, PlatformError};
 pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 pub use mfa::{Reauth, RecoveryCodes, SecondFactor, TotpEnrolment};
+pub use support::{MAX_GRANT_HOURS, SupportGrantView, SupportRequest};
 pub use users::{Credential, UserPatch, UserTokens};
 
 /// Largest page a list endpoint returns.

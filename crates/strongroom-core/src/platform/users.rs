@@ -200,11 +200,12 @@ impl Platform {
                 self.tenant_scope(principal, slug, PlatformAction::ManageTenants)
                     .await
             }
+            // Inside a tenant an operator is no one: the tenant's own API answers them
+            // as if it did not exist (support access is the one way in, for reading
+            // the trail; see `support`).
             Principal::Operator(_) => match operator_action {
                 Some(action) => self.tenant_scope(principal, slug, action).await,
-                None => Err(PlatformError::Forbidden(
-                    "operators cannot act inside a tenant".into(),
-                )),
+                None => Err(PlatformError::NotFound("tenant")),
             },
             Principal::Anonymous => Err(PlatformError::Unauthenticated),
         }

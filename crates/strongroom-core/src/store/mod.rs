@@ -9,6 +9,7 @@
 //! | [`ObjectStore`] | sealed values and blob metadata ([`BlobStore`]: the blob files) |
 //! | [`AuditStore`] | audit entries, hash tiles, checkpoints, personal-data keys |
 //! | [`UserStore`], [`SessionStore`], [`ApplicationStore`] | tenant identities |
+//! | [`SupportStore`] | a tenant's grants of support access to operators |
 //!
 //! [`Store`] is all of them together, for the one place that holds a whole backend
 //! (the platform); everything else takes only the port it uses. Adapters (SQLite now,
@@ -23,6 +24,7 @@ mod directory;
 mod identity;
 mod keys;
 mod objects;
+mod support;
 
 pub use audit::{
     AuditEvent, AuditFilter, AuditLogState, AuditStore, StoredEntry, StoredSubjectKey, StoredTile,
@@ -34,6 +36,7 @@ pub use identity::{
 };
 pub use keys::{KeyStore, StoredDek, StoredKek, TenantKeys};
 pub use objects::{BlobSink, BlobStore, ObjectStore, StoredBlob, StoredSealed};
+pub use support::{SupportGrant, SupportScope, SupportStore};
 
 /// A boxed error from a storage driver, kept as the cause of a [`StoreError`] without
 /// naming the driver's type in the port.
@@ -101,7 +104,14 @@ pub struct Page<C> {
 /// Every port of one backend: what the platform holds. Implemented automatically for
 /// any type implementing all the ports.
 pub trait Store:
-    DirectoryStore + KeyStore + ObjectStore + AuditStore + UserStore + SessionStore + ApplicationStore
+    DirectoryStore
+    + KeyStore
+    + ObjectStore
+    + AuditStore
+    + UserStore
+    + SessionStore
+    + ApplicationStore
+    + SupportStore
 {
 }
 
@@ -113,5 +123,6 @@ impl<T> Store for T where
         + UserStore
         + SessionStore
         + ApplicationStore
+        + SupportStore
 {
 }

@@ -10,5 +10,6 @@ pub(crate) mod mfa;
 pub(crate) mod operator;
 pub(crate) mod passkeys;
 pub(crate) mod sessions;
+pub(crate) mod support;
 pub(crate) mod tenants;
 pub(crate) mod users;

@@ -12,6 +12,7 @@ mod directory;
 mod keys;
 mod objects;
 mod sessions;
+mod support;
 mod users;
 
 use std::collections::BTreeMap;

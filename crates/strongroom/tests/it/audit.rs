@@ -344,9 +344,10 @@ async fn the_log_is_served_as_tlog_tiles_over_https() {
     for i in 0..3 {
         put_secret(&s, &token, &format!("s{i}"), "v").await;
     }
+    let reader = crate::support::auditor(&s, "audited").await;
     let get = |path: String, auth: bool| {
         let req = s.client().get(s.url(&path));
-        let req = if auth { req.bearer_auth(&token) } else { req };
+        let req = if auth { req.bearer_auth(&reader) } else { req };
         async move { req.send().await.unwrap() }
     };
     let vkey = get("/v1/t/audited/audit/vkey".into(), true)
@@ -365,8 +366,9 @@ async fn the_log_is_served_as_tlog_tiles_over_https() {
     let note = resp.text().await.unwrap();
     let v = strongroom_core::audit::note::Verifier::parse(&vkey).unwrap();
     let cp = strongroom_core::audit::note::Checkpoint::parse(v.open(&note).unwrap()).unwrap();
-    assert_eq!(cp.size, 4);
-    let bundle = get("/v1/t/audited/audit/tile/entries/000.p/4".into(), true)
+    // tenant.create, three secrets, the auditor's user.create and session.login.
+    assert_eq!(cp.size, 6);
+    let bundle = get("/v1/t/audited/audit/tile/entries/000.p/6".into(), true)
         .await
         .bytes()
         .await
@@ -381,7 +383,7 @@ async fn the_log_is_served_as_tlog_tiles_over_https() {
         cp.root,
         "root from served entries"
     );
-    let tile = get("/v1/t/audited/audit/tile/0/000.p/4".into(), true)
+    let tile = get("/v1/t/audited/audit/tile/0/000.p/6".into(), true)
         .await
         .bytes()
         .await
@@ -397,7 +399,7 @@ async fn the_log_is_served_as_tlog_tiles_over_https() {
     );
     for path in [
         "/v1/t/nobody-here/audit/checkpoint",
-        "/v1/t/audited/audit/tile/entries/000.p/5",
+        "/v1/t/audited/audit/tile/entries/000.p/7",
         "/v1/t/audited/audit/tile/entries/000",
         "/v1/t/audited/audit/tile/0/5",
         "/v1/t/audited/audit/tile/9/000.p/1",
@@ -432,7 +434,9 @@ async fn the_integrator_refuses_to_extend_a_tree_whose_tiles_were_rewritten() {
         assert_eq!(create_tenant(&s, &token, body).await.status(), 201);
     }
     let api = s.api();
-    api.get("/v1/t/audited/audit/checkpoint", &token)
+    let reader = crate::support::auditor(&s, "audited").await;
+    let bystander = crate::support::auditor(&s, "bystander").await;
+    api.get("/v1/t/audited/audit/checkpoint", &reader)
         .await
         .ok(200);
     put_secret(&s, &token, "before", "value").await;
@@ -448,7 +452,7 @@ async fn the_integrator_refuses_to_extend_a_tree_whose_tiles_were_rewritten() {
             "UPDATE audit_tiles SET hashes = zeroblob(length(hashes)) WHERE tenant_id = '{tenant}' AND level = 0;"
         ),
     );
-    let refused = api.get("/v1/t/audited/audit/checkpoint", &token).await;
+    let refused = api.get("/v1/t/audited/audit/checkpoint", &reader).await;
     refused.problem(500, "internal");
     assert!(
         s.log().contains("do not match the signed checkpoint"),
@@ -456,7 +460,7 @@ async fn the_integrator_refuses_to_extend_a_tree_whose_tiles_were_rewritten() {
         s.log()
     );
     // The other tenant's log is unaffected.
-    api.get("/v1/t/bystander/audit/checkpoint", &token)
+    api.get("/v1/t/bystander/audit/checkpoint", &bystander)
         .await
         .ok(200);
     // Full tiles and deletions are refused by the database itself.

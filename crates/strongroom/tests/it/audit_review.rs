@@ -89,8 +89,10 @@ async fn json_proofs_verify_here_and_in_an_independent_verifier() {
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     tenant(&s, &token, "proofs").await;
-    // 300 entries: the tree spans two level-0 tiles and a level-1 tile.
-    for i in 0..299 {
+    let reader = crate::support::auditor(&s, "proofs").await;
+    // 300 entries (the tenant's creation, its auditor's creation and sign-in, 297
+    // secrets): the tree spans two level-0 tiles and a level-1 tile.
+    for i in 0..297 {
         assert_eq!(
             put(&s, &token, "proofs", &format!("s{i}")).await.status(),
             200
@@ -141,7 +143,7 @@ async fn json_proofs_verify_here_and_in_an_independent_verifier() {
         if let Some(n) = size {
             q.push_str(&format!("&size={n}"));
         }
-        let p = json_ok(get(&s, &token, &q).await).await;
+        let p = json_ok(get(&s, &reader, &q).await).await;
         let n = p["size"].as_u64().unwrap();
         assert_eq!(n, size.unwrap_or(300));
         // The checkpoint in the answer is signed and its root is the root we compute.
@@ -196,7 +198,7 @@ async fn json_proofs_verify_here_and_in_an_independent_verifier() {
         if let Some(n) = to {
             q.push_str(&format!("&to={n}"));
         }
-        let p = json_ok(get(&s, &token, &q).await).await;
+        let p = json_ok(get(&s, &reader, &q).await).await;
         let n = p["size"].as_u64().unwrap();
         let proof = hashes(&p);
         let (m, nn) = (usize::try_from(from).unwrap(), usize::try_from(n).unwrap());
@@ -224,7 +226,7 @@ async fn json_proofs_verify_here_and_in_an_independent_verifier() {
         ("proof/consistency?from=1&to=99999", "to"),
     ] {
         let body = expect_problem(
-            get(&s, &token, &format!("/v1/t/proofs/audit/{q}")).await,
+            get(&s, &reader, &format!("/v1/t/proofs/audit/{q}")).await,
             422,
             "validation",
         )
@@ -239,7 +241,7 @@ async fn json_proofs_verify_here_and_in_an_independent_verifier() {
         "proof/consistency?from=18446744073709551616",
     ] {
         expect_problem(
-            get(&s, &token, &format!("/v1/t/proofs/audit/{q}")).await,
+            get(&s, &reader, &format!("/v1/t/proofs/audit/{q}")).await,
             422,
             "validation",
         )
@@ -277,6 +279,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     let token = s.operator_token().await;
     tenant(&s, &token, "review").await;
     tenant(&s, &token, "other").await;
+    let reader = crate::support::auditor(&s, "review").await;
     for i in 0..7 {
         assert_eq!(
             put(&s, &token, "review", &format!("s{i}")).await.status(),
@@ -288,7 +291,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     ok(&s.cli(&["keys", "rotate", "--tenant", "review"], None).await);
 
     // Pages of 3 walk the whole trail once, in order, without duplicates.
-    let all = all_entries(&s, &token, "review", "", 3).await;
+    let all = all_entries(&s, &reader, "review", "", 3).await;
     let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
     // tenant.create, 8 secret writes, key.rotate, and the audit.query entries of the
@@ -311,9 +314,9 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     assert_eq!(operator["kind"], "operator");
     let actor = format!("operator:{}", operator["id"].as_str().unwrap());
 
-    let by_action = all_entries(&s, &token, "review", "&action=tenant.secret.set", 100).await;
+    let by_action = all_entries(&s, &reader, "review", "&action=tenant.secret.set", 100).await;
     assert_eq!(by_action.len(), 8);
-    let by_target = all_entries(&s, &token, "review", "&target=tenant-secret:s1", 100).await;
+    let by_target = all_entries(&s, &reader, "review", "&target=tenant-secret:s1", 100).await;
     assert_eq!(by_target.len(), 2);
     assert_eq!(by_target[1]["target"]["version"], 2);
     assert_ne!(
@@ -321,11 +324,19 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
         Value::Null,
         "a replacement has a before hash"
     );
-    let by_actor = all_entries(&s, &token, "review", &format!("&actor={actor}"), 100).await;
+    let by_actor = all_entries(&s, &reader, "review", &format!("&actor={actor}"), 100).await;
     assert!(by_actor.iter().all(|e| e["actor"] == operator));
-    let cli_actions = all_entries(&s, &token, "review", "&actor=local-admin:", 100).await;
-    assert_eq!(cli_actions.len(), 1);
-    assert_eq!(cli_actions[0]["action"], "key.rotate");
+    let cli_actions = all_entries(&s, &reader, "review", "&actor=local-admin:", 100).await;
+    let cli_names: Vec<&str> = cli_actions
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cli_names,
+        ["user.create", "key.rotate"],
+        "the auditor's creation, the rotation"
+    );
+    let cli_actions = [cli_actions[1].clone()];
 
     // Time range: everything from the 3rd secret write's time up to (excluding) the
     // rotation's time.
@@ -333,7 +344,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     let until = cli_actions[0]["time"].as_str().unwrap();
     let ranged = all_entries(
         &s,
-        &token,
+        &reader,
         "review",
         &format!("&action=tenant.secret.set&since={since}&until={until}"),
         100,
@@ -349,7 +360,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     assert_eq!(cli_actions[0]["personal"], Value::Null);
 
     // The queries are in the trail, with what they asked for.
-    let queries = all_entries(&s, &token, "review", "&action=audit.query", 500).await;
+    let queries = all_entries(&s, &reader, "review", "&action=audit.query", 500).await;
     let targets: BTreeSet<String> = queries
         .iter()
         .map(|e| e["target"]["id"].as_str().unwrap().to_owned())
@@ -357,12 +368,15 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     assert!(targets.contains("action=tenant.secret.set"), "{targets:?}");
     assert!(targets.contains("target=tenant-secret:s1"), "{targets:?}");
     assert!(targets.contains("all"), "{targets:?}");
-    assert!(queries.iter().all(|e| e["actor"] == operator));
+    assert!(
+        queries.iter().all(|e| e["actor"]["kind"] == "user"),
+        "queries by the auditor"
+    );
 
     // CSV export: a header, one row per matching entry, the origin opened; audited.
     let resp = get(
         &s,
-        &token,
+        &reader,
         "/v1/t/review/audit/export?format=csv&action=tenant.secret.set",
     )
     .await;
@@ -388,18 +402,18 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
         "{}",
         lines[1]
     );
-    let exported: Vec<Value> = json_ok(get(&s, &token, "/v1/t/review/audit/export").await)
+    let exported: Vec<Value> = json_ok(get(&s, &reader, "/v1/t/review/audit/export").await)
         .await
         .as_array()
         .unwrap()
         .clone();
     assert!(exported.len() >= all.len());
-    let exports = all_entries(&s, &token, "review", "&action=audit.export", 100).await;
+    let exports = all_entries(&s, &reader, "review", "&action=audit.export", 100).await;
     assert_eq!(exports.len(), 2);
     assert_eq!(exports[0]["target"]["id"], "action=tenant.secret.set");
 
     // Hostile filters get a problem naming the parameter, and are not audited.
-    let before = all_entries(&s, &token, "review", "&action=audit.query", 500)
+    let before = all_entries(&s, &reader, "review", "&action=audit.query", 500)
         .await
         .len();
     for (q, field) in [
@@ -414,7 +428,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
         ("format=csv", "format"),
     ] {
         let body = expect_problem(
-            get(&s, &token, &format!("/v1/t/review/audit/entries?{q}")).await,
+            get(&s, &reader, &format!("/v1/t/review/audit/entries?{q}")).await,
             422,
             "validation",
         )
@@ -425,7 +439,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     expect_problem(
         get(
             &s,
-            &token,
+            &reader,
             &format!("/v1/t/review/audit/entries?target=k:{long}"),
         )
         .await,
@@ -434,19 +448,19 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     )
     .await;
     expect_problem(
-        get(&s, &token, "/v1/t/review/audit/export?format=xml").await,
+        get(&s, &reader, "/v1/t/review/audit/export?format=xml").await,
         422,
         "validation",
     )
     .await;
     expect_problem(
-        get(&s, &token, "/v1/t/review/audit/export?cursor=1").await,
+        get(&s, &reader, "/v1/t/review/audit/export?cursor=1").await,
         422,
         "validation",
     )
     .await;
     expect_problem(
-        get(&s, &token, "/v1/t/nobody/audit/entries").await,
+        get(&s, &reader, "/v1/t/nobody/audit/entries").await,
         404,
         "not-found",
     )
@@ -454,7 +468,7 @@ async fn queries_filter_paginate_export_and_are_themselves_audited() {
     let resp = crate::support::send(&s, reqwest::Method::GET, "/v1/t/review/audit/entries").await;
     assert_eq!(resp.status(), 401);
     // +1: the query that counts them.
-    let after = all_entries(&s, &token, "review", "&action=audit.query", 500)
+    let after = all_entries(&s, &reader, "review", "&action=audit.query", 500)
         .await
         .len();
     assert_eq!(after, before + 1);
@@ -485,6 +499,7 @@ async fn personal_data_is_sealed_and_erasure_keeps_every_proof() {
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     tenant(&s, &token, "gdpr").await;
+    let reader = crate::support::auditor(&s, "gdpr").await;
     for i in 0..3 {
         assert_eq!(
             put(&s, &token, "gdpr", &format!("s{i}")).await.status(),
@@ -493,7 +508,7 @@ async fn personal_data_is_sealed_and_erasure_keeps_every_proof() {
     }
     // The user agent is nowhere in clear on disk (databases, WAL files), though the
     // entries carry it.
-    let entries = all_entries(&s, &token, "gdpr", "&action=tenant.secret.set", 100).await;
+    let entries = all_entries(&s, &reader, "gdpr", "&action=tenant.secret.set", 100).await;
     assert_eq!(entries[0]["personal"]["user_agent"], UA);
     assert!(!anywhere_on_disk(&s.data_dir(), b"marker-7f3a9c"));
     assert!(
@@ -601,7 +616,7 @@ async fn personal_data_is_sealed_and_erasure_keeps_every_proof() {
 
     // The data is gone; the entries are byte for byte the same and the log verifies
     // as an extension of what was verified before.
-    let entries = all_entries(&s, &token, "gdpr", "&action=tenant.secret.set", 100).await;
+    let entries = all_entries(&s, &reader, "gdpr", "&action=tenant.secret.set", 100).await;
     for e in &entries {
         assert_eq!(e["personal"]["erased"], true, "{e}");
         assert_eq!(e["personal"]["ip"], Value::Null);
@@ -617,11 +632,11 @@ async fn personal_data_is_sealed_and_erasure_keeps_every_proof() {
     assert!(line.starts_with("OK: "), "{line}");
     // The erasure is itself in the trail, with its reason; new activity by the same
     // subject gets a fresh key and is readable.
-    let erasures = all_entries(&s, &token, "gdpr", "&action=audit.subject_erase", 100).await;
+    let erasures = all_entries(&s, &reader, "gdpr", "&action=audit.subject_erase", 100).await;
     assert_eq!(erasures.len(), 1);
     assert_eq!(erasures[0]["reason"], "GDPR art. 17 request 4711");
     assert_eq!(put(&s, &token, "gdpr", "later").await.status(), 200);
-    let later = all_entries(&s, &token, "gdpr", "&target=tenant-secret:later", 100).await;
+    let later = all_entries(&s, &reader, "gdpr", "&target=tenant-secret:later", 100).await;
     assert_eq!(later[0]["personal"]["user_agent"], UA);
 }
 
@@ -644,6 +659,7 @@ async fn audit_verify_fetches_and_checks_a_servers_log_over_https() {
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     tenant(&s, &token, "remote").await;
+    let reader = crate::support::auditor(&s, "remote").await;
     for i in 0..5 {
         assert_eq!(
             put(&s, &token, "remote", &format!("s{i}")).await.status(),
@@ -654,7 +670,7 @@ async fn audit_verify_fetches_and_checks_a_servers_log_over_https() {
         .trim()
         .to_owned();
     let token_file = s.dir.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::write(&token_file, format!("{reader}\n")).unwrap();
     let cert = s.data_dir().join("tls/cert.pem");
     let state = s.dir.path().join("remote-state.json");
     let run = |vkey: String, token_file: std::path::PathBuf| {
@@ -688,16 +704,16 @@ async fn audit_verify_fetches_and_checks_a_servers_log_over_https() {
     };
     let (good, line) = run(vkey.clone(), token_file.clone()).await;
     assert!(
-        good && line.starts_with("OK: 6 entries of strongroom/t/remote/audit"),
+        good && line.starts_with("OK: 8 entries of strongroom/t/remote/audit"),
         "{line}"
     );
     assert_eq!(line.lines().count(), 1);
     let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(saved["size"], 6);
+    assert_eq!(saved["size"], 8);
     // The log grows: still OK, and consistent with the state kept from the first run.
     assert_eq!(put(&s, &token, "remote", "s9").await.status(), 200);
     let (good, line) = run(vkey.clone(), token_file.clone()).await;
-    assert!(good && line.starts_with("OK: 7 entries"), "{line}");
+    assert!(good && line.starts_with("OK: 9 entries"), "{line}");
     // Another log's key; a token the server refuses.
     tenant(&s, &token, "elsewhere").await;
     let other = ok(&s
@@ -820,8 +836,9 @@ async fn after_a_crash_under_load_every_acknowledged_write_has_its_entry() {
     assert!(acked.len() > 20, "load was applied: {} writes", acked.len());
 
     let s = crate::support::restart(dir).await;
-    let token = s.operator_token().await;
-    let entries = all_entries(&s, &token, "crash", "&action=tenant.secret.set", 500).await;
+
+    let reader = crate::support::auditor(&s, "crash").await;
+    let entries = all_entries(&s, &reader, "crash", "&action=tenant.secret.set", 500).await;
     let logged: BTreeSet<(String, u64)> = entries
         .iter()
         .map(|e| {
@@ -897,14 +914,15 @@ async fn no_api_method_changes_or_removes_an_entry() {
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     tenant(&s, &token, "fixed").await;
+    let reader = crate::support::auditor(&s, "fixed").await;
     assert_eq!(put(&s, &token, "fixed", "a").await.status(), 200);
-    let vkey = get(&s, &token, "/v1/t/fixed/audit/vkey")
+    let vkey = get(&s, &reader, "/v1/t/fixed/audit/vkey")
         .await
         .text()
         .await
         .unwrap();
     let checkpoint = || async {
-        let note = get(&s, &token, "/v1/t/fixed/audit/checkpoint")
+        let note = get(&s, &reader, "/v1/t/fixed/audit/checkpoint")
             .await
             .text()
             .await

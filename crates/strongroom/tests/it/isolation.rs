@@ -43,6 +43,13 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
         ("post", "/v1/t/{tenant}/users/me/passkeys/finish") => {
             Some(json!({"challenge_id": "x", "credential": {}}))
         }
+        ("post", "/v1/t/{tenant}/support-grants") => Some(json!({
+            "operator": "0193f0c4-8a4e-7c1d-9a55-3c2f1e0b7a61",
+            "scope": "audit:read",
+            "reason": "support ticket 1",
+            "hours": 1
+        })),
+        ("delete", "/v1/t/{tenant}/support-grants/{id}") => Some(json!({"reason": "done"})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }
@@ -213,6 +220,28 @@ async fn tenant_a_cannot_see_or_touch_tenant_b_through_any_endpoint() {
                     "{method} {template}: B's id answered differently from a missing one"
                 );
                 assert_eq!(foreign.0, 404, "{method} {template}");
+            }
+            // An operator without a support grant sees the tenant's own API exactly as
+            // that of a tenant that does not exist.
+            if template.starts_with("/v1/t/") {
+                let url = |t: &str, id: &str| fill(template, t, id) + q;
+                let theirs = call(&s, method, &url("beta", &b_user_id), &op, body.as_ref()).await;
+                let nobody = call(
+                    &s,
+                    method,
+                    &url("no-such-tenant", absent_id),
+                    &op,
+                    body.as_ref(),
+                )
+                .await;
+                assert_eq!(
+                    theirs, nobody,
+                    "{method} {template}: an operator without a grant"
+                );
+                assert!(
+                    theirs.0 >= 400,
+                    "{method} {template}: an operator got in: {theirs:?}"
+                );
             }
             checked += 1;
         }

@@ -34,7 +34,7 @@ async fn a_concurrent_burst_checks_no_more_passwords_than_the_lockout_allows() {
     );
     assert_eq!(checked + refused, 128, "{statuses:?}");
     let failures = api
-        .audit_actions(&op, "acme")
+        .audit_actions(&crate::support::auditor(&s, "acme").await, "acme")
         .await
         .into_iter()
         .filter(|a| a == "session.login_failed")
@@ -76,7 +76,9 @@ async fn operators_invite_only_a_tenants_first_admin() {
     invite("globex", &admin_token, "colleague@globex.example")
         .await
         .ok(201);
-    let actions = api.audit_actions(&op, "globex").await;
+    let actions = api
+        .audit_actions(&crate::support::auditor(&s, "globex").await, "globex")
+        .await;
     assert_eq!(
         actions.iter().filter(|a| *a == "user.invite").count(),
         1,
@@ -300,4 +302,197 @@ async fn a_read_only_tenant_refuses_invitations_and_enrolment_but_still_signs_in
         r.problem(422, "validation")["errors"][0]["pointer"],
         "/cursor"
     );
+}
+
+/// The operator id a token names (`sub` = `operator:<uuid>`).
+fn operator_id(token: &str) -> String {
+    use base64::Engine;
+    let claims = token.split('.').nth(1).unwrap();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+    v["sub"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("operator:")
+        .unwrap()
+        .to_owned()
+}
+
+/// Operators are powerless inside a tenant until its administrator grants access: the
+/// grant is scoped, reasoned, time-bound, listable, revocable at once, and every use is
+/// in the tenant's trail; personal data stays sealed unless the grant says otherwise.
+#[tokio::test]
+async fn operators_read_a_tenants_trail_only_through_a_live_grant() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let api = s.api();
+    let token = api.sign_in("acme", &admin).await.access;
+    let entries = "/v1/t/acme/audit/entries?limit=500";
+    let refused = api.get(entries, &op).await.problem(404, "not-found");
+    let nobody = api
+        .get("/v1/t/no-such/audit/entries", &op)
+        .await
+        .problem(404, "not-found");
+    assert_eq!(
+        refused["detail"], nobody["detail"],
+        "indistinguishable from no tenant"
+    );
+    let grants = "/v1/t/acme/support-grants";
+    let me = operator_id(&op);
+    for (body, pointer) in [
+        (
+            json!({"operator": me, "scope": "audit:read", "reason": "ticket 42", "hours": 73}),
+            "/hours",
+        ),
+        (
+            json!({"operator": me, "scope": "audit:read", "reason": " ", "hours": 1}),
+            "/reason",
+        ),
+        (
+            json!({"operator": me, "scope": "users:manage", "reason": "x", "hours": 1}),
+            "/scope",
+        ),
+    ] {
+        let p = api
+            .post(grants, Some(&token), body)
+            .await
+            .problem(422, "validation");
+        assert_eq!(p["errors"][0]["pointer"], pointer, "{p}");
+    }
+    let body = json!({"operator": me, "scope": "audit:read", "reason": "ticket 42", "hours": 2});
+    let grant = api.post(grants, Some(&token), body).await.ok(201);
+    assert_eq!(grant["live"], true);
+    // The operator reads the trail now, with personal data still sealed to them.
+    let page = api.get(entries, &op).await.ok(200);
+    let all = page["entries"].as_array().unwrap();
+    let sealed: Vec<_> = all.iter().filter(|e| !e["personal"].is_null()).collect();
+    assert!(!sealed.is_empty());
+    assert!(
+        sealed
+            .iter()
+            .all(|e| e["personal"]["withheld"] == true && e["personal"]["ip"].is_null())
+    );
+    api.get("/v1/t/acme/audit/checkpoint", &op).await.ok(200);
+    // Operators still cannot manage users with a grant for the trail.
+    api.get("/v1/t/acme/users", &op)
+        .await
+        .problem(404, "not-found");
+    let listed = api.get(grants, &token).await.ok(200);
+    assert_eq!(listed["items"][0]["id"], grant["id"]);
+    // Revoked: gone at once.
+    let path = format!("{grants}/{}", grant["id"].as_str().unwrap());
+    api.delete(&path, &token, Some(json!({"reason": "ticket closed"})))
+        .await
+        .ok(204);
+    api.get(entries, &op).await.problem(404, "not-found");
+    api.delete(&path, &token, Some(json!({"reason": "again"})))
+        .await
+        .problem(404, "not-found");
+    let actions = api.audit_actions(&token, "acme").await;
+    for a in ["support.grant", "support.use", "support.revoke"] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+    let uses = actions.iter().filter(|a| *a == "support.use").count();
+    assert_eq!(uses, 2, "one per operator request: {actions:?}");
+}
+
+/// A grant that reaches its expiry stops working, and its expiry is recorded in the
+/// tenant's trail by the server's background round (a manual clock, no sleeping).
+#[tokio::test]
+async fn an_expired_support_grant_stops_working_and_its_expiry_is_audited() {
+    use strongroom_core::clock::ManualClock;
+    use strongroom_core::identity::Email;
+    use strongroom_core::platform::{Credential, Platform, SecondFactor, SupportRequest};
+    use strongroom_core::secret::SecretString;
+    use strongroom_core::store::{AuditFilter, SupportScope};
+    let dir = tempfile::tempdir().unwrap();
+    let flags = vec![(
+        "data_dir",
+        toml::Value::String(dir.path().join("data").display().to_string()),
+    )];
+    let config =
+        strongroom_core::config::Config::load(None, Vec::<(String, String)>::new(), flags).unwrap();
+    let opened = strongroom::datadir::DataDir::new(&config.data_dir)
+        .unwrap()
+        .open(&config)
+        .await
+        .unwrap();
+    let clock = ManualClock::new(time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap());
+    let p = Platform::open(
+        opened.store,
+        opened.blobs,
+        opened.providers,
+        std::sync::Arc::new(clock.clone()),
+        &config,
+    )
+    .await
+    .unwrap();
+    let me = strongroom_core::access::DataDirProof::check(&config.data_dir)
+        .unwrap()
+        .local_admin();
+    let slug = strongroom_core::tenant::Slug::parse("acme").unwrap();
+    let new = strongroom_core::tenant::NewTenant {
+        slug: slug.clone(),
+        display_name: strongroom_core::tenant::DisplayName::parse("Acme").unwrap(),
+        region: strongroom_core::tenant::RegionName::parse("local").unwrap(),
+        key_provider: None,
+    };
+    p.create_tenant(&me, new).await.unwrap();
+    let pw = SecretString::new(USER_PASSWORD.into());
+    let (admin, op_email) = (
+        Email::parse("a@acme.example").unwrap(),
+        Email::parse("op@x.example").unwrap(),
+    );
+    let roles = vec![strongroom_core::access::rbac::Role::Admin];
+    p.create_user(
+        &me,
+        &slug,
+        admin.clone(),
+        Credential::Password(pw.clone()),
+        roles,
+    )
+    .await
+    .unwrap();
+    let operator = p.create_operator(&me, op_email.clone(), &pw).await.unwrap();
+    let client = "192.0.2.5".parse().unwrap();
+    let t = p
+        .user_login(&slug, &admin, &pw, &SecondFactor::default(), client)
+        .await
+        .unwrap();
+    let admin_p = p.authenticate(&t.access_token).await.unwrap();
+    let req = SupportRequest {
+        operator: operator.id,
+        scope: SupportScope::AuditRead,
+        personal_data: false,
+        reason: "incident 7".into(),
+        hours: 1,
+    };
+    p.grant_support(&admin_p, &slug, req).await.unwrap();
+    let op_token = p.operator_login(&op_email, &pw, client).await.unwrap();
+    let op_p = p.authenticate_operator(&op_token.access_token).unwrap();
+    let filter = AuditFilter::default();
+    assert!(p.audit_query(&op_p, &slug, &filter, None, 10).await.is_ok());
+    clock.advance(time::Duration::minutes(61));
+    let op_token = p.operator_login(&op_email, &pw, client).await.unwrap();
+    let op_p = p.authenticate_operator(&op_token.access_token).unwrap();
+    assert!(
+        p.audit_query(&op_p, &slug, &filter, None, 10)
+            .await
+            .is_err(),
+        "expired"
+    );
+    assert_eq!(p.support_expiry_round().await.unwrap(), 1);
+    assert_eq!(p.support_expiry_round().await.unwrap(), 0, "recorded once");
+    let only = AuditFilter {
+        action: Some("support.expire".into()),
+        ..AuditFilter::default()
+    };
+    let page = p.audit_query(&me, &slug, &only, None, 10).await.unwrap();
+    assert_eq!(page.entries.len(), 1);
 }

@@ -196,3 +196,27 @@ pub(crate) async fn send(s: &TestServer, method: reqwest::Method, path: &str) ->
         .await
         .unwrap()
 }
+
+/// A token of an auditor of `tenant` (created through the CLI the first time): who
+/// reads a tenant's trail in tests, since operators may not without a support grant.
+pub(crate) async fn auditor(s: &TestServer, tenant: &str) -> String {
+    let email = format!("auditor@{tenant}.example");
+    let args = [
+        "user",
+        "create",
+        "--tenant",
+        tenant,
+        "--email",
+        &email,
+        "--role",
+        "auditor",
+        "--password-stdin",
+    ];
+    let out = s.cli(&args, Some(strongroom_testkit::USER_PASSWORD)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || stderr.contains("already exists"),
+        "{stderr}"
+    );
+    s.api().sign_in(tenant, &email).await.access
+}

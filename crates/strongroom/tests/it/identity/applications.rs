@@ -424,7 +424,9 @@ async fn the_token_endpoint_refreshes_users_tokens_with_the_standard_grant() {
         .post(path, None, json!({"refresh_token": other.refresh}))
         .await;
     wrong.problem(401, "unauthenticated");
-    let actions = api.audit_actions(&op, "acme").await;
+    let actions = api
+        .audit_actions(&crate::support::auditor(&s, "acme").await, "acme")
+        .await;
     assert!(
         actions.iter().any(|a| a == "session.refresh_reuse"),
         "{actions:?}"
@@ -510,7 +512,8 @@ async fn user_management_scenarios_state_what_comes_back_what_must_not_and_what_
             ..Case::default()
         },
     ];
-    run_cases(&api, &op, "acme", &cases).await;
+    let auditor = crate::support::auditor(&s, "acme").await;
+    run_cases(&api, &auditor, "acme", &cases).await;
     let apps = api.get("/v1/t/acme/applications", &admin).await.ok(200);
     assert!(
         !apps.to_string().contains("src_"),

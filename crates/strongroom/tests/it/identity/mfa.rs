@@ -161,11 +161,15 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
         crate::support::call(&s, reqwest::Method::POST, "/v1/t/acme/users/me/totp", &op).await;
     expect_problem(resp, 403, "forbidden").await;
     // Audited.
-    let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?limit=500")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get(
+        &s,
+        &crate::support::auditor(&s, "acme").await,
+        "/v1/t/acme/audit/entries?limit=500",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let actions: Vec<&str> = page["entries"]
         .as_array()
         .unwrap()
@@ -207,11 +211,15 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
         204
     );
     assert_eq!(with(json!({})).await.status(), 201, "password alone again");
-    let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?action=user.mfa_reset")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get(
+        &s,
+        &crate::support::auditor(&s, "acme").await,
+        "/v1/t/acme/audit/entries?action=user.mfa_reset",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(page["entries"][0]["reason"], "lost phone, ticket 88");
 }
 
@@ -455,11 +463,15 @@ async fn passkeys_register_and_then_are_required_at_sign_in() {
     )
     .await;
     // Audited.
-    let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?action=user.passkey_add")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get(
+        &s,
+        &crate::support::auditor(&s, "acme").await,
+        "/v1/t/acme/audit/entries?action=user.passkey_add",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(page["entries"].as_array().unwrap().len(), 1);
     // An administrator's reset removes the passkeys too: the password alone works again.
     let users: Value = get(&s, &token, "/v1/t/acme/users")

@@ -85,11 +85,15 @@ async fn sign_in_refresh_rotation_reuse_detection_and_sign_out() {
     // Every step is in the tenant's audit trail.
     let t4 = tokens(&s, "acme", &admin).await;
     let actions: Vec<String> = {
-        let page: Value = get(&s, &op, "/v1/t/acme/audit/entries?limit=500")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get(
+            &s,
+            &crate::support::auditor(&s, "acme").await,
+            "/v1/t/acme/audit/entries?limit=500",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
         page["entries"]
             .as_array()
             .unwrap()
@@ -317,9 +321,10 @@ async fn repeated_failures_lock_out_the_address_not_the_user() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(attempt("127.0.0.1", PASSWORD).await.status(), 201);
     // The failures are security events in the tenant's trail.
+    let reader = crate::support::auditor(&s, "acme").await;
     let page: Value = get(
         &s,
-        &op,
+        &reader,
         "/v1/t/acme/audit/entries?action=session.login_failed",
     )
     .await
