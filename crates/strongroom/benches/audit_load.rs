@@ -109,8 +109,11 @@ async fn operator(p: &Platform, me: &Principal) -> Principal {
         .await
         .unwrap();
     let client = "192.0.2.10".parse().unwrap();
-    let token = p.operator_login(&email, &password, client).await.unwrap();
-    p.authenticate_operator(&token.access_token).unwrap()
+    let token = p
+        .operator_login(&email, &password, None, client)
+        .await
+        .unwrap();
+    p.authenticate_operator(&token.access_token).await.unwrap()
 }
 
 struct Outcome {

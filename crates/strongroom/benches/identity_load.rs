@@ -213,6 +213,7 @@ async fn verification(
         .operator_login(
             &Email::parse("op@bench.example").unwrap(),
             password,
+            None,
             client(1),
         )
         .await
@@ -234,7 +235,7 @@ async fn verification(
     let raw = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
     let t = Instant::now();
     for _ in 0..iters {
-        p.authenticate_operator(&op.access_token).unwrap();
+        p.authenticate_operator(&op.access_token).await.unwrap();
     }
     let jwt = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
     let t = Instant::now();

@@ -564,6 +564,27 @@ pub(crate) fn support_scope(tenant: &TenantScope, operator: &Principal) -> Tenan
     }
 }
 
+/// The scope of the platform's own audit trail (a log like a tenant's, kept in the
+/// control database, for the pseudo-tenant [`TenantId::PLATFORM`]), for whoever holds a
+/// platform scope: what operators and the platform do is recorded there.
+pub fn platform_log(platform: &PlatformScope) -> TenantScope {
+    TenantScope {
+        tenant: TenantId::PLATFORM,
+        region: RegionName::platform(),
+        writable: true,
+        actor: platform.actor.clone(),
+    }
+}
+
+/// The platform trail's scope for an attempt by someone not (yet) authenticated: a
+/// failed operator sign-in is recorded under the actor `anonymous`.
+pub(crate) fn platform_log_anonymous(platform: &PlatformScope) -> TenantScope {
+    TenantScope {
+        actor: Principal::Anonymous,
+        ..platform_log(platform)
+    }
+}
+
 /// Grants platform-level work on one tenant (provisioning its storage, managing its
 /// keys) a scope for that tenant. Requires a platform scope: only platform actors get
 /// one this way; tenant users get theirs from their own credentials.

@@ -81,11 +81,25 @@ pub enum Action {
     SupportUse,
     /// A support grant reached its expiry.
     SupportExpire,
+    /// A platform operator was created (platform trail).
+    OperatorCreate,
+    /// A platform operator was disabled (platform trail).
+    OperatorDisable,
+    /// A platform operator signed in (platform trail).
+    OperatorLogin,
+    /// An operator sign-in failed (platform trail; actor `anonymous`).
+    OperatorLoginFailed,
+    /// An operator enrolled or confirmed a TOTP second factor (platform trail).
+    OperatorMfa,
+    /// A new token-signing key became active (platform trail).
+    SigningKeyRotate,
+    /// A token-signing key was revoked: its tokens stop verifying (platform trail).
+    SigningKeyRevoke,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 37] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -116,6 +130,13 @@ impl Action {
         Self::SupportRevoke,
         Self::SupportUse,
         Self::SupportExpire,
+        Self::OperatorCreate,
+        Self::OperatorDisable,
+        Self::OperatorLogin,
+        Self::OperatorLoginFailed,
+        Self::OperatorMfa,
+        Self::SigningKeyRotate,
+        Self::SigningKeyRevoke,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -151,6 +172,13 @@ impl Action {
             Self::SupportRevoke => "support.revoke",
             Self::SupportUse => "support.use",
             Self::SupportExpire => "support.expire",
+            Self::OperatorCreate => "operator.create",
+            Self::OperatorDisable => "operator.disable",
+            Self::OperatorLogin => "operator.login",
+            Self::OperatorLoginFailed => "operator.login_failed",
+            Self::OperatorMfa => "operator.mfa",
+            Self::SigningKeyRotate => "key.signing_rotate",
+            Self::SigningKeyRevoke => "key.signing_revoke",
         }
     }
 
@@ -170,6 +198,8 @@ impl Action {
                 | Self::UserDelete
                 | Self::SupportGrant
                 | Self::SupportRevoke
+                | Self::OperatorDisable
+                | Self::SigningKeyRevoke
         )
     }
 }

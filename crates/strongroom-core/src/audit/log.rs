@@ -135,8 +135,12 @@ impl AuditLogs {
         }
     }
 
-    /// The log's origin line and key name: `<host>/t/<slug>/audit`.
-    pub fn origin(&self, slug: &str) -> String {
+    /// The log's origin line and key name: `<host>/t/<slug>/audit` for a tenant's
+    /// trail, `<host>/platform/audit` for the platform's own.
+    pub fn origin(&self, scope: &TenantScope, slug: &str) -> String {
+        if scope.tenant() == crate::tenant::TenantId::PLATFORM {
+            return format!("{}/platform/audit", self.host);
+        }
         format!("{}/t/{slug}/audit", self.host)
     }
 
@@ -150,9 +154,9 @@ impl AuditLogs {
             return Ok(s);
         }
         let seed = NoteSigner::generate_seed()?;
-        let signer = NoteSigner::from_seed(&self.origin(slug), &seed)?;
+        let signer = NoteSigner::from_seed(&self.origin(scope, slug), &seed)?;
         let state = AuditLogState {
-            key_name: self.origin(slug),
+            key_name: self.origin(scope, slug),
             public_key: signer.public_key(),
             wrapped_seed: self.root.wrap(&seed, &key_context(scope)).await?,
             size: 0,

@@ -44,6 +44,17 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The WebAuthn relying party (passkeys as a second factor).
     pub webauthn: WebauthnConfig,
+    /// Platform operators.
+    pub operators: OperatorsConfig,
+}
+
+/// Platform operators.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorsConfig {
+    /// Operators must sign in with a TOTP code as well as their password (enrol with
+    /// `strongroom operator enrol-totp`); those without one are refused.
+    pub require_totp: bool,
 }
 
 impl Default for Config {
@@ -60,6 +71,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             audit: AuditConfig::default(),
             webauthn: WebauthnConfig::default(),
+            operators: OperatorsConfig::default(),
         }
     }
 }

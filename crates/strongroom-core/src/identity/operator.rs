@@ -48,6 +48,13 @@ pub struct Operator {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// When the account was disabled, if it was (its tokens stop working at once).
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<OffsetDateTime>,
 }
 
 /// What the store returns to check a sign-in: the account and its password hash.
@@ -57,6 +64,8 @@ pub struct OperatorCredentials {
     pub operator: Operator,
     /// PHC-format argon2id hash.
     pub password_hash: String,
+    /// The second factor's state (TOTP), wrapped by the root provider, if enrolled.
+    pub mfa: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for OperatorCredentials {

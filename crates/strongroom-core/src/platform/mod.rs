@@ -11,6 +11,7 @@ mod error;
 mod invitations;
 mod keys;
 mod mfa;
+mod operators;
 mod passkeys;
 mod support;
 mod users;
@@ -21,15 +22,12 @@ use std::sync::Arc;
 use crate::access::{self, PlatformAction, Principal};
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::identity::operator::{Operator, OperatorId};
-use crate::identity::password::{self, PasswordHasher};
-use crate::identity::token::{
-    IssuedToken, Jwks, OPERATOR_AUDIENCE, SigningKey, TokenError, TokenService,
-};
-use crate::identity::{Email, IdentityError};
+use crate::identity::operator::OperatorId;
+use crate::identity::password::PasswordHasher;
+use crate::identity::token::{Jwks, SigningKey, TokenError, TokenService};
 use crate::keys::{KeyProvider, Keyring, Providers};
 use crate::objects::Objects;
-use crate::secret::{SecretBytes, SecretString};
+use crate::secret::SecretBytes;
 use crate::store::{BlobStore, Page, Store, StoreError, StoredSigningKey};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
 
@@ -81,6 +79,7 @@ pub struct Platform {
     webauthn: webauthn_rs::prelude::Webauthn,
     ceremonies: passkeys::Ceremonies,
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
+    require_operator_totp: bool,
     /// Tenants' MFA policies as last read (see `mfa_required_now`).
     mfa_policies: std::sync::Mutex<
         std::collections::HashMap<crate::tenant::TenantId, (std::time::Instant, mfa::MfaPolicy)>,
@@ -162,6 +161,7 @@ impl Platform {
             webauthn: passkeys::relying_party(&config.webauthn)?,
             ceremonies: passkeys::Ceremonies::default(),
             readiness: tokio::sync::Mutex::new(None),
+            require_operator_totp: config.operators.require_totp,
             mfa_policies: std::sync::Mutex::new(Default::default()),
             store,
             providers,
@@ -210,67 +210,6 @@ impl Platform {
         self.providers.describe()
     }
 
-    /// Creates a platform operator.
-    pub async fn create_operator(
-        &self,
-        principal: &Principal,
-        email: Email,
-        password: &SecretString,
-    ) -> Result<Operator, PlatformError> {
-        let scope = access::authorize_platform(principal, PlatformAction::ManageOperators)?;
-        password::check_policy(password, &[email.as_str()])?;
-        let hash = self.passwords.hash(password).await?;
-        let operator = Operator {
-            id: OperatorId::generate(),
-            email,
-            created_at: self.clock.now(),
-        };
-        self.store.insert_operator(&scope, &operator, &hash).await?;
-        tracing::info!(operator = %operator.id, actor = %principal.label(), "operator created");
-        Ok(operator)
-    }
-
-    /// Checks an operator's e-mail and password, from `client`, and issues an access
-    /// token. Throttled like tenant users' sign-ins, per (account, address) and
-    /// address, with the attempt reserved before the password is checked.
-    pub async fn operator_login(
-        &self,
-        email: &Email,
-        password: &SecretString,
-        client: std::net::IpAddr,
-    ) -> Result<IssuedToken, PlatformError> {
-        let account = format!("operator/{}", email.as_str());
-        let attempt = self
-            .throttle
-            .begin(&account, client)
-            .map_err(users::too_many)?;
-        let Some(creds) = self.store.operator_credentials(email).await? else {
-            self.passwords.verify_dummy(password).await?;
-            attempt.failed();
-            return Err(IdentityError::InvalidCredentials.into());
-        };
-        if !self
-            .passwords
-            .verify(password, &creds.password_hash)
-            .await?
-        {
-            tracing::info!(operator = %creds.operator.id, "operator sign-in failed");
-            attempt.failed();
-            return Err(IdentityError::InvalidCredentials.into());
-        }
-        attempt.succeeded();
-        tracing::info!(operator = %creds.operator.id, "operator signed in");
-        let subject = format!("operator:{}", creds.operator.id);
-        Ok(self
-            .tokens()
-            .issue(OPERATOR_AUDIENCE, &subject, self.operator_ttl_secs))
-    }
-
-    /// Turns a bearer token into an operator principal.
-    pub fn authenticate_operator(&self, bearer: &str) -> Result<Principal, TokenError> {
-        operator_from_claims(&self.tokens().verify(bearer, OPERATOR_AUDIENCE)?)
-    }
-
     /// Creates a tenant in a declared region.
     pub async fn create_tenant(
         &self,
@@ -311,8 +250,16 @@ impl Platform {
         );
         let mut event = self.recorder.event(&home, entry).await?;
         event.at = tenant.created_at;
+        let platform_event = self
+            .platform_event(
+                &scope,
+                crate::audit::entry::Action::TenantCreate,
+                target_of(&tenant),
+                None,
+            )
+            .await?;
         self.store
-            .create_tenant(&scope, &tenant, &home, &keys, &event)
+            .create_tenant(&scope, &tenant, &home, &keys, &event, &platform_event)
             .await?;
         tracing::info!(tenant = %tenant.slug, region = %tenant.region, key_provider = %provider, actor = %principal.label(), "tenant created");
         Ok(tenant)
@@ -408,25 +355,11 @@ impl Platform {
         }
         Ok(())
     }
+}
 
-    /// Makes a new signing key the active one. Earlier keys keep verifying the tokens
-    /// they signed (overlap), and stay listed in the JWKS. Returns the new key id.
-    pub async fn rotate_signing_key(&self, principal: &Principal) -> Result<String, PlatformError> {
-        access::authorize_platform(principal, PlatformAction::ManageKeys)?;
-        let root = self.providers.root();
-        let (key, pkcs8) = SigningKey::generate().map_err(PlatformError::internal_from)?;
-        let record = StoredSigningKey {
-            kid: key.kid().to_owned(),
-            public_key: key.public_key(),
-            wrapped_private_key: root.wrap(&pkcs8, &signing_key_context(key.kid())).await?,
-            created_at: self.clock.now(),
-        };
-        self.store.insert_signing_key(&record).await?;
-        self.prune_signing_keys().await?;
-        self.reload_signing_keys().await?;
-        tracing::warn!(kid = %record.kid, actor = %principal.label(), "token signing key rotated");
-        Ok(record.kid)
-    }
+/// The platform-trail target naming a tenant.
+fn target_of(tenant: &Tenant) -> crate::audit::entry::Target {
+    crate::audit::entry::Target::of("tenant", tenant.slug.to_string())
 }
 
 /// Context a signing key is wrapped under: binds the wrapped bytes to their key id.
@@ -440,7 +373,12 @@ async fn load_token_service(
     clock: SharedClock,
     issuer: String,
 ) -> Result<TokenService, PlatformError> {
-    let mut stored = store.signing_keys().await?;
+    let live = |keys: Vec<StoredSigningKey>| -> Vec<StoredSigningKey> {
+        keys.into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .collect()
+    };
+    let mut stored = live(store.signing_keys().await?);
     if stored.is_empty() {
         let (key, pkcs8) = SigningKey::generate().map_err(PlatformError::internal_from)?;
         let record = StoredSigningKey {
@@ -448,12 +386,16 @@ async fn load_token_service(
             public_key: key.public_key(),
             wrapped_private_key: keys.wrap(&pkcs8, &signing_key_context(key.kid())).await?,
             created_at: clock.now(),
+            revoked_at: None,
         };
-        match store.insert_signing_key(&record).await {
+        match store
+            .insert_signing_key(&access::system_scope(), &record, None)
+            .await
+        {
             Ok(()) | Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        stored = store.signing_keys().await?;
+        stored = live(store.signing_keys().await?);
     }
     let mut loaded = Vec::with_capacity(stored.len());
     for s in &stored {

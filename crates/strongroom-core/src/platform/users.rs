@@ -682,7 +682,7 @@ impl Platform {
             .tokens()
             .verify_any(bearer, &[OPERATOR_AUDIENCE, TENANT_AUDIENCE])?;
         if claims.aud == OPERATOR_AUDIENCE {
-            return Ok(super::operator_from_claims(&claims)?);
+            return self.operator_principal(&claims).await;
         }
         let tenant = self.tenant_of_claims(&claims).await?;
         if let Some(app) = claims.sub.strip_prefix("app:") {

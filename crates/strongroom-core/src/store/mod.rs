@@ -4,7 +4,8 @@
 //!
 //! | port | holds |
 //! |---|---|
-//! | [`DirectoryStore`] | operators, token-signing keys, the tenant directory |
+//! | [`DirectoryStore`] | the tenant directory and each tenant's home |
+//! | [`OperatorStore`] | operators (status, second factor), token-signing keys |
 //! | [`KeyStore`] | each tenant's wrapped KEKs and DEKs, seal budgets |
 //! | [`ObjectStore`] | sealed values and blob metadata ([`BlobStore`]: the blob files) |
 //! | [`AuditStore`] | audit entries, hash tiles, checkpoints, personal-data keys |
@@ -24,18 +25,20 @@ mod directory;
 mod identity;
 mod keys;
 mod objects;
+mod operators;
 mod support;
 
 pub use audit::{
     AuditEvent, AuditFilter, AuditLogState, AuditStore, StoredEntry, StoredSubjectKey, StoredTile,
 };
-pub use directory::{DirectoryStore, StoredSigningKey};
+pub use directory::DirectoryStore;
 pub use identity::{
     ApplicationStore, NewUserRow, RefreshOutcome, SessionStore, StoredInvitation, UserChange,
     UserStore,
 };
 pub use keys::{KeyStore, StoredDek, StoredKek, TenantKeys};
 pub use objects::{BlobSink, BlobStore, ObjectStore, StoredBlob, StoredSealed};
+pub use operators::{OperatorStore, StoredSigningKey};
 pub use support::{SupportGrant, SupportScope, SupportStore};
 
 /// A boxed error from a storage driver, kept as the cause of a [`StoreError`] without
@@ -105,6 +108,7 @@ pub struct Page<C> {
 /// any type implementing all the ports.
 pub trait Store:
     DirectoryStore
+    + OperatorStore
     + KeyStore
     + ObjectStore
     + AuditStore
@@ -117,6 +121,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: DirectoryStore
+        + OperatorStore
         + KeyStore
         + ObjectStore
         + AuditStore

@@ -41,6 +41,21 @@ impl Slug {
 pub struct RegionName(String);
 
 impl RegionName {
+    /// The name under which the platform's own audit trail is stored (in the control
+    /// database). It cannot be parsed, so no configured region can take it.
+    pub const PLATFORM_NAME: &'static str = "_platform";
+
+    /// The platform log's pseudo-region (crate-private: only `access` builds scopes on
+    /// it).
+    pub(crate) fn platform() -> Self {
+        Self(Self::PLATFORM_NAME.to_owned())
+    }
+
+    /// Whether this is the platform log's pseudo-region.
+    pub fn is_platform(&self) -> bool {
+        self.0 == Self::PLATFORM_NAME
+    }
+
     /// Parses and validates a region name.
     pub fn parse(s: &str) -> Result<Self, TenantError> {
         check_label(s, 1, 32, "must be 1 to 32 characters long")
@@ -98,6 +113,9 @@ impl DisplayName {
 pub struct TenantId(Uuid);
 
 impl TenantId {
+    /// The platform log's pseudo-tenant (the nil UUID, which no tenant is given).
+    pub const PLATFORM: Self = Self(Uuid::nil());
+
     /// A fresh id.
     pub fn generate() -> Self {
         Self(Uuid::now_v7())

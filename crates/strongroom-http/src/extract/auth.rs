@@ -20,12 +20,15 @@ impl FromRequestParts<AppState> for OperatorAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        match state.platform.authenticate_operator(token) {
+        match state.platform.authenticate_operator(token).await {
             Ok(p) => Ok(OperatorAuth(p)),
-            Err(e) => {
-                tracing::info!(reason = %e, "operator token refused");
-                Err(unauthenticated("The access token is invalid or expired."))
+            Err(strongroom_core::platform::PlatformError::Unauthenticated) => {
+                tracing::info!("operator token refused");
+                Err(unauthenticated(
+                    "The access token is invalid, expired, revoked, or its operator is disabled.",
+                ))
             }
+            Err(e) => Err(e.into()),
         }
     }
 }

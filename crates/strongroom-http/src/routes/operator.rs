@@ -22,6 +22,10 @@ pub(crate) struct OperatorLogin {
     /// The operator's password.
     #[schema(value_type = String, format = Password)]
     password: SecretString,
+    /// A current TOTP code, once the operator has enrolled one.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    totp: Option<strongroom_core::identity::totp::OneTimeCode>,
 }
 
 /// Signs an operator in and returns a short-lived access token.
@@ -42,7 +46,7 @@ pub(crate) async fn create_session(
 ) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
     let token = state
         .platform
-        .operator_login(&body.email, &body.password, client)
+        .operator_login(&body.email, &body.password, body.totp.as_ref(), client)
         .await?;
     Ok((StatusCode::CREATED, Json(token)))
 }

@@ -112,7 +112,7 @@ pub(crate) async fn data_keys_conflict_on_the_same_version_and_shredding_destroy
     let t = tenant("keyed", "eu");
     let scope = platform(PlatformAction::ManageTenants);
     let home = access::provisioning_scope(&scope, &t);
-    s.create_tenant(&scope, &t, &home, &keys(), &ev())
+    s.create_tenant(&scope, &t, &home, &keys(), &ev(), &ev())
         .await
         .unwrap();
     s.add_data_key(&home, &dek(2), &ev()).await.unwrap();

@@ -10,6 +10,7 @@ mod directory;
 mod identity;
 mod isolation;
 mod keys;
+mod operators;
 mod trail;
 
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +26,7 @@ pub(crate) use directory::*;
 pub(crate) use identity::*;
 pub(crate) use isolation::*;
 pub(crate) use keys::*;
+pub(crate) use operators::*;
 pub(crate) use trail::*;
 
 /// A storage backend under test: a fresh store, plus the few things only raw access to
@@ -109,7 +111,7 @@ pub(crate) async fn create(store: &dyn Store, t: &Tenant) -> TenantScope {
     let scope = platform(PlatformAction::ManageTenants);
     let home = access::provisioning_scope(&scope, t);
     store
-        .create_tenant(&scope, t, &home, &TenantKeys::default(), &ev())
+        .create_tenant(&scope, t, &home, &TenantKeys::default(), &ev(), &ev())
         .await
         .unwrap();
     home
@@ -134,6 +136,9 @@ macro_rules! conformance {
             pages_follow_slug_order,
             operator_emails_are_unique_case_insensitively,
             signing_keys_come_newest_first_and_can_be_deleted,
+            operators_are_disabled_once_and_their_changes_are_in_the_platform_trail,
+            revoked_signing_keys_stay_listed_as_revoked,
+            the_platform_trail_is_apart_from_every_tenants,
             a_write_whose_audit_append_fails_leaves_no_trace,
             the_database_refuses_to_update_or_delete_audit_entries,
             entries_are_numbered_without_gaps_and_time_never_goes_back,

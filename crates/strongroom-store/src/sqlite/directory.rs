@@ -1,14 +1,10 @@
-//! The directory port on SQLite: operators, signing keys and the tenant directory in
-//! the control database, and each tenant's home row in its region's database.
+//! The directory port on SQLite: the tenant directory in the control database, and each
+//! tenant's home row in its region's database.
 
 use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
-use strongroom_core::access::{PlatformScope, TenantScope};
-use strongroom_core::identity::Email;
-use strongroom_core::identity::operator::{Operator, OperatorCredentials, OperatorId};
-use strongroom_core::store::{
-    AuditEvent, DirectoryStore, Page, StoreError, StoredSigningKey, TenantKeys,
-};
+use strongroom_core::access::{PlatformScope, TenantScope, platform_log};
+use strongroom_core::store::{AuditEvent, DirectoryStore, Page, StoreError, TenantKeys};
 use strongroom_core::tenant::{DisplayName, RegionName, Slug, Tenant, TenantId, TenantStatus};
 use uuid::Uuid;
 
@@ -62,7 +58,7 @@ pub(super) fn uuid(s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(|_| StoreError::Corrupt(format!("bad uuid {s:?}")))
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
@@ -98,11 +94,12 @@ impl DirectoryStore for SqliteStore {
 
     async fn create_tenant(
         &self,
-        _: &PlatformScope,
+        scope: &PlatformScope,
         tenant: &Tenant,
         home: &TenantScope,
         keys: &TenantKeys,
         audit: &AuditEvent,
+        platform_audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(home)?;
         // Directory first (it holds the unique slug), region home second, directory
@@ -110,6 +107,7 @@ impl DirectoryStore for SqliteStore {
         // two commits leaves only an unreferenced home, which nothing can reach.
         let mut dir_tx = self.control.write().await?;
         insert_tenant(&mut dir_tx, tenant).await?;
+        super::audit::append(&mut dir_tx, &platform_log(scope), platform_audit).await?;
         insert_home(region, home, tenant, keys, audit).await?;
         dir_tx.commit().await.map_err(db)
     }
@@ -121,96 +119,6 @@ impl DirectoryStore for SqliteStore {
             .await
             .map_err(db)?;
         Ok(row.try_get::<i64, _>("n").map_err(db)? == 1)
-    }
-
-    async fn insert_operator(
-        &self,
-        _: &PlatformScope,
-        op: &Operator,
-        hash: &str,
-    ) -> Result<(), StoreError> {
-        let control = &self.control;
-        let mut tx = control.write().await?;
-        sqlx::query("INSERT INTO operators (id, email, email_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(op.id.as_uuid().to_string())
-            .bind(op.email.as_str())
-            .bind(op.email.as_str().to_lowercase())
-            .bind(hash)
-            .bind(to_micros(op.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map(e, "operator e-mail"))?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn operator_credentials(
-        &self,
-        email: &Email,
-    ) -> Result<Option<OperatorCredentials>, StoreError> {
-        let control = &self.control;
-        let row = sqlx::query(
-            "SELECT id, email, password_hash, created_at FROM operators WHERE email_key = ?",
-        )
-        .bind(email.as_str().to_lowercase())
-        .fetch_optional(control.read())
-        .await
-        .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        let operator = Operator {
-            id: OperatorId::from_uuid(uuid(&row.try_get::<String, _>("id").map_err(db)?)?),
-            email: Email::parse(&row.try_get::<String, _>("email").map_err(db)?)
-                .map_err(corrupt)?,
-            created_at: from_micros(row.try_get("created_at").map_err(db)?)?,
-        };
-        Ok(Some(OperatorCredentials {
-            operator,
-            password_hash: row.try_get("password_hash").map_err(db)?,
-        }))
-    }
-
-    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let control = &self.control;
-        let rows = sqlx::query(
-            "SELECT kid, public_key, wrapped_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid",
-        )
-        .fetch_all(control.read())
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredSigningKey {
-                    kid: r.try_get("kid").map_err(db)?,
-                    public_key: r.try_get("public_key").map_err(db)?,
-                    wrapped_private_key: r.try_get("wrapped_private_key").map_err(db)?,
-                    created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
-        let control = &self.control;
-        let mut tx = control.write().await?;
-        sqlx::query("INSERT INTO signing_keys (kid, public_key, wrapped_private_key, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&key.kid)
-            .bind(&key.public_key)
-            .bind(&key.wrapped_private_key)
-            .bind(to_micros(key.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map(e, "signing key"))?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
-        let control = &self.control;
-        let mut tx = control.write().await?;
-        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
-            .bind(kid)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
     }
 
     async fn tenant(&self, _: &PlatformScope, slug: &Slug) -> Result<Option<Tenant>, StoreError> {

@@ -11,6 +11,7 @@ mod audit;
 mod directory;
 mod keys;
 mod objects;
+mod operators;
 mod sessions;
 mod support;
 mod users;
@@ -201,6 +202,10 @@ impl SqliteStore {
     /// declared when the tenant was created; if configuration has since dropped it,
     /// that is an operator error surfaced as unavailability, not a silent fallback.
     pub(crate) fn region(&self, scope: &(impl Scoped + ?Sized)) -> Result<&Db, StoreError> {
+        // The platform's own trail lives in the control database.
+        if scope.region().is_platform() {
+            return Ok(&self.control);
+        }
         self.regions.get(scope.region()).ok_or_else(|| {
             StoreError::unavailable(format!("region {} is not configured", scope.region()))
         })

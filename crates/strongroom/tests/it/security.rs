@@ -474,13 +474,25 @@ async fn an_expired_support_grant_stops_working_and_its_expiry_is_audited() {
         hours: 1,
     };
     p.grant_support(&admin_p, &slug, req).await.unwrap();
-    let op_token = p.operator_login(&op_email, &pw, client).await.unwrap();
-    let op_p = p.authenticate_operator(&op_token.access_token).unwrap();
+    let op_token = p
+        .operator_login(&op_email, &pw, None, client)
+        .await
+        .unwrap();
+    let op_p = p
+        .authenticate_operator(&op_token.access_token)
+        .await
+        .unwrap();
     let filter = AuditFilter::default();
     assert!(p.audit_query(&op_p, &slug, &filter, None, 10).await.is_ok());
     clock.advance(time::Duration::minutes(61));
-    let op_token = p.operator_login(&op_email, &pw, client).await.unwrap();
-    let op_p = p.authenticate_operator(&op_token.access_token).unwrap();
+    let op_token = p
+        .operator_login(&op_email, &pw, None, client)
+        .await
+        .unwrap();
+    let op_p = p
+        .authenticate_operator(&op_token.access_token)
+        .await
+        .unwrap();
     assert!(
         p.audit_query(&op_p, &slug, &filter, None, 10)
             .await
