@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use crate::problem::{self, ProblemKind};
 use crate::routes::{
-    applications, audit, health, invitations, meta, mfa, operator, passkeys, sessions, support,
-    tenants, users,
+    applications, audit, health, invitations, meta, mfa, operator, passkeys, platform, sessions,
+    support, tenants, users,
 };
 use crate::state::AppState;
 
@@ -109,6 +109,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(applications::token))
         .routes(routes!(support::grant, support::list))
         .routes(routes!(support::revoke))
+        .routes(routes!(platform::checkpoint))
+        .routes(routes!(platform::vkey))
+        .routes(routes!(platform::tile))
+        .routes(routes!(platform::entries))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

@@ -137,6 +137,22 @@ fn check_filter(filter: &AuditFilter) -> Result<(), PlatformError> {
     Ok(())
 }
 
+/// The name the platform trail goes by where a tenant's slug would (its origin is
+/// `<issuer host>/platform/audit`).
+pub const PLATFORM_TRAIL: &str = "platform";
+
+/// A query cursor: a position in the log, which storage counts in i64.
+fn parse_cursor(cursor: Option<&str>) -> Result<u64, PlatformError> {
+    let Some(c) = cursor else { return Ok(0) };
+    c.parse::<u64>()
+        .ok()
+        .filter(|n| i64::try_from(*n).is_ok())
+        .ok_or(PlatformError::Invalid {
+            field: Some("cursor"),
+            message: "not a cursor returned by this endpoint".into(),
+        })
+}
+
 /// The filter, as recorded in the audit entry of the query that used it.
 fn describe(filter: &AuditFilter) -> String {
     let mut parts = Vec::new();
@@ -266,24 +282,25 @@ impl Platform {
         limit: u32,
     ) -> Result<AuditPage, PlatformError> {
         check_filter(filter)?;
-        let from = match cursor {
-            None => 0,
-            // A cursor is a position in the log, which storage counts in i64.
-            Some(c) => c
-                .parse::<u64>()
-                .ok()
-                .filter(|n| i64::try_from(*n).is_ok())
-                .ok_or(PlatformError::Invalid {
-                    field: Some("cursor"),
-                    message: "not a cursor returned by this endpoint".into(),
-                })?,
-        };
-        let limit = limit.clamp(1, self.audit_limits.max_page);
+        let from = parse_cursor(cursor)?;
         let (scope, personal) = self.audit_reader(principal, slug, "audit.query").await?;
-        self.audit_read(&scope, Action::AuditQuery, filter).await?;
+        self.query_page(&scope, personal, filter, from, limit).await
+    }
+
+    /// One page of `scope`'s trail from `from`, the query itself audited first.
+    async fn query_page(
+        &self,
+        scope: &TenantScope,
+        personal: bool,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<AuditPage, PlatformError> {
+        let limit = limit.clamp(1, self.audit_limits.max_page);
+        self.audit_read(scope, Action::AuditQuery, filter).await?;
         let stored = self
             .store
-            .audit_query(&scope, filter, from, limit.saturating_add(1))
+            .audit_query(scope, filter, from, limit.saturating_add(1))
             .await?;
         let more = stored.len() > limit as usize;
         let page = &stored[..stored.len().min(limit as usize)];
@@ -293,9 +310,57 @@ impl Platform {
             None
         };
         Ok(AuditPage {
-            entries: self.review(&scope, page, personal).await?,
+            entries: self.review(scope, page, personal).await?,
             next,
         })
+    }
+
+    /// The platform's own trail, for operators and the local administrator.
+    fn platform_trail(&self, principal: &Principal) -> Result<TenantScope, PlatformError> {
+        let scope = access::authorize_platform(principal, PlatformAction::ReadAudit)?;
+        Ok(access::platform_log(&scope))
+    }
+
+    /// The platform trail's latest signed checkpoint (integrating new entries first).
+    pub async fn platform_audit_checkpoint(
+        &self,
+        principal: &Principal,
+    ) -> Result<String, PlatformError> {
+        let scope = self.platform_trail(principal)?;
+        Ok(self.audit.checkpoint(&scope, PLATFORM_TRAIL).await?.1)
+    }
+
+    /// The platform trail's verifier key (C2SP vkey).
+    pub async fn platform_audit_vkey(
+        &self,
+        principal: &Principal,
+    ) -> Result<String, PlatformError> {
+        let scope = self.platform_trail(principal)?;
+        Ok(self.audit.vkey(&scope, PLATFORM_TRAIL).await?)
+    }
+
+    /// A tile or entry bundle of the platform trail (`tile/...`, C2SP tlog-tiles).
+    pub async fn platform_audit_tile(
+        &self,
+        principal: &Principal,
+        path: &str,
+    ) -> Result<Vec<u8>, PlatformError> {
+        let scope = self.platform_trail(principal)?;
+        Ok(self.audit.tile(&scope, PLATFORM_TRAIL, path).await?)
+    }
+
+    /// One page of the platform trail matching `filter` (the query itself recorded).
+    pub async fn platform_audit_query(
+        &self,
+        principal: &Principal,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<AuditPage, PlatformError> {
+        check_filter(filter)?;
+        let from = parse_cursor(cursor)?;
+        let scope = self.platform_trail(principal)?;
+        self.query_page(&scope, true, filter, from, limit).await
     }
 
     /// Every entry matching `filter` (at most the configured export bound), rendered
@@ -395,6 +460,11 @@ impl Platform {
                     tracing::warn!(tenant = %t.slug, error = %e, "audit integration failed; will retry");
                 }
             }
+        }
+        let log = access::platform_log(&scope);
+        match self.audit.integrate(&log, PLATFORM_TRAIL).await {
+            Ok(n) => total += n,
+            Err(e) => tracing::warn!(error = %e, "platform audit integration failed; will retry"),
         }
         // Expired support grants are recorded in the same round (and integrated in
         // the next).

@@ -32,7 +32,7 @@ use crate::store::{BlobStore, Page, Store, StoreError, StoredSigningKey};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
 
 pub use applications::{OAuthError, OAuthToken, RegisteredApplication};
-pub use audit::{AuditPage, AuditStatus, ExportFormat};
+pub use audit::{AuditPage, AuditStatus, ExportFormat, PLATFORM_TRAIL};
 pub use error::{Cause, PlatformError};
 pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};

@@ -1,8 +1,9 @@
 //! A tenant's audit trail over HTTP, in the C2SP tlog-tiles layout so that standard
 //! transparency-log clients can fetch and verify it (`checkpoint`, `tile/...`, the
 //! verifier key), plus JSON proofs, filtered queries and CSV/JSON exports for review.
-//! Readers are tenant users with `audit:read`; operators keep read access until
-//! support-access grants replace it.
+//! Readers are tenant users and applications with `audit:read`, and operators holding
+//! a live support grant from the tenant. The platform's own trail is served the same
+//! way under `/v1/platform/audit/` to operators.
 
 use axum::Json;
 use axum::extract::State;
@@ -40,7 +41,7 @@ pub(crate) struct TilePath {
     path: String,
 }
 
-fn body(content_type: &'static str, bytes: Vec<u8>) -> Response {
+pub(crate) fn body(content_type: &'static str, bytes: Vec<u8>) -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         bytes,
@@ -204,24 +205,27 @@ pub(crate) async fn consistency(
 #[into_params(parameter_in = Query)]
 pub(crate) struct EntriesQuery {
     /// Actor as `<kind>:<id>`, e.g. `operator:<uuid>`.
-    actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Action name from the catalogue, e.g. `key.rotate`.
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Target as `<kind>:<id>`, e.g. `tenant-secret:smtp`.
-    target: Option<String>,
+    pub(crate) target: Option<String>,
     /// Entries at or after this time (RFC 3339).
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Entries before this time (RFC 3339).
-    until: Option<String>,
+    pub(crate) until: Option<String>,
     /// The `next` value of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Page size (default and maximum: the server's `audit.max_page`).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// Export format: `json` (default) or `csv`. Export only.
-    format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
-fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<OffsetDateTime>, Problem> {
+pub(crate) fn time_param(
+    field: &'static str,
+    v: Option<&str>,
+) -> Result<Option<OffsetDateTime>, Problem> {
     v.map(|s| {
         OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
             Problem::field(
@@ -233,7 +237,7 @@ fn time_param(field: &'static str, v: Option<&str>) -> Result<Option<OffsetDateT
     .transpose()
 }
 
-fn filter(q: &EntriesQuery) -> Result<AuditFilter, Problem> {
+pub(crate) fn filter(q: &EntriesQuery) -> Result<AuditFilter, Problem> {
     Ok(AuditFilter {
         actor: q.actor.clone(),
         action: q.action.clone(),

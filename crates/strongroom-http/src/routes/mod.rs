@@ -9,6 +9,7 @@ pub(crate) mod meta;
 pub(crate) mod mfa;
 pub(crate) mod operator;
 pub(crate) mod passkeys;
+pub(crate) mod platform;
 pub(crate) mod sessions;
 pub(crate) mod support;
 pub(crate) mod tenants;

@@ -22,6 +22,42 @@ pub(super) async fn operator(admin: &super::Admin, cmd: OperatorCommand) -> anyh
             let op = platform.create_operator(me, email, &password).await?;
             println_out(&format!("created operator {} ({})", op.email, op.id))
         }
+        OperatorCommand::List { output } => {
+            let all = platform.operators(me).await?;
+            if output.json {
+                return println_out(&serde_json::to_string_pretty(&all)?);
+            }
+            let mut text = format!("{:<40} {:<37} STATUS\n", "EMAIL", "ID");
+            for op in &all {
+                let status = op
+                    .disabled_at
+                    .map_or_else(|| "enabled".to_owned(), |at| format!("disabled {at}"));
+                text.push_str(&format!("{:<40} {:<37} {status}\n", op.email, op.id));
+            }
+            println_out(text.trim_end())
+        }
+        OperatorCommand::Disable { email, reason } => {
+            let op = platform
+                .disable_operator(me, &Email::parse(&email)?, reason)
+                .await?;
+            println_out(&format!(
+                "disabled operator {} ({}): their tokens stop working at their next request",
+                op.email, op.id
+            ))
+        }
+        OperatorCommand::EnrolTotp { email } => {
+            let uri = platform
+                .operator_enrol_totp(me, &Email::parse(&email)?)
+                .await?;
+            println_out(&uri)
+        }
+        OperatorCommand::ConfirmTotp { email, code } => {
+            let code = strongroom_core::identity::totp::OneTimeCode::parse(&code)?;
+            platform
+                .operator_confirm_totp(me, &Email::parse(&email)?, &code)
+                .await?;
+            println_out(&format!("confirmed: {email} now signs in with a TOTP code"))
+        }
     }
 }
 
@@ -158,6 +194,12 @@ pub(super) async fn keys(
             let kid = platform.rotate_signing_key(me).await?;
             println_out(&format!(
                 "new token signing key {kid} is active; earlier keys still verify"
+            ))
+        }
+        KeysCommand::RevokeSigningKey { kid, reason } => {
+            platform.revoke_signing_key(me, &kid, reason).await?;
+            println_out(&format!(
+                "revoked token signing key {kid}: tokens it signed stop verifying within tokens.reload_secs"
             ))
         }
         KeysCommand::Rotate {

@@ -1,4 +1,4 @@
-//! `strongroom audit …`: the tenant audit trail from the command line.
+//! `strongroom audit …`: a tenant's or the platform's audit trail from the command line.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,7 +8,47 @@ use strongroom_core::audit::note::{Checkpoint, Verifier};
 use strongroom_core::audit::verify::{Source, Verdict, Verified, tile_paths, verify};
 use strongroom_core::tenant::Slug;
 
-use super::AuditCommand;
+use super::{AuditCommand, Trail};
+
+/// The trail an audit command reads.
+enum Which {
+    Tenant(Slug),
+    Platform,
+}
+
+impl Which {
+    fn of(trail: &Trail) -> anyhow::Result<Self> {
+        match (&trail.tenant, trail.platform) {
+            (Some(t), false) => Ok(Self::Tenant(Slug::parse(t)?)),
+            (None, true) => Ok(Self::Platform),
+            _ => bail!("give either --tenant or --platform"),
+        }
+    }
+
+    async fn vkey(&self, admin: &super::Admin) -> anyhow::Result<String> {
+        let (platform, me) = (&admin.platform, &admin.me);
+        Ok(match self {
+            Self::Tenant(slug) => platform.audit_vkey(me, slug).await?,
+            Self::Platform => platform.platform_audit_vkey(me).await?,
+        })
+    }
+
+    async fn checkpoint(&self, admin: &super::Admin) -> anyhow::Result<String> {
+        let (platform, me) = (&admin.platform, &admin.me);
+        Ok(match self {
+            Self::Tenant(slug) => platform.audit_checkpoint(me, slug).await?,
+            Self::Platform => platform.platform_audit_checkpoint(me).await?,
+        })
+    }
+
+    async fn tile(&self, admin: &super::Admin, path: &str) -> anyhow::Result<Vec<u8>> {
+        let (platform, me) = (&admin.platform, &admin.me);
+        Ok(match self {
+            Self::Tenant(slug) => platform.audit_tile(me, slug, path).await?,
+            Self::Platform => platform.platform_audit_tile(me, path).await?,
+        })
+    }
+}
 
 fn out(text: &str) -> anyhow::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")?;
@@ -18,23 +58,19 @@ fn out(text: &str) -> anyhow::Result<()> {
 pub(super) async fn run(admin: &super::Admin, cmd: AuditCommand) -> anyhow::Result<()> {
     let (platform, me) = (&admin.platform, &admin.me);
     match cmd {
-        AuditCommand::Vkey { tenant } => {
-            out(&platform.audit_vkey(me, &Slug::parse(&tenant)?).await?)
-        }
-        AuditCommand::Checkpoint { tenant } => {
-            let note = platform
-                .audit_checkpoint(me, &Slug::parse(&tenant)?)
-                .await?;
+        AuditCommand::Vkey { trail } => out(&Which::of(&trail)?.vkey(admin).await?),
+        AuditCommand::Checkpoint { trail } => {
+            let note = Which::of(&trail)?.checkpoint(admin).await?;
             write!(std::io::stdout().lock(), "{note}")?;
             Ok(())
         }
-        AuditCommand::Export { tenant, dir } => {
-            let slug = Slug::parse(&tenant)?;
+        AuditCommand::Export { trail, dir } => {
+            let which = Which::of(&trail)?;
             if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
                 bail!("{} is not empty", dir.display());
             }
-            let note = platform.audit_checkpoint(me, &slug).await?;
-            let vkey = platform.audit_vkey(me, &slug).await?;
+            let note = which.checkpoint(admin).await?;
+            let vkey = which.vkey(admin).await?;
             let text = Verifier::parse(&vkey)?.open(&note)?.to_owned();
             let size = Checkpoint::parse(&text)?.size;
             write_file(&dir, "checkpoint", note.as_bytes())?;
@@ -47,7 +83,7 @@ pub(super) async fn run(admin: &super::Admin, cmd: AuditCommand) -> anyhow::Resu
                 level += 1;
             }
             for path in paths {
-                let bytes = platform.audit_tile(me, &slug, &path).await?;
+                let bytes = which.tile(admin, &path).await?;
                 write_file(&dir, &path, &bytes)?;
                 files += 1;
             }
@@ -102,8 +138,8 @@ pub(super) fn verify_dir(dir: &Path, vkey: &str, state: Option<&Path>) -> anyhow
 pub(super) struct Remote {
     /// Base URL of the server.
     pub url: String,
-    /// Tenant slug.
-    pub tenant: String,
+    /// Tenant slug, or none for the platform's own trail.
+    pub tenant: Option<String>,
     /// Certificates to trust instead of the system roots.
     pub ca_cert: Option<std::path::PathBuf>,
     /// File holding the bearer token.
@@ -167,14 +203,17 @@ impl Source for HttpSource {
     }
 }
 
-/// `audit verify --url … --tenant …`: fetches the checkpoint and tiles over HTTPS and
+/// `audit verify --url … --tenant …|--platform`: fetches the checkpoint and tiles over HTTPS and
 /// verifies them exactly as `--dir` does.
 pub(super) async fn verify_url(
     remote: Remote,
     vkey: String,
     state: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    let slug = Slug::parse(&remote.tenant)?;
+    let trail = match &remote.tenant {
+        Some(t) => format!("t/{}", Slug::parse(t)?.as_str()),
+        None => "platform".to_owned(),
+    };
     let mut builder = reqwest::Client::builder()
         .https_only(true)
         .timeout(std::time::Duration::from_secs(60));
@@ -195,11 +234,7 @@ pub(super) async fn verify_url(
     };
     let mut src = HttpSource {
         client: builder.build()?,
-        base: format!(
-            "{}/v1/t/{}/audit",
-            remote.url.trim_end_matches('/'),
-            slug.as_str()
-        ),
+        base: format!("{}/v1/{trail}/audit", remote.url.trim_end_matches('/')),
         token,
         runtime: tokio::runtime::Handle::current(),
         error: None,

@@ -60,7 +60,8 @@ enum Command {
     /// Inspect and rotate tenants' encryption keys; crypto-shred a tenant.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// A tenant's audit trail: verifier key, checkpoint, export, offline verification.
+    /// A tenant's or the platform's audit trail: verifier key, checkpoint, export,
+    /// offline verification.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Print the version.
@@ -96,6 +97,38 @@ enum OperatorCommand {
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// List operators (enabled and disabled).
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Disable an operator: their tokens stop working at their next request and they
+    /// cannot sign in. The account is kept, because the trails name it.
+    Disable {
+        /// The operator's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Why (recorded in the platform trail).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Start TOTP enrolment for an operator: prints the otpauth:// URI to load into
+    /// their authenticator. Confirm with `confirm-totp`.
+    EnrolTotp {
+        /// The operator's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Confirm an operator's TOTP enrolment with a current code; from then on their
+    /// sign-in requires a code.
+    ConfirmTotp {
+        /// The operator's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// A current 6-digit code from the authenticator.
+        #[arg(long)]
+        code: String,
     },
 }
 
@@ -153,6 +186,16 @@ enum KeysCommand {
     /// Make a new access-token signing key the active one; earlier keys keep verifying
     /// (a running server picks it up within `tokens.reload_secs`).
     RotateSigningKey,
+    /// Revoke an access-token signing key: tokens it signed stop verifying within
+    /// `tokens.reload_secs` in every process and it leaves the JWKS.
+    RevokeSigningKey {
+        /// The key id (`kid`), as listed in /.well-known/jwks.json.
+        #[arg(long)]
+        kid: String,
+        /// Why (recorded in the platform trail).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Make a new data key current (default), or replace the key-encryption key.
     Rotate {
         /// The tenant's slug.
@@ -192,23 +235,20 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Print the tenant's audit verifier key (C2SP vkey).
+    /// Print the trail's verifier key (C2SP vkey).
     Vkey {
-        /// The tenant's slug.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        trail: Trail,
     },
     /// Integrate new entries and print the latest signed checkpoint.
     Checkpoint {
-        /// The tenant's slug.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        trail: Trail,
     },
     /// Write the checkpoint, tiles and entry bundles into DIR (tlog-tiles layout).
     Export {
-        /// The tenant's slug.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        trail: Trail,
         /// Output directory (created; must be empty or absent).
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
@@ -224,12 +264,16 @@ enum AuditCommand {
             conflicts_with = "url"
         )]
         dir: Option<PathBuf>,
-        /// A server's base URL, e.g. https://vault.example.com:8443 (with --tenant).
-        #[arg(long, value_name = "URL", requires = "tenant")]
+        /// A server's base URL, e.g. https://vault.example.com:8443 (with --tenant or
+        /// --platform).
+        #[arg(long, value_name = "URL")]
         url: Option<String>,
         /// The tenant whose log to fetch from --url.
-        #[arg(long)]
+        #[arg(long, requires = "url", conflicts_with = "platform")]
         tenant: Option<String>,
+        /// Fetch the platform's own trail from --url (an operator token).
+        #[arg(long, requires = "url")]
+        platform: bool,
         /// The log's verifier key, obtained separately and pinned (e.g. `audit vkey`):
         /// never taken from the server being verified.
         #[arg(long)]
@@ -259,6 +303,18 @@ enum AuditCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+}
+
+/// Which trail an audit command reads: a tenant's, or the platform's own.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+struct Trail {
+    /// The tenant's slug.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The platform's own trail (operators, tenants, signing keys, support access).
+    #[arg(long)]
+    platform: bool,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -324,13 +380,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             dir,
             url,
             tenant,
+            platform,
             vkey,
             state,
             ca_cert,
             token_file,
-        }) => match (dir, url, tenant) {
-            (Some(dir), None, _) => audit::verify_dir(&dir, &vkey, state.as_deref()),
-            (None, Some(url), Some(tenant)) => {
+        }) => match (dir, url, tenant, platform) {
+            (Some(dir), None, None, false) => audit::verify_dir(&dir, &vkey, state.as_deref()),
+            (None, Some(url), tenant, platform) if tenant.is_some() != platform => {
                 let remote = audit::Remote {
                     url,
                     tenant,
@@ -339,7 +396,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 };
                 audit::verify_url(remote, vkey, state).await
             }
-            _ => anyhow::bail!("give either --dir, or --url with --tenant"),
+            _ => anyhow::bail!("give either --dir, or --url with --tenant or --platform"),
         },
         Command::Audit(cmd) => audit::run(&open(&config).await?, cmd).await,
         Command::Version => Ok(()),

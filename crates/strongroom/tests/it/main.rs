@@ -17,6 +17,7 @@ mod in_process;
 mod isolation;
 mod lifecycle;
 mod openapi;
+mod operators;
 mod security;
 mod support;
 mod tls;

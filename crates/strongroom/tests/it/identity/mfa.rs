@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::support::expect_problem;
 
-fn base32_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
     let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
     for c in s.bytes() {
         let v = match c {
@@ -24,7 +24,7 @@ fn base32_decode(s: &str) -> Vec<u8> {
 }
 
 #[allow(clippy::disallowed_methods)] // the test plays the authenticator app: wall-clock time
-fn code(secret: &[u8], offset_steps: i64) -> String {
+pub(crate) fn code(secret: &[u8], offset_steps: i64) -> String {
     use strongroom_core::identity::totp;
     let now = i64::try_from(
         std::time::SystemTime::now()
