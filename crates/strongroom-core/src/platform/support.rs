@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::{MAX_PAGE, Platform, PlatformError};
 use crate::access::rbac::Permission;
-use crate::access::{self, Principal, TenantScope};
+use crate::access::{self, PlatformAction, Principal, TenantScope};
 use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
 use crate::identity::operator::OperatorId;
 use crate::store::{SupportGrant, SupportScope};
@@ -212,6 +212,13 @@ impl Platform {
         let mut entry = NewEntry::by(&scope, Action::SupportUse, grant_target(&grant.id), None);
         entry.reason = Some(used_for.to_owned());
         self.recorder.record(&scope, entry).await?;
+        // And in the platform trail, naming the tenant: the platform's own record of
+        // what its operators did inside tenants.
+        let platform = access::authorize_platform(principal, PlatformAction::ReadTenants)?;
+        let log = access::platform_log(&platform);
+        let mut entry = NewEntry::by(&log, Action::SupportUse, grant_target(&grant.id), None);
+        entry.reason = Some(format!("{}: {used_for}", tenant.slug));
+        self.recorder.record(&log, entry).await?;
         Ok((tenant, scope, grant))
     }
 

@@ -400,6 +400,19 @@ async fn operators_read_a_tenants_trail_only_through_a_live_grant() {
     }
     let uses = actions.iter().filter(|a| *a == "support.use").count();
     assert_eq!(uses, 2, "one per operator request: {actions:?}");
+    // The platform's own trail records the same uses, naming the tenant.
+    let platform = api
+        .get("/v1/platform/audit/entries?action=support.use", &op)
+        .await
+        .ok(200);
+    let reasons: Vec<&str> = platform["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{platform}");
+    assert!(reasons.iter().all(|r| r.starts_with("acme: ")), "{reasons:?}");
 }
 
 /// A grant that reaches its expiry stops working, and its expiry is recorded in the
