@@ -635,8 +635,8 @@ impl Platform {
         self.user_refresh(&slug, refresh_token).await
     }
 
-    /// Audits a replayed refresh token (`session.refresh_reuse`; the store has already
-    /// revoked the session) and answers `Unauthenticated`.
+    /// Revokes the session of a replayed refresh token together with its audit entry
+    /// (`session.refresh_reuse`, one transaction) and answers `Unauthenticated`.
     async fn refresh_reused(&self, tenant: &Tenant, s: &StoredSession) -> PlatformError {
         let scope = self.sign_in_scope(tenant).anonymous(tenant);
         let mut entry = NewEntry::by(
@@ -646,8 +646,16 @@ impl Platform {
             None,
         );
         entry.session = Some(s.id.clone());
-        if let Err(e) = self.recorder.record(&scope, entry).await {
-            return e.into();
+        let revoked = match self.recorder.event(&scope, entry).await {
+            Ok(event) => self
+                .store
+                .revoke_session(&scope, &s.id, &event)
+                .await
+                .map_err(PlatformError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = revoked {
+            return e;
         }
         tracing::warn!(tenant = %tenant.slug, user = %s.user, "refresh token reused; session revoked");
         PlatformError::Unauthenticated

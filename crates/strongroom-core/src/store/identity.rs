@@ -54,7 +54,8 @@ pub struct StoredInvitation {
 pub enum RefreshOutcome {
     /// The token was current: it is now used, and `new` replaces it.
     Rotated(StoredSession),
-    /// The token had been used before: the session is now revoked.
+    /// The token had been used before: nothing was changed; the caller revokes the
+    /// session with its audit entry in one transaction ([`SessionStore::revoke_session`]).
     Reused(StoredSession),
     /// No such token (or its session is revoked or expired).
     Invalid,
@@ -171,7 +172,8 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Option<StoredSession>, StoreError>;
 
     /// Uses refresh token `old` once, storing `new` as its successor; a second use of
-    /// `old` revokes the session. Sessions past `now` are not refreshed.
+    /// `old` is reported as [`RefreshOutcome::Reused`] (and changes nothing). Sessions
+    /// past `now` are not refreshed.
     async fn rotate_refresh(
         &self,
         scope: &SignInScope,

@@ -225,7 +225,12 @@ pub(crate) async fn refresh_tokens_rotate_once_and_reuse_revokes_the_session<B: 
         matches!(r, RefreshOutcome::Reused(_)),
         "first token replayed"
     );
+    // Reported, not acted on: the revocation comes with its audit entry.
+    assert!(!s.session(&p, &sess.id).await.unwrap().unwrap().revoked);
+    let before = s.audit_len(&home).await.unwrap();
+    s.revoke_session(&home, &sess.id, &ev()).await.unwrap();
     assert!(s.session(&p, &sess.id).await.unwrap().unwrap().revoked);
+    assert_eq!(s.audit_len(&home).await.unwrap(), before + 1);
     let r = s
         .rotate_refresh(&p, &[3; 32], &[5; 32], now())
         .await

@@ -102,19 +102,9 @@ impl SessionStore for SqliteStore {
             return Ok(RefreshOutcome::Invalid);
         }
         if used.is_some() {
-            // Replay of a rotated token: whoever holds the family is not to be trusted.
-            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND id = ?")
-                .bind(to_micros(now))
-                .bind(tid(scope))
-                .bind(&session.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            return Ok(RefreshOutcome::Reused(StoredSession {
-                revoked: true,
-                ..session
-            }));
+            // Replay of a rotated token: the caller revokes the session together with
+            // its audit entry (`revoke_session`); nothing changes here.
+            return Ok(RefreshOutcome::Reused(session));
         }
         sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE tenant_id = ? AND hash = ?")
             .bind(to_micros(now))
