@@ -334,9 +334,18 @@ impl Objects {
             size,
             file: file.clone(),
         };
-        if let Err(e) = self.store.insert_blob(scope, &blob).await {
+        let entry = NewEntry::by(scope, Action::BlobPut, Target::of(KIND_BLOB, id), None);
+        let stored = match self.recorder.event(scope, entry).await {
+            Ok(event) => self
+                .store
+                .insert_blob(scope, &blob, &event)
+                .await
+                .map_err(ObjectError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = stored {
             self.blobs.remove(scope, &file).await?;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(blob)
     }
@@ -456,7 +465,16 @@ impl Objects {
             sealed: sealed::seal(&key, &object, plain.expose()).map_err(KeyringError::from)?,
             ..old.clone()
         };
-        Ok(self.store.reseal(scope, kind, old, &new).await?)
+        let target = Target::of(kind, old.id.as_str()).at_version(old.version);
+        let mut entry = NewEntry::by(scope, Action::KeyReencrypt, target, None);
+        entry.reason = Some(format!(
+            "data key {} -> {}",
+            old.dek_version, new.dek_version
+        ));
+        entry.before = Some(sha256(&[&old.sealed]));
+        entry.after = Some(sha256(&[&new.sealed]));
+        let event = self.recorder.event(scope, entry).await?;
+        Ok(self.store.reseal(scope, kind, old, &new, &event).await?)
     }
 
     async fn reseal_blob(
@@ -504,7 +522,18 @@ impl Objects {
             file: file.clone(),
             ..old.clone()
         };
-        if self.store.reseal_blob(scope, old, &new).await? {
+        let mut entry = NewEntry::by(
+            scope,
+            Action::KeyReencrypt,
+            Target::of(KIND_BLOB, old.id.as_str()),
+            None,
+        );
+        entry.reason = Some(format!(
+            "data key {} -> {}",
+            old.dek_version, new.dek_version
+        ));
+        let event = self.recorder.event(scope, entry).await?;
+        if self.store.reseal_blob(scope, old, &new, &event).await? {
             self.blobs.remove(scope, &old.file).await?;
             Ok(true)
         } else {

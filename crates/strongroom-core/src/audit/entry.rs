@@ -27,6 +27,12 @@ pub enum Action {
     TenantSecretSet,
     /// A data key was rotated.
     KeyRotate,
+    /// A sealed object (value or blob) was re-encrypted under the current data key.
+    KeyReencrypt,
+    /// An encrypted blob was stored.
+    BlobPut,
+    /// An imported (bcrypt) password hash was replaced with argon2id at sign-in.
+    UserPasswordRehash,
     /// The key-encryption key was rotated (optionally to another provider).
     KeyKekRotate,
     /// The tenant's keys were destroyed.
@@ -99,10 +105,13 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 40] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
+        Self::KeyReencrypt,
+        Self::BlobPut,
+        Self::UserPasswordRehash,
         Self::KeyKekRotate,
         Self::KeyShred,
         Self::AuditQuery,
@@ -179,6 +188,9 @@ impl Action {
             Self::OperatorMfa => "operator.mfa",
             Self::SigningKeyRotate => "key.signing_rotate",
             Self::SigningKeyRevoke => "key.signing_revoke",
+            Self::KeyReencrypt => "key.reencrypt",
+            Self::BlobPut => "blob.put",
+            Self::UserPasswordRehash => "user.password_rehash",
         }
     }
 

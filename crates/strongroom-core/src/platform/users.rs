@@ -521,7 +521,14 @@ impl Platform {
             return Ok(());
         }
         match self.passwords.hash(password).await {
-            Ok(h) => self.store.set_password_hash(scope, user, &h).await?,
+            Ok(h) => {
+                let event = self
+                    .user_event(scope, Action::UserPasswordRehash, Some(user))
+                    .await?;
+                self.store
+                    .set_password_hash(scope, user, &h, &event)
+                    .await?;
+            }
             Err(e) => tracing::warn!(error = %e, "re-hashing an imported password failed"),
         }
         Ok(())

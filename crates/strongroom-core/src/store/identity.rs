@@ -101,12 +101,14 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> Result<Option<User>, StoreError>;
 
     /// Replaces a user's password hash (re-hashing an imported bcrypt hash to argon2id
-    /// after a successful sign-in; the password itself does not change).
+    /// after a successful sign-in; the password itself does not change), audited
+    /// (`user.password_rehash`) in the same transaction.
     async fn set_password_hash(
         &self,
         scope: &TenantScope,
         id: UserId,
         hash: &str,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 
     /// Deletes a user with their grants, sessions, refresh tokens and second factors

@@ -64,18 +64,25 @@ pub trait ObjectStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredSealed>, StoreError>;
 
-    /// Replaces a value's ciphertext by a re-encrypted one, unless it changed meanwhile.
+    /// Replaces a value's ciphertext by a re-encrypted one, unless it changed meanwhile;
+    /// `audit` (`key.reencrypt`) is appended in the same transaction, only if it did not.
     async fn reseal(
         &self,
         scope: &TenantScope,
         kind: &str,
         old: &StoredSealed,
         new: &StoredSealed,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
-    /// Records a blob whose stream is already committed to the blob store.
-    async fn insert_blob(&self, scope: &WritableScope, blob: &StoredBlob)
-    -> Result<(), StoreError>;
+    /// Records a blob whose stream is already committed to the blob store, audited
+    /// (`blob.put`) in the same transaction.
+    async fn insert_blob(
+        &self,
+        scope: &WritableScope,
+        blob: &StoredBlob,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// A blob's metadata.
     async fn blob(&self, scope: &TenantScope, id: &str) -> Result<Option<StoredBlob>, StoreError>;
@@ -88,12 +95,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredBlob>, StoreError>;
 
-    /// Points a blob at its re-encrypted stream, unless it changed meanwhile.
+    /// Points a blob at its re-encrypted stream, unless it changed meanwhile; `audit`
+    /// (`key.reencrypt`) is appended in the same transaction, only if it did not.
     async fn reseal_blob(
         &self,
         scope: &TenantScope,
         old: &StoredBlob,
         new: &StoredBlob,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 }
 

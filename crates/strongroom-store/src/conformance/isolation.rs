@@ -70,7 +70,7 @@ async fn bravo(s: &dyn Store) -> Bravo {
         size: 3,
         file: "f".into(),
     };
-    s.insert_blob(&w, &blob).await.unwrap();
+    s.insert_blob(&w, &blob, &ev()).await.unwrap();
     let entries = s.audit_len(&scope).await.unwrap();
     Bravo {
         scope,
@@ -169,7 +169,7 @@ async fn writes_change_nothing(s: &dyn Store, a: &TenantScope, b: &Bravo) {
         ..b.secret.clone()
     };
     assert!(
-        !s.reseal(a, "tenant-secret", &b.secret, &moved)
+        !s.reseal(a, "tenant-secret", &b.secret, &moved, &ev())
             .await
             .unwrap()
     );
@@ -177,7 +177,7 @@ async fn writes_change_nothing(s: &dyn Store, a: &TenantScope, b: &Bravo) {
         file: "g".into(),
         ..b.blob.clone()
     };
-    assert!(!s.reseal_blob(a, &b.blob, &moved_blob).await.unwrap());
+    assert!(!s.reseal_blob(a, &b.blob, &moved_blob, &ev()).await.unwrap());
 }
 
 async fn untouched(s: &dyn Store, b: &Bravo) {

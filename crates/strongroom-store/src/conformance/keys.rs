@@ -49,10 +49,22 @@ pub(crate) async fn sealed_writes_are_compare_and_swap<B: Backend>() {
     let old = s.sealed_before(&home, kind, 2, 10).await.unwrap();
     assert_eq!(old.len(), 1);
     let resealed = value(2, 2, 3);
-    assert!(s.reseal(&home, kind, &old[0], &resealed).await.unwrap());
+    let entries = s.audit_len(&home).await.unwrap();
     assert!(
-        !s.reseal(&home, kind, &old[0], &resealed).await.unwrap(),
+        s.reseal(&home, kind, &old[0], &resealed, &ev())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.reseal(&home, kind, &old[0], &resealed, &ev())
+            .await
+            .unwrap(),
         "moved on"
+    );
+    assert_eq!(
+        s.audit_len(&home).await.unwrap(),
+        entries + 1,
+        "audited only when it happened"
     );
     assert!(
         s.sealed_before(&home, kind, 2, 10)
@@ -66,7 +78,7 @@ pub(crate) async fn sealed_writes_are_compare_and_swap<B: Backend>() {
         size: 10,
         file: "f1".into(),
     };
-    s.insert_blob(&home.writable().unwrap(), &blob)
+    s.insert_blob(&home.writable().unwrap(), &blob, &ev())
         .await
         .unwrap();
     let moved = StoredBlob {
@@ -74,8 +86,10 @@ pub(crate) async fn sealed_writes_are_compare_and_swap<B: Backend>() {
         file: "f2".into(),
         ..blob.clone()
     };
-    assert!(s.reseal_blob(&home, &blob, &moved).await.unwrap());
-    assert!(!s.reseal_blob(&home, &blob, &moved).await.unwrap());
+    let entries = s.audit_len(&home).await.unwrap();
+    assert!(s.reseal_blob(&home, &blob, &moved, &ev()).await.unwrap());
+    assert!(!s.reseal_blob(&home, &blob, &moved, &ev()).await.unwrap());
+    assert_eq!(s.audit_len(&home).await.unwrap(), entries + 1);
     assert_eq!(s.blob(&home, "b1").await.unwrap().unwrap().file, "f2");
     assert!(s.blobs_before(&home, 2, 10).await.unwrap().is_empty());
 }

@@ -120,6 +120,7 @@ impl ObjectStore for SqliteStore {
         kind: &str,
         old: &StoredSealed,
         new: &StoredSealed,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
         let mut tx = region.write().await?;
@@ -134,11 +135,20 @@ impl ObjectStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 
-    async fn insert_blob(&self, scope: &WritableScope, b: &StoredBlob) -> Result<(), StoreError> {
+    async fn insert_blob(
+        &self,
+        scope: &WritableScope,
+        b: &StoredBlob,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
         let mut tx = region.write().await?;
         require_live(&mut tx, scope).await?;
@@ -153,6 +163,7 @@ impl ObjectStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| map(e, "blob id"))?;
+        super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -193,6 +204,7 @@ impl ObjectStore for SqliteStore {
         scope: &TenantScope,
         old: &StoredBlob,
         new: &StoredBlob,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
         let mut tx = region.write().await?;
@@ -207,7 +219,11 @@ impl ObjectStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 }

@@ -253,6 +253,7 @@ impl UserStore for SqliteStore {
         scope: &TenantScope,
         id: UserId,
         hash: &str,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
         let mut tx = region.write().await?;
@@ -263,6 +264,7 @@ impl UserStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)
     }
 

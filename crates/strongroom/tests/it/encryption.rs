@@ -362,7 +362,7 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     new_tenant(&s, &token, "rotating").await;
-    let (p, _) = local_platform(&s).await;
+    let (p, store) = local_platform(&s).await;
     let t = slug("rotating");
     let me = crate::support::local_admin();
     for i in 0..5 {
@@ -456,6 +456,26 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
             blob_body(&format!("blob-{i}|"))
         );
     }
+    // Every blob write and every re-encrypted object is in the trail, in the same
+    // transaction as the change: as many `key.reencrypt` entries as objects moved.
+    let scope = scope_of(&p, "rotating").await;
+    let count = |action: &'static str| {
+        let (store, scope) = (store.clone(), scope.clone());
+        async move {
+            let filter = strongroom_core::store::AuditFilter {
+                action: Some(action.into()),
+                ..Default::default()
+            };
+            store
+                .audit_query(&scope, &filter, 0, 100_000)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(count("blob.put").await, 5);
+    let moved = count("key.reencrypt").await;
+    assert!(moved >= 5, "each blob moved at least once: {moved}");
     // Re-encryption replaced blob files rather than keeping old copies.
     let tenant = p.tenant(&me, &t).await.unwrap();
     let blob_dir = s
@@ -991,7 +1011,29 @@ impl strongroom_core::store::BlobStore for RacingBlobs {
                 file: moved,
                 ..old.clone()
             };
-            assert!(self.store.reseal_blob(scope, &old, &new).await.unwrap());
+            let event = strongroom_core::store::AuditEvent {
+                entry: strongroom_core::audit::entry::NewEntry {
+                    action: strongroom_core::audit::entry::Action::KeyReencrypt,
+                    actor: strongroom_core::audit::entry::Actor {
+                        id: None,
+                        kind: "system",
+                    },
+                    target: strongroom_core::audit::entry::Target::of("blob", "doc"),
+                    reason: None,
+                    session: None,
+                    before: None,
+                    after: None,
+                    personal: None,
+                },
+                // The store keeps entry times monotonic: an early time is raised.
+                at: time::OffsetDateTime::UNIX_EPOCH,
+            };
+            assert!(
+                self.store
+                    .reseal_blob(scope, &old, &new, &event)
+                    .await
+                    .unwrap()
+            );
             self.inner.remove(scope, file).await?;
         }
         self.inner.open(scope, file).await

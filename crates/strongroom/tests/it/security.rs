@@ -412,7 +412,10 @@ async fn operators_read_a_tenants_trail_only_through_a_live_grant() {
         .map(|e| e["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons.len(), 2, "{platform}");
-    assert!(reasons.iter().all(|r| r.starts_with("acme: ")), "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.starts_with("acme: ")),
+        "{reasons:?}"
+    );
 }
 
 /// A grant that reaches its expiry stops working, and its expiry is recorded in the

@@ -186,6 +186,17 @@ async fn imported_bcrypt_users_sign_in_and_are_rehashed_to_argon2id() {
             .status(),
         201
     );
+    // The re-hash is audited, once (the second sign-in found argon2id already).
+    let auditor = crate::support::auditor(&s, "acme").await;
+    let actions = s.api().audit_actions(&auditor, "acme").await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "user.password_rehash")
+            .count(),
+        1,
+        "{actions:?}"
+    );
     // Exactly one credential, and only a well-formed bcrypt hash.
     for (body, pointer) in [
         (
