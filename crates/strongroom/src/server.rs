@@ -1,14 +1,20 @@
 //! The accept loop: TLS handshake with a deadline, HTTP/1.1 or HTTP/2 with bounded
-//! header reads, a connection cap, and a graceful shutdown that lets in-flight
-//! requests finish.
+//! header reads, a connection cap overall and per client address, an idle timeout, and
+//! a graceful shutdown that lets in-flight requests finish.
+//!
+//! Client addresses are personal data: they reach the audit trail only sealed, and are
+//! never written to the server's log, not even at debug level.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,6 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use strongroom_core::config::LimitsConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -38,8 +45,10 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = PerAddress::new(limits.max_connections_per_address);
     let builder = Arc::new(http_builder(limits));
     let handshake = Duration::from_secs(limits.tls_handshake_timeout_secs);
+    let idle = Duration::from_secs(limits.idle_timeout_secs);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -58,15 +67,21 @@ pub(crate) async fn run(
                 }
             },
         };
+        let Some(address_slot) = per_address.claim(peer.ip()) else {
+            tracing::debug!("connection refused: too many from one address");
+            drop(tcp);
+            continue;
+        };
         let conn = Connection {
             acceptor: acceptor.clone(),
             app: app.clone(),
             builder: builder.clone(),
             handshake,
+            idle,
         };
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slots = (permit, address_slot);
             conn.serve(tcp, peer, watcher).await;
         });
     }
@@ -92,9 +107,124 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_HTTP2_STREAMS)
-        .max_header_list_size(MAX_HTTP2_HEADERS)
-        .keep_alive_interval(Duration::from_secs(30));
+        .max_header_list_size(MAX_HTTP2_HEADERS);
+    // No server PINGs: a connection with nothing in flight is closed by the idle
+    // timeout instead, which also ends one whose peer is gone.
     b
+}
+
+/// Connections per client address (IPv6 by its /64, as sign-in throttling counts).
+#[derive(Clone)]
+struct PerAddress {
+    max: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's claim on its address's share; released when dropped.
+struct AddressSlot {
+    address: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, unless that address has `max` open already.
+    fn claim(&self, ip: IpAddr) -> Option<AddressSlot> {
+        let address = strongroom_core::identity::throttle::throttle_address(ip);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(address).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            address,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// What the idle timeout watches on one connection: requests in flight (from the
+/// moment their headers are read until their response body is sent or dropped) and
+/// when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+/// One request in flight; the connection is idle again once every one is dropped.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
+    /// Completes once the connection has had nothing in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let since = *self
+                .idle_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let deadline = since + timeout;
+            if self.in_flight.load(Ordering::SeqCst) == 0 && Instant::now() >= deadline {
+                return;
+            }
+            // Busy, or idle for less than the timeout: look again at the deadline (or,
+            // while busy, a timeout later: the idle clock restarts when it ends).
+            tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(10)))
+                .await;
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(timeout).await;
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut since = self
+            .0
+            .idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *since = Instant::now();
+        }
+    }
 }
 
 struct Connection {
@@ -102,6 +232,7 @@ struct Connection {
     app: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
     handshake: Duration,
+    idle: Duration,
 }
 
 impl Connection {
@@ -114,25 +245,42 @@ impl Connection {
         let tls = match tokio::time::timeout(self.handshake, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                tracing::debug!(error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
+                tracing::debug!("TLS handshake timed out");
                 return;
             }
         };
-        let app = self
-            .app
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.map(axum::body::Body::new)
-            });
+        let activity = Activity::new();
+        let seen = activity.clone();
+        let app = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let busy = seen.busy();
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let req = req.map(axum::body::Body::new);
+            let app = self.app.clone();
+            async move {
+                let resp = app.oneshot(req).await?;
+                // The connection stays busy until the body is sent (or dropped).
+                Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _ = &busy;
+                        frame
+                    }))
+                }))
+            }
+        });
         let conn = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app));
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        tokio::select! {
+            ended = watcher.watch(conn.into_owned()) => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }
+            () = activity.idle_for(self.idle) => tracing::debug!("idle connection closed"),
         }
     }
 }

@@ -143,6 +143,13 @@ pub struct LimitsConfig {
     pub tls_handshake_timeout_secs: u64,
     /// Concurrent connections; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Concurrent connections from one client address (IPv6 by its /64); further ones
+    /// are closed at once, so one client cannot take every slot.
+    pub max_connections_per_address: usize,
+    /// A connection with no request in flight for this long is closed (HTTP/1.1
+    /// keep-alive and HTTP/2 alike; an HTTP/2 request whose headers never complete
+    /// counts as none).
+    pub idle_timeout_secs: u64,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_grace_secs: u64,
 }
@@ -155,6 +162,8 @@ impl Default for LimitsConfig {
             header_read_timeout_secs: 10,
             tls_handshake_timeout_secs: 10,
             max_connections: 1024,
+            max_connections_per_address: 64,
+            idle_timeout_secs: 60,
             shutdown_grace_secs: 30,
         }
     }
@@ -410,6 +419,13 @@ impl Config {
             "limits.tls_handshake_timeout_secs",
         )?;
         check(l.max_connections, 1, 1_000_000, "limits.max_connections")?;
+        check(
+            l.max_connections_per_address,
+            1,
+            1_000_000,
+            "limits.max_connections_per_address",
+        )?;
+        check(l.idle_timeout_secs, 1, 3600, "limits.idle_timeout_secs")?;
         check(l.shutdown_grace_secs, 0, 3600, "limits.shutdown_grace_secs")?;
         check(
             self.tokens.operator_ttl_secs,

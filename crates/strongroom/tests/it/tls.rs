@@ -1,4 +1,6 @@
-//! TLS: only 1.2 and 1.3, modern suites, ALPN; old protocols and plain HTTP refused.
+//! TLS and connections: only TLS 1.2 and 1.3, modern suites, ALPN; old protocols and
+//! plain HTTP refused; connections capped per address, idle ones closed; client
+//! addresses kept out of the log.
 
 use std::sync::Arc;
 
@@ -174,4 +176,131 @@ async fn plain_http_gets_no_http_answer() {
             .status(),
         200
     );
+}
+
+/// A TCP connection to the server from `ip` (a loopback address).
+async fn connect_from(s: &TestServer, ip: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(addr(s).parse().unwrap()).await.unwrap()
+}
+
+/// A TLS connection from `ip`, or the handshake's error.
+async fn tls_from(
+    s: &TestServer,
+    ip: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let config = client_config(s, &[&rustls::version::TLS13]);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = connect_from(s, ip).await;
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// Reads until the server closes the connection; `true` if it did within `secs`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, secs: u64) -> bool {
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let s = start_configured("[limits]\nmax_connections_per_address = 2\n").await;
+    let first = tls_from(&s, "127.0.0.3").await.unwrap();
+    let _second = tls_from(&s, "127.0.0.3").await.unwrap();
+    // The third from the same address is closed before the handshake completes.
+    assert!(tls_from(&s, "127.0.0.3").await.is_err());
+    // Another address is served.
+    let mut other = tls_from(&s, "127.0.0.4").await.unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    other.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    // Closing one frees its place.
+    drop(first);
+    let mut served = false;
+    for _ in 0..50 {
+        if tls_from(&s, "127.0.0.3").await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(served, "a closed connection's place was never freed");
+}
+
+#[tokio::test]
+async fn idle_connections_and_never_finished_http2_headers_are_closed() {
+    // Idle 2 s; header_read_timeout stays 10 s, so a close within 6 s is the idle rule.
+    let s = start_configured("[limits]\nidle_timeout_secs = 2\n").await;
+    // A handshake and then nothing.
+    let mut silent = tls_from(&s, "127.0.0.5").await.unwrap();
+    assert!(
+        closed_within(&mut silent, 6).await,
+        "silent connection kept"
+    );
+    // HTTP/1.1 keep-alive: one request answered, then idle.
+    let mut keep = tls_from(&s, "127.0.0.5").await.unwrap();
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = keep.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(closed_within(&mut keep, 6).await, "idle keep-alive kept");
+    // HTTP/2: the preface, SETTINGS, then a HEADERS frame without END_HEADERS whose
+    // CONTINUATION never comes: the request never starts, the connection is idle.
+    let mut config = client_config(&s, &[&rustls::version::TLS13]);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = connect_from(&s, "127.0.0.5").await;
+    let mut h2 = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    frames.extend_from_slice(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82]); // HEADERS, :method GET
+    h2.write_all(&frames).await.unwrap();
+    assert!(
+        closed_within(&mut h2, 6).await,
+        "half-sent HTTP/2 headers kept the connection"
+    );
+}
+
+#[tokio::test]
+async fn client_addresses_never_reach_the_server_log() {
+    let s = start_configured("[log]\nlevel = \"debug\"\n").await;
+    // A failed handshake (logged at debug), and a served request.
+    let mut tcp = connect_from(&s, "127.0.0.6").await;
+    tcp.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut sink = Vec::new();
+    let _ = tcp.read_to_end(&mut sink).await;
+    let mut tls = tls_from(&s, "127.0.0.6").await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let _ = tls.read_to_end(&mut sink).await;
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = s.log();
+        if log.contains("TLS handshake failed") && log.contains("/healthz") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(log.contains("TLS handshake failed"), "no debug log: {log}");
+    assert!(!log.contains("127.0.0.6"), "a client address was logged");
 }
