@@ -38,6 +38,10 @@ pub async fn serve(config: Config, out: &mut dyn Write) -> anyhow::Result<()> {
         platform.clone(),
         Duration::from_secs(config.tokens.reload_secs),
     ));
+    tokio::spawn(expire_cached_keys_in_background(
+        platform.clone(),
+        Duration::from_secs(config.keys.cache_ttl_secs.min(10)),
+    ));
     tokio::spawn(integrate_audit_in_background(
         platform.clone(),
         Duration::from_millis(config.audit.checkpoint_interval_ms),
@@ -137,6 +141,20 @@ async fn integrate_audit_in_background(platform: Arc<Platform>, interval: Durati
                 tracing::warn!(error = %e, "audit integration round failed; retrying");
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
+        }
+    }
+}
+
+/// Wipes cached keys once their TTL has passed, checked every `every` (at most ten
+/// seconds, and no longer than the TTL), so a key is held at most TTL + `every`.
+async fn expire_cached_keys_in_background(platform: Arc<Platform>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let dropped = platform.drop_expired_keys();
+        if dropped > 0 {
+            tracing::debug!(dropped, "expired keys dropped from the cache");
         }
     }
 }

@@ -82,6 +82,19 @@ impl KeyCache {
         }
     }
 
+    /// Drops (and so wipes) every entry past its TTL, read or not: an expired key does
+    /// not linger in memory until someone asks for it. The server calls this on a
+    /// timer. Returns how many were dropped.
+    pub(crate) fn purge_expired(&self) -> usize {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let before = e.map.len();
+        let ttl = self.ttl;
+        let Entries { map, order } = &mut *e;
+        map.retain(|_, (at, _)| at.elapsed() < ttl);
+        order.retain(|id| map.contains_key(id));
+        before - map.len()
+    }
+
     /// Forgets every key of a tenant (after rotation or destruction).
     pub(crate) fn forget_tenant(&self, tenant: TenantId) {
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,7 +103,6 @@ impl KeyCache {
     }
 
     /// Number of cached keys.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries
             .lock()
@@ -119,5 +131,18 @@ mod tests {
         let short = KeyCache::new(Duration::ZERO, 4);
         short.put(a, Slot::Kek(1), SecretBytes::new(vec![1]));
         assert!(short.get(a, Slot::Kek(1)).is_none(), "expired");
+    }
+
+    #[test]
+    fn expired_keys_are_dropped_without_being_read() {
+        let c = KeyCache::new(Duration::from_millis(50), 8);
+        let a = TenantId::generate();
+        c.put(a, Slot::Dek(1), SecretBytes::new(vec![1]));
+        c.put(a, Slot::Kek(1), SecretBytes::new(vec![2]));
+        assert_eq!(c.purge_expired(), 0, "still fresh");
+        std::thread::sleep(Duration::from_millis(60));
+        c.put(a, Slot::Dek(2), SecretBytes::new(vec![3]));
+        assert_eq!(c.purge_expired(), 2);
+        assert_eq!(c.len(), 1, "only the fresh one is left");
     }
 }

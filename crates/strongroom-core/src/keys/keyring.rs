@@ -429,6 +429,17 @@ impl Keyring {
         Ok(version)
     }
 
+    /// Drops cached keys past their TTL (see the cache); the server calls it on a timer.
+    pub fn drop_expired_keys(&self) -> usize {
+        self.cache.purge_expired()
+    }
+
+    /// How many unwrapped keys are held in memory now (for monitoring, and for tests
+    /// that check keys are let go).
+    pub fn cached_keys(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Destroys every key of the tenant. Irreversible: all its data becomes unreadable.
     /// Audited (`key.shred`) in the same transaction with `audit`.
     pub async fn destroy(
@@ -436,12 +447,16 @@ impl Keyring {
         scope: &TenantScope,
         audit: &AuditEvent,
     ) -> Result<(), KeyringError> {
-        self.store.destroy_tenant_keys(scope, audit).await?;
+        let destroyed = self.store.destroy_tenant_keys(scope, audit).await;
+        // Whatever the store answered — the destruction may have committed and only a
+        // later step (purging the database journal) failed — no key of the tenant
+        // stays usable from memory.
         self.cache.forget_tenant(scope.tenant());
         self.budgets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(t, _), _| *t != scope.tenant());
+        destroyed?;
         tracing::warn!(tenant = %scope.tenant(), "tenant keys destroyed (crypto-shredded)");
         Ok(())
     }

@@ -218,6 +218,17 @@ impl Platform {
         Ok(self.objects.reencrypt_step(&scope, budget).await?)
     }
 
+    /// Drops unwrapped keys cached past `keys.cache_ttl_secs` (called on a timer, so an
+    /// expired key is wiped whether or not it is read again). Returns how many.
+    pub fn drop_expired_keys(&self) -> usize {
+        self.keyring.drop_expired_keys()
+    }
+
+    /// How many unwrapped tenant keys this process holds in memory now.
+    pub fn cached_keys(&self) -> usize {
+        self.keyring.cached_keys()
+    }
+
     /// One round of background re-encryption over every tenant, moving at most
     /// `budget` objects in all. Returns how many moved and how many remain.
     pub async fn reencrypt_round(&self, budget: u32) -> Result<(u64, u64), PlatformError> {

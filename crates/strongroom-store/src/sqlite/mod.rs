@@ -33,6 +33,12 @@ use crate::error::db;
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// While purging the log: how long one checkpoint attempt waits for readers, and the
+/// pause between attempts.
+const PURGE_BUSY: Duration = Duration::from_millis(50);
+const _: () = assert!(PURGE_BUSY.as_millis() == 50 && BUSY_TIMEOUT.as_millis() == 5000);
+/// Checkpoint attempts before the purge reports failure (about two seconds).
+const PURGE_ATTEMPTS: u32 = 20;
 /// Read connections per database.
 const READERS: u32 = 4;
 
@@ -86,23 +92,42 @@ impl Db {
     /// Checkpoints the write-ahead log and truncates it, so bytes deleted by the last
     /// transactions (shredded keys) survive neither in the log nor, with
     /// `secure_delete`, in the database's free pages. Readers can hold a checkpoint
-    /// back, so it is retried for a short while.
+    /// back, so it is retried for about two seconds — with the writer's busy timeout
+    /// lowered meanwhile, because a TRUNCATE checkpoint waits on that timeout for every
+    /// reader, and the writer is the region's only one: a long reader must not stall
+    /// every write for minutes.
     pub(crate) async fn purge_log(&self) -> Result<(), StoreError> {
-        for _ in 0..50 {
-            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.writer)
+        let mut conn = self.writer.acquire().await.map_err(db)?;
+        sqlx::query("PRAGMA busy_timeout = 50") // PURGE_BUSY
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        let mut purged = Ok(false);
+        for _ in 0..PURGE_ATTEMPTS {
+            purged = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut *conn)
                 .await
-                .map_err(db)?;
-            let busy: i64 = sqlx::Row::try_get(&row, 0).map_err(db)?;
-            if busy == 0 {
-                return Ok(());
+                .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 0))
+                .map(|busy| busy == 0);
+            if !matches!(purged, Ok(false)) {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(PURGE_BUSY).await;
         }
-        Err(StoreError::unavailable(format!(
-            "{}: the write-ahead log could not be checkpointed (readers busy); retry",
-            self.path.display()
-        )))
+        let restored = sqlx::query("PRAGMA busy_timeout = 5000") // BUSY_TIMEOUT
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err() {
+            // A writer that would fail at once on contention is worse than a new one.
+            conn.detach();
+        }
+        match purged.map_err(db)? {
+            true => Ok(()),
+            false => Err(StoreError::unavailable(format!(
+                "{}: the write-ahead log could not be checkpointed (readers busy); retry",
+                self.path.display()
+            ))),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

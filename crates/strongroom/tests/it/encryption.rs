@@ -1090,3 +1090,44 @@ async fn a_download_whose_file_is_replaced_by_re_encryption_still_succeeds() {
     assert!(*racing.raced.lock().unwrap(), "the race happened");
     assert_eq!(out, body, "the reader followed the blob to its new file");
 }
+
+/// A shred commits, then purges the database journal so the destroyed keys leave the
+/// disk too. If that purge fails (a reader holds an old snapshot), the keys must still
+/// be gone from memory: nothing may decrypt from the cache after a shred.
+#[tokio::test]
+async fn a_shred_whose_journal_purge_fails_still_drops_cached_keys() {
+    use sqlx::Connection;
+    let s = crate::support::start().await;
+    let token = s.operator_token().await;
+    new_tenant(&s, &token, "shredded").await;
+    let (p, _) = local_platform(&s).await;
+    let me = crate::support::local_admin();
+    let t = slug("shredded");
+    let name = strongroom_core::objects::SecretName::parse("smtp").unwrap();
+    p.set_tenant_secret(&me, &t, &name, &SecretBytes::new(b"v".to_vec()))
+        .await
+        .unwrap();
+    // Read once: the tenant's keys are now cached.
+    assert_eq!(
+        p.tenant_secret(&me, &t, "smtp").await.unwrap().expose(),
+        b"v"
+    );
+    let db = s.data_dir().join("regions/eu/strongroom.db");
+    let mut reader = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    sqlx::query("SELECT count(*) FROM tenant_homes")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert!(p.cached_keys() > 0);
+    let shred = p.shred_tenant_keys(&me, &t, "contract ended".into()).await;
+    assert!(
+        matches!(shred, Err(PlatformError::Unavailable(_))),
+        "the journal cannot be purged under the reader's snapshot: {shred:?}"
+    );
+    assert_eq!(p.cached_keys(), 0, "destroyed keys still held in memory");
+    assert!(p.tenant_secret(&me, &t, "smtp").await.is_err());
+    sqlx::query("ROLLBACK").execute(&mut reader).await.unwrap();
+}
