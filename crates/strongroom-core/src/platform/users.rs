@@ -370,8 +370,14 @@ impl Platform {
         let account = format!("{slug}/{}", email.as_str());
         let attempt = self.throttle.begin(&account, client).map_err(too_many)?;
         let Some(tenant) = self.tenant_by_slug(slug).await? else {
+            // The same work as for a tenant that exists: a hash, and an audited failure
+            // (in the platform trail, which is where a sign-in to no tenant belongs).
             self.passwords.verify_dummy(password).await?;
             attempt.failed();
+            let log = access::platform_log_anonymous(&access::system_scope());
+            let target = Target::of("tenant", slug.as_str());
+            let entry = NewEntry::by(&log, Action::SessionLoginFailed, target, None);
+            self.recorder.record(&log, entry).await?;
             return Err(IdentityError::InvalidCredentials.into());
         };
         let probe = self.sign_in_scope(&tenant);

@@ -529,3 +529,43 @@ async fn an_expired_support_grant_stops_working_and_its_expiry_is_audited() {
     let page = p.audit_query(&me, &slug, &only, None, 10).await.unwrap();
     assert_eq!(page.entries.len(), 1);
 }
+
+/// A sign-in to a tenant that does not exist does the same work as one to a tenant
+/// that does — a password hash and an audited failure (there in the tenant's trail,
+/// here in the platform's) — and gets the same answer, so neither the body nor the
+/// time tells which tenants exist.
+#[tokio::test]
+async fn sign_in_to_an_unknown_tenant_costs_and_answers_the_same() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    tenant_with_admin(&s, &op, "acme").await;
+    let api = s.api();
+    let known = api
+        .sign_in_with("acme", "nobody@acme.example", USER_PASSWORD)
+        .await
+        .problem(401, "unauthenticated");
+    let unknown = api
+        .sign_in_with("no-such-tenant", "nobody@acme.example", USER_PASSWORD)
+        .await
+        .problem(401, "unauthenticated");
+    for field in ["type", "title", "detail", "status"] {
+        assert_eq!(known[field], unknown[field], "{field} differs");
+    }
+    let auditor = crate::support::auditor(&s, "acme").await;
+    let tenant = api.audit_actions(&auditor, "acme").await;
+    assert!(
+        tenant.iter().any(|a| a == "session.login_failed"),
+        "{tenant:?}"
+    );
+    let platform = api
+        .get(
+            "/v1/platform/audit/entries?action=session.login_failed",
+            &op,
+        )
+        .await
+        .ok(200);
+    let entries = platform["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{platform}");
+    assert_eq!(entries[0]["target"]["id"], "no-such-tenant");
+    assert_eq!(entries[0]["actor"]["kind"], "anonymous");
+}
