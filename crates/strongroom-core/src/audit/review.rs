@@ -167,8 +167,21 @@ fn field(out: &mut String, value: &str) {
 
 /// Renders entries as CSV (header row, CRLF line ends, UTF-8).
 pub fn to_csv(entries: &[ReviewEntry]) -> String {
+    let mut out = csv_header();
+    csv_rows(&mut out, entries);
+    out
+}
+
+/// The CSV header row (with its CRLF).
+pub fn csv_header() -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
+    out
+}
+
+/// Appends one CSV row (CRLF-terminated) per entry to `out`: what a streamed export
+/// sends page by page after [`csv_header`].
+pub fn csv_rows(out: &mut String, entries: &[ReviewEntry]) {
     for e in entries {
         let p = e.personal.as_ref();
         let cells: [String; 16] = [
@@ -193,11 +206,10 @@ pub fn to_csv(entries: &[ReviewEntry]) -> String {
             if i > 0 {
                 out.push(',');
             }
-            field(&mut out, c);
+            field(out, c);
         }
         out.push_str("\r\n");
     }
-    out
 }
 
 #[cfg(test)]

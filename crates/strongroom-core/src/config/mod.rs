@@ -286,8 +286,13 @@ pub struct AuditConfig {
     pub checkpoint_interval_ms: u64,
     /// Most entries one query page returns.
     pub max_page: u32,
-    /// Most entries one export (CSV or JSON) returns.
+    /// Most entries one export (CSV or JSON) returns. Exports are streamed a page
+    /// (`max_page` entries) at a time, so this bounds time, not memory.
     pub max_export: u32,
+    /// Exports running at once (each reads the trail page by page and unseals its
+    /// personal data for as long as the client keeps reading); one more is answered
+    /// 429 with `Retry-After`.
+    pub max_concurrent_exports: usize,
 }
 
 impl Default for AuditConfig {
@@ -296,6 +301,7 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: 1000,
             max_page: 500,
             max_export: 100_000,
+            max_concurrent_exports: 2,
         }
     }
 }
@@ -507,6 +513,12 @@ impl Config {
         )?;
         check(a.max_page, 1, 10_000, "audit.max_page")?;
         check(a.max_export, 1, 10_000_000, "audit.max_export")?;
+        check(
+            a.max_concurrent_exports,
+            1,
+            64,
+            "audit.max_concurrent_exports",
+        )?;
         Ok(())
     }
 }

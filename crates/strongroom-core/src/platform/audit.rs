@@ -96,6 +96,33 @@ pub struct AuditStatus {
     pub integrated: u64,
 }
 
+/// What a client that finds every export slot taken is told to wait.
+const EXPORT_RETRY_SECS: u64 = 5;
+
+/// An export under way: where it has got to, and its slot among the concurrent
+/// exports (released when this is dropped, e.g. when the client goes away).
+pub struct AuditExport {
+    scope: TenantScope,
+    filter: AuditFilter,
+    personal: bool,
+    format: ExportFormat,
+    from: u64,
+    left: u32,
+    started: bool,
+    done: bool,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for AuditExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditExport")
+            .field("tenant", &self.scope.tenant())
+            .field("format", &self.format)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Output of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -363,41 +390,86 @@ impl Platform {
         self.query_page(&scope, true, filter, from, limit).await
     }
 
-    /// Every entry matching `filter` (at most the configured export bound), rendered
-    /// for a review. The export itself is audited first.
+    /// Starts an export of every entry matching `filter` (at most `audit.max_export`),
+    /// rendered for a review and produced page by page with
+    /// [`Platform::audit_export_next`], so memory stays at one page whatever its size.
+    /// The export itself is audited first. At most `audit.max_concurrent_exports` run
+    /// at once; the slot is held until the export is dropped.
     pub async fn audit_export(
         &self,
         principal: &Principal,
         slug: &Slug,
         filter: &AuditFilter,
         format: ExportFormat,
-    ) -> Result<Vec<u8>, PlatformError> {
+    ) -> Result<AuditExport, PlatformError> {
         check_filter(filter)?;
         let (scope, personal) = self.audit_reader(principal, slug, "audit.export").await?;
-        self.audit_read(&scope, Action::AuditExport, filter).await?;
-        let max = self.audit_limits.max_export;
-        let mut entries = Vec::new();
-        let mut from = 0;
-        loop {
-            let want = (max - u32::try_from(entries.len()).unwrap_or(max)).min(1000);
-            if want == 0 {
-                break;
+        let slot = self.export_slots.clone().try_acquire_owned().map_err(|_| {
+            PlatformError::TooManyRequests {
+                retry_after_secs: EXPORT_RETRY_SECS,
             }
-            let stored = self.store.audit_query(&scope, filter, from, want).await?;
-            let Some(last) = stored.last() else { break };
-            from = last.seq + 1;
-            let done = stored.len() < want as usize;
-            entries.extend(self.review(&scope, &stored, personal).await?);
-            if done {
-                break;
+        })?;
+        self.audit_read(&scope, Action::AuditExport, filter).await?;
+        Ok(AuditExport {
+            scope,
+            filter: filter.clone(),
+            personal,
+            format,
+            from: 0,
+            left: self.audit_limits.max_export,
+            started: false,
+            done: false,
+            _slot: slot,
+        })
+    }
+
+    /// The next piece of an export's document (JSON array or CSV), `None` once it is
+    /// complete. The first piece opens the document even when nothing matches.
+    pub async fn audit_export_next(
+        &self,
+        export: &mut AuditExport,
+    ) -> Result<Option<Vec<u8>>, PlatformError> {
+        if export.done {
+            return Ok(None);
+        }
+        let want = export.left.min(self.audit_limits.max_page.max(1));
+        let stored = if want == 0 {
+            Vec::new()
+        } else {
+            self.store
+                .audit_query(&export.scope, &export.filter, export.from, want)
+                .await?
+        };
+        if let Some(last) = stored.last() {
+            export.from = last.seq + 1;
+        }
+        export.left -= u32::try_from(stored.len()).unwrap_or(export.left);
+        let entries = self.review(&export.scope, &stored, export.personal).await?;
+        let last = stored.len() < want as usize || export.left == 0;
+        let mut out = String::new();
+        match export.format {
+            ExportFormat::Json => {
+                for (i, e) in entries.iter().enumerate() {
+                    out.push(if i == 0 && !export.started { '[' } else { ',' });
+                    out.push_str(&serde_json::to_string(e).map_err(PlatformError::internal_from)?);
+                }
+                if !export.started && entries.is_empty() {
+                    out.push('[');
+                }
+                if last {
+                    out.push(']');
+                }
+            }
+            ExportFormat::Csv => {
+                if !export.started {
+                    out = review::csv_header();
+                }
+                review::csv_rows(&mut out, &entries);
             }
         }
-        Ok(match format {
-            ExportFormat::Json => {
-                serde_json::to_vec(&entries).map_err(PlatformError::internal_from)?
-            }
-            ExportFormat::Csv => review::to_csv(&entries).into_bytes(),
-        })
+        export.started = true;
+        export.done = last;
+        Ok(Some(out.into_bytes()))
     }
 
     /// Destroys a subject's personal-data keys in a tenant's trail (erasure): their IP

@@ -32,7 +32,7 @@ use crate::store::{BlobStore, Page, Store, StoreError, StoredSigningKey};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus};
 
 pub use applications::{OAuthError, OAuthToken, RegisteredApplication};
-pub use audit::{AuditPage, AuditStatus, ExportFormat, PLATFORM_TRAIL};
+pub use audit::{AuditExport, AuditPage, AuditStatus, ExportFormat, PLATFORM_TRAIL};
 pub use error::{Cause, PlatformError};
 pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
@@ -72,6 +72,8 @@ pub struct Platform {
     session_ttl_secs: u64,
     reload_secs: u64,
     audit_limits: crate::config::AuditConfig,
+    /// Slots for concurrent audit exports (`audit.max_concurrent_exports`).
+    export_slots: Arc<tokio::sync::Semaphore>,
     throttle: crate::identity::throttle::SignInThrottle,
     /// Serialises second-factor checks so a TOTP code cannot be spent twice by racing
     /// sign-ins (read, verify and write happen under it; they take microseconds).
@@ -179,6 +181,9 @@ impl Platform {
             session_ttl_secs: config.tokens.session_ttl_secs,
             reload_secs: config.tokens.reload_secs,
             audit_limits: config.audit.clone(),
+            export_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.audit.max_concurrent_exports,
+            )),
         })
     }
 

@@ -6,6 +6,7 @@
 //! way under `/v1/platform/audit/` to operators.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::extract::{ApiPath, ApiQuery, Auth};
 use crate::problem::Problem;
 use crate::state::AppState;
+
+/// Longest an export may stream (a client reading very slowly holds an export slot).
+const EXPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The `{tenant}` path parameter.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -288,10 +292,11 @@ pub(crate) async fn entries(
     params(AuditPath, EntriesQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The entries: a JSON array (`format=json`) or CSV (`format=csv`, the default; columns in docs/formats/audit.md)", content(
+        (status = 200, description = "The entries: a JSON array (`format=json`) or CSV (`format=csv`, the default; columns in docs/formats/audit.md), streamed a page at a time; a failure after the first page cuts the response off (an incomplete chunked body)", content(
             (Vec<ReviewEntry> = "application/json"),
             (String = "text/csv"),
-        ))
+        )),
+        (status = 429, description = "Every export slot (`audit.max_concurrent_exports`) is taken; see Retry-After"),
     )
 )]
 pub(crate) async fn export(
@@ -308,12 +313,43 @@ pub(crate) async fn export(
     if q.cursor.is_some() || q.limit.is_some() {
         return Err(Problem::field("/cursor", "Exports are not paginated."));
     }
-    let bytes = state
-        .platform
+    let platform = state.platform.clone();
+    let mut export = platform
         .audit_export(&principal, &p.tenant, &filter(&q)?, format)
         .await?;
+    // The first page before answering, so that a failure there is a problem response.
+    let first = platform
+        .audit_export_next(&mut export)
+        .await?
+        .unwrap_or_default();
+    let (mut tx, stream) = http_body_util::Channel::<Bytes, std::io::Error>::new(1);
+    tokio::spawn(async move {
+        let rest = async {
+            tx.send_data(Bytes::from(first)).await.ok()?;
+            while let Some(chunk) = platform.audit_export_next(&mut export).await.transpose() {
+                match chunk {
+                    Ok(bytes) => tx.send_data(Bytes::from(bytes)).await.ok()?,
+                    Err(e) => return Some(e.to_string()),
+                }
+            }
+            None
+        };
+        // A client gone away ends the task (and frees the export slot) at the next
+        // send; one reading too slowly is cut off at the deadline.
+        let failure = match tokio::time::timeout(EXPORT_DEADLINE, rest).await {
+            Ok(None) => return,
+            Ok(Some(e)) => e,
+            Err(_) => "the export took longer than its deadline".to_owned(),
+        };
+        tracing::warn!(error = %failure, "audit export cut off");
+        tx.abort(std::io::Error::other("audit export failed"));
+    });
     let disposition = format!("attachment; filename=\"{}-audit.{ext}\"", p.tenant.as_str());
-    let mut response = body(content_type, bytes);
+    let mut response = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        axum::body::Body::new(stream),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         response
             .headers_mut()

@@ -978,3 +978,119 @@ async fn no_api_method_changes_or_removes_an_entry() {
     }
     assert_eq!(checkpoint().await, before, "the log is unchanged");
 }
+
+/// Exports are streamed a page at a time (`audit.max_page` entries per step, here 3)
+/// and still form one complete document: the same entries as paging through the
+/// query API, in order, as JSON and as CSV, with no length known up front.
+#[tokio::test]
+async fn exports_stream_page_by_page_into_one_document() {
+    let s = crate::support::start_configured("[audit]\nmax_page = 3\n").await;
+    let op = s.operator_token().await;
+    tenant(&s, &op, "streamed").await;
+    for i in 0..10 {
+        assert_eq!(
+            put(&s, &op, "streamed", &format!("s{i}")).await.status(),
+            200
+        );
+    }
+    let reader = crate::support::auditor(&s, "streamed").await;
+    let filter = "action=tenant.secret.set";
+    let resp = get(
+        &s,
+        &reader,
+        &format!("/v1/t/streamed/audit/export?{filter}"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), None, "streamed, not buffered");
+    let exported: Vec<Value> = json_ok(resp).await.as_array().unwrap().clone();
+    let paged = all_entries(&s, &reader, "streamed", &format!("&{filter}"), 3).await;
+    assert_eq!(exported.len(), 10);
+    assert_eq!(exported, paged);
+    let csv = get(
+        &s,
+        &reader,
+        &format!("/v1/t/streamed/audit/export?format=csv&{filter}"),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let rows: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 11, "a header and ten rows: {csv}");
+    assert_eq!(
+        rows.iter().filter(|r| r.starts_with("seq,")).count(),
+        1,
+        "one header"
+    );
+    // Nothing matching is still a document.
+    let none = get(&s, &reader, "/v1/t/streamed/audit/export?action=key.shred").await;
+    assert_eq!(json_ok(none).await, json!([]));
+}
+
+/// At most `audit.max_concurrent_exports` exports run at once; the next is refused
+/// with a retry hint until one finishes or is abandoned (dropped).
+#[tokio::test]
+async fn concurrent_exports_are_bounded() {
+    use strongroom_core::platform::{ExportFormat, Platform, PlatformError};
+    use strongroom_core::store::AuditFilter;
+    use strongroom_core::tenant::{DisplayName, NewTenant, RegionName, Slug};
+    let dir = tempfile::tempdir().unwrap();
+    let flags = vec![(
+        "data_dir",
+        toml::Value::String(dir.path().join("data").display().to_string()),
+    )];
+    let mut config =
+        strongroom_core::config::Config::load(None, Vec::<(String, String)>::new(), flags).unwrap();
+    config.audit.max_concurrent_exports = 1;
+    let opened = strongroom::datadir::DataDir::new(&config.data_dir)
+        .unwrap()
+        .open(&config)
+        .await
+        .unwrap();
+    let p = Platform::open(
+        opened.store,
+        opened.blobs,
+        opened.providers,
+        std::sync::Arc::new(strongroom_core::clock::SystemClock),
+        &config,
+    )
+    .await
+    .unwrap();
+    let me = crate::support::local_admin();
+    let slug = Slug::parse("bounded").unwrap();
+    p.create_tenant(
+        &me,
+        NewTenant {
+            slug: slug.clone(),
+            display_name: DisplayName::parse("B").unwrap(),
+            region: RegionName::parse("local").unwrap(),
+            key_provider: None,
+        },
+    )
+    .await
+    .unwrap();
+    let all = AuditFilter::default();
+    let mut first = p
+        .audit_export(&me, &slug, &all, ExportFormat::Csv)
+        .await
+        .unwrap();
+    let header = p.audit_export_next(&mut first).await.unwrap().unwrap();
+    assert!(header.starts_with(b"seq,time,"));
+    let refused = p.audit_export(&me, &slug, &all, ExportFormat::Json).await;
+    assert!(
+        matches!(refused, Err(PlatformError::TooManyRequests { retry_after_secs }) if retry_after_secs > 0),
+        "{refused:?}"
+    );
+    drop(first); // a client that went away
+    let mut again = p
+        .audit_export(&me, &slug, &all, ExportFormat::Json)
+        .await
+        .unwrap();
+    let mut doc = Vec::new();
+    while let Some(chunk) = p.audit_export_next(&mut again).await.unwrap() {
+        doc.extend(chunk);
+    }
+    let entries: Vec<Value> = serde_json::from_slice(&doc).unwrap();
+    assert!(!entries.is_empty());
+}
