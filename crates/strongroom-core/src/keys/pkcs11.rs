@@ -18,7 +18,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
@@ -202,11 +202,48 @@ impl Inner {
             Attribute::KeyType(KeyType::AES),
             Attribute::Label(self.key_label.as_bytes().to_vec()),
         ];
-        Ok(session
+        let Some(key) = session
             .find_objects(&template)
             .map_err(unavailable)?
             .into_iter()
-            .next())
+            .next()
+        else {
+            return Ok(None);
+        };
+        self.check_protected(session, key)?;
+        Ok(Some(key))
+    }
+
+    /// Refuses a key the token would reveal: it must be `CKA_SENSITIVE` and not
+    /// `CKA_EXTRACTABLE` (a key imported or created by other tools may be neither).
+    /// Checked on every use, which is one attribute read next to an encryption.
+    fn check_protected(&self, session: &Session, key: ObjectHandle) -> Result<(), KeyError> {
+        let attributes = session
+            .get_attributes(key, &[AttributeType::Sensitive, AttributeType::Extractable])
+            .map_err(unavailable)?;
+        let (mut sensitive, mut extractable) = (false, true);
+        for a in attributes {
+            match a {
+                Attribute::Sensitive(v) => sensitive = v,
+                Attribute::Extractable(v) => extractable = v,
+                _ => {}
+            }
+        }
+        if sensitive && !extractable {
+            return Ok(());
+        }
+        Err(KeyError::Unavailable(format!(
+            "key `{}` on token `{}` is {}: refusing to use a key the token would reveal; \
+             create one with CKA_SENSITIVE=true and CKA_EXTRACTABLE=false (or remove it and \
+             let Strongroom create it)",
+            self.key_label,
+            self.token_label,
+            if extractable {
+                "extractable"
+            } else {
+                "not sensitive"
+            }
+        )))
     }
 
     fn ensure_key(&self) -> Result<(), KeyError> {

@@ -1131,3 +1131,45 @@ async fn a_shred_whose_journal_purge_fails_still_drops_cached_keys() {
     assert!(p.tenant_secret(&me, &t, "smtp").await.is_err());
     sqlx::query("ROLLBACK").execute(&mut reader).await.unwrap();
 }
+
+/// A root key on the token that the token would reveal (created by another tool as
+/// extractable and not sensitive) is refused, with the reason: Strongroom does not
+/// initialise on it.
+#[tokio::test]
+async fn an_extractable_token_key_is_refused() {
+    let hsm = SoftHsm::new("sr-weak");
+    let made = hsm.pkcs11_tool(&[
+        "--keygen",
+        "--key-type",
+        "AES:32",
+        "--label",
+        "strongroom-root",
+        "--extractable",
+    ]);
+    assert!(made.contains("strongroom-root"), "{made}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{TWO_REGIONS}[keys]\nroot = \"hsm\"\n{}",
+            hsm.config_section("hsm", "strongroom-root")
+        ),
+    )
+    .unwrap();
+    let out = strongroom_testkit::run_cli(
+        bin(),
+        &dir.path().join("data"),
+        Some(&config),
+        &hsm.env(),
+        &["init"],
+        None,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "initialised on an extractable key");
+    assert!(
+        stderr.contains("is extractable") && stderr.contains("CKA_EXTRACTABLE=false"),
+        "{stderr}"
+    );
+}
