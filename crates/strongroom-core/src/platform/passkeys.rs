@@ -324,3 +324,44 @@ impl Platform {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(rp: &Webauthn) -> PasskeyRegistration {
+        let (_, state) = rp
+            .start_passkey_registration(uuid::Uuid::new_v4(), "u", "u", None)
+            .unwrap();
+        state
+    }
+
+    /// One user starting ceremonies without end keeps at most four; everyone else's
+    /// survive (before the cap, 10,000 starts from one user evicted every tenant's).
+    #[test]
+    fn one_user_cannot_evict_other_users_ceremonies() {
+        let rp = relying_party(&WebauthnConfig::default()).unwrap();
+        let c = Ceremonies::default();
+        let tenant = crate::tenant::TenantId::generate();
+        let (victim, attacker) = (UserId::generate(), UserId::generate());
+        let kept = c.put(Ceremony::Register((tenant, victim), registration(&rp)));
+        let mut mine = Vec::new();
+        for _ in 0..50 {
+            mine.push(c.put(Ceremony::Register((tenant, attacker), registration(&rp))));
+        }
+        let held = c.0.lock().unwrap().len();
+        assert_eq!(held, 1 + MAX_PENDING_PER_USER);
+        // The attacker's newest four are the ones kept, oldest evicted first.
+        for id in &mine[..mine.len() - MAX_PENDING_PER_USER] {
+            assert!(c.take(id).is_none());
+        }
+        for id in &mine[mine.len() - MAX_PENDING_PER_USER..] {
+            assert!(c.take(id).is_some());
+        }
+        assert!(
+            c.take(&kept).is_some(),
+            "the other user's ceremony survived"
+        );
+        assert!(c.take(&kept).is_none(), "a ceremony is used once");
+    }
+}
