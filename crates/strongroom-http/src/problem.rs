@@ -102,6 +102,12 @@ pub const TOO_MANY_REQUESTS: ProblemKind = ProblemKind {
     title: "Too many failed attempts",
     status: 429,
 };
+/// As many of these are running as the server allows at once; wait `Retry-After`.
+pub const AT_CAPACITY: ProblemKind = ProblemKind {
+    slug: "at-capacity",
+    title: "Too many at once",
+    status: 429,
+};
 /// Temporarily unable to serve (dependency down, pool saturated); retry later.
 pub const UNAVAILABLE: ProblemKind = ProblemKind {
     slug: "unavailable",
@@ -135,6 +141,7 @@ pub const ALL: &[&ProblemKind] = &[
     &VALIDATION,
     &OAUTH,
     &TOO_MANY_REQUESTS,
+    &AT_CAPACITY,
     &UNAVAILABLE,
     &TIMEOUT,
     &INTERNAL,
@@ -323,6 +330,14 @@ impl From<PlatformError> for Problem {
                 "Too many failed sign-ins for this account from this address; retry later.",
             )
             .with_header_value(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
+            PlatformError::AtCapacity {
+                what,
+                retry_after_secs,
+            } => Problem::new(
+                &AT_CAPACITY,
+                format!("As many {what} are running as this server allows at once; retry later."),
+            )
+            .with_header_value(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
             PlatformError::Internal(cause) => Problem::internal(chain(&*cause)),
         }
     }
@@ -348,17 +363,7 @@ impl From<OAuthError> for Problem {
     }
 }
 
-/// An error and every cause behind it, `outer: inner: innermost`, for the log.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
-}
+pub use strongroom_core::platform::chain;
 
 /// A 401 with the `WWW-Authenticate` challenge RFC 6750 asks for.
 pub fn unauthenticated(detail: &str) -> Problem {

@@ -119,7 +119,7 @@ async fn reencrypt_in_background(platform: Arc<Platform>, per_sec: u32) {
                 };
             }
             Err(e) => {
-                tracing::warn!(error = %e, "re-encryption round failed; retrying in a minute");
+                tracing::warn!(error = %strongroom_core::platform::chain(&e), "re-encryption round failed; retrying in a minute");
                 idle = Duration::from_secs(60);
             }
         }
@@ -138,7 +138,7 @@ async fn integrate_audit_in_background(platform: Arc<Platform>, interval: Durati
             Ok(n) if n > 0 => tracing::debug!(entries = n, "audit entries integrated"),
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "audit integration round failed; retrying");
+                tracing::warn!(error = %strongroom_core::platform::chain(&e), "audit integration round failed; retrying");
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
         }
@@ -168,7 +168,7 @@ async fn reload_signing_keys_in_background(platform: Arc<Platform>, every: Durat
     loop {
         ticker.tick().await;
         if let Err(e) = platform.reload_signing_keys().await {
-            tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
+            tracing::warn!(error = %strongroom_core::platform::chain(&e), "reloading signing keys failed; keeping the current ones");
         }
     }
 }

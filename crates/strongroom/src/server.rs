@@ -169,21 +169,38 @@ impl Drop for AddressSlot {
 }
 
 /// What the idle timeout watches on one connection: requests in flight (from the
-/// moment their headers are read until their response body is sent or dropped) and
-/// when the last one ended.
+/// moment their headers are read until their response body is sent or dropped), when
+/// the last one ended, and when a response body last made progress.
 struct Activity {
     in_flight: AtomicUsize,
+    sending: AtomicUsize,
     idle_since: Mutex<Instant>,
+    progress: Mutex<Instant>,
 }
 
 /// One request in flight; the connection is idle again once every one is dropped.
 struct Busy(Arc<Activity>);
 
+/// A response being sent: its body's frames count as progress.
+struct Sending(Busy);
+
+fn now_into(at: &Mutex<Instant>) {
+    *at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+}
+
+fn since(at: &Mutex<Instant>) -> Duration {
+    at.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .elapsed()
+}
+
 impl Activity {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             in_flight: AtomicUsize::new(0),
+            sending: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
+            progress: Mutex::new(Instant::now()),
         })
     }
 
@@ -192,25 +209,42 @@ impl Activity {
         Busy(self.clone())
     }
 
-    /// Completes once the connection has had nothing in flight for `timeout`.
-    async fn idle_for(&self, timeout: Duration) {
+    /// Completes when the connection should be closed: nothing in flight for
+    /// `timeout` (idle), or a response whose body has not moved for `timeout` (a peer
+    /// that stopped reading, or an HTTP/2 peer that never opens its flow-control
+    /// window: without this it would hold the connection, and its slot, forever).
+    async fn done_after(&self, timeout: Duration) -> &'static str {
+        let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
-            let since = *self
-                .idle_since
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let deadline = since + timeout;
-            if self.in_flight.load(Ordering::SeqCst) == 0 && Instant::now() >= deadline {
-                return;
+            tokio::time::sleep(tick).await;
+            if self.in_flight.load(Ordering::SeqCst) == 0 && since(&self.idle_since) >= timeout {
+                return "idle connection closed";
             }
-            // Busy, or idle for less than the timeout: look again at the deadline (or,
-            // while busy, a timeout later: the idle clock restarts when it ends).
-            tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(10)))
-                .await;
-            if self.in_flight.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(timeout).await;
+            if self.sending.load(Ordering::SeqCst) > 0 && since(&self.progress) >= timeout {
+                return "connection closed: a response made no progress";
             }
         }
+    }
+}
+
+impl Busy {
+    /// The response exists: from now on its body must keep moving.
+    fn sending(self) -> Sending {
+        self.0.sending.fetch_add(1, Ordering::SeqCst);
+        now_into(&self.0.progress);
+        Sending(self)
+    }
+}
+
+impl Sending {
+    fn progressed(&self) {
+        now_into(&self.0.0.progress);
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.0.sending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -262,10 +296,12 @@ impl Connection {
             let app = self.app.clone();
             async move {
                 let resp = app.oneshot(req).await?;
-                // The connection stays busy until the body is sent (or dropped).
+                // The connection stays busy until the body is sent (or dropped), and
+                // the body must keep moving meanwhile.
+                let sending = busy.sending();
                 Ok::<_, std::convert::Infallible>(resp.map(|body| {
                     axum::body::Body::new(body.map_frame(move |frame| {
-                        let _ = &busy;
+                        sending.progressed();
                         frame
                     }))
                 }))
@@ -280,7 +316,7 @@ impl Connection {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             }
-            () = activity.idle_for(self.idle) => tracing::debug!("idle connection closed"),
+            why = activity.done_after(self.idle) => tracing::debug!("{why}"),
         }
     }
 }

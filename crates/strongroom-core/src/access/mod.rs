@@ -330,16 +330,22 @@ pub enum PlatformAction {
     ReadTenants,
     /// Create tenants.
     ManageTenants,
-    /// Create operators.
+    /// Create, list and disable operators and manage their second factor: the local
+    /// administrator only (no network principal manages operators).
     ManageOperators,
-    /// Inspect and rotate tenants' keys, and crypto-shred them.
+    /// Inspect and rotate tenants' keys, crypto-shred them, rotate and revoke the
+    /// token-signing keys, erase audit subjects: the local administrator and the
+    /// system only.
     ManageKeys,
     /// Set tenants' sealed configuration secrets (write-only).
     ManageSecrets,
     /// Read a tenant's audit trail on the platform's own authority: the local
-    /// administrator and the system. Operators read a trail only through a live
-    /// support grant from the tenant (`platform::support`).
+    /// administrator and the system. Operators read a tenant's trail only through a
+    /// live support grant from the tenant (`platform::support`).
     ReadAudit,
+    /// Read the platform's own trail: operators, the local administrator and the
+    /// system.
+    ReadPlatformAudit,
     /// Read and write tenant data directly (blobs, secret values). Only the local
     /// administrator and the server itself: no network principal has it.
     LocalData,
@@ -493,8 +499,11 @@ pub fn sign_in(_platform: &PlatformScope, tenant: &Tenant) -> SignInScope {
 
 /// Decides whether `principal` may perform `action` at platform level.
 ///
-/// Every platform action is open to operators (except direct data access), the local
-/// administrator and the system, and to no tenant principal.
+/// Operators may read and create tenants, set their sealed configuration secrets and
+/// read the platform trail; everything else (operators, keys, tenants' trails, direct
+/// data access) is the local administrator's and the system's. No tenant principal has
+/// any platform action. Defence in depth: the HTTP API exposes none of the local
+/// administrator's actions either.
 pub fn authorize_platform(
     principal: &Principal,
     action: PlatformAction,
@@ -503,6 +512,14 @@ pub fn authorize_platform(
     match (principal, action) {
         (Principal::Operator(_), PlatformAction::LocalData) => Err(AccessError::Forbidden(
             "tenant data is not readable through the platform API",
+        )),
+        (
+            Principal::Operator(_),
+            PlatformAction::ManageOperators
+            | PlatformAction::ManageKeys
+            | PlatformAction::ReadAudit,
+        ) => Err(AccessError::Forbidden(
+            "only the local administrator (the CLI on the server) may do this",
         )),
         (Principal::Operator(_) | Principal::LocalAdmin(_) | Principal::System(_), _) => {
             Ok(PlatformScope {

@@ -199,7 +199,14 @@ pub fn csv_rows(out: &mut String, entries: &[ReviewEntry]) {
             e.after.clone().unwrap_or_default(),
             p.and_then(|p| p.ip.clone()).unwrap_or_default(),
             p.and_then(|p| p.user_agent.clone()).unwrap_or_default(),
-            p.map(|p| p.erased.to_string()).unwrap_or_default(),
+            p.map(|p| {
+                if p.withheld {
+                    "withheld".to_owned()
+                } else {
+                    p.erased.to_string()
+                }
+            })
+            .unwrap_or_default(),
             e.leaf_hash.clone(),
         ];
         for (i, c) in cells.iter().enumerate() {

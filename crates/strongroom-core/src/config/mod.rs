@@ -148,7 +148,8 @@ pub struct LimitsConfig {
     pub max_connections_per_address: usize,
     /// A connection with no request in flight for this long is closed (HTTP/1.1
     /// keep-alive and HTTP/2 alike; an HTTP/2 request whose headers never complete
-    /// counts as none).
+    /// counts as none), and so is one where a response's body has not moved for this
+    /// long (a client that stopped reading, an HTTP/2 window never opened).
     pub idle_timeout_secs: u64,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_grace_secs: u64,
@@ -289,9 +290,9 @@ pub struct AuditConfig {
     /// Most entries one export (CSV or JSON) returns. Exports are streamed a page
     /// (`max_page` entries) at a time, so this bounds time, not memory.
     pub max_export: u32,
-    /// Exports running at once (each reads the trail page by page and unseals its
-    /// personal data for as long as the client keeps reading); one more is answered
-    /// 429 with `Retry-After`.
+    /// Exports running at once across all tenants, one per tenant at most (each reads
+    /// the trail page by page and unseals its personal data for as long as the client
+    /// keeps reading); one more is answered 429 with `Retry-After`.
     pub max_concurrent_exports: usize,
 }
 
@@ -301,7 +302,7 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: 1000,
             max_page: 500,
             max_export: 100_000,
-            max_concurrent_exports: 2,
+            max_concurrent_exports: 4,
         }
     }
 }

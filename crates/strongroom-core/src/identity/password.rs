@@ -48,8 +48,7 @@ pub fn check_bcrypt_import(hash: &str) -> Result<(), IdentityError> {
     }
     if cost > MAX_BCRYPT_COST {
         return Err(IdentityError::WeakPassword(
-            format!("bcrypt cost {cost} is above the {MAX_BCRYPT_COST} this server verifies")
-                .into(),
+            format!("bcrypt cost {cost} is above the {MAX_BCRYPT_COST} this server accepts").into(),
         ));
     }
     Ok(())
@@ -193,6 +192,16 @@ impl PasswordHasher {
         let password = password.clone();
         let stored = stored.to_owned();
         if is_bcrypt(&stored) {
+            // Stored before the import cap existed (or written around it): refused
+            // rather than pinning a hashing worker for hours.
+            let cost: u32 = stored.get(4..6).and_then(|c| c.parse().ok()).unwrap_or(99);
+            if cost > MAX_BCRYPT_COST {
+                tracing::warn!(
+                    cost,
+                    "a stored bcrypt hash is too costly to verify; the user must reset their password"
+                );
+                return Ok(false);
+            }
             return self
                 .run(move || {
                     bcrypt::verify(password.expose().as_bytes(), &stored).map_err(|_| {

@@ -21,7 +21,9 @@
 //! After `lockout_after` wrong second factors the account's second-factor step is
 //! locked for `lockout_base_secs`, doubling up to 15 minutes.
 //!
-//! State is in memory (one process; a restart forgets it) and bounded in size.
+//! Failures are remembered for a day after the last one, so lockouts keep growing
+//! for a persistent guesser. State is in memory (one process; a restart forgets it)
+//! and bounded in size (100,000 records; idle ones are dropped first).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -34,10 +36,13 @@ use crate::config::PasswordConfig;
 
 /// Longest lockout.
 const MAX_LOCK: Duration = Duration::minutes(15);
-/// Failures are forgotten this long after the last one.
-const WINDOW: Duration = Duration::minutes(15);
-/// Most records kept; beyond it, records that lock nothing and have nothing in flight
-/// are dropped first.
+/// Failures are forgotten this long after the last one. Longer than the longest lock,
+/// so that after a lockout ends the next failure locks again (for longer) instead of
+/// starting a fresh allowance: a guesser gets a few tries a day per account and
+/// address, not a few per lockout.
+const WINDOW: Duration = Duration::hours(24);
+/// Most records kept (a hard bound): beyond it, records that lock nothing and have
+/// nothing in flight go first, oldest first, then the oldest locked ones.
 const CAPACITY: usize = 100_000;
 /// What a refused attempt is told to wait when the refusal is only because earlier
 /// attempts are still being checked.
@@ -174,7 +179,7 @@ impl SignInThrottle {
         let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if records.len() >= CAPACITY {
-            records.retain(|_, r| !r.idle(now) || now - r.last <= WINDOW);
+            evict(&mut records, now);
         }
         let mut wait = None;
         for (key, threshold) in &keys {
@@ -241,6 +246,28 @@ impl SignInThrottle {
                 r.locked_until = Some(now + lock);
             }
         }
+    }
+}
+
+/// Brings the records down to 90% of [`CAPACITY`]: expired ones first, then idle ones
+/// (oldest failure first), then — under a flood of distinct addresses — the oldest of
+/// the rest that have nothing in flight. Runs only at capacity, so its sort is paid
+/// once per tenth of the capacity.
+fn evict(records: &mut HashMap<Key, Record>, now: OffsetDateTime) {
+    records.retain(|_, r| !r.idle(now) || now - r.last <= WINDOW);
+    let target = CAPACITY / 10 * 9;
+    if records.len() <= target {
+        return;
+    }
+    let mut order: Vec<(bool, OffsetDateTime, Key)> = records
+        .iter()
+        .filter(|(_, r)| r.in_flight == 0)
+        .map(|(k, r)| (!r.idle(now), r.last, k.clone()))
+        .collect();
+    order.sort_unstable_by_key(|o| (o.0, o.1));
+    let excess = records.len() - target;
+    for (_, _, key) in order.into_iter().take(excess) {
+        records.remove(&key);
     }
 }
 

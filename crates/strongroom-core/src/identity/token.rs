@@ -205,7 +205,9 @@ pub struct Jwks {
 pub struct TokenService {
     issuer: String,
     active: SigningKey,
-    verifying: HashMap<String, Vec<u8>>,
+    /// Behind a lock so that a revocation can take keys out even when a full reload
+    /// (which needs the root provider) fails: revocation never fails open.
+    verifying: std::sync::RwLock<HashMap<String, Vec<u8>>>,
     clock: SharedClock,
 }
 
@@ -234,9 +236,17 @@ impl TokenService {
         Self {
             issuer,
             active,
-            verifying,
+            verifying: std::sync::RwLock::new(verifying),
             clock,
         }
+    }
+
+    /// Stops accepting tokens of every key not in `live` (revoked or deleted).
+    pub fn keep_only(&self, live: &std::collections::HashSet<String>) {
+        self.verifying
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|kid, _| live.contains(kid));
     }
 
     /// The key id of the key that signs.
@@ -322,7 +332,13 @@ impl TokenService {
         let public = header
             .kid
             .as_ref()
-            .and_then(|k| self.verifying.get(k))
+            .and_then(|k| {
+                self.verifying
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(k)
+                    .cloned()
+            })
             .ok_or(TokenError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::EdDSA);
         v.validate_exp = false; // checked below against the injected clock
@@ -330,7 +346,7 @@ impl TokenService {
         v.set_audience(auds);
         v.set_issuer(&[&self.issuer]);
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_ed_der(public), &v)
+        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_ed_der(&public), &v)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 match e.kind() {
@@ -359,6 +375,8 @@ impl TokenService {
     pub fn jwks(&self) -> Jwks {
         let keys = self
             .verifying
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .map(|(kid, x)| PublicJwk {
                 kty: "OKP",

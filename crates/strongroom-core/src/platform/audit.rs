@@ -111,6 +111,47 @@ pub struct AuditExport {
     started: bool,
     done: bool,
     _slot: tokio::sync::OwnedSemaphorePermit,
+    _tenant_slot: TenantExportSlot,
+}
+
+/// Exports running per tenant.
+pub(super) type ExportsByTenant =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<crate::tenant::TenantId, usize>>>;
+
+/// A tenant's export slot (at most [`EXPORTS_PER_TENANT`] at once), freed on drop.
+struct TenantExportSlot {
+    running: ExportsByTenant,
+    tenant: crate::tenant::TenantId,
+}
+
+/// Exports of one tenant streaming at once.
+const EXPORTS_PER_TENANT: usize = 1;
+
+impl TenantExportSlot {
+    fn claim(running: &ExportsByTenant, tenant: crate::tenant::TenantId) -> Option<Self> {
+        let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(tenant).or_insert(0);
+        if *n >= EXPORTS_PER_TENANT {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            running: running.clone(),
+            tenant,
+        })
+    }
+}
+
+impl Drop for TenantExportSlot {
+    fn drop(&mut self) {
+        let mut map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditExport {
@@ -344,7 +385,7 @@ impl Platform {
 
     /// The platform's own trail, for operators and the local administrator.
     fn platform_trail(&self, principal: &Principal) -> Result<TenantScope, PlatformError> {
-        let scope = access::authorize_platform(principal, PlatformAction::ReadAudit)?;
+        let scope = access::authorize_platform(principal, PlatformAction::ReadPlatformAudit)?;
         Ok(access::platform_log(&scope))
     }
 
@@ -404,11 +445,18 @@ impl Platform {
     ) -> Result<AuditExport, PlatformError> {
         check_filter(filter)?;
         let (scope, personal) = self.audit_reader(principal, slug, "audit.export").await?;
-        let slot = self.export_slots.clone().try_acquire_owned().map_err(|_| {
-            PlatformError::TooManyRequests {
-                retry_after_secs: EXPORT_RETRY_SECS,
-            }
-        })?;
+        let busy = || PlatformError::AtCapacity {
+            what: "audit exports",
+            retry_after_secs: EXPORT_RETRY_SECS,
+        };
+        // One tenant cannot take every slot: one export per tenant at a time.
+        let tenant_slot =
+            TenantExportSlot::claim(&self.exports_by_tenant, scope.tenant()).ok_or_else(busy)?;
+        let slot = self
+            .export_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy())?;
         self.audit_read(&scope, Action::AuditExport, filter).await?;
         Ok(AuditExport {
             scope,
@@ -420,6 +468,7 @@ impl Platform {
             started: false,
             done: false,
             _slot: slot,
+            _tenant_slot: tenant_slot,
         })
     }
 
@@ -444,8 +493,26 @@ impl Platform {
             export.from = last.seq + 1;
         }
         export.left -= u32::try_from(stored.len()).unwrap_or(export.left);
-        let entries = self.review(&export.scope, &stored, export.personal).await?;
         let last = stored.len() < want as usize || export.left == 0;
+        if last && stored.len() == want as usize {
+            // The bound was reached: an export that silently stopped there would look
+            // complete. More matching entries fail it instead.
+            let more = self
+                .store
+                .audit_query(&export.scope, &export.filter, export.from, 1)
+                .await?;
+            if !more.is_empty() {
+                export.done = true;
+                return Err(PlatformError::Invalid {
+                    field: Some("since"),
+                    message: format!(
+                        "more than {} entries match (audit.max_export): narrow the filter, e.g. with since/until",
+                        self.audit_limits.max_export
+                    ),
+                });
+            }
+        }
+        let entries = self.review(&export.scope, &stored, export.personal).await?;
         let mut out = String::new();
         match export.format {
             ExportFormat::Json => {
@@ -529,19 +596,21 @@ impl Platform {
             match self.audit.integrate(&home, t.slug.as_str()).await {
                 Ok(n) => total += n,
                 Err(e) => {
-                    tracing::warn!(tenant = %t.slug, error = %e, "audit integration failed; will retry");
+                    tracing::warn!(tenant = %t.slug, error = %super::chain(&e), "audit integration failed; will retry");
                 }
             }
         }
         let log = access::platform_log(&scope);
         match self.audit.integrate(&log, PLATFORM_TRAIL).await {
             Ok(n) => total += n,
-            Err(e) => tracing::warn!(error = %e, "platform audit integration failed; will retry"),
+            Err(e) => {
+                tracing::warn!(error = %super::chain(&e), "platform audit integration failed; will retry")
+            }
         }
         // Expired support grants are recorded in the same round (and integrated in
         // the next).
         if let Err(e) = self.support_expiry_round().await {
-            tracing::warn!(error = %e, "recording support-grant expiries failed; will retry");
+            tracing::warn!(error = %super::chain(&e), "recording support-grant expiries failed; will retry");
         }
         Ok(total)
     }

@@ -42,6 +42,15 @@ pub enum PlatformError {
         /// Seconds until an attempt is accepted again.
         retry_after_secs: u64,
     },
+    /// As many of these (e.g. audit exports) are running as are allowed at once (→ 429
+    /// with `Retry-After`; not a failed attempt, nothing is counted against anyone).
+    #[error("too many {what} at once; retry in {retry_after_secs} s")]
+    AtCapacity {
+        /// What is at its limit, in the plural ("audit exports").
+        what: &'static str,
+        /// Seconds after which trying again is reasonable.
+        retry_after_secs: u64,
+    },
     /// Temporarily unable to serve; retry later (→ 503). The cause is for the log.
     #[error("temporarily unavailable")]
     Unavailable(#[source] Cause),
@@ -199,6 +208,19 @@ impl From<crate::audit::entry::EntryError> for PlatformError {
             message: e.to_string(),
         }
     }
+}
+
+/// `e` and every cause under it, `: `-separated: what a log line needs (an error's own
+/// `Display` is often only "internal error", the cause being its `source`).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

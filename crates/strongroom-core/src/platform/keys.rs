@@ -251,7 +251,7 @@ impl Platform {
                 Err(crate::objects::ObjectError::Keyring(crate::keys::KeyringError::Destroyed)) => {
                 }
                 Err(e) => {
-                    tracing::warn!(tenant = %t.slug, error = %e, "re-encryption step failed; will retry");
+                    tracing::warn!(tenant = %t.slug, error = %super::chain(&e), "re-encryption step failed; will retry");
                 }
             }
         }

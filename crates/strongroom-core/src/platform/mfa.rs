@@ -230,7 +230,10 @@ impl Platform {
         if self.has_factor(&scope, user).await? {
             self.reauthenticate(&scope, &tenant, user, reauth).await?;
         }
-        let _guard = self.mfa_lock.lock().await;
+        let _guard = self
+            .mfa_lock
+            .lock(format!("{}/{user}", scope.tenant()))
+            .await;
         let mut secret = vec![0u8; 20];
         aws_lc_rs::rand::fill(&mut secret)
             .map_err(|_| PlatformError::internal("system RNG failed"))?;
@@ -268,7 +271,10 @@ impl Platform {
         let user = Self::own_user(principal)?;
         let (_, scope) = self.own_scope(principal, slug).await?;
         let scope = scope.writable()?;
-        let _guard = self.mfa_lock.lock().await;
+        let _guard = self
+            .mfa_lock
+            .lock(format!("{}/{user}", scope.tenant()))
+            .await;
         let Some((mut factor, secret)) = self.factor(&scope, user).await? else {
             return Err(PlatformError::Conflict("start enrolment first".into()));
         };
@@ -309,6 +315,14 @@ impl Platform {
         reason: String,
     ) -> Result<(), PlatformError> {
         crate::audit::entry::validate_reason(Action::UserMfaReset, Some(&reason))?;
+        // Not one's own: removing your own factor goes through your account, where
+        // adding a new one needs your password again.
+        if matches!(principal, Principal::User(u) if u.user() == user) {
+            return Err(PlatformError::Forbidden(
+                "an administrator cannot reset their own second factor; another administrator can"
+                    .into(),
+            ));
+        }
         let (_, scope) = self
             .tenant_access(
                 principal,
@@ -318,7 +332,10 @@ impl Platform {
             )
             .await?;
         let scope = scope.writable()?;
-        let _guard = self.mfa_lock.lock().await;
+        let _guard = self
+            .mfa_lock
+            .lock(format!("{}/{user}", scope.tenant()))
+            .await;
         if self.store.user(&scope, user).await?.is_none() {
             return Err(PlatformError::NotFound("user"));
         }
@@ -364,7 +381,10 @@ impl Platform {
         user: UserId,
         offered: &SecondFactor,
     ) -> Result<FactorCheck, PlatformError> {
-        let _guard = self.mfa_lock.lock().await;
+        let _guard = self
+            .mfa_lock
+            .lock(format!("{}/{user}", scope.tenant()))
+            .await;
         let has_passkey = !self.passkeys(scope, user).await?.is_empty();
         if let Some((challenge, assertion)) = &offered.passkey {
             return Ok(
@@ -479,6 +499,12 @@ impl Platform {
         slug: &Slug,
         names: &[String],
     ) -> Result<Vec<String>, PlatformError> {
+        if names.len() > Role::ALL.len() + 1 {
+            return Err(PlatformError::Invalid {
+                field: Some("required_for"),
+                message: format!("at most {} entries: the roles, or *", Role::ALL.len() + 1),
+            });
+        }
         let policy = MfaPolicy::from_names(names).map_err(|n| PlatformError::Invalid {
             field: Some("required_for"),
             message: format!(

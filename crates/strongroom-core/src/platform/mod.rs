@@ -33,7 +33,7 @@ use crate::tenant::{NewTenant, Slug, Tenant, TenantError, TenantId, TenantStatus
 
 pub use applications::{OAuthError, OAuthToken, RegisteredApplication};
 pub use audit::{AuditExport, AuditPage, AuditStatus, ExportFormat, PLATFORM_TRAIL};
-pub use error::{Cause, PlatformError};
+pub use error::{Cause, PlatformError, chain};
 pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 pub use mfa::{Reauth, RecoveryCodes, SecondFactor, TotpEnrolment};
@@ -74,10 +74,13 @@ pub struct Platform {
     audit_limits: crate::config::AuditConfig,
     /// Slots for concurrent audit exports (`audit.max_concurrent_exports`).
     export_slots: Arc<tokio::sync::Semaphore>,
+    /// Exports running per tenant (at most one each).
+    exports_by_tenant: audit::ExportsByTenant,
     throttle: crate::identity::throttle::SignInThrottle,
-    /// Serialises second-factor checks so a TOTP code cannot be spent twice by racing
-    /// sign-ins (read, verify and write happen under it; they take microseconds).
-    mfa_lock: tokio::sync::Mutex<()>,
+    /// Serialises each account's second-factor checks so a TOTP code cannot be spent
+    /// twice by racing sign-ins (read, verify and write happen under it). Per account,
+    /// so that one tenant's slow key provider cannot hold up everyone's sign-ins.
+    mfa_lock: AccountLocks,
     webauthn: webauthn_rs::prelude::Webauthn,
     ceremonies: passkeys::Ceremonies,
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
@@ -94,6 +97,40 @@ impl std::fmt::Debug for Platform {
             .field("keys", &self.providers)
             .finish_non_exhaustive()
     }
+}
+
+/// One async lock per account (`<tenant id>/<user id>`, `@operator/<e-mail>`), made on
+/// first use; unused ones are dropped once there are more than a thousand.
+#[derive(Default)]
+pub(super) struct AccountLocks(
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl AccountLocks {
+    /// Waits for, and holds, the account's lock.
+    pub(super) async fn lock(&self, account: String) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 1024 {
+                map.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            map.entry(account).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// Longest a readiness check waits for one dependency.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `check`, or a failure naming `what` if it takes longer than [`HEALTH_TIMEOUT`].
+async fn bounded(
+    what: &'static str,
+    check: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(HEALTH_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("{what}: no answer within {HEALTH_TIMEOUT:?}")))
 }
 
 /// How long a readiness result is reused: probes every second must not become a
@@ -159,7 +196,7 @@ impl Platform {
             crate::identity::throttle::SignInThrottle::new(&config.passwords, clock.clone());
         Ok(Self {
             throttle,
-            mfa_lock: tokio::sync::Mutex::new(()),
+            mfa_lock: AccountLocks::default(),
             webauthn: passkeys::relying_party(&config.webauthn)?,
             ceremonies: passkeys::Ceremonies::default(),
             readiness: tokio::sync::Mutex::new(None),
@@ -184,6 +221,7 @@ impl Platform {
             export_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.audit.max_concurrent_exports,
             )),
+            exports_by_tenant: Arc::default(),
         })
     }
 
@@ -196,15 +234,28 @@ impl Platform {
         {
             return r.clone();
         }
+        // Each check is bounded: a hung token answers "no answer", not never.
         let (database, keys, customer) = tokio::join!(
-            self.store.health(),
-            self.providers.root_health(),
-            self.providers.others_health()
+            bounded("database", async {
+                self.store.health().await.map_err(|e| e.to_string())
+            }),
+            bounded("root key provider", async {
+                self.providers
+                    .root_health()
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+            bounded("customer key providers", async {
+                self.providers
+                    .others_health()
+                    .await
+                    .map_err(|e| e.to_string())
+            })
         );
         let r = Readiness {
-            database: database.map_err(|e| e.to_string()),
-            keys: keys.map_err(|e| e.to_string()),
-            customer_keys: customer.map_err(|e| e.to_string()),
+            database,
+            keys,
+            customer_keys: customer,
         };
         *cached = Some((std::time::Instant::now(), r.clone()));
         r
@@ -325,6 +376,17 @@ impl Platform {
     /// Re-reads the signing keys (a rotation by the CLI or another server): the newest
     /// signs, all verify. Returns whether the active key changed.
     pub async fn reload_signing_keys(&self) -> Result<bool, PlatformError> {
+        // Revocations first, from the public rows alone: even if unwrapping the keys
+        // below fails (root provider down), a revoked key stops verifying now.
+        let live: std::collections::HashSet<String> = self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .map(|k| k.kid)
+            .collect();
+        self.tokens().keep_only(&live);
         let fresh = load_token_service(
             &*self.store,
             &*self.providers.root(),

@@ -107,11 +107,6 @@ impl Platform {
             .await?
             .ok_or(PlatformError::NotFound("operator"))?
             .operator;
-        if matches!(principal, Principal::Operator(me) if me.id() == op.id) {
-            return Err(PlatformError::Conflict(
-                "you cannot disable yourself".into(),
-            ));
-        }
         let event = self
             .platform_event(
                 &scope,
@@ -143,7 +138,8 @@ impl Platform {
         totp_code: Option<&OneTimeCode>,
         client: IpAddr,
     ) -> Result<IssuedToken, PlatformError> {
-        let account = format!("operator/{}", email.as_str());
+        // `@` cannot occur in a tenant slug: no tenant user's counters are an operator's.
+        let account = format!("@operator/{}", email.as_str());
         let attempt = self
             .throttle
             .begin(&account, client)
@@ -156,13 +152,14 @@ impl Platform {
                 false
             }
         };
+        let known = creds.as_ref().map(|c| c.operator.id);
         let Some(c) = creds.filter(|c| verified && c.operator.disabled_at.is_none()) else {
             attempt.failed();
-            self.operator_login_failed(None).await?;
+            self.operator_login_failed(known).await?;
             return Err(IdentityError::InvalidCredentials.into());
         };
         if let Err(e) = self
-            .operator_second_factor(&c.operator, c.mfa.as_deref(), totp_code, &account)
+            .operator_second_factor(&c.operator, email, totp_code, &account)
             .await
         {
             attempt.failed();
@@ -202,15 +199,26 @@ impl Platform {
     }
 
     /// The TOTP step of an operator's sign-in: required once enrolled, and for every
-    /// operator when `operators.require_totp` is set.
+    /// operator when `operators.require_totp` is set. The factor is read, checked and
+    /// its last step stored under the platform's second-factor lock, so two racing
+    /// sign-ins cannot both spend one code.
     async fn operator_second_factor(
         &self,
         op: &Operator,
-        wrapped: Option<&[u8]>,
+        email: &Email,
         code: Option<&OneTimeCode>,
         account: &str,
     ) -> Result<(), PlatformError> {
-        let factor = match wrapped {
+        let _guard = self
+            .mfa_lock
+            .lock(format!("@operator/{}", email.as_str().to_lowercase()))
+            .await;
+        let wrapped = self
+            .store
+            .operator_credentials(email)
+            .await?
+            .and_then(|c| c.mfa);
+        let factor = match wrapped.as_deref() {
             Some(w) => Some(self.open_operator_factor(op.id, w).await?),
             None => None,
         };
@@ -277,18 +285,43 @@ impl Platform {
 
     /// Starts TOTP enrolment for an operator (the local administrator, at the server):
     /// returns the `otpauth://` URI. Confirm with [`Platform::operator_confirm_totp`].
+    /// A confirmed factor is replaced only with `reset` (why: a lost authenticator),
+    /// recorded in the platform trail; until the new one is confirmed the operator
+    /// signs in with the password alone (unless `operators.require_totp`).
     pub async fn operator_enrol_totp(
         &self,
         principal: &Principal,
         email: &Email,
+        reset: Option<String>,
     ) -> Result<String, PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ManageOperators)?;
-        let op = self
+        if let Some(why) = &reset {
+            validate_reason(Action::OperatorDisable, Some(why))?;
+        }
+        let _guard = self
+            .mfa_lock
+            .lock(format!("@operator/{}", email.as_str().to_lowercase()))
+            .await;
+        let creds = self
             .store
             .operator_credentials(email)
             .await?
-            .ok_or(PlatformError::NotFound("operator"))?
-            .operator;
+            .ok_or(PlatformError::NotFound("operator"))?;
+        let confirmed = match creds.mfa.as_deref() {
+            Some(w) => {
+                self.open_operator_factor(creds.operator.id, w)
+                    .await?
+                    .0
+                    .confirmed
+            }
+            None => false,
+        };
+        if confirmed && reset.is_none() {
+            return Err(PlatformError::Conflict(
+                "the operator already has a confirmed TOTP factor; replace it with --reset --reason".into(),
+            ));
+        }
+        let op = creds.operator;
         let mut secret = vec![0u8; 20];
         aws_lc_rs::rand::fill(&mut secret)
             .map_err(|_| PlatformError::internal("system RNG failed"))?;
@@ -302,7 +335,7 @@ impl Platform {
                 &scope,
                 Action::OperatorMfa,
                 operator_target(op.id),
-                Some("enrol".into()),
+                Some(reset.map_or_else(|| "enrol".to_owned(), |why| format!("reset: {why}"))),
             )
             .await?;
         self.store_operator_factor(op.id, &factor, Some(&event))
@@ -322,6 +355,10 @@ impl Platform {
         code: &OneTimeCode,
     ) -> Result<(), PlatformError> {
         let scope = access::authorize_platform(principal, PlatformAction::ManageOperators)?;
+        let _guard = self
+            .mfa_lock
+            .lock(format!("@operator/{}", email.as_str().to_lowercase()))
+            .await;
         let creds = self
             .store
             .operator_credentials(email)
@@ -407,8 +444,8 @@ impl Platform {
 
     /// Revokes a signing key (reason required): tokens it signed stop verifying at the
     /// next reload of every process (`tokens.reload_secs`), and it leaves the JWKS. If
-    /// it was the active key, the newest remaining one signs (a new one is made if none
-    /// remains).
+    /// it was the active key, the newest remaining one signs. The last live key cannot
+    /// be revoked: rotate first, so that its successor is made (and audited) by you.
     pub async fn revoke_signing_key(
         &self,
         principal: &Principal,
@@ -419,6 +456,19 @@ impl Platform {
         let scope = access::authorize_platform(principal, PlatformAction::ManageKeys)?;
         if kid.len() > 128 {
             return Err(PlatformError::NotFound("signing key"));
+        }
+        let live: Vec<String> = self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .map(|k| k.kid)
+            .collect();
+        if live.len() == 1 && live[0] == kid {
+            return Err(PlatformError::Conflict(
+                "this is the only live signing key: rotate first (keys rotate-signing-key), then revoke it".into(),
+            ));
         }
         let target = Target::of("signing-key", kid);
         let event = self

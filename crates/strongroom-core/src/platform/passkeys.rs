@@ -31,6 +31,9 @@ const MAX_PENDING: usize = 10_000;
 /// Most ceremonies in flight per user (beyond: that user's oldest is dropped), so one
 /// account cannot push everyone else's ceremonies out.
 const MAX_PENDING_PER_USER: usize = 4;
+/// Most ceremonies in flight per tenant (beyond: that tenant's oldest is dropped), so
+/// one tenant's many users cannot push other tenants' ceremonies out.
+const MAX_PENDING_PER_TENANT: usize = 1_000;
 /// Most passkeys per user.
 const MAX_PASSKEYS: usize = 10;
 
@@ -64,6 +67,10 @@ impl Ceremonies {
         let mine = map.iter().filter(|(_, (_, x))| x.whose() == who).count();
         if mine >= MAX_PENDING_PER_USER {
             Self::drop_oldest(&mut map, |x| x.whose() == who);
+        }
+        let ours = map.values().filter(|(_, x)| x.whose().0 == who.0).count();
+        if ours >= MAX_PENDING_PER_TENANT {
+            Self::drop_oldest(&mut map, |x| x.whose().0 == who.0);
         }
         if map.len() >= MAX_PENDING {
             Self::drop_oldest(&mut map, |_| true);
@@ -240,7 +247,7 @@ impl Platform {
             .webauthn
             .finish_passkey_registration(&credential, &state)
             .map_err(|_| invalid("credential", "the registration did not verify"))?;
-        let _guard = self.mfa_lock.lock().await;
+        let _guard = self.mfa_lock.lock(format!("{}/{me}", scope.tenant())).await;
         let mut keys = self.passkeys(&scope, me).await?;
         keys.push(passkey);
         self.store_passkeys(&scope, me, &keys).await

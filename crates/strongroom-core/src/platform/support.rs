@@ -108,6 +108,22 @@ impl Platform {
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
         let scope = scope.writable()?;
+        // Granted by a signed-in administrator, not by an application (or one acting
+        // for a user): letting someone in is a person's decision.
+        if !matches!(principal, Principal::User(u) if u.via().is_none()) {
+            return Err(PlatformError::Forbidden(
+                "support access is granted by a signed-in administrator".into(),
+            ));
+        }
+        match self.store.operator(req.operator).await? {
+            Some(op) if op.disabled_at.is_none() => {}
+            _ => {
+                return Err(PlatformError::Invalid {
+                    field: Some("operator"),
+                    message: "no enabled operator has this id".into(),
+                });
+            }
+        }
         let now = self.clock.now();
         let grant = SupportGrant {
             id: uuid::Uuid::new_v4().to_string(),
@@ -167,7 +183,8 @@ impl Platform {
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
-        let scope = scope.writable()?;
+        // Revocation works on a read-only tenant too: taking access away is always allowed.
+
         let entry = NewEntry::by(
             &scope,
             Action::SupportRevoke,
@@ -222,6 +239,21 @@ impl Platform {
         Ok((tenant, scope, grant))
     }
 
+    async fn record_expiries(
+        &self,
+        home: &TenantScope,
+        now: OffsetDateTime,
+    ) -> Result<u64, PlatformError> {
+        let mut recorded = 0;
+        for g in self.store.unrecorded_expiries(home, now).await? {
+            let entry = NewEntry::by(home, Action::SupportExpire, grant_target(&g.id), None);
+            let event = self.recorder.event(home, entry).await?;
+            self.store.record_expiry(home, &g.id, &event).await?;
+            recorded += 1;
+        }
+        Ok(recorded)
+    }
+
     /// Records, in each tenant's trail, the support grants that expired since the last
     /// round (`support.expire`). Part of the background round.
     pub async fn support_expiry_round(&self) -> Result<u64, PlatformError> {
@@ -229,12 +261,15 @@ impl Platform {
         let mut recorded = 0;
         let now = self.clock.now();
         for t in self.all_tenants(&sys).await? {
-            let home = access::provisioning_scope(&sys, &t);
-            for g in self.store.unrecorded_expiries(&home, now).await? {
-                let entry = NewEntry::by(&home, Action::SupportExpire, grant_target(&g.id), None);
-                let event = self.recorder.event(&home, entry).await?;
-                self.store.record_expiry(&home, &g.id, &event).await?;
-                recorded += 1;
+            // One tenant's failure (its region down) does not hold up the others'.
+            match self
+                .record_expiries(&access::provisioning_scope(&sys, &t), now)
+                .await
+            {
+                Ok(n) => recorded += n,
+                Err(e) => {
+                    tracing::warn!(tenant = %t.slug, error = %super::chain(&e), "recording support-grant expiries failed; will retry")
+                }
             }
         }
         Ok(recorded)

@@ -535,7 +535,9 @@ impl Platform {
                     .set_password_hash(scope, user, &h, &event)
                     .await?;
             }
-            Err(e) => tracing::warn!(error = %e, "re-hashing an imported password failed"),
+            Err(e) => {
+                tracing::warn!(error = %super::chain(&e), "re-hashing an imported password failed")
+            }
         }
         Ok(())
     }

@@ -120,7 +120,10 @@ pub trait UserStore: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
-    /// Stores an invitation, audited.
+    /// Stores an invitation, audited. `created_by` is the inviter's label
+    /// (`Principal::label`); an invitation by an operator (`operator:…`) is for the
+    /// tenant's first user only, and is void — to [`UserStore::invitation`] and
+    /// [`UserStore::accept_invitation`] alike — once the tenant has any user.
     async fn insert_invitation(
         &self,
         scope: &WritableScope,
@@ -142,8 +145,8 @@ pub trait UserStore: Send + Sync + 'static {
     async fn has_users(&self, scope: &dyn Scoped) -> Result<bool, StoreError>;
 
     /// Uses an unexpired, unused invitation to create `user` (with the invitation's
-    /// role), in one transaction with `audit`. `None` if the token is unknown, used or
-    /// expired at `now`.
+    /// role), in one transaction with `audit`. `None` if the token is unknown, used,
+    /// expired at `now`, or an operator's invitation to a tenant that has users now.
     async fn accept_invitation(
         &self,
         scope: &WritableScope,

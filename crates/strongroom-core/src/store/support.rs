@@ -89,9 +89,10 @@ pub trait SupportStore: Send + Sync + 'static {
 
     /// Revokes a live grant at `audit.at`, audited. `false` if there is no such live
     /// grant.
+    /// (A plain tenant scope: taking access away is allowed on a read-only tenant.)
     async fn revoke_support_grant(
         &self,
-        scope: &WritableScope,
+        scope: &TenantScope,
         id: &str,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;

@@ -292,7 +292,7 @@ pub(crate) async fn entries(
     params(AuditPath, EntriesQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The entries: a JSON array (`format=json`) or CSV (`format=csv`, the default; columns in docs/formats/audit.md), streamed a page at a time; a failure after the first page cuts the response off (an incomplete chunked body)", content(
+        (status = 200, description = "The entries: a JSON array (`format=json`) (`format=json`, the default) or CSV (`format=csv`; columns in docs/formats/audit.md), streamed a page at a time; a failure after the first page cuts the response off (an incomplete chunked body)", content(
             (Vec<ReviewEntry> = "application/json"),
             (String = "text/csv"),
         )),
@@ -329,7 +329,7 @@ pub(crate) async fn export(
             while let Some(chunk) = platform.audit_export_next(&mut export).await.transpose() {
                 match chunk {
                     Ok(bytes) => tx.send_data(Bytes::from(bytes)).await.ok()?,
-                    Err(e) => return Some(e.to_string()),
+                    Err(e) => return Some(crate::problem::chain(&e)),
                 }
             }
             None

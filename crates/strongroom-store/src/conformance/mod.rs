@@ -11,6 +11,7 @@ mod identity;
 mod isolation;
 mod keys;
 mod operators;
+mod support;
 mod trail;
 
 use std::os::unix::fs::PermissionsExt;
@@ -27,6 +28,7 @@ pub(crate) use identity::*;
 pub(crate) use isolation::*;
 pub(crate) use keys::*;
 pub(crate) use operators::*;
+pub(crate) use support::*;
 pub(crate) use trail::*;
 
 /// A storage backend under test: a fresh store, plus the few things only raw access to
@@ -152,6 +154,7 @@ macro_rules! conformance {
             deleting_a_user_removes_their_sessions_grants_and_factors,
             applications_are_stored_and_toggled,
             a_tenant_scope_cannot_reach_another_tenants_rows,
+            support_grants_let_one_operator_in_until_revoked_or_expired,
         );
     };
 }

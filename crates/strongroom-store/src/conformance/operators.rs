@@ -152,4 +152,10 @@ pub(crate) async fn the_platform_trail_is_apart_from_every_tenants<B: Backend>()
         platform_entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [0, 1]
     );
+    // And it is as append-only as a tenant's.
+    for refused in b.rewrite_audit(&log).await {
+        let e = refused.expect("the database allowed a platform-trail entry to change");
+        assert!(e.contains("append-only"), "{e}");
+    }
+    assert_eq!(s.audit_entries(&log, 0, 100).await.unwrap().len(), 2);
 }

@@ -105,7 +105,7 @@ impl SupportStore for SqliteStore {
 
     async fn revoke_support_grant(
         &self,
-        scope: &WritableScope,
+        scope: &TenantScope,
         id: &str,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {

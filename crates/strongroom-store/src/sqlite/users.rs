@@ -27,7 +27,9 @@ async fn live_invitation(
     hash: &[u8; 32],
     now: OffsetDateTime,
 ) -> Result<Option<StoredInvitation>, StoreError> {
-    let found = sqlx::query("SELECT email, role, expires_at FROM invitations WHERE tenant_id = ? AND hash = ? AND used_at IS NULL AND expires_at > ?")
+    // An operator's invitation is for a tenant's first user only: void once the tenant
+    // has one (checked here, inside the accepting transaction too).
+    let found = sqlx::query("SELECT email, role, expires_at FROM invitations i WHERE tenant_id = ? AND hash = ? AND used_at IS NULL AND expires_at > ? AND NOT (created_by LIKE 'operator:%' AND EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = i.tenant_id))")
         .bind(tid(scope))
         .bind(hash.to_vec())
         .bind(to_micros(now))

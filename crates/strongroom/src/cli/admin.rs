@@ -45,9 +45,13 @@ pub(super) async fn operator(admin: &super::Admin, cmd: OperatorCommand) -> anyh
                 op.email, op.id
             ))
         }
-        OperatorCommand::EnrolTotp { email } => {
+        OperatorCommand::EnrolTotp {
+            email,
+            reset: _,
+            reason,
+        } => {
             let uri = platform
-                .operator_enrol_totp(me, &Email::parse(&email)?)
+                .operator_enrol_totp(me, &Email::parse(&email)?, reason)
                 .await?;
             println_out(&uri)
         }

@@ -119,6 +119,12 @@ enum OperatorCommand {
         /// The operator's e-mail address.
         #[arg(long)]
         email: String,
+        /// Replace a confirmed factor (a lost authenticator); needs --reason.
+        #[arg(long, requires = "reason")]
+        reset: bool,
+        /// Why the factor is replaced (recorded in the platform trail).
+        #[arg(long, value_name = "TEXT", requires = "reset")]
+        reason: Option<String>,
     },
     /// Confirm an operator's TOTP enrolment with a current code; from then on their
     /// sign-in requires a code.

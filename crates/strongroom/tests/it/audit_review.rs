@@ -1042,7 +1042,7 @@ async fn concurrent_exports_are_bounded() {
     )];
     let mut config =
         strongroom_core::config::Config::load(None, Vec::<(String, String)>::new(), flags).unwrap();
-    config.audit.max_concurrent_exports = 1;
+    config.audit.max_concurrent_exports = 2;
     let opened = strongroom::datadir::DataDir::new(&config.data_dir)
         .unwrap()
         .open(&config)
@@ -1058,33 +1058,50 @@ async fn concurrent_exports_are_bounded() {
     .await
     .unwrap();
     let me = crate::support::local_admin();
-    let slug = Slug::parse("bounded").unwrap();
-    p.create_tenant(
-        &me,
-        NewTenant {
-            slug: slug.clone(),
-            display_name: DisplayName::parse("B").unwrap(),
-            region: RegionName::parse("local").unwrap(),
-            key_provider: None,
-        },
-    )
-    .await
-    .unwrap();
+    let mut slugs = Vec::new();
+    for name in ["bounded", "other", "third"] {
+        let slug = Slug::parse(name).unwrap();
+        p.create_tenant(
+            &me,
+            NewTenant {
+                slug: slug.clone(),
+                display_name: DisplayName::parse("B").unwrap(),
+                region: RegionName::parse("local").unwrap(),
+                key_provider: None,
+            },
+        )
+        .await
+        .unwrap();
+        slugs.push(slug);
+    }
+    let (slug, other, third) = (&slugs[0], &slugs[1], &slugs[2]);
     let all = AuditFilter::default();
     let mut first = p
-        .audit_export(&me, &slug, &all, ExportFormat::Csv)
+        .audit_export(&me, slug, &all, ExportFormat::Csv)
         .await
         .unwrap();
     let header = p.audit_export_next(&mut first).await.unwrap().unwrap();
     assert!(header.starts_with(b"seq,time,"));
-    let refused = p.audit_export(&me, &slug, &all, ExportFormat::Json).await;
+    // One per tenant: the same tenant again is refused...
+    let refused = p.audit_export(&me, slug, &all, ExportFormat::Json).await;
     assert!(
-        matches!(refused, Err(PlatformError::TooManyRequests { retry_after_secs }) if retry_after_secs > 0),
+        matches!(refused, Err(PlatformError::AtCapacity { retry_after_secs, .. }) if retry_after_secs > 0),
         "{refused:?}"
     );
+    // ...another tenant is not, until the global bound (2) is reached.
+    let second = p
+        .audit_export(&me, other, &all, ExportFormat::Json)
+        .await
+        .unwrap();
+    let refused = p.audit_export(&me, third, &all, ExportFormat::Json).await;
+    assert!(
+        matches!(refused, Err(PlatformError::AtCapacity { .. })),
+        "{refused:?}"
+    );
+    drop(second);
     drop(first); // a client that went away
     let mut again = p
-        .audit_export(&me, &slug, &all, ExportFormat::Json)
+        .audit_export(&me, slug, &all, ExportFormat::Json)
         .await
         .unwrap();
     let mut doc = Vec::new();

@@ -457,7 +457,8 @@ async fn rotation_under_concurrent_reads_and_writes_loses_nothing() {
         );
     }
     // Every blob write and every re-encrypted object is in the trail, in the same
-    // transaction as the change: as many `key.reencrypt` entries as objects moved.
+    // transaction as the change (`key.reencrypt` only when a move happened: at least
+    // one per blob, which all started under the first key).
     let scope = scope_of(&p, "rotating").await;
     let count = |action: &'static str| {
         let (store, scope) = (store.clone(), scope.clone());

@@ -61,7 +61,7 @@ async fn a_disabled_operator_is_refused_at_the_next_request() {
     create_operator(&s, "second@strongroom.test").await;
     let api = s.api();
     api.get("/v1/tenants", &token).await.ok(200);
-    // An operator cannot disable themselves (someone must remain to act).
+    // A second operator, who stays enabled.
     let other = operator_sign_in(&s, "second@strongroom.test", None).await;
     assert_eq!(other.0, 201);
     let other = other.1["access_token"].as_str().unwrap().to_owned();
@@ -170,8 +170,8 @@ async fn operators_sign_in_with_totp_once_enrolled() {
             None,
         )
         .await;
-    let now = code(&secret, 0);
-    assert!(now == "000000" || !bad.status.success());
+    let near: Vec<String> = (-2..=2).map(|k| code(&secret, k)).collect();
+    assert!(near.iter().any(|c| c == "000000") || !bad.status.success());
     stdout(
         &s.cli(
             &[
@@ -189,29 +189,69 @@ async fn operators_sign_in_with_totp_once_enrolled() {
     // Now the password alone is not enough, nor a wrong or replayed code.
     let (status, body) = operator_sign_in(&s, OPERATOR_EMAIL, None).await;
     assert_eq!(status, 401, "{body}");
-    let wrong = if code(&secret, 0) == "123456" {
-        "654321"
-    } else {
-        "123456"
-    };
+    // A code no step near now produces (the verifier accepts a step either side).
+    let near: Vec<String> = (-2..=2).map(|k| code(&secret, k)).collect();
+    let wrong = ["123456", "654321", "111111", "222222", "333333", "444444"]
+        .into_iter()
+        .find(|c| !near.iter().any(|n| n == c))
+        .unwrap();
     assert_eq!(
         operator_sign_in(&s, OPERATOR_EMAIL, Some(wrong)).await.0,
         401
     );
-    // The code used to confirm was spent; the next step's code signs in, once.
+    // The code used to confirm was spent; the next step's code signs in once, even
+    // when four sign-ins race with it.
     let next = code(&secret, 1);
-    let (status, body) = operator_sign_in(&s, OPERATOR_EMAIL, Some(&next)).await;
-    assert_eq!(status, 201, "{body}");
-    let token = body["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        operator_sign_in(&s, OPERATOR_EMAIL, Some(&next)).await.0,
-        401
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let api = s.api();
+            let body =
+                json!({"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD, "totp": next});
+            tokio::spawn(async move { api.post("/v1/operator/sessions", None, body).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for r in racing {
+        let reply = r.await.unwrap();
+        if reply.status == 201 {
+            won.push(reply.json());
+        } else {
+            // Refused as a spent code (401), or before the check because the racing
+            // attempts in flight would reach the lockout (429).
+            assert!([401, 429].contains(&reply.status), "{}", reply.text);
+        }
+    }
+    assert_eq!(won.len(), 1, "one code, one sign-in: {won:?}");
+    let token = won[0]["access_token"].as_str().unwrap().to_owned();
+    // Replayed again: refused (401, or 429 now that five attempts have failed).
+    let replayed = operator_sign_in(&s, OPERATOR_EMAIL, Some(&next)).await.0;
+    assert!([401, 429].contains(&replayed), "{replayed}");
+    // Enrolling again would silently replace the factor: refused unless it is a
+    // reasoned reset.
+    let again = s
+        .cli(&["operator", "enrol-totp", "--email", OPERATOR_EMAIL], None)
+        .await;
+    assert!(!again.status.success());
+    stdout(
+        &s.cli(
+            &[
+                "operator",
+                "enrol-totp",
+                "--email",
+                OPERATOR_EMAIL,
+                "--reset",
+                "--reason",
+                "phone lost",
+            ],
+            None,
+        )
+        .await,
     );
     let actions = platform_actions(&s, &token).await;
     assert_eq!(
         actions.iter().filter(|a| *a == "operator.mfa").count(),
-        2,
-        "enrol and confirm: {actions:?}"
+        3,
+        "enrol, confirm and the reset: {actions:?}"
     );
 }
 
@@ -308,6 +348,26 @@ async fn a_revoked_signing_key_stops_verifying_and_leaves_the_jwks() {
             None,
         )
         .await,
+    );
+    // The last live key cannot be revoked (rotate first).
+    let last = s
+        .cli(
+            &[
+                "keys",
+                "revoke-signing-key",
+                "--kid",
+                &kid_of(&fresh),
+                "--reason",
+                "x",
+            ],
+            None,
+        )
+        .await;
+    assert!(!last.status.success());
+    assert!(
+        String::from_utf8_lossy(&last.stderr).contains("rotate first"),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
     );
     // Within the reload interval the old key's tokens are refused and it leaves the
     // JWKS; the new key's tokens keep working.

@@ -33,10 +33,9 @@ async fn a_concurrent_burst_checks_no_more_passwords_than_the_lockout_allows() {
     }
     let checked = statuses.iter().filter(|s| **s == 401).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
-    assert!(
-        checked <= 5,
-        "{checked} passwords were checked: {statuses:?}"
-    );
+    // Exactly the lockout's allowance: no more (the burst), and no fewer (the
+    // throttle did let the first attempts through to the password check).
+    assert_eq!(checked, 5, "{checked} passwords were checked: {statuses:?}");
     assert_eq!(checked + refused, 128, "{statuses:?}");
     let failures = api
         .audit_actions(&crate::support::auditor(&s, "acme").await, "acme")
@@ -73,7 +72,19 @@ async fn operators_invite_only_a_tenants_first_admin() {
         let body = json!({"email": email, "role": "admin"});
         async move { api.post(&path, Some(&token), body).await }
     };
-    invite("fresh", &op, "first@fresh.example").await.ok(201);
+    let first = invite("fresh", &op, "first@fresh.example").await.ok(201);
+    // A second invitation issued while the tenant is still empty...
+    let spare = invite("fresh", &op, "spare@evil.example").await.ok(201);
+    let accept = |inv: &serde_json::Value, email: &str| {
+        let body = json!({"token": inv["token"], "email": email, "password": USER_PASSWORD});
+        let api = api.clone();
+        async move { api.post("/v1/t/fresh/invitations/accept", None, body).await }
+    };
+    accept(&first, "first@fresh.example").await.ok(201);
+    // ...is void once the tenant has its first user.
+    accept(&spare, "spare@evil.example")
+        .await
+        .problem(401, "unauthenticated");
     let admin = tenant_with_admin(&s, &op, "globex").await;
     let refused = invite("globex", &op, "operator@evil.example").await;
     refused.problem(403, "forbidden");
@@ -515,10 +526,11 @@ async fn an_expired_support_grant_stops_working_and_its_expiry_is_audited() {
         .await
         .unwrap();
     assert!(
-        p.audit_query(&op_p, &slug, &filter, None, 10)
-            .await
-            .is_err(),
-        "expired"
+        matches!(
+            p.audit_query(&op_p, &slug, &filter, None, 10).await,
+            Err(strongroom_core::platform::PlatformError::NotFound("tenant"))
+        ),
+        "expired: the tenant is invisible again"
     );
     assert_eq!(p.support_expiry_round().await.unwrap(), 1);
     assert_eq!(p.support_expiry_round().await.unwrap(), 0, "recorded once");
@@ -568,4 +580,36 @@ async fn sign_in_to_an_unknown_tenant_costs_and_answers_the_same() {
     assert_eq!(entries.len(), 1, "{platform}");
     assert_eq!(entries[0]["target"]["id"], "no-such-tenant");
     assert_eq!(entries[0]["actor"]["kind"], "anonymous");
+}
+
+/// Account-security rules an attacker with an administrator's token would probe: an
+/// administrator cannot strip their own second factor through the admin endpoint
+/// (which needs no password), and support access can only be granted to an operator
+/// that exists and is enabled.
+#[tokio::test]
+async fn admins_cannot_reset_their_own_factor_nor_grant_access_to_no_one() {
+    let s = crate::support::start().await;
+    let op = s.operator_token().await;
+    let admin = tenant_with_admin(&s, &op, "acme").await;
+    let api = s.api();
+    let token = api.sign_in("acme", &admin).await.access;
+    let users = api.get("/v1/t/acme/users", &token).await.ok(200);
+    let me = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == admin.as_str())
+        .unwrap()
+        .clone();
+    let path = format!("/v1/t/acme/users/{}/totp", me["id"].as_str().unwrap());
+    api.delete(&path, &token, Some(json!({"reason": "lost my phone"})))
+        .await
+        .problem(403, "forbidden");
+    let nobody = "0193f0c4-8a4e-7c1d-9a55-3c2f1e0b7a61";
+    let body = json!({"operator": nobody, "scope": "audit:read", "reason": "ticket 1", "hours": 1});
+    let p = api
+        .post("/v1/t/acme/support-grants", Some(&token), body)
+        .await
+        .problem(422, "validation");
+    assert_eq!(p["errors"][0]["pointer"], "/operator", "{p}");
 }

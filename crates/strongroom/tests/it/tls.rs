@@ -278,6 +278,31 @@ async fn idle_connections_and_never_finished_http2_headers_are_closed() {
         closed_within(&mut h2, 6).await,
         "half-sent HTTP/2 headers kept the connection"
     );
+    // HTTP/2 with a flow-control window of 0, never opened: a complete request whose
+    // response can never be sent must not keep the connection busy forever.
+    let tcp = connect_from(&s, "127.0.0.5").await;
+    let mut config = client_config(&s, &[&rustls::version::TLS13]);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut h2 = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS: INITIAL_WINDOW_SIZE (0x4) = 0.
+    frames.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+    // HEADERS, END_STREAM | END_HEADERS, stream 1: GET https://localhost/healthz.
+    let mut block = vec![0x82, 0x87, 0x44, 8];
+    block.extend_from_slice(b"/healthz");
+    block.extend_from_slice(&[0x41, 9]);
+    block.extend_from_slice(b"localhost");
+    frames.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    frames.extend_from_slice(&block);
+    h2.write_all(&frames).await.unwrap();
+    assert!(
+        closed_within(&mut h2, 6).await,
+        "a response blocked by a closed window kept the connection"
+    );
 }
 
 #[tokio::test]

@@ -114,3 +114,15 @@ fn second_factor_failures_lock_the_account_from_every_address() {
     t.begin_second_factor("h@x").unwrap().succeeded();
     assert!(t.begin_second_factor("h@x").is_ok());
 }
+
+#[test]
+fn records_stay_bounded_under_a_flood_of_addresses() {
+    let (t, _clock) = throttle(1000, 30);
+    // A failure from each of 120,000 addresses (fresh records, none expired).
+    for i in 0..120_000u32 {
+        let from = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        fail(&t, "acme/ann@acme.example", from);
+    }
+    let n = t.records.lock().unwrap().len();
+    assert!(n <= super::CAPACITY, "{n} records");
+}

@@ -23,6 +23,15 @@ pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// A second administrator of `acme` (created by the holder of `token`), signed in.
+async fn other_admin(s: &TestServer, token: &str) -> String {
+    create_user(s, token, "acme", "colleague@acme.example", &["admin"]).await;
+    tokens(s, "acme", "colleague@acme.example").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[allow(clippy::disallowed_methods)] // the test plays the authenticator app: wall-clock time
 pub(crate) fn code(secret: &[u8], offset_steps: i64) -> String {
     use strongroom_core::identity::totp;
@@ -180,18 +189,20 @@ async fn totp_enrolment_codes_replay_and_recovery_codes() {
         assert!(actions.contains(&a), "{a} missing");
     }
 
-    // Lost authenticator: an administrator removes the factor, with a reason.
+    // Lost authenticator: another administrator removes the factor, with a reason (an
+    // administrator cannot strip their own).
     let users: Value = get(&s, &token, "/v1/t/acme/users")
         .await
         .json()
         .await
         .unwrap();
     let id = users["items"][0]["id"].as_str().unwrap().to_owned();
+    let colleague = other_admin(&s, &token).await;
     let reset = |body: Value| {
         let (client, url, token) = (
             s.client(),
             s.url(&format!("/v1/t/acme/users/{id}/totp")),
-            token.clone(),
+            colleague.clone(),
         );
         async move {
             client
@@ -248,6 +259,15 @@ async fn a_tenant_policy_makes_roles_enrol_a_second_factor_before_anything_else(
     };
     let body = expect_problem(
         put_policy(json!({"required_for": ["root"]})).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert!(body.to_string().contains("/required_for"), "{body}");
+    // More entries than roles (+ "*") is refused, not silently cut short: here "admin"
+    // would have been dropped.
+    let body = expect_problem(
+        put_policy(json!({"required_for": ["viewer", "viewer", "viewer", "viewer", "viewer", "viewer", "admin"]})).await,
         422,
         "validation",
     )
@@ -480,11 +500,12 @@ async fn passkeys_register_and_then_are_required_at_sign_in() {
         .await
         .unwrap();
     let id = users["items"][0]["id"].as_str().unwrap().to_owned();
+    let colleague = other_admin(&s, &token).await;
     let resp = crate::support::call_json(
         &s,
         reqwest::Method::DELETE,
         &format!("/v1/t/acme/users/{id}/totp"),
-        &token,
+        &colleague,
         &json!({"reason": "lost security key, ticket 12"}),
     )
     .await;
