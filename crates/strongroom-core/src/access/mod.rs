@@ -29,9 +29,11 @@
 //! ```
 //!
 //! ```compile_fail
-//! // A sign-in scope (pre-authentication lookups) needs a platform scope.
-//! # fn t(tenant: &strongroom_core::tenant::Tenant) {
-//! let probe = strongroom_core::access::sign_in(tenant);
+//! // A sign-in scope (pre-authentication lookups) needs a platform scope, which only
+//! // `authorize_platform` hands out: it cannot be built by hand.
+//! # fn t(tenant: &strongroom_core::tenant::Tenant, who: strongroom_core::access::Principal) {
+//! let platform = strongroom_core::access::PlatformScope { actor: who };
+//! let probe = strongroom_core::access::sign_in(&platform, tenant);
 //! # }
 //! ```
 //!
