@@ -14,13 +14,18 @@
 //! ```compile_fail
 //! // A principal cannot be forged outside strongroom-core: the payload's fields are private.
 //! use strongroom_core::access::{Principal, OperatorPrincipal};
-//! let forged = Principal::Operator(OperatorPrincipal { id: todo!() });
+//! # fn forge(id: strongroom_core::identity::operator::OperatorId) -> Principal {
+//! Principal::Operator(OperatorPrincipal { id })
+//! # }
 //! ```
 //!
 //! ```compile_fail
 //! // Nor can a scope: its fields are private and it has no public constructor.
-//! use strongroom_core::access::TenantScope;
-//! let forged = TenantScope { tenant: todo!(), region: todo!(), writable: true, actor: todo!() };
+//! use strongroom_core::access::{Principal, TenantScope};
+//! use strongroom_core::tenant::{RegionName, TenantId};
+//! # fn forge(tenant: TenantId, region: RegionName, actor: Principal) -> TenantScope {
+//! TenantScope { tenant, region, writable: true, actor }
+//! # }
 //! ```
 //!
 //! ```compile_fail

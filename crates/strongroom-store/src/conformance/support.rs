@@ -89,5 +89,8 @@ pub(crate) async fn support_grants_let_one_operator_in_until_revoked_or_expired<
             .await
             .unwrap()
     );
-    assert!(live(later).await.unwrap().is_none(), "neither grant lets in now");
+    assert!(
+        live(later).await.unwrap().is_none(),
+        "neither grant lets in now"
+    );
 }
