@@ -14,6 +14,7 @@ pub mod identity;
 pub mod keys;
 pub mod objects;
 pub mod platform;
+pub mod records;
 pub mod secret;
 pub mod store;
 pub mod tenant;

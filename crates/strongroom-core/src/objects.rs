@@ -34,15 +34,21 @@ pub enum Kind {
     TenantPolicy,
     /// Encrypted streams (attachments, …).
     Blob,
+    /// The tenant's blind-index key (searchable record fields).
+    IndexKey,
+    /// One saved revision of a record version's content (stored in the records
+    /// tables, append-only; never re-encrypted in place).
+    RecordRevision,
 }
 
 impl Kind {
     /// Every kind stored as a small sealed value: what re-encryption walks.
-    pub const VALUES: [Kind; 4] = [
+    pub const VALUES: [Kind; 5] = [
         Self::TenantSecret,
         Self::UserMfa,
         Self::UserPasskeys,
         Self::TenantPolicy,
+        Self::IndexKey,
     ];
 
     /// The stable name bound into ciphertexts and stored with each row.
@@ -53,6 +59,8 @@ impl Kind {
             Self::UserPasskeys => "user-passkeys",
             Self::TenantPolicy => "tenant-policy",
             Self::Blob => "blob",
+            Self::IndexKey => "index-key",
+            Self::RecordRevision => "record-revision",
         }
     }
 }
@@ -292,6 +300,81 @@ impl Objects {
             }
         }
         Err(ObjectError::Contended)
+    }
+
+    /// Writes version 1 of `kind`/`id` unless it exists: false (nothing written) when
+    /// another writer created it first. For values that must never be replaced once
+    /// made (the blind-index key: every stored token depends on it).
+    pub async fn create_value(
+        &self,
+        scope: &WritableScope,
+        kind: Kind,
+        id: &str,
+        plaintext: &[u8],
+        action: Action,
+    ) -> Result<bool, ObjectError> {
+        let name = kind.as_str();
+        let object = ObjectRef {
+            tenant: scope.tenant(),
+            kind: name,
+            id,
+            version: 1,
+        };
+        let key = self.sealing_key(scope).await?;
+        let row = StoredSealed {
+            id: id.to_owned(),
+            version: 1,
+            dek_version: key.version,
+            sealed: sealed::seal(&key, &object, plaintext).map_err(KeyringError::from)?,
+        };
+        let mut entry = NewEntry::by(scope, action, Target::of(name, id).at_version(1), None);
+        entry.after = Some(sha256(&[&row.sealed]));
+        let event = self.recorder.event(scope, entry).await?;
+        Ok(self.store.put_sealed(scope, name, &row, 0, &event).await?)
+    }
+
+    /// Seals `plaintext` as `kind`/`id` at `version` under the current data key, for a
+    /// caller that stores the ciphertext itself (record revisions). Returns the data
+    /// key version and the sealed bytes.
+    pub async fn seal_detached(
+        &self,
+        scope: &WritableScope,
+        kind: Kind,
+        id: &str,
+        version: u64,
+        plaintext: &[u8],
+    ) -> Result<(u32, Vec<u8>), ObjectError> {
+        let key = self.sealing_key(scope).await?;
+        let object = ObjectRef {
+            tenant: scope.tenant(),
+            kind: kind.as_str(),
+            id,
+            version,
+        };
+        let sealed = sealed::seal(&key, &object, plaintext).map_err(KeyringError::from)?;
+        Ok((key.version, sealed))
+    }
+
+    /// Opens what [`Objects::seal_detached`] sealed; tampering, or bytes sealed for
+    /// another tenant, kind, id or version, fail.
+    pub async fn open_detached(
+        &self,
+        scope: &TenantScope,
+        kind: Kind,
+        id: &str,
+        version: u64,
+        sealed_bytes: &[u8],
+    ) -> Result<SecretBytes, ObjectError> {
+        let object = ObjectRef {
+            tenant: scope.tenant(),
+            kind: kind.as_str(),
+            id,
+            version,
+        };
+        Ok(self
+            .keyring
+            .open_value(scope, &object, sealed_bytes)
+            .await?)
     }
 
     /// Reads and opens the value `kind`/`id`.

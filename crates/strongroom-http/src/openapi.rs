@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use crate::problem::{self, ProblemKind};
 use crate::routes::{
-    applications, audit, health, invitations, meta, mfa, operator, passkeys, platform, sessions,
-    support, tenants, users,
+    applications, audit, health, invitations, meta, mfa, operator, passkeys, platform, records,
+    sessions, support, tenants, users,
 };
 use crate::state::AppState;
 
@@ -42,6 +42,7 @@ use crate::state::AppState;
         (name = "users", description = "A tenant's users and their roles"),
         (name = "applications", description = "A tenant's applications (OAuth 2.0 client credentials) and the token endpoint"),
         (name = "audit", description = "A tenant's audit trail as a transparency log (C2SP tlog-tiles)"),
+        (name = "records", description = "Record types, records, versions, electronic signatures, attachments, history and verification"),
         (name = "support", description = "A tenant's grants of support access to platform operators"),
     )
 )]
@@ -113,6 +114,29 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::vkey))
         .routes(routes!(platform::tile))
         .routes(routes!(platform::entries))
+        .merge(record_routes())
+}
+
+/// Record types, records, signatures and attachments.
+fn record_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(records::list_types))
+        .routes(routes!(records::define_type, records::get_type))
+        .routes(routes!(records::create_record, records::list_records))
+        .routes(routes!(records::get_record))
+        .routes(routes!(records::update_content))
+        .routes(routes!(records::submit))
+        .routes(routes!(records::reject))
+        .routes(routes!(records::revise))
+        .routes(routes!(records::retire))
+        .routes(routes!(records::get_version))
+        .routes(routes!(records::sign))
+        .routes(routes!(records::diff))
+        .routes(routes!(records::history))
+        .routes(routes!(records::verify))
+        .routes(routes!(records::put_attachment))
+        .routes(routes!(records::get_attachment))
+        .routes(routes!(users::set_full_name))
 }
 
 /// The serialised document, shared with the `/openapi.json` handler.

@@ -127,6 +127,61 @@ pub const INTERNAL: ProblemKind = ProblemKind {
     status: 500,
 };
 
+/// Record content that is well-formed JSON but breaks a bound or rule.
+pub const INVALID_CONTENT: ProblemKind = ProblemKind {
+    slug: "invalid-content",
+    title: "Record content breaks a structural rule (duplicate keys, too deep, too many values)",
+    status: 422,
+};
+/// Content that breaks its record type's JSON Schema; `errors` lists each violation.
+pub const SCHEMA_VIOLATION: ProblemKind = ProblemKind {
+    slug: "schema-violation",
+    title: "The content does not satisfy the record type's schema",
+    status: 422,
+};
+/// `If-Match` is not the object's current ETag: read it again; never a silent merge.
+pub const PRECONDITION_FAILED: ProblemKind = ProblemKind {
+    slug: "precondition-failed",
+    title: "The object changed since it was read",
+    status: 412,
+};
+/// A write that must name the state it was based on (`If-Match`) did not.
+pub const PRECONDITION_REQUIRED: ProblemKind = ProblemKind {
+    slug: "precondition-required",
+    title: "If-Match is required",
+    status: 428,
+};
+/// The signature policy's separation of duties forbids this signer (e.g. an author approving their own version).
+pub const SEPARATION_OF_DUTIES: ProblemKind = ProblemKind {
+    slug: "separation-of-duties",
+    title: "Separation of duties forbids this signature",
+    status: 403,
+};
+/// The record or version is in a state that does not allow this (e.g. editing a version in review).
+pub const RECORD_STATE: ProblemKind = ProblemKind {
+    slug: "record-state",
+    title: "The record's state does not allow this",
+    status: 409,
+};
+/// The password, login identifier or second factor given with a signature was wrong or missing: nothing was stored.
+pub const REAUTHENTICATION_FAILED: ProblemKind = ProblemKind {
+    slug: "reauthentication-failed",
+    title: "Re-authentication for the signature failed",
+    status: 403,
+};
+/// Only a user's own interactive session can sign: never an application or a delegated token.
+pub const SIGNING_NOT_PERMITTED: ProblemKind = ProblemKind {
+    slug: "signing-not-permitted",
+    title: "This kind of credential can never sign",
+    status: 403,
+};
+/// A `Range` header that names no part of the file (one range is accepted).
+pub const RANGE_NOT_SATISFIABLE: ProblemKind = ProblemKind {
+    slug: "range-not-satisfiable",
+    title: "The range is outside the file",
+    status: 416,
+};
+
 /// Every problem kind this server can answer with (listed in the OpenAPI document).
 pub const ALL: &[&ProblemKind] = &[
     &MALFORMED_BODY,
@@ -145,6 +200,15 @@ pub const ALL: &[&ProblemKind] = &[
     &UNAVAILABLE,
     &TIMEOUT,
     &INTERNAL,
+    &INVALID_CONTENT,
+    &SCHEMA_VIOLATION,
+    &PRECONDITION_FAILED,
+    &PRECONDITION_REQUIRED,
+    &SEPARATION_OF_DUTIES,
+    &RECORD_STATE,
+    &REAUTHENTICATION_FAILED,
+    &SIGNING_NOT_PERMITTED,
+    &RANGE_NOT_SATISFIABLE,
 ];
 
 impl ProblemKind {
@@ -308,6 +372,14 @@ impl From<PlatformError> for Problem {
                 field: None,
                 message,
             } => Problem::new(&VALIDATION, message),
+            PlatformError::InvalidAt { pointer, message } => Problem::field(pointer, message),
+            e @ (PlatformError::PreconditionFailed
+            | PlatformError::PreconditionRequired
+            | PlatformError::SeparationOfDuties(_)
+            | PlatformError::RecordState(_)
+            | PlatformError::ReauthenticationFailed
+            | PlatformError::SigningNotPermitted(_)
+            | PlatformError::SchemaViolation(_)) => records_problem(e),
             PlatformError::Unauthenticated => {
                 unauthenticated("The credentials are missing or invalid.")
             }
@@ -340,6 +412,42 @@ impl From<PlatformError> for Problem {
             .with_header_value(header::RETRY_AFTER, HeaderValue::from(retry_after_secs)),
             PlatformError::Internal(cause) => Problem::internal(chain(&*cause)),
         }
+    }
+}
+
+/// The problems of the records lifecycle.
+fn records_problem(e: PlatformError) -> Problem {
+    match e {
+        PlatformError::PreconditionFailed => Problem::new(
+            &PRECONDITION_FAILED,
+            "The record changed since it was read: read it again and send its new ETag in If-Match.",
+        ),
+        PlatformError::PreconditionRequired => Problem::new(
+            &PRECONDITION_REQUIRED,
+            "Send the record's ETag (from its last read) in an If-Match header.",
+        ),
+        PlatformError::SeparationOfDuties(m) => Problem::new(&SEPARATION_OF_DUTIES, m),
+        PlatformError::RecordState(m) => Problem::new(&RECORD_STATE, m),
+        PlatformError::ReauthenticationFailed => Problem::new(
+            &REAUTHENTICATION_FAILED,
+            "Re-authentication failed: check the login identifier, password and second factor. Nothing was signed.",
+        ),
+        PlatformError::SigningNotPermitted(m) => Problem::new(&SIGNING_NOT_PERMITTED, m),
+        PlatformError::SchemaViolation(violations) => {
+            let mut p = Problem::new(
+                &SCHEMA_VIOLATION,
+                "The content does not satisfy the record type's schema.",
+            );
+            p.errors = violations
+                .into_iter()
+                .map(|v| FieldError {
+                    pointer: format!("/content{}", v.pointer),
+                    detail: v.message,
+                })
+                .collect();
+            p
+        }
+        other => Problem::internal(chain(&other)),
     }
 }
 

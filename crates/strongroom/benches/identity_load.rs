@@ -97,6 +97,7 @@ fn main() {
             &me,
             &slug,
             email.clone(),
+            Some("Bench Admin"),
             strongroom_core::platform::Credential::Password(password.clone()),
             vec![Role::Admin],
         )

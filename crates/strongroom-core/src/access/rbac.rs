@@ -15,8 +15,12 @@ pub enum Permission {
     RecordsRead,
     /// Create and edit records.
     RecordsWrite,
+    /// Sign records with a reviewing meaning.
+    RecordsReview,
     /// Approve and sign records.
     RecordsApprove,
+    /// Define and change record types (schema, signature policy, searchable fields).
+    RecordsAdmin,
     /// Read the audit trail.
     AuditRead,
     /// Create, change and disable users and their role grants.
@@ -25,10 +29,12 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 7] = [
         Self::RecordsRead,
         Self::RecordsWrite,
+        Self::RecordsReview,
         Self::RecordsApprove,
+        Self::RecordsAdmin,
         Self::AuditRead,
         Self::UsersManage,
     ];
@@ -38,7 +44,9 @@ impl Permission {
         match self {
             Self::RecordsRead => "records:read",
             Self::RecordsWrite => "records:write",
+            Self::RecordsReview => "records:review",
             Self::RecordsApprove => "records:approve",
+            Self::RecordsAdmin => "records:admin",
             Self::AuditRead => "audit:read",
             Self::UsersManage => "users:manage",
         }
@@ -57,7 +65,7 @@ pub enum Role {
     Admin,
     /// Writes records.
     Preparer,
-    /// Reviews and approves records.
+    /// Reviews and approves records (signs with reviewing and approving meanings).
     Reviewer,
     /// Reads records.
     Viewer,
@@ -97,7 +105,7 @@ impl Role {
         match self {
             Self::Admin => &Permission::ALL,
             Self::Preparer => &[P::RecordsRead, P::RecordsWrite],
-            Self::Reviewer => &[P::RecordsRead, P::RecordsApprove],
+            Self::Reviewer => &[P::RecordsRead, P::RecordsReview, P::RecordsApprove],
             Self::Viewer => &[P::RecordsRead],
             Self::Auditor => &[P::RecordsRead, P::AuditRead],
         }

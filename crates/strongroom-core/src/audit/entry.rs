@@ -101,11 +101,37 @@ pub enum Action {
     SigningKeyRotate,
     /// A token-signing key was revoked: its tokens stop verifying (platform trail).
     SigningKeyRevoke,
+    /// A record type was defined, or changed (a new type version).
+    RecordTypeDefine,
+    /// A record was created (version 1, revision 1, a draft).
+    RecordCreate,
+    /// A draft was saved: a new revision of the version's content.
+    RecordUpdate,
+    /// An attachment was added to a draft (a new revision).
+    RecordAttach,
+    /// A draft was submitted for review: its content is frozen.
+    RecordSubmit,
+    /// A version in review was sent back to draft (reason required).
+    RecordReject,
+    /// An electronic signature was applied to a version (`after`: the signature's hash).
+    RecordSign,
+    /// A version became approved: its signature policy was complete.
+    RecordApprove,
+    /// An approved version was revised: version n+1 starts as a draft (reason required).
+    RecordRevise,
+    /// A record was retired (reason required).
+    RecordRetire,
+    /// A signature attempt failed re-authentication (counts toward the sign-in lockout).
+    SignatureFailed,
+    /// A user's printed name changed (`before`/`after`: hashes of the old and new name).
+    UserNameSet,
+    /// The tenant's blind-index key was created.
+    IndexKeyCreate,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 53] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -146,6 +172,19 @@ impl Action {
         Self::OperatorMfa,
         Self::SigningKeyRotate,
         Self::SigningKeyRevoke,
+        Self::RecordTypeDefine,
+        Self::RecordCreate,
+        Self::RecordUpdate,
+        Self::RecordAttach,
+        Self::RecordSubmit,
+        Self::RecordReject,
+        Self::RecordSign,
+        Self::RecordApprove,
+        Self::RecordRevise,
+        Self::RecordRetire,
+        Self::SignatureFailed,
+        Self::UserNameSet,
+        Self::IndexKeyCreate,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -191,6 +230,19 @@ impl Action {
             Self::KeyReencrypt => "key.reencrypt",
             Self::BlobPut => "blob.put",
             Self::UserPasswordRehash => "user.password_rehash",
+            Self::RecordTypeDefine => "record_type.define",
+            Self::RecordCreate => "record.create",
+            Self::RecordUpdate => "record.update",
+            Self::RecordAttach => "record.attach",
+            Self::RecordSubmit => "record.submit",
+            Self::RecordReject => "record.reject",
+            Self::RecordSign => "record.sign",
+            Self::RecordApprove => "record.approve",
+            Self::RecordRevise => "record.revise",
+            Self::RecordRetire => "record.retire",
+            Self::SignatureFailed => "signature.failed",
+            Self::UserNameSet => "user.name_set",
+            Self::IndexKeyCreate => "key.index_create",
         }
     }
 
@@ -212,6 +264,9 @@ impl Action {
                 | Self::SupportRevoke
                 | Self::OperatorDisable
                 | Self::SigningKeyRevoke
+                | Self::RecordReject
+                | Self::RecordRevise
+                | Self::RecordRetire
         )
     }
 }

@@ -153,12 +153,15 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_grace_secs: u64,
+    /// Largest record attachment accepted, in bytes (streamed, never buffered).
+    pub max_attachment_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            max_attachment_bytes: 4 * 1024 * 1024 * 1024,
             request_timeout_secs: 30,
             header_read_timeout_secs: 10,
             tls_handshake_timeout_secs: 10,
@@ -407,6 +410,12 @@ impl Config {
     fn validate_limits_and_tokens(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         check(l.max_body_bytes, 1024, 1 << 30, "limits.max_body_bytes")?;
+        check(
+            l.max_attachment_bytes,
+            0,
+            1 << 40,
+            "limits.max_attachment_bytes",
+        )?;
         check(
             l.request_timeout_secs,
             1,

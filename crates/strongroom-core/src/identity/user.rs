@@ -77,6 +77,9 @@ pub struct User {
     pub id: UserId,
     /// Login name, unique within the tenant.
     pub email: Email,
+    /// Printed name, as a signature's manifestation shows it (21 CFR 11.50); empty
+    /// until set. Required of anyone who signs.
+    pub full_name: String,
     /// Active or disabled.
     pub status: UserStatus,
     /// Granted roles.

@@ -20,6 +20,15 @@ pub enum PlatformError {
         /// What is wrong.
         message: String,
     },
+    /// The caller sent a value that breaks a rule, located by a JSON Pointer into the
+    /// request (→ 422).
+    #[error("{message}")]
+    InvalidAt {
+        /// Where, e.g. `/definition/schema/properties`.
+        pointer: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Credentials missing or wrong (→ 401).
     #[error("authentication required or failed")]
     Unauthenticated,
@@ -51,6 +60,30 @@ pub enum PlatformError {
         /// Seconds after which trying again is reasonable.
         retry_after_secs: u64,
     },
+    /// A write carried an `If-Match` that is no longer the object's ETag: someone else
+    /// changed it since it was read (→ 412). Never a silent merge.
+    #[error("the object changed since it was read; read it again")]
+    PreconditionFailed,
+    /// A write that must say which state it saw (`If-Match`) did not (→ 428).
+    #[error("this write needs an If-Match header with the ETag it was based on")]
+    PreconditionRequired,
+    /// A signature the policy's separation of duties forbids (→ 403).
+    #[error("{0}")]
+    SeparationOfDuties(String),
+    /// The record's state does not allow this (→ 409), e.g. editing a version in review.
+    #[error("{0}")]
+    RecordState(String),
+    /// A signature's re-authentication failed (→ 403): nothing was stored, the failure
+    /// is audited (`signature.failed`) and counts toward the sign-in lockout.
+    #[error("re-authentication failed")]
+    ReauthenticationFailed,
+    /// This kind of principal can never sign (an application, a delegated token, an
+    /// operator) (→ 403).
+    #[error("{0}")]
+    SigningNotPermitted(String),
+    /// Content that breaks its record type's schema (→ 422, one error per violation).
+    #[error("the content does not satisfy the record type's schema")]
+    SchemaViolation(Vec<crate::records::definition::Violation>),
     /// Temporarily unable to serve; retry later (→ 503). The cause is for the log.
     #[error("temporarily unavailable")]
     Unavailable(#[source] Cause),
@@ -197,6 +230,24 @@ impl From<crate::audit::log::AuditError> for PlatformError {
             AuditError::Note(_) | AuditError::Tree(_) | AuditError::Tampered { .. } => {
                 Self::Internal(Box::new(e))
             }
+        }
+    }
+}
+
+impl From<crate::records::content::ContentError> for PlatformError {
+    fn from(e: crate::records::content::ContentError) -> Self {
+        Self::Invalid {
+            field: Some("content"),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::records::definition::DefinitionError> for PlatformError {
+    fn from(e: crate::records::definition::DefinitionError) -> Self {
+        Self::InvalidAt {
+            pointer: e.pointer,
+            message: e.message,
         }
     }
 }

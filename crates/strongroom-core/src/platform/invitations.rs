@@ -110,9 +110,11 @@ impl Platform {
         slug: &Slug,
         token: &SecretString,
         email: Email,
+        full_name: Option<&str>,
         new_password: &SecretString,
         client: IpAddr,
     ) -> Result<User, PlatformError> {
+        let full_name = super::users::full_name(full_name)?;
         let t = token.expose();
         if !t.starts_with(PREFIX) || t.len() > 128 {
             return Err(PlatformError::Unauthenticated);
@@ -137,7 +139,7 @@ impl Platform {
             return Err(e.into());
         }
         let user = self
-            .create_invited(&tenant, &hash, email, new_password)
+            .create_invited(&tenant, &hash, email, full_name, new_password)
             .await?;
         attempt.succeeded();
         Ok(user)
@@ -167,12 +169,14 @@ impl Platform {
         tenant: &Tenant,
         hash: &[u8; 32],
         email: Email,
+        full_name: String,
         new_password: &SecretString,
     ) -> Result<User, PlatformError> {
         let password_hash = self.passwords.hash(new_password).await?;
         let user = User {
             id: UserId::generate(),
             email,
+            full_name,
             status: UserStatus::Active,
             roles: vec![],
             created_at: self.clock.now(),

@@ -13,6 +13,7 @@ mod keys;
 mod mfa;
 mod operators;
 mod passkeys;
+mod records;
 mod support;
 mod users;
 
@@ -37,6 +38,10 @@ pub use error::{Cause, PlatformError, chain};
 pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 pub use mfa::{Reauth, RecoveryCodes, SecondFactor, TotpEnrolment};
+pub use records::{
+    AttachmentView, HistoryItem, MAX_ATTACHMENTS, RecordQuery, RecordSummary, RecordTypeView,
+    RecordView, SignRequest, SignatureView, VerifyFailure, VerifyReport, VersionView, etag,
+};
 pub use support::{MAX_GRANT_HOURS, SupportGrantView, SupportRequest};
 pub use users::{Credential, UserPatch, UserTokens};
 
@@ -85,6 +90,7 @@ pub struct Platform {
     ceremonies: passkeys::Ceremonies,
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
     require_operator_totp: bool,
+    max_attachment_bytes: u64,
     /// Tenants' MFA policies as last read (see `mfa_required_now`).
     mfa_policies: std::sync::Mutex<
         std::collections::HashMap<crate::tenant::TenantId, (std::time::Instant, mfa::MfaPolicy)>,
@@ -201,6 +207,7 @@ impl Platform {
             ceremonies: passkeys::Ceremonies::default(),
             readiness: tokio::sync::Mutex::new(None),
             require_operator_totp: config.operators.require_totp,
+            max_attachment_bytes: config.limits.max_attachment_bytes,
             mfa_policies: std::sync::Mutex::new(Default::default()),
             store,
             providers,
@@ -259,6 +266,11 @@ impl Platform {
         };
         *cached = Some((std::time::Instant::now(), r.clone()));
         r
+    }
+
+    /// Largest record attachment accepted (`limits.max_attachment_bytes`).
+    pub fn max_attachment_bytes(&self) -> u64 {
+        self.max_attachment_bytes
     }
 
     /// The key providers (name, description), for status output.

@@ -101,6 +101,35 @@ impl UserPatch {
     }
 }
 
+/// Longest printed name, in characters.
+pub(super) const MAX_FULL_NAME: usize = 200;
+
+/// A printed name as given (absent = empty, to be set before signing): trimmed, at
+/// most [`MAX_FULL_NAME`] characters, no control characters.
+pub(super) fn full_name(given: Option<&str>) -> Result<String, PlatformError> {
+    let name = given.unwrap_or("").trim();
+    if name.chars().count() > MAX_FULL_NAME || name.chars().any(char::is_control) {
+        return Err(PlatformError::Invalid {
+            field: Some("full_name"),
+            message: format!(
+                "a printed name is at most {MAX_FULL_NAME} characters, without control characters"
+            ),
+        });
+    }
+    Ok(name.to_owned())
+}
+
+/// The hash a `user.name_set` entry records for a name (`before`/`after`): it lets an
+/// auditor confirm a claimed name without the trail holding it in clear.
+fn name_hash(user: UserId, name: &str) -> [u8; 32] {
+    sha256(&[
+        b"strongroom-printed-name-v1\0",
+        user.to_string().as_bytes(),
+        b"\0",
+        name.as_bytes(),
+    ])
+}
+
 fn refresh_hash(token: &str) -> [u8; 32] {
     sha256(&[token.as_bytes()])
 }
@@ -218,9 +247,11 @@ impl Platform {
         principal: &Principal,
         slug: &Slug,
         email: Email,
+        full_name: Option<&str>,
         credential: Credential,
         roles: Vec<Role>,
     ) -> Result<User, PlatformError> {
+        let full_name = self::full_name(full_name)?;
         let (_, scope) = self
             .tenant_access(principal, slug, Permission::UsersManage, None)
             .await?;
@@ -241,6 +272,7 @@ impl Platform {
         let user = User {
             id: UserId::generate(),
             email,
+            full_name,
             status: UserStatus::Active,
             roles,
             created_at: self.clock.now(),
@@ -322,6 +354,51 @@ impl Platform {
             .update_user(&scope, id, &change, &event)
             .await?
             .ok_or(PlatformError::NotFound("user"))
+    }
+
+    /// Sets a user's printed name: an administrator (`users:manage`) for anyone, or a
+    /// signed-in user (their own interactive session) for themselves. Audited
+    /// (`user.name_set`) with hashes of the old and new name. Signatures already given
+    /// keep the name printed at signing time.
+    pub async fn set_full_name(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: UserId,
+        name: &str,
+    ) -> Result<User, PlatformError> {
+        let name = self::full_name(Some(name))?;
+        if name.is_empty() {
+            return Err(PlatformError::Invalid {
+                field: Some("full_name"),
+                message: "a printed name cannot be empty".into(),
+            });
+        }
+        let own = matches!(principal, Principal::User(u) if u.user() == id && u.via().is_none());
+        let scope = if own {
+            self.own_scope(principal, slug).await?.1
+        } else {
+            self.tenant_access(principal, slug, Permission::UsersManage, None)
+                .await?
+                .1
+        };
+        let scope = scope.writable()?;
+        let before = self
+            .store
+            .user(&scope, id)
+            .await?
+            .ok_or(PlatformError::NotFound("user"))?;
+        let mut entry = NewEntry::by(&scope, Action::UserNameSet, user_target(Some(id)), None);
+        entry.before = Some(name_hash(id, &before.full_name));
+        entry.after = Some(name_hash(id, &name));
+        let event = self.recorder.event(&scope, entry).await?;
+        if !self.store.set_full_name(&scope, id, &name, &event).await? {
+            return Err(PlatformError::NotFound("user"));
+        }
+        Ok(User {
+            full_name: name,
+            ..before
+        })
     }
 
     /// Deletes a user (`users:manage`, reason required): their sessions end at once.

@@ -111,6 +111,16 @@ pub trait UserStore: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 
+    /// Sets a user's printed name, audited (`user.name_set`) in the same transaction;
+    /// false when there is no such user.
+    async fn set_full_name(
+        &self,
+        scope: &WritableScope,
+        id: UserId,
+        full_name: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
     /// Deletes a user with their grants, sessions, refresh tokens and second factors
     /// (TOTP and passkeys), audited in the same transaction. `false` if no such user.
     async fn delete_user(

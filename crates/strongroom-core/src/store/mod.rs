@@ -11,6 +11,7 @@
 //! | [`AuditStore`] | audit entries, hash tiles, checkpoints, personal-data keys |
 //! | [`UserStore`], [`SessionStore`], [`ApplicationStore`] | tenant identities |
 //! | [`SupportStore`] | a tenant's grants of support access to operators |
+//! | [`RecordStore`] | record types, records, versions, revisions, signatures |
 //!
 //! [`Store`] is all of them together, for the one place that holds a whole backend
 //! (the platform); everything else takes only the port it uses. Adapters (SQLite now,
@@ -26,6 +27,7 @@ mod identity;
 mod keys;
 mod objects;
 mod operators;
+mod records;
 mod support;
 
 pub use audit::{
@@ -39,6 +41,10 @@ pub use identity::{
 pub use keys::{KeyStore, StoredDek, StoredKek, TenantKeys};
 pub use objects::{BlobSink, BlobStore, ObjectStore, StoredBlob, StoredSealed};
 pub use operators::{OperatorStore, StoredSigningKey};
+pub use records::{
+    RecordChange, RecordFilter, RecordStore, StoredRecord, StoredRecordEvent, StoredRecordType,
+    StoredRevision, StoredSignature, StoredVersion, VersionUpdate,
+};
 pub use support::{SupportGrant, SupportScope, SupportStore};
 
 /// A boxed error from a storage driver, kept as the cause of a [`StoreError`] without
@@ -116,6 +122,7 @@ pub trait Store:
     + SessionStore
     + ApplicationStore
     + SupportStore
+    + RecordStore
 {
 }
 
@@ -129,5 +136,6 @@ impl<T> Store for T where
         + SessionStore
         + ApplicationStore
         + SupportStore
+        + RecordStore
 {
 }

@@ -16,7 +16,16 @@ pub use headers::security_headers;
 pub use request_id::{REQUEST_ID_HEADER, current_request_id, request_context};
 
 /// Answers 503 `timeout` when a request outlives the configured limit.
+///
+/// Attachment uploads are exempt: a large file takes as long as the client's link
+/// needs, and the connection's no-progress rule (`limits.idle_timeout_secs`) already
+/// ends one that stalls.
 pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let upload =
+        req.method() == axum::http::Method::PUT && req.uri().path().contains("/attachments/");
+    if upload {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => Problem::new(

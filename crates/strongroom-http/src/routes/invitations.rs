@@ -68,6 +68,9 @@ pub(crate) struct AcceptBody {
     token: SecretString,
     /// The address the invitation was sent to.
     email: Email,
+    /// The invitee's printed name (shown in their signatures' manifestations).
+    #[serde(default)]
+    full_name: Option<String>,
     /// The password to sign in with from now on.
     #[schema(value_type = String, format = Password)]
     password: SecretString,
@@ -94,7 +97,14 @@ pub(crate) async fn accept(
 ) -> Result<(StatusCode, Json<User>), Problem> {
     let user = state
         .platform
-        .accept_invitation(&p.tenant, &body.token, body.email, &body.password, client)
+        .accept_invitation(
+            &p.tenant,
+            &body.token,
+            body.email,
+            body.full_name.as_deref(),
+            &body.password,
+            client,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }

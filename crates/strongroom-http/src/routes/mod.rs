@@ -10,6 +10,7 @@ pub(crate) mod mfa;
 pub(crate) mod operator;
 pub(crate) mod passkeys;
 pub(crate) mod platform;
+pub(crate) mod records;
 pub(crate) mod sessions;
 pub(crate) mod support;
 pub(crate) mod tenants;

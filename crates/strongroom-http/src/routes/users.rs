@@ -44,6 +44,10 @@ pub(crate) struct CreateUser {
     /// Roles: `admin`, `preparer`, `reviewer`, `viewer`, `auditor`.
     #[serde(default)]
     roles: Vec<String>,
+    /// Printed name, shown in the user's signature manifestations (required before
+    /// they can sign).
+    #[serde(default)]
+    full_name: Option<String>,
 }
 
 pub(crate) fn roles(names: &[String]) -> Result<Vec<Role>, Problem> {
@@ -91,7 +95,14 @@ pub(crate) async fn create_user(
     };
     let user = state
         .platform
-        .create_user(&principal, &p.tenant, body.email, credential, roles)
+        .create_user(
+            &principal,
+            &p.tenant,
+            body.email,
+            body.full_name.as_deref(),
+            credential,
+            roles,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -192,6 +203,37 @@ pub(crate) async fn patch_user(
         state
             .platform
             .update_user(&principal, &p.tenant, p.id, patch)
+            .await?,
+    ))
+}
+
+/// A printed name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FullNameBody {
+    /// The name as signatures will print it (1-200 characters).
+    full_name: String,
+}
+
+/// Sets a user's printed name: `users:manage` for anyone, or the user for themselves
+/// (their own session). Audited with hashes of the old and new name.
+#[utoipa::path(
+    put, path = "/v1/t/{tenant}/users/{id}/full-name", tag = "users",
+    params(UserPath),
+    request_body = FullNameBody,
+    security(("bearer" = [])),
+    responses((status = 200, description = "The user after the change", body = User))
+)]
+pub(crate) async fn set_full_name(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<UserPath>,
+    ApiJson(body): ApiJson<FullNameBody>,
+) -> Result<Json<User>, Problem> {
+    Ok(Json(
+        state
+            .platform
+            .set_full_name(&principal, &p.tenant, p.id, &body.full_name)
             .await?,
     ))
 }

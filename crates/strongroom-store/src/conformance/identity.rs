@@ -21,6 +21,7 @@ pub(crate) fn user_row(email: &str, roles: &[Role]) -> NewUserRow {
         user: User {
             id: UserId::generate(),
             email: Email::parse(email).unwrap(),
+            full_name: String::new(),
             status: UserStatus::Active,
             roles: roles.to_vec(),
             created_at: now(),

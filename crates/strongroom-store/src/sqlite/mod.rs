@@ -12,6 +12,7 @@ mod directory;
 mod keys;
 mod objects;
 mod operators;
+mod records;
 mod sessions;
 mod support;
 mod users;

@@ -72,6 +72,7 @@ fn user_from_row(r: &SqliteRow, roles: Vec<Role>) -> Result<User, StoreError> {
         id: UserId::from_uuid(uuid(&r.try_get::<String, _>("id").map_err(db)?)?),
         email: Email::parse(&r.try_get::<String, _>("email").map_err(db)?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        full_name: r.try_get("full_name").map_err(db)?,
         status: UserStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
         roles,
@@ -109,7 +110,7 @@ async fn insert_row(
     roles: &[Role],
 ) -> Result<(), StoreError> {
     let u = &row.user;
-    sqlx::query("INSERT INTO users (tenant_id, id, email, email_key, password_hash, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO users (tenant_id, id, email, email_key, password_hash, status, created_at, full_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(u.id.to_string())
         .bind(u.email.as_str())
@@ -117,6 +118,7 @@ async fn insert_row(
         .bind(&row.password_hash)
         .bind(u.status.as_str())
         .bind(to_micros(u.created_at))
+        .bind(&u.full_name)
         .execute(&mut **tx)
         .await
         .map_err(|e| map(e, "a user with this e-mail"))?;
@@ -142,7 +144,7 @@ impl UserStore for SqliteStore {
         let region = self.region(scope)?;
         let mut conn = region.read().acquire().await.map_err(db)?;
         let row = sqlx::query(
-            "SELECT id, email, status, created_at FROM users WHERE tenant_id = ? AND id = ?",
+            "SELECT id, email, full_name, status, created_at FROM users WHERE tenant_id = ? AND id = ?",
         )
         .bind(tid(scope))
         .bind(id.to_string())
@@ -161,7 +163,7 @@ impl UserStore for SqliteStore {
     ) -> Result<Option<UserCredentials>, StoreError> {
         let region = self.region(scope)?;
         let mut conn = region.read().acquire().await.map_err(db)?;
-        let row = sqlx::query("SELECT id, email, status, created_at, password_hash FROM users WHERE tenant_id = ? AND email_key = ?")
+        let row = sqlx::query("SELECT id, email, full_name, status, created_at, password_hash FROM users WHERE tenant_id = ? AND email_key = ?")
             .bind(tid(scope))
             .bind(email.as_str().to_lowercase())
             .fetch_optional(&mut *conn)
@@ -183,7 +185,7 @@ impl UserStore for SqliteStore {
     ) -> Result<Vec<User>, StoreError> {
         let region = self.region(scope)?;
         let mut conn = region.read().acquire().await.map_err(db)?;
-        let rows = sqlx::query("SELECT id, email, status, created_at FROM users WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?")
+        let rows = sqlx::query("SELECT id, email, full_name, status, created_at FROM users WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?")
             .bind(tid(scope))
             .bind(page.after.map(|a| a.to_string()).unwrap_or_default())
             .bind(i64::from(page.limit))
@@ -268,6 +270,31 @@ impl UserStore for SqliteStore {
             .map_err(db)?;
         super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn set_full_name(
+        &self,
+        scope: &WritableScope,
+        id: UserId,
+        full_name: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let region = self.region(scope)?;
+        let mut tx = region.write().await?;
+        let n = sqlx::query("UPDATE users SET full_name = ? WHERE tenant_id = ? AND id = ?")
+            .bind(full_name)
+            .bind(tid(scope))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, scope, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn delete_user(

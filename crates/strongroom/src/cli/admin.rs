@@ -71,6 +71,7 @@ pub(super) async fn user(admin: &super::Admin, cmd: UserCommand) -> anyhow::Resu
         UserCommand::Create {
             tenant,
             email,
+            full_name,
             roles,
             password_stdin,
         } => {
@@ -91,6 +92,7 @@ pub(super) async fn user(admin: &super::Admin, cmd: UserCommand) -> anyhow::Resu
                     me,
                     &Slug::parse(&tenant)?,
                     email,
+                    full_name.as_deref(),
                     strongroom_core::platform::Credential::Password(password),
                     roles,
                 )

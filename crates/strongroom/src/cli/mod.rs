@@ -78,6 +78,9 @@ enum UserCommand {
         /// The user's e-mail address (their login name in the tenant).
         #[arg(long)]
         email: String,
+        /// The user's printed name (shown in their signatures' manifestations).
+        #[arg(long, value_name = "NAME")]
+        full_name: Option<String>,
         /// A role to grant (repeatable): admin, preparer, reviewer, viewer, auditor.
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,

@@ -486,6 +486,7 @@ async fn an_expired_support_grant_stops_working_and_its_expiry_is_audited() {
         &me,
         &slug,
         admin.clone(),
+        None,
         Credential::Password(pw.clone()),
         roles,
     )

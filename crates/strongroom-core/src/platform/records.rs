@@ -1,0 +1,2414 @@
+//! Records on the platform facade: record types, the record lifecycle, electronic
+//! signatures with re-authentication, attachments, history, diffs, search and
+//! verification. The model and the hashes are in [`crate::records`]; this file applies
+//! the rules (who, in which state, against which ETag) and hands each change to the
+//! store as one transaction with its audit entries.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+use utoipa::ToSchema;
+
+use super::{MAX_PAGE, Platform, PlatformError};
+use crate::access::rbac::Permission;
+use crate::access::{Principal, TenantScope, WritableScope};
+use crate::audit::entry::{Action, NewEntry, Target, format_time};
+use crate::audit::merkle::{Hash, leaf_hash, verify_inclusion};
+use crate::identity::Email;
+use crate::identity::totp::OneTimeCode;
+use crate::identity::user::UserStatus;
+use crate::objects::Kind;
+use crate::records::content::{self, AttachmentRef, HashInput};
+use crate::records::definition::{Compiled, Definition, TypeName};
+use crate::records::{self as model, RecordId, RecordStatus, VersionState};
+use crate::secret::SecretString;
+use crate::store::{
+    AuditEvent, AuditFilter, Page, RecordChange, RecordFilter, StoredRecord, StoredRecordEvent,
+    StoredRecordType, StoredRevision, StoredSignature, StoredVersion, VersionUpdate,
+};
+use crate::tenant::Slug;
+
+/// Id of the tenant's blind-index key (a sealed value of kind `index-key`).
+const INDEX_KEY_ID: &str = "records";
+/// Longest reason or comment, in characters.
+const MAX_TEXT: usize = crate::audit::entry::MAX_REASON;
+/// Most attachments on one version.
+pub const MAX_ATTACHMENTS: usize = 64;
+
+/// A record type version as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecordTypeView {
+    /// Type name.
+    pub name: TypeName,
+    /// Type version.
+    pub version: u64,
+    /// The definition.
+    pub definition: Definition,
+    /// Who defined this version (actor label).
+    pub created_by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// A signature's manifestation (21 CFR 11.50) with what it signed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SignatureView {
+    /// Signature id.
+    pub id: String,
+    /// Signer's user id (never reused).
+    pub signer_id: String,
+    /// Printed name of the signer at signing time.
+    pub printed_name: String,
+    /// Date and time of signing, RFC 3339 with its zone offset.
+    pub signed_at: String,
+    /// The meaning of the signature (e.g. `approved`).
+    pub meaning: String,
+    /// The signer's comment.
+    pub comment: Option<String>,
+    /// The manifestation as one line, for display and print.
+    pub manifestation: String,
+    /// The content hash it signed (hex).
+    pub content_hash: String,
+    /// Whether it signed the version's current content (a signature on content later
+    /// rejected and changed stays on record, but no longer counts).
+    pub current: bool,
+    /// How the signer re-authenticated.
+    pub reauth: String,
+    /// The signature's hash (hex), committed to by its `record.sign` audit entry.
+    pub signature_hash: String,
+    /// Position of that audit entry in the tenant's log.
+    pub audit_seq: u64,
+}
+
+/// One version of a record, with its content and signatures.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VersionView {
+    /// Record id.
+    pub record: String,
+    /// Version number.
+    pub version: u64,
+    /// `draft`, `in_review`, `approved` or `superseded`.
+    pub state: String,
+    /// Type name.
+    pub type_name: String,
+    /// Type version the content was written under.
+    pub type_version: u64,
+    /// Latest revision of this version.
+    pub revision: u64,
+    /// Content hash (hex, docs/formats/records.md §3).
+    pub content_hash: String,
+    /// The content.
+    #[schema(value_type = Object)]
+    pub content: Value,
+    /// Attachments (name, SHA-256, size, media type).
+    pub attachments: Vec<AttachmentView>,
+    /// Every signature on this version, in signing order.
+    pub signatures: Vec<SignatureView>,
+    /// The meaning of the next signature the policy needs, while in review.
+    pub next_signature: Option<String>,
+    /// Who started the version.
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
+    /// When approved.
+    pub approved_at: Option<String>,
+}
+
+/// An attachment as shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttachmentView {
+    /// File name.
+    pub name: String,
+    /// SHA-256 of the content (hex).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type.
+    pub media_type: String,
+}
+
+/// A record with its current version.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecordView {
+    /// Record id.
+    pub id: String,
+    /// Type name.
+    pub type_name: String,
+    /// `draft`, `in_review`, `approved` or `retired`.
+    pub status: String,
+    /// Latest version number.
+    pub current_version: u64,
+    /// Creator's user id.
+    pub created_by: String,
+    /// When created.
+    pub created_at: String,
+    /// When last changed.
+    pub updated_at: String,
+    /// The ETag to send as `If-Match` with the next change.
+    pub etag: String,
+    /// The current version.
+    pub current: VersionView,
+}
+
+/// A record in a listing (no content: listing reads only plaintext columns).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecordSummary {
+    /// Record id.
+    pub id: String,
+    /// Type name.
+    pub type_name: String,
+    /// Status.
+    pub status: String,
+    /// Latest version.
+    pub current_version: u64,
+    /// Creator's user id.
+    pub created_by: String,
+    /// When created.
+    pub created_at: String,
+    /// When last changed.
+    pub updated_at: String,
+}
+
+/// One item of a record's history.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryItem {
+    /// `revision`, `signature` or `state`.
+    pub kind: &'static str,
+    /// The audit action.
+    pub action: String,
+    /// Version concerned.
+    pub version: u64,
+    /// Revision number (revisions only).
+    pub revision: Option<u64>,
+    /// Who.
+    pub actor: String,
+    /// When.
+    pub at: String,
+    /// Reason or comment.
+    pub reason: Option<String>,
+    /// Content hash after the change (revisions) or signed (signatures).
+    pub content_hash: Option<String>,
+}
+
+/// What `records verify` found.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub records: u64,
+    /// Versions checked.
+    pub versions: u64,
+    /// Revisions re-hashed.
+    pub revisions: u64,
+    /// Signatures checked against their versions and audit entries.
+    pub signatures: u64,
+    /// Attachments re-hashed.
+    pub attachments: u64,
+    /// Size of the signed checkpoint inclusion was proven against.
+    pub checkpoint_size: u64,
+    /// Everything that failed, each naming the record and what is wrong. Empty means
+    /// every check passed.
+    pub failures: Vec<VerifyFailure>,
+}
+
+/// One failed check.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VerifyFailure {
+    /// Record id.
+    pub record: String,
+    /// Version, where the failure is about one.
+    pub version: Option<u64>,
+    /// What failed.
+    pub problem: String,
+}
+
+/// A signature request: meaning, comment and the re-authentication.
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    /// The meaning (must be the policy's next one).
+    pub meaning: String,
+    /// Optional comment.
+    pub comment: Option<String>,
+    /// The login identifier (required for the first signature in a session).
+    pub email: Option<Email>,
+    /// The password.
+    pub password: SecretString,
+    /// A current TOTP code (required when the signer has a second factor).
+    pub totp: Option<OneTimeCode>,
+    /// The client's address (re-authentication is throttled like a sign-in).
+    pub client: IpAddr,
+}
+
+/// Listing filters as the API gives them.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    /// Type name.
+    pub type_name: Option<TypeName>,
+    /// Status.
+    pub status: Option<RecordStatus>,
+    /// Creator.
+    pub created_by: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<OffsetDateTime>,
+    /// Created before.
+    pub created_to: Option<OffsetDateTime>,
+    /// Updated at or after.
+    pub updated_from: Option<OffsetDateTime>,
+    /// Updated before.
+    pub updated_to: Option<OffsetDateTime>,
+    /// Exact-match searches on searchable fields (needs `type_name`).
+    pub fields: Vec<(String, String)>,
+}
+
+/// The ETag of a record's state: its change counter.
+pub fn etag(seq: u64) -> String {
+    format!("\"{seq}\"")
+}
+
+fn parse_etag(if_match: Option<&str>) -> Result<u64, PlatformError> {
+    let raw = if_match.ok_or(PlatformError::PreconditionRequired)?.trim();
+    raw.strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .and_then(|n| n.parse().ok())
+        .ok_or(PlatformError::PreconditionFailed)
+}
+
+fn text_ok(field: &'static str, t: Option<&str>, required: bool) -> Result<(), PlatformError> {
+    match t {
+        None if required => Err(PlatformError::Invalid {
+            field: Some(field),
+            message: format!("`{field}` is required"),
+        }),
+        Some(r) if required && r.trim().is_empty() => Err(PlatformError::Invalid {
+            field: Some(field),
+            message: format!("`{field}` cannot be blank"),
+        }),
+        Some(r) if r.chars().count() > MAX_TEXT || r.chars().any(char::is_control) => {
+            Err(PlatformError::Invalid {
+                field: Some(field),
+                message: format!("at most {MAX_TEXT} characters, no control characters"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn record_target(id: &str, version: u64) -> Target {
+    Target::of("record", id).at_version(version)
+}
+
+fn user_label(p: &Principal) -> String {
+    match p {
+        Principal::User(u) => u.user().to_string(),
+        other => other.label(),
+    }
+}
+
+fn corrupt(what: impl Into<String>) -> PlatformError {
+    PlatformError::internal(what.into())
+}
+
+fn attachments_of(rev: &StoredRevision) -> Result<Vec<AttachmentRef>, PlatformError> {
+    serde_json::from_str(&rev.attachments)
+        .map_err(|e| corrupt(format!("revision attachments unreadable: {e}")))
+}
+
+fn time_text(t: OffsetDateTime) -> String {
+    format_time(t).replace('Z', "+00:00")
+}
+
+/// A parsed, compiled record type.
+struct LoadedType {
+    row: StoredRecordType,
+    definition: Definition,
+    compiled: Compiled,
+}
+
+/// Everything stored about one record, read for a decision or a view.
+struct Loaded {
+    record: StoredRecord,
+    versions: Vec<StoredVersion>,
+    signatures: Vec<StoredSignature>,
+}
+
+impl Loaded {
+    fn version(&self, n: u64) -> Result<&StoredVersion, PlatformError> {
+        self.versions
+            .iter()
+            .find(|v| v.version == n)
+            .ok_or(PlatformError::NotFound("version"))
+    }
+
+    fn current(&self) -> Result<&StoredVersion, PlatformError> {
+        self.version(self.record.current_version)
+    }
+}
+
+impl Platform {
+    async fn records_scope(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        permission: Permission,
+    ) -> Result<TenantScope, PlatformError> {
+        Ok(self
+            .tenant_access(principal, slug, permission, None)
+            .await?
+            .1)
+    }
+
+    async fn load_type(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<LoadedType, PlatformError> {
+        let row = self
+            .store
+            .record_type(scope, name, version)
+            .await?
+            .ok_or(PlatformError::NotFound("record type"))?;
+        let definition: Definition = serde_json::from_str(&row.definition)
+            .map_err(|e| corrupt(format!("record type definition unreadable: {e}")))?;
+        let compiled = definition
+            .validate()
+            .map_err(|e| corrupt(format!("stored record type no longer compiles: {e}")))?;
+        Ok(LoadedType {
+            row,
+            definition,
+            compiled,
+        })
+    }
+
+    /// Defines a record type, or changes one (a new type version), `records:admin`.
+    pub async fn define_record_type(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        name: TypeName,
+        definition: Definition,
+    ) -> Result<RecordTypeView, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsAdmin)
+            .await?
+            .writable()?;
+        definition.validate()?;
+        let json = serde_json::to_string(&definition).map_err(PlatformError::internal_from)?;
+        for _ in 0..4 {
+            let latest = self.store.record_type(&scope, name.as_str(), None).await?;
+            let version = latest.map_or(1, |t| t.version + 1);
+            let row = StoredRecordType {
+                name: name.to_string(),
+                version,
+                definition: json.clone(),
+                created_by: principal.label(),
+                created_at: self.clock.now(),
+            };
+            let mut entry = NewEntry::by(
+                &scope,
+                Action::RecordTypeDefine,
+                Target::of("record-type", name.as_str()).at_version(version),
+                None,
+            );
+            entry.after = Some(crate::audit::merkle::sha256(&[json.as_bytes()]));
+            let event = self.recorder.event(&scope, entry).await?;
+            match self.store.insert_record_type(&scope, &row, &event).await {
+                Ok(()) => {
+                    return Ok(RecordTypeView {
+                        name,
+                        version,
+                        definition,
+                        created_by: row.created_by,
+                        created_at: row.created_at,
+                    });
+                }
+                Err(crate::store::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PlatformError::PreconditionFailed)
+    }
+
+    /// A record type (latest version, or `version`), `records:read`.
+    pub async fn record_type(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        name: &TypeName,
+        version: Option<u64>,
+    ) -> Result<RecordTypeView, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let t = self.load_type(&scope, name.as_str(), version).await?;
+        Ok(RecordTypeView {
+            name: name.clone(),
+            version: t.row.version,
+            definition: t.definition,
+            created_by: t.row.created_by,
+            created_at: t.row.created_at,
+        })
+    }
+
+    /// The latest version of every record type, `records:read`.
+    pub async fn record_types(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<Vec<RecordTypeView>, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let mut out = Vec::new();
+        for row in self.store.record_types(&scope).await? {
+            let definition: Definition = serde_json::from_str(&row.definition)
+                .map_err(|e| corrupt(format!("record type definition unreadable: {e}")))?;
+            out.push(RecordTypeView {
+                name: TypeName::parse(&row.name)
+                    .map_err(|_| corrupt(format!("stored type name {:?}", row.name)))?,
+                version: row.version,
+                definition,
+                created_by: row.created_by,
+                created_at: row.created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The tenant's blind-index key, created on first use (a sealed value, so it is
+    /// under the tenant's key hierarchy: re-encrypted with it, shredded with it).
+    async fn index_key(
+        &self,
+        scope: &TenantScope,
+        create: Option<&WritableScope>,
+    ) -> Result<Option<crate::secret::SecretBytes>, PlatformError> {
+        if let Some((_, key)) = self
+            .objects
+            .value(scope, Kind::IndexKey, INDEX_KEY_ID)
+            .await?
+        {
+            return Ok(Some(key));
+        }
+        let Some(w) = create else { return Ok(None) };
+        let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(raw.as_mut())
+            .map_err(|_| PlatformError::internal("system RNG failed"))?;
+        let fresh = crate::secret::SecretBytes::new(raw.to_vec());
+        self.objects
+            .create_value(
+                w,
+                Kind::IndexKey,
+                INDEX_KEY_ID,
+                fresh.expose(),
+                Action::IndexKeyCreate,
+            )
+            .await?;
+        // Whoever won the race, use what is stored.
+        Ok(self
+            .objects
+            .value(scope, Kind::IndexKey, INDEX_KEY_ID)
+            .await?
+            .map(|(_, k)| k))
+    }
+
+    fn check_content(
+        &self,
+        t: &LoadedType,
+        content: &Map<String, Value>,
+    ) -> Result<(), PlatformError> {
+        let value = Value::Object(content.clone());
+        let violations = t.compiled.violations(&value);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(PlatformError::SchemaViolation(violations))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn seal_revision(
+        &self,
+        scope: &WritableScope,
+        record: &str,
+        version: u64,
+        revision: u64,
+        content: &Map<String, Value>,
+        attachments: &[AttachmentRef],
+        hash: Hash,
+        by: &Principal,
+    ) -> Result<StoredRevision, PlatformError> {
+        let plain = serde_json::to_vec(content).map_err(PlatformError::internal_from)?;
+        let (dek_version, sealed) = self
+            .objects
+            .seal_detached(
+                scope,
+                Kind::RecordRevision,
+                &format!("{record}/{version}"),
+                revision,
+                &plain,
+            )
+            .await?;
+        Ok(StoredRevision {
+            version,
+            revision,
+            dek_version,
+            sealed,
+            attachments: serde_json::to_string(attachments)
+                .map_err(PlatformError::internal_from)?,
+            content_hash: hash,
+            saved_by: user_label(by),
+            saved_at: self.clock.now(),
+        })
+    }
+
+    async fn open_revision(
+        &self,
+        scope: &TenantScope,
+        record: &str,
+        rev: &StoredRevision,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        let plain = self
+            .objects
+            .open_detached(
+                scope,
+                Kind::RecordRevision,
+                &format!("{record}/{}", rev.version),
+                rev.revision,
+                &rev.sealed,
+            )
+            .await?;
+        match serde_json::from_slice(plain.expose()) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(corrupt("record revision content unreadable")),
+        }
+    }
+
+    async fn latest_revision(
+        &self,
+        scope: &TenantScope,
+        record: &str,
+        version: u64,
+    ) -> Result<StoredRevision, PlatformError> {
+        self.store
+            .record_revisions(scope, record, Some(version))
+            .await?
+            .pop()
+            .ok_or_else(|| corrupt(format!("record {record} version {version} has no revision")))
+    }
+
+    async fn load(&self, scope: &TenantScope, id: &RecordId) -> Result<Loaded, PlatformError> {
+        let id = id.to_string();
+        let record = self
+            .store
+            .record(scope, &id)
+            .await?
+            .ok_or(PlatformError::NotFound("record"))?;
+        let versions = self.store.record_versions(scope, &id).await?;
+        let signatures = self.store.record_signatures(scope, &id).await?;
+        Ok(Loaded {
+            record,
+            versions,
+            signatures,
+        })
+    }
+
+    async fn event(
+        &self,
+        scope: &TenantScope,
+        action: Action,
+        target: Target,
+        reason: Option<String>,
+        before: Option<Hash>,
+        after: Option<Hash>,
+    ) -> Result<AuditEvent, PlatformError> {
+        let mut entry = NewEntry::by(scope, action, target, reason);
+        entry.before = before;
+        entry.after = after;
+        Ok(self.recorder.event(scope, entry).await?)
+    }
+
+    async fn index_for(
+        &self,
+        scope: &WritableScope,
+        t: &LoadedType,
+        content: &Map<String, Value>,
+    ) -> Result<Vec<(String, Hash)>, PlatformError> {
+        if t.definition.searchable.is_empty() {
+            return Ok(vec![]);
+        }
+        let key = self
+            .index_key(scope, Some(scope))
+            .await?
+            .ok_or_else(|| PlatformError::internal("blind-index key missing"))?;
+        Ok(model::index_tokens(
+            key.expose(),
+            t.row.name.as_str(),
+            &t.definition.searchable,
+            content,
+        ))
+    }
+
+    /// Creates a record of `type_name` (latest type version) with `content` as version
+    /// 1, revision 1, a draft; `records:write`.
+    pub async fn create_record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        type_name: &TypeName,
+        content: Map<String, Value>,
+    ) -> Result<RecordView, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsWrite)
+            .await?
+            .writable()?;
+        content::check(&Value::Object(content.clone()))?;
+        let t = self.load_type(&scope, type_name.as_str(), None).await?;
+        self.check_content(&t, &content)?;
+        let id = RecordId::generate().to_string();
+        let hash = content::content_hash(&HashInput {
+            record: &id,
+            version: 1,
+            type_name: type_name.as_str(),
+            type_version: t.row.version,
+            content: &content,
+            attachments: &[],
+        });
+        let now = self.clock.now();
+        let rev = self
+            .seal_revision(&scope, &id, 1, 1, &content, &[], hash, principal)
+            .await?;
+        let record = StoredRecord {
+            id: id.clone(),
+            type_name: type_name.to_string(),
+            current_version: 1,
+            status: RecordStatus::Draft.as_str().into(),
+            seq: 1,
+            created_by: user_label(principal),
+            created_at: now,
+            updated_at: now,
+        };
+        let version = StoredVersion {
+            version: 1,
+            type_version: t.row.version,
+            state: VersionState::Draft.as_str().into(),
+            revision: 1,
+            content_hash: hash,
+            created_by: user_label(principal),
+            created_at: now,
+            approved_at: None,
+        };
+        let index = self.index_for(&scope, &t, &content).await?;
+        let event = self
+            .event(
+                &scope,
+                Action::RecordCreate,
+                record_target(&id, 1),
+                None,
+                None,
+                Some(hash),
+            )
+            .await?;
+        self.store
+            .create_record(&scope, &record, &version, &rev, &index, &event)
+            .await?;
+        let rid = RecordId::parse(&id).ok_or_else(|| corrupt("generated id"))?;
+        self.record_view(&scope, &rid).await
+    }
+
+    /// A record with its current version, `records:read`.
+    pub async fn record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+    ) -> Result<RecordView, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        self.record_view(&scope, id).await
+    }
+
+    async fn record_view(
+        &self,
+        scope: &TenantScope,
+        id: &RecordId,
+    ) -> Result<RecordView, PlatformError> {
+        let loaded = self.load(scope, id).await?;
+        let current = self
+            .version_view(scope, &loaded, loaded.record.current_version)
+            .await?;
+        let r = &loaded.record;
+        Ok(RecordView {
+            id: r.id.clone(),
+            type_name: r.type_name.clone(),
+            status: r.status.clone(),
+            current_version: r.current_version,
+            created_by: r.created_by.clone(),
+            created_at: time_text(r.created_at),
+            updated_at: time_text(r.updated_at),
+            etag: etag(r.seq),
+            current,
+        })
+    }
+
+    /// One version with content and signatures, `records:read`. Returns it with the
+    /// record's ETag.
+    pub async fn record_version(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        version: u64,
+    ) -> Result<(VersionView, String), PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let loaded = self.load(&scope, id).await?;
+        let view = self.version_view(&scope, &loaded, version).await?;
+        Ok((view, etag(loaded.record.seq)))
+    }
+
+    async fn version_view(
+        &self,
+        scope: &TenantScope,
+        loaded: &Loaded,
+        n: u64,
+    ) -> Result<VersionView, PlatformError> {
+        let v = loaded.version(n)?;
+        let id = &loaded.record.id;
+        let rev = self.latest_revision(scope, id, n).await?;
+        let content = self.open_revision(scope, id, &rev).await?;
+        let attachments = attachments_of(&rev)?;
+        let superseded = v.state == "approved"
+            && loaded
+                .versions
+                .iter()
+                .any(|o| o.version > n && o.state == "approved");
+        let state = if superseded {
+            "superseded".to_owned()
+        } else {
+            v.state.clone()
+        };
+        let signatures: Vec<SignatureView> = loaded
+            .signatures
+            .iter()
+            .filter(|s| s.version == n)
+            .map(|s| signature_view(s, &v.content_hash))
+            .collect();
+        let next_signature = if v.state == "in_review" {
+            let t = self
+                .load_type(scope, &loaded.record.type_name, Some(v.type_version))
+                .await?;
+            next_step(&t.definition, &loaded.signatures, v)
+                .map(|i| t.definition.signature_policy.steps[i].meaning.clone())
+        } else {
+            None
+        };
+        Ok(VersionView {
+            record: id.clone(),
+            version: n,
+            state,
+            type_name: loaded.record.type_name.clone(),
+            type_version: v.type_version,
+            revision: v.revision,
+            content_hash: hex::encode(v.content_hash),
+            content: Value::Object(content),
+            attachments: attachments
+                .into_iter()
+                .map(|a| AttachmentView {
+                    name: a.name,
+                    sha256: a.sha256,
+                    size: a.size,
+                    media_type: a.media_type,
+                })
+                .collect(),
+            signatures,
+            next_signature,
+            created_by: v.created_by.clone(),
+            created_at: time_text(v.created_at),
+            approved_at: v.approved_at.map(time_text),
+        })
+    }
+
+    /// Lists records by id (cursor `after`), `records:read`. Field searches go through
+    /// the blind index: exact matches on a type's searchable fields.
+    pub async fn records(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        query: RecordQuery,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<RecordSummary>, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let mut filter = RecordFilter {
+            type_name: query.type_name.as_ref().map(|t| t.to_string()),
+            status: query.status.map(|s| s.as_str().to_owned()),
+            created_by: query.created_by,
+            created_from: query.created_from,
+            created_to: query.created_to,
+            updated_from: query.updated_from,
+            updated_to: query.updated_to,
+            index: vec![],
+        };
+        if !query.fields.is_empty() {
+            let Some(type_name) = &query.type_name else {
+                return Err(PlatformError::Invalid {
+                    field: Some("type"),
+                    message: "searching by field needs `type`".into(),
+                });
+            };
+            let t = self.load_type(&scope, type_name.as_str(), None).await?;
+            let Some(key) = self.index_key(&scope, None).await? else {
+                return Ok(vec![]);
+            };
+            for (field, value) in &query.fields {
+                if !t.definition.searchable.contains(field) {
+                    return Err(PlatformError::Invalid {
+                        field: Some("field"),
+                        message: format!("`{field}` is not a searchable field of {type_name}"),
+                    });
+                }
+                let n = model::normalise(&Value::String(value.clone())).unwrap_or_default();
+                filter.index.push((
+                    field.clone(),
+                    model::index_token(key.expose(), type_name.as_str(), field, &n),
+                ));
+            }
+        }
+        let page = Page {
+            after: after.map(|a| a.to_string()),
+            limit: limit.clamp(1, MAX_PAGE),
+        };
+        Ok(self
+            .store
+            .records(&scope, &filter, &page)
+            .await?
+            .into_iter()
+            .map(|r| RecordSummary {
+                id: r.id,
+                type_name: r.type_name,
+                status: r.status,
+                current_version: r.current_version,
+                created_by: r.created_by,
+                created_at: time_text(r.created_at),
+                updated_at: time_text(r.updated_at),
+            })
+            .collect())
+    }
+
+    /// Saves new content of the current draft (a new revision), `records:write`.
+    pub async fn update_record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        if_match: Option<&str>,
+        content: Map<String, Value>,
+    ) -> Result<RecordView, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsWrite)
+            .await?
+            .writable()?;
+        let expected = parse_etag(if_match)?;
+        content::check(&Value::Object(content.clone()))?;
+        let loaded = self.load(&scope, id).await?;
+        if loaded.record.seq != expected {
+            return Err(PlatformError::PreconditionFailed);
+        }
+        let v = loaded.current()?.clone();
+        require_draft(&loaded, &v)?;
+        let t = self
+            .load_type(&scope, &loaded.record.type_name, Some(v.type_version))
+            .await?;
+        self.check_content(&t, &content)?;
+        let rev = self
+            .latest_revision(&scope, &loaded.record.id, v.version)
+            .await?;
+        let attachments = attachments_of(&rev)?;
+        self.save_revision(
+            &scope,
+            principal,
+            &loaded,
+            &v,
+            &t,
+            content,
+            attachments,
+            Action::RecordUpdate,
+        )
+        .await?;
+        self.record_view(&scope, id).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn save_revision(
+        &self,
+        scope: &WritableScope,
+        principal: &Principal,
+        loaded: &Loaded,
+        v: &StoredVersion,
+        t: &LoadedType,
+        content: Map<String, Value>,
+        attachments: Vec<AttachmentRef>,
+        action: Action,
+    ) -> Result<(), PlatformError> {
+        let id = &loaded.record.id;
+        let revision = v.revision + 1;
+        let hash = content::content_hash(&HashInput {
+            record: id,
+            version: v.version,
+            type_name: &loaded.record.type_name,
+            type_version: v.type_version,
+            content: &content,
+            attachments: &attachments,
+        });
+        let rev = self
+            .seal_revision(
+                scope,
+                id,
+                v.version,
+                revision,
+                &content,
+                &attachments,
+                hash,
+                principal,
+            )
+            .await?;
+        let index = self.index_for(scope, t, &content).await?;
+        let event = self
+            .event(
+                scope,
+                action,
+                record_target(id, v.version),
+                None,
+                Some(v.content_hash),
+                Some(hash),
+            )
+            .await?;
+        let change = RecordChange {
+            record: id.clone(),
+            expected_seq: loaded.record.seq,
+            status: RecordStatus::Draft.as_str().into(),
+            current_version: v.version,
+            at: event.at,
+            new_version: None,
+            version_update: Some(VersionUpdate {
+                version: v.version,
+                state: VersionState::Draft.as_str().into(),
+                revision,
+                content_hash: hash,
+                approved_at: None,
+            }),
+            revision: Some(rev),
+            signature: None,
+            event: None,
+            index: Some(index),
+        };
+        if self.store.change_record(scope, &change, &[event]).await? {
+            Ok(())
+        } else {
+            Err(PlatformError::PreconditionFailed)
+        }
+    }
+
+    /// A state change without new content (submit, reject, retire).
+    #[allow(clippy::too_many_arguments)]
+    async fn transition(
+        &self,
+        scope: &WritableScope,
+        principal: &Principal,
+        loaded: &Loaded,
+        v: &StoredVersion,
+        action: Action,
+        state: VersionState,
+        status: RecordStatus,
+        reason: Option<String>,
+    ) -> Result<(), PlatformError> {
+        let id = &loaded.record.id;
+        let event = self
+            .event(
+                scope,
+                action,
+                record_target(id, v.version),
+                reason.clone(),
+                Some(v.content_hash),
+                Some(v.content_hash),
+            )
+            .await?;
+        let version_update = (v.state != "approved").then(|| VersionUpdate {
+            version: v.version,
+            state: state.as_str().into(),
+            revision: v.revision,
+            content_hash: v.content_hash,
+            approved_at: None,
+        });
+        let change = RecordChange {
+            record: id.clone(),
+            expected_seq: loaded.record.seq,
+            status: status.as_str().into(),
+            current_version: v.version,
+            at: event.at,
+            new_version: None,
+            version_update,
+            revision: None,
+            signature: None,
+            event: Some(StoredRecordEvent {
+                seq: loaded.record.seq + 1,
+                version: v.version,
+                action: action.as_str().into(),
+                actor: user_label(principal),
+                reason,
+                at: event.at,
+            }),
+            index: None,
+        };
+        if self.store.change_record(scope, &change, &[event]).await? {
+            Ok(())
+        } else {
+            Err(PlatformError::PreconditionFailed)
+        }
+    }
+
+    async fn writable_loaded(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        if_match: Option<&str>,
+        permission: Permission,
+    ) -> Result<(WritableScope, Loaded), PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, permission)
+            .await?
+            .writable()?;
+        let expected = parse_etag(if_match)?;
+        let loaded = self.load(&scope, id).await?;
+        if loaded.record.seq != expected {
+            return Err(PlatformError::PreconditionFailed);
+        }
+        Ok((scope, loaded))
+    }
+
+    /// Submits the current draft for review: its content is frozen, `records:write`.
+    pub async fn submit_record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        if_match: Option<&str>,
+    ) -> Result<RecordView, PlatformError> {
+        let (scope, loaded) = self
+            .writable_loaded(principal, slug, id, if_match, Permission::RecordsWrite)
+            .await?;
+        let v = loaded.current()?.clone();
+        require_draft(&loaded, &v)?;
+        // The schema may have been written under an older type version (a revision):
+        // content is checked against the version it will be approved under.
+        let t = self
+            .load_type(&scope, &loaded.record.type_name, Some(v.type_version))
+            .await?;
+        let rev = self
+            .latest_revision(&scope, &loaded.record.id, v.version)
+            .await?;
+        let content = self.open_revision(&scope, &loaded.record.id, &rev).await?;
+        self.check_content(&t, &content)?;
+        self.transition(
+            &scope,
+            principal,
+            &loaded,
+            &v,
+            Action::RecordSubmit,
+            VersionState::InReview,
+            RecordStatus::InReview,
+            None,
+        )
+        .await?;
+        self.record_view(&scope, id).await
+    }
+
+    /// Sends a version in review back to draft, with a reason; `records:review` or
+    /// `records:approve`. Signatures already given stay on record but no longer count
+    /// once the content changes.
+    pub async fn reject_record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        if_match: Option<&str>,
+        reason: String,
+    ) -> Result<RecordView, PlatformError> {
+        text_ok("reason", Some(&reason), true)?;
+        let permission = match principal {
+            Principal::User(u) if u.permissions().contains(&Permission::RecordsApprove) => {
+                Permission::RecordsApprove
+            }
+            _ => Permission::RecordsReview,
+        };
+        let (scope, loaded) = self
+            .writable_loaded(principal, slug, id, if_match, permission)
+            .await?;
+        let v = loaded.current()?.clone();
+        if v.state != "in_review" || loaded.record.status == "retired" {
+            return Err(PlatformError::RecordState(
+                "only a version in review can be rejected".into(),
+            ));
+        }
+        self.transition(
+            &scope,
+            principal,
+            &loaded,
+            &v,
+            Action::RecordReject,
+            VersionState::Draft,
+            RecordStatus::Draft,
+            Some(reason),
+        )
+        .await?;
+        self.record_view(&scope, id).await
+    }
+
+    /// Retires a record for good, with a reason; `records:approve`.
+    pub async fn retire_record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        if_match: Option<&str>,
+        reason: String,
+    ) -> Result<RecordView, PlatformError> {
+        text_ok("reason", Some(&reason), true)?;
+        let (scope, loaded) = self
+            .writable_loaded(principal, slug, id, if_match, Permission::RecordsApprove)
+            .await?;
+        if loaded.record.status == "retired" {
+            return Err(PlatformError::RecordState(
+                "the record is already retired".into(),
+            ));
+        }
+        let v = loaded.current()?.clone();
+        let state = VersionState::parse(&v.state).unwrap_or(VersionState::Draft);
+        self.transition(
+            &scope,
+            principal,
+            &loaded,
+            &v,
+            Action::RecordRetire,
+            state,
+            RecordStatus::Retired,
+            Some(reason),
+        )
+        .await?;
+        self.record_view(&scope, id).await
+    }
+
+    /// Revises the approved current version: version n+1 starts as a draft with the
+    /// same content and attachments, under the type's latest version; `records:write`,
+    /// reason required. Version n stays exactly as it is (and is superseded once n+1
+    /// is approved).
+    #[allow(clippy::too_many_lines)] // one transaction's worth of fields, spelled out
+    pub async fn revise_record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        if_match: Option<&str>,
+        reason: String,
+    ) -> Result<RecordView, PlatformError> {
+        text_ok("reason", Some(&reason), true)?;
+        let (scope, loaded) = self
+            .writable_loaded(principal, slug, id, if_match, Permission::RecordsWrite)
+            .await?;
+        let v = loaded.current()?.clone();
+        if v.state != "approved" || loaded.record.status == "retired" {
+            return Err(PlatformError::RecordState(
+                "only an approved current version can be revised".into(),
+            ));
+        }
+        let rid = &loaded.record.id;
+        let t = self
+            .load_type(&scope, &loaded.record.type_name, None)
+            .await?;
+        let rev = self.latest_revision(&scope, rid, v.version).await?;
+        let content = self.open_revision(&scope, rid, &rev).await?;
+        let attachments = attachments_of(&rev)?;
+        let n = v.version + 1;
+        let hash = content::content_hash(&HashInput {
+            record: rid,
+            version: n,
+            type_name: &loaded.record.type_name,
+            type_version: t.row.version,
+            content: &content,
+            attachments: &attachments,
+        });
+        let new_rev = self
+            .seal_revision(&scope, rid, n, 1, &content, &attachments, hash, principal)
+            .await?;
+        let index = self.index_for(&scope, &t, &content).await?;
+        let event = self
+            .event(
+                &scope,
+                Action::RecordRevise,
+                record_target(rid, n),
+                Some(reason.clone()),
+                Some(v.content_hash),
+                Some(hash),
+            )
+            .await?;
+        let change = RecordChange {
+            record: rid.clone(),
+            expected_seq: loaded.record.seq,
+            status: RecordStatus::Draft.as_str().into(),
+            current_version: n,
+            at: event.at,
+            new_version: Some(StoredVersion {
+                version: n,
+                type_version: t.row.version,
+                state: VersionState::Draft.as_str().into(),
+                revision: 1,
+                content_hash: hash,
+                created_by: user_label(principal),
+                created_at: event.at,
+                approved_at: None,
+            }),
+            version_update: None,
+            revision: Some(new_rev),
+            signature: None,
+            event: Some(StoredRecordEvent {
+                seq: loaded.record.seq + 1,
+                version: n,
+                action: Action::RecordRevise.as_str().into(),
+                actor: user_label(principal),
+                reason: Some(reason),
+                at: event.at,
+            }),
+            index: Some(index),
+        };
+        if !self.store.change_record(&scope, &change, &[event]).await? {
+            return Err(PlatformError::PreconditionFailed);
+        }
+        self.record_view(&scope, id).await
+    }
+
+    /// Applies an electronic signature to version `n` (which must be the current
+    /// version, in review, unchanged since `if_match`), re-authenticating the signer in
+    /// the same request. Only a user's own interactive session can sign. The last
+    /// signature the policy requires approves the version, in the same transaction.
+    #[allow(clippy::too_many_lines)] // the Part 11 signing rules in the order an auditor reads them
+    pub async fn sign_record(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        n: u64,
+        if_match: Option<&str>,
+        request: SignRequest,
+    ) -> Result<RecordView, PlatformError> {
+        let user = match principal {
+            Principal::User(u) if u.via().is_none() => u.clone(),
+            Principal::User(_) => {
+                return Err(PlatformError::SigningNotPermitted(
+                    "an application acting for a user (a delegated token) can never sign".into(),
+                ));
+            }
+            Principal::Application(_) => {
+                return Err(PlatformError::SigningNotPermitted(
+                    "an application can never sign: signatures are given by people".into(),
+                ));
+            }
+            _ => {
+                // Operators, the local administrator: a tenant's records are not theirs
+                // to see, let alone sign.
+                return Err(PlatformError::NotFound("tenant"));
+            }
+        };
+        text_ok("comment", request.comment.as_deref(), false)?;
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?
+            .writable()?;
+        let expected = parse_etag(if_match)?;
+        let loaded = self.load(&scope, id).await?;
+        if loaded.record.seq != expected {
+            return Err(PlatformError::PreconditionFailed);
+        }
+        if n != loaded.record.current_version {
+            return Err(PlatformError::RecordState(
+                "only the current version can be signed".into(),
+            ));
+        }
+        let v = loaded.current()?.clone();
+        if v.state != "in_review" || loaded.record.status != "in_review" {
+            return Err(PlatformError::RecordState(
+                "only a version in review can be signed: submit it first".into(),
+            ));
+        }
+        let t = self
+            .load_type(&scope, &loaded.record.type_name, Some(v.type_version))
+            .await?;
+        let policy = &t.definition.signature_policy;
+        let step = policy
+            .steps
+            .iter()
+            .position(|s| s.meaning == request.meaning)
+            .ok_or_else(|| PlatformError::Invalid {
+                field: Some("meaning"),
+                message: format!(
+                    "not a meaning of this type's policy: {}",
+                    policy
+                        .steps
+                        .iter()
+                        .map(|s| s.meaning.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        let next = next_step(&t.definition, &loaded.signatures, &v);
+        if next != Some(step) {
+            return Err(PlatformError::RecordState(match next {
+                Some(i) => format!(
+                    "the next signature this version needs is `{}`",
+                    policy.steps[i].meaning
+                ),
+                None => "this version has every signature it needs".into(),
+            }));
+        }
+        let needed = policy
+            .permission(step)
+            .ok_or_else(|| corrupt("policy permission"))?;
+        if !user.permissions().contains(&needed) {
+            return Err(PlatformError::Forbidden(format!(
+                "signing as `{}` needs {}",
+                request.meaning,
+                needed.as_str()
+            )));
+        }
+        // Separation of duties, from the stored history of this version.
+        let me = user.user().to_string();
+        let revisions = self
+            .store
+            .record_revisions(&scope, &loaded.record.id, Some(v.version))
+            .await?;
+        let mut editors: BTreeSet<String> = revisions.iter().map(|r| r.saved_by.clone()).collect();
+        editors.insert(v.created_by.clone());
+        let current_sigs: Vec<&StoredSignature> = loaded
+            .signatures
+            .iter()
+            .filter(|s| s.version == v.version && s.content_hash == v.content_hash)
+            .collect();
+        let last = step + 1 == policy.steps.len();
+        if last && step > 0 {
+            let earlier = current_sigs.iter().any(|s| s.signer_id == me);
+            if editors.contains(&me) || earlier {
+                return Err(PlatformError::SeparationOfDuties(
+                    "the approver must differ from the version's author, editors and reviewers"
+                        .into(),
+                ));
+            }
+        } else if step > 0 && !policy.author_may_review {
+            let authored = current_sigs
+                .iter()
+                .any(|s| s.signer_id == me && s.meaning == policy.steps[0].meaning);
+            if editors.contains(&me) || authored {
+                return Err(PlatformError::SeparationOfDuties(
+                    "the author of a version may not review it".into(),
+                ));
+            }
+        }
+        // Re-authentication: the login identifier (first signature in the session),
+        // the password, and the second factor if the signer has one.
+        let stored_user = self
+            .store
+            .user(&scope, user.user())
+            .await?
+            .ok_or(PlatformError::Unauthenticated)?;
+        if stored_user.status != UserStatus::Active {
+            return Err(PlatformError::Unauthenticated);
+        }
+        if stored_user.full_name.trim().is_empty() {
+            return Err(PlatformError::RecordState(
+                "set your printed name (full_name) before signing".into(),
+            ));
+        }
+        let first = !self
+            .store
+            .session_has_signed(&scope, user.session())
+            .await?;
+        let mut method = Vec::new();
+        if first || request.email.is_some() {
+            let Some(given) = &request.email else {
+                return Err(PlatformError::Invalid {
+                    field: Some("email"),
+                    message: "the first signature in a session needs your login identifier (`email`) as well as your password".into(),
+                });
+            };
+            if given.as_str().to_lowercase() != stored_user.email.as_str().to_lowercase() {
+                self.signature_failed(
+                    &scope,
+                    &loaded.record.id,
+                    v.version,
+                    "wrong login identifier",
+                )
+                .await?;
+                return Err(PlatformError::ReauthenticationFailed);
+            }
+            method.push("login-id");
+        }
+        self.reauthenticate_signer(
+            &scope,
+            slug,
+            &stored_user,
+            &request,
+            &loaded.record.id,
+            v.version,
+            &mut method,
+        )
+        .await?;
+        let reauth = method.join("+");
+        // The signature and, if it completes the policy, the approval.
+        let now = self.clock.now();
+        let sig_id = uuid::Uuid::now_v7().to_string();
+        let fields = model::SignatureFields {
+            id: &sig_id,
+            record: &loaded.record.id,
+            version: v.version,
+            signer: &me,
+            printed_name: &stored_user.full_name,
+            meaning: &request.meaning,
+            comment: request.comment.as_deref(),
+            signed_at: now,
+            content_hash: &v.content_hash,
+            session: user.session(),
+            reauth: &reauth,
+        };
+        let sig_hash = model::signature_hash(&fields);
+        let signature = StoredSignature {
+            id: sig_id.clone(),
+            record_id: loaded.record.id.clone(),
+            version: v.version,
+            signer_id: me.clone(),
+            printed_name: stored_user.full_name.clone(),
+            meaning: request.meaning.clone(),
+            comment: request.comment.clone(),
+            signed_at: now,
+            content_hash: v.content_hash,
+            session_id: user.session().to_owned(),
+            reauth: reauth.clone(),
+            signature_hash: sig_hash,
+            audit_seq: 0,
+        };
+        let mut events = vec![
+            self.event(
+                &scope,
+                Action::RecordSign,
+                record_target(&loaded.record.id, v.version),
+                Some(format!("meaning: {}", request.meaning)),
+                Some(v.content_hash),
+                Some(sig_hash),
+            )
+            .await?,
+        ];
+        let (status, version_update, event) = if last {
+            events.push(
+                self.event(
+                    &scope,
+                    Action::RecordApprove,
+                    record_target(&loaded.record.id, v.version),
+                    None,
+                    Some(v.content_hash),
+                    Some(v.content_hash),
+                )
+                .await?,
+            );
+            (
+                RecordStatus::Approved,
+                Some(VersionUpdate {
+                    version: v.version,
+                    state: VersionState::Approved.as_str().into(),
+                    revision: v.revision,
+                    content_hash: v.content_hash,
+                    approved_at: Some(now),
+                }),
+                Some(StoredRecordEvent {
+                    seq: loaded.record.seq + 1,
+                    version: v.version,
+                    action: Action::RecordApprove.as_str().into(),
+                    actor: me.clone(),
+                    reason: None,
+                    at: now,
+                }),
+            )
+        } else {
+            (RecordStatus::InReview, None, None)
+        };
+        let change = RecordChange {
+            record: loaded.record.id.clone(),
+            expected_seq: loaded.record.seq,
+            status: status.as_str().into(),
+            current_version: v.version,
+            at: now,
+            new_version: None,
+            version_update,
+            revision: None,
+            signature: Some(signature),
+            event,
+            index: None,
+        };
+        if !self.store.change_record(&scope, &change, &events).await? {
+            return Err(PlatformError::PreconditionFailed);
+        }
+        tracing::info!(tenant = %slug, record = %loaded.record.id, version = v.version, meaning = %request.meaning, "record signed");
+        self.record_view(&scope, id).await
+    }
+
+    /// The password and second-factor part of a signature's re-authentication,
+    /// throttled and counted exactly like a sign-in (a wrong password here is a guess
+    /// at the account's password).
+    #[allow(clippy::too_many_arguments)]
+    async fn reauthenticate_signer(
+        &self,
+        scope: &TenantScope,
+        slug: &Slug,
+        user: &crate::identity::user::User,
+        request: &SignRequest,
+        record: &str,
+        version: u64,
+        method: &mut Vec<&'static str>,
+    ) -> Result<(), PlatformError> {
+        let account = format!("{slug}/{}", user.email.as_str());
+        let attempt = self
+            .throttle
+            .begin(&account, request.client)
+            .map_err(super::users::too_many)?;
+        let creds = self.store.user_credentials(scope, &user.email).await?;
+        let ok = match &creds {
+            Some(c) if c.user.id == user.id => {
+                self.passwords
+                    .verify(&request.password, &c.password_hash)
+                    .await?
+            }
+            _ => {
+                self.passwords.verify_dummy(&request.password).await?;
+                false
+            }
+        };
+        if !ok {
+            attempt.failed();
+            self.signature_failed(scope, record, version, "wrong password")
+                .await?;
+            return Err(PlatformError::ReauthenticationFailed);
+        }
+        method.push("password");
+        let offered = super::SecondFactor {
+            totp: request.totp.clone(),
+            recovery_code: None,
+            passkey: None,
+        };
+        let factor_attempt = self
+            .throttle
+            .begin_second_factor(&account)
+            .map_err(super::users::too_many)?;
+        match self.check_second_factor(scope, user.id, &offered).await? {
+            super::mfa::FactorCheck::NotEnrolled => {
+                factor_attempt.succeeded();
+            }
+            super::mfa::FactorCheck::Verified => {
+                factor_attempt.succeeded();
+                method.push("totp");
+            }
+            super::mfa::FactorCheck::Failed => {
+                factor_attempt.failed();
+                attempt.failed();
+                self.signature_failed(scope, record, version, "second factor missing or wrong")
+                    .await?;
+                return Err(PlatformError::ReauthenticationFailed);
+            }
+        }
+        attempt.succeeded();
+        Ok(())
+    }
+
+    async fn signature_failed(
+        &self,
+        scope: &TenantScope,
+        record: &str,
+        version: u64,
+        why: &str,
+    ) -> Result<(), PlatformError> {
+        let entry = NewEntry::by(
+            scope,
+            Action::SignatureFailed,
+            record_target(record, version),
+            Some(why.into()),
+        );
+        self.recorder.record(scope, entry).await?;
+        tracing::warn!(tenant = %scope.tenant(), record = %record, "signature re-authentication failed");
+        Ok(())
+    }
+
+    /// Every revision, signature and state change of a record, in time order;
+    /// `records:read`.
+    #[allow(clippy::too_many_lines)] // three sources merged into one timeline
+    pub async fn record_history(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+    ) -> Result<Vec<HistoryItem>, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let loaded = self.load(&scope, id).await?;
+        let rid = loaded.record.id.clone();
+        let mut items: Vec<(OffsetDateTime, u8, HistoryItem)> = Vec::new();
+        let revisions = self.store.record_revisions(&scope, &rid, None).await?;
+        for r in &revisions {
+            let action = if r.version == 1 && r.revision == 1 {
+                Action::RecordCreate
+            } else if r.revision == 1 {
+                Action::RecordRevise
+            } else {
+                Action::RecordUpdate
+            };
+            items.push((
+                r.saved_at,
+                0,
+                HistoryItem {
+                    kind: "revision",
+                    action: action.as_str().into(),
+                    version: r.version,
+                    revision: Some(r.revision),
+                    actor: r.saved_by.clone(),
+                    at: time_text(r.saved_at),
+                    reason: None,
+                    content_hash: Some(hex::encode(r.content_hash)),
+                },
+            ));
+        }
+        for s in &loaded.signatures {
+            items.push((
+                s.signed_at,
+                1,
+                HistoryItem {
+                    kind: "signature",
+                    action: Action::RecordSign.as_str().into(),
+                    version: s.version,
+                    revision: None,
+                    actor: s.signer_id.clone(),
+                    at: time_text(s.signed_at),
+                    reason: Some(format!("{} ({})", s.meaning, s.printed_name)),
+                    content_hash: Some(hex::encode(s.content_hash)),
+                },
+            ));
+        }
+        for e in self.store.record_events(&scope, &rid).await? {
+            if e.action == Action::RecordRevise.as_str() {
+                continue; // shown as the new version's first revision
+            }
+            items.push((
+                e.at,
+                2,
+                HistoryItem {
+                    kind: "state",
+                    action: e.action,
+                    version: e.version,
+                    revision: None,
+                    actor: e.actor,
+                    at: time_text(e.at),
+                    reason: e.reason,
+                    content_hash: None,
+                },
+            ));
+        }
+        items.sort_by_key(|a| (a.0, a.1));
+        Ok(items.into_iter().map(|(_, _, i)| i).collect())
+    }
+
+    /// The RFC 6902 JSON Patch that turns version `against` into version `n` (content
+    /// and attachments); `records:read`.
+    pub async fn record_diff(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        n: u64,
+        against: u64,
+    ) -> Result<Value, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let loaded = self.load(&scope, id).await?;
+        let mut docs = Vec::new();
+        for which in [against, n] {
+            loaded.version(which)?;
+            let rev = self
+                .latest_revision(&scope, &loaded.record.id, which)
+                .await?;
+            let content = self.open_revision(&scope, &loaded.record.id, &rev).await?;
+            let attachments: Map<String, Value> = attachments_of(&rev)?
+                .into_iter()
+                .map(|a| (a.name, Value::String(a.sha256)))
+                .collect();
+            docs.push(serde_json::json!({"attachments": attachments, "content": content}));
+        }
+        let patch = json_patch::diff(&docs[0], &docs[1]);
+        serde_json::to_value(patch).map_err(PlatformError::internal_from)
+    }
+
+    /// Adds an attachment to the current draft (a new revision): streamed through the
+    /// sealer, never buffered whole, hashed on the way, at most `max_bytes`.
+    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_lines)] // validation, streaming and the new revision in one place
+    pub async fn attach(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        if_match: Option<&str>,
+        name: &str,
+        media_type: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+        max_bytes: u64,
+    ) -> Result<RecordView, PlatformError> {
+        let valid_name = !name.is_empty()
+            && name.len() <= 255
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || "-_. ".contains(c));
+        if !valid_name {
+            return Err(PlatformError::Invalid {
+                field: Some("name"),
+                message: "attachment names are 1-255 letters, digits, '-', '_', '.' and spaces, not starting with '.'".into(),
+            });
+        }
+        let media_ok = media_type.len() <= 127
+            && media_type.contains('/')
+            && media_type
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-+.".contains(&b));
+        if !media_ok {
+            return Err(PlatformError::Invalid {
+                field: Some("content-type"),
+                message: "a media type such as application/pdf".into(),
+            });
+        }
+        let (scope, loaded) = self
+            .writable_loaded(principal, slug, id, if_match, Permission::RecordsWrite)
+            .await?;
+        let v = loaded.current()?.clone();
+        require_draft(&loaded, &v)?;
+        let rev = self
+            .latest_revision(&scope, &loaded.record.id, v.version)
+            .await?;
+        let mut attachments = attachments_of(&rev)?;
+        if attachments.iter().any(|a| a.name == name) {
+            return Err(PlatformError::Conflict(format!(
+                "an attachment named {name:?} exists on this version"
+            )));
+        }
+        if attachments.len() >= MAX_ATTACHMENTS {
+            return Err(PlatformError::Invalid {
+                field: Some("name"),
+                message: format!("at most {MAX_ATTACHMENTS} attachments per version"),
+            });
+        }
+        let blob_id = format!("att-{}", uuid::Uuid::now_v7());
+        let mut hashing = HashingReader::new(reader, max_bytes);
+        let stored = self.objects.put_blob(&scope, &blob_id, &mut hashing).await;
+        if hashing.exceeded {
+            return Err(PlatformError::Invalid {
+                field: Some("body"),
+                message: format!("attachments are at most {max_bytes} bytes"),
+            });
+        }
+        let blob = stored?;
+        let (sha, size) = hashing.finish();
+        if size != blob.size {
+            return Err(corrupt("attachment size mismatch"));
+        }
+        attachments.push(AttachmentRef {
+            name: name.to_owned(),
+            sha256: hex::encode(sha),
+            size,
+            media_type: media_type.to_owned(),
+            blob: blob_id,
+        });
+        let t = self
+            .load_type(&scope, &loaded.record.type_name, Some(v.type_version))
+            .await?;
+        let content = self.open_revision(&scope, &loaded.record.id, &rev).await?;
+        self.save_revision(
+            &scope,
+            principal,
+            &loaded,
+            &v,
+            &t,
+            content,
+            attachments,
+            Action::RecordAttach,
+        )
+        .await?;
+        self.record_view(&scope, id).await
+    }
+
+    /// Finds an attachment of version `n` (its size and media type), `records:read`.
+    pub async fn attachment(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        n: u64,
+        name: &str,
+    ) -> Result<(TenantScope, AttachmentRef), PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let rid = id.to_string();
+        if self.store.record(&scope, &rid).await?.is_none() {
+            return Err(PlatformError::NotFound("record"));
+        }
+        let rev = self
+            .latest_revision(&scope, &rid, n)
+            .await
+            .map_err(|_| PlatformError::NotFound("version"))?;
+        let found = attachments_of(&rev)?
+            .into_iter()
+            .find(|a| a.name == name)
+            .ok_or(PlatformError::NotFound("attachment"))?;
+        Ok((scope, found))
+    }
+
+    /// Streams an attachment (found with [`Platform::attachment`]) into `writer`,
+    /// skipping `skip` bytes and writing at most `take` (HTTP ranges). Tampering is
+    /// reported before any unverified byte is written.
+    pub async fn read_attachment(
+        &self,
+        scope: &TenantScope,
+        attachment: &AttachmentRef,
+        skip: u64,
+        take: u64,
+        writer: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64, PlatformError> {
+        let mut window = RangeWriter {
+            inner: writer,
+            skip,
+            take,
+        };
+        self.objects
+            .read_blob(scope, &attachment.blob, &mut window)
+            .await?;
+        Ok(take - window.take)
+    }
+
+    /// Recomputes and cross-checks everything about the tenant's records (or one):
+    /// every revision's content hash, every version against its latest revision, every
+    /// attachment's SHA-256, every signature against the version it names, its own hash
+    /// and its `record.sign` audit entry, and that entry's inclusion in the tenant's
+    /// signed checkpoint. `records:read` (or the local administrator).
+    pub async fn verify_records(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        only: Option<&RecordId>,
+    ) -> Result<VerifyReport, PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let (size, note) = self.audit.checkpoint(&scope, slug.as_str()).await?;
+        let vkey = self.audit.vkey(&scope, slug.as_str()).await?;
+        let verifier = crate::audit::note::Verifier::parse(&vkey)
+            .map_err(|e| corrupt(format!("verifier key: {e}")))?;
+        let cp = verifier
+            .open(&note)
+            .map_err(|e| corrupt(format!("checkpoint signature: {e}")))
+            .and_then(|t| {
+                crate::audit::note::Checkpoint::parse(t)
+                    .map_err(|e| corrupt(format!("checkpoint: {e}")))
+            })?;
+        let mut report = VerifyReport {
+            checkpoint_size: size,
+            ..VerifyReport::default()
+        };
+        let ids: Vec<String> = match only {
+            Some(id) => vec![id.to_string()],
+            None => {
+                let mut all = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = Page {
+                        after: after.clone(),
+                        limit: 500,
+                    };
+                    let batch = self
+                        .store
+                        .records(&scope, &RecordFilter::default(), &page)
+                        .await?;
+                    let done = batch.len() < 500;
+                    after = batch.last().map(|r| r.id.clone());
+                    all.extend(batch.into_iter().map(|r| r.id));
+                    if done {
+                        break;
+                    }
+                }
+                all
+            }
+        };
+        for rid in ids {
+            let id = RecordId::parse(&rid).ok_or_else(|| corrupt(format!("record id {rid:?}")))?;
+            let loaded = self.load(&scope, &id).await?;
+            report.records += 1;
+            self.verify_one(&scope, slug, &loaded, &cp, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_lines)] // every check of one record, in the order docs/formats/records.md §7 lists them
+    async fn verify_one(
+        &self,
+        scope: &TenantScope,
+        slug: &Slug,
+        loaded: &Loaded,
+        cp: &crate::audit::note::Checkpoint,
+        report: &mut VerifyReport,
+    ) -> Result<(), PlatformError> {
+        let rid = &loaded.record.id;
+        let mut fail = |version: Option<u64>, problem: String| {
+            report.failures.push(VerifyFailure {
+                record: rid.clone(),
+                version,
+                problem,
+            });
+        };
+        // The record's audit entries: what every revision and approval must match.
+        let entries = self.record_entries(scope, rid).await?;
+        let revisions = self.store.record_revisions(scope, rid, None).await?;
+        let mut checked = (0u64, 0u64, 0u64);
+        for v in &loaded.versions {
+            checked.0 += 1;
+            let revs: Vec<&StoredRevision> = revisions
+                .iter()
+                .filter(|r| r.version == v.version)
+                .collect();
+            if revs.iter().map(|r| r.revision).ne(1..=v.revision) {
+                fail(
+                    Some(v.version),
+                    format!(
+                        "revisions are not exactly 1..={} (revisions missing or added)",
+                        v.revision
+                    ),
+                );
+            }
+            for r in &revs {
+                checked.1 += 1;
+                let content = match self.open_revision(scope, rid, r).await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        fail(
+                            Some(v.version),
+                            format!(
+                                "revision {} cannot be opened: its ciphertext was altered or is not this record's",
+                                r.revision
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                let attachments = attachments_of(r)?;
+                let hash = content::content_hash(&HashInput {
+                    record: rid,
+                    version: v.version,
+                    type_name: &loaded.record.type_name,
+                    type_version: v.type_version,
+                    content: &content,
+                    attachments: &attachments,
+                });
+                if hash != r.content_hash {
+                    fail(
+                        Some(v.version),
+                        format!(
+                            "revision {}: stored content hash does not match its content",
+                            r.revision
+                        ),
+                    );
+                }
+                let hex_hash = hex::encode(hash);
+                let audited = entries.iter().any(|(_, e)| {
+                    e["target"]["version"] == v.version
+                        && e["after"] == hex_hash.as_str()
+                        && matches!(
+                            e["action"].as_str(),
+                            Some(
+                                "record.create"
+                                    | "record.update"
+                                    | "record.attach"
+                                    | "record.revise"
+                            )
+                        )
+                });
+                if !audited {
+                    fail(
+                        Some(v.version),
+                        format!(
+                            "revision {}: no audit entry records this content",
+                            r.revision
+                        ),
+                    );
+                }
+            }
+            if let Some(last) = revs.last()
+                && last.content_hash != v.content_hash
+            {
+                fail(
+                    Some(v.version),
+                    "the version's content hash is not its latest revision's".into(),
+                );
+            }
+            if v.state == "approved" {
+                let approved = entries.iter().any(|(_, e)| {
+                    e["action"] == "record.approve"
+                        && e["target"]["version"] == v.version
+                        && e["after"] == hex::encode(v.content_hash).as_str()
+                });
+                if !approved {
+                    fail(
+                        Some(v.version),
+                        "approved, but no record.approve audit entry names this content".into(),
+                    );
+                }
+                // Attachments of the approved content, re-hashed from the streams.
+                if let Some(last) = revs.last() {
+                    for a in attachments_of(last)? {
+                        checked.2 += 1;
+                        let mut sink = HashingWriter::default();
+                        let read = self.objects.read_blob(scope, &a.blob, &mut sink).await;
+                        if read.is_err()
+                            || hex::encode(sink.finish()) != a.sha256
+                            || sink.size != a.size
+                        {
+                            fail(
+                                Some(v.version),
+                                format!(
+                                    "attachment {:?} does not match its recorded SHA-256",
+                                    a.name
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        report.versions += checked.0;
+        report.revisions += checked.1;
+        report.attachments += checked.2;
+        for s in &loaded.signatures {
+            report.signatures += 1;
+            let recomputed = model::signature_hash(&model::SignatureFields {
+                id: &s.id,
+                record: &s.record_id,
+                version: s.version,
+                signer: &s.signer_id,
+                printed_name: &s.printed_name,
+                meaning: &s.meaning,
+                comment: s.comment.as_deref(),
+                signed_at: s.signed_at,
+                content_hash: &s.content_hash,
+                session: &s.session_id,
+                reauth: &s.reauth,
+            });
+            let mut sfail = |problem: String| {
+                report.failures.push(VerifyFailure {
+                    record: rid.clone(),
+                    version: Some(s.version),
+                    problem: format!("signature {} ({}): {problem}", s.id, s.meaning),
+                });
+            };
+            if recomputed != s.signature_hash {
+                sfail("its fields do not match its hash (meaning, time, signer, record or content changed)".into());
+            }
+            if s.record_id != *rid {
+                sfail("it belongs to another record".into());
+            }
+            let signed_revision = revisions
+                .iter()
+                .any(|r| r.version == s.version && r.content_hash == s.content_hash);
+            if !signed_revision {
+                sfail("the content hash it signed is not any revision of that version".into());
+            }
+            // Its audit entry, found by position, must commit to the recomputed hash.
+            let stored = self.store.audit_entries(scope, s.audit_seq, 1).await?;
+            let Some(entry) = stored.first().filter(|e| e.seq == s.audit_seq) else {
+                sfail(format!("its audit entry {} is missing", s.audit_seq));
+                continue;
+            };
+            let parsed: Value = serde_json::from_slice(&entry.entry).unwrap_or(Value::Null);
+            let bound = parsed["action"] == "record.sign"
+                && parsed["target"]["id"] == rid.as_str()
+                && parsed["target"]["version"] == s.version
+                && parsed["after"] == hex::encode(recomputed).as_str();
+            if !bound {
+                sfail(format!(
+                    "audit entry {} does not commit to this signature on this record and version",
+                    s.audit_seq
+                ));
+            }
+            match self
+                .audit
+                .inclusion(scope, slug.as_str(), s.audit_seq, Some(cp.size))
+                .await
+            {
+                Ok(proof)
+                    if verify_inclusion(
+                        s.audit_seq,
+                        cp.size,
+                        &leaf_hash(&entry.entry),
+                        &proof.hashes,
+                        &cp.root,
+                    )
+                    .is_ok() => {}
+                _ => sfail(format!(
+                    "audit entry {} is not included in the signed checkpoint of size {}",
+                    s.audit_seq, cp.size
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every audit entry whose target is the record, parsed, with its position.
+    async fn record_entries(
+        &self,
+        scope: &TenantScope,
+        rid: &str,
+    ) -> Result<Vec<(u64, Value)>, PlatformError> {
+        let filter = AuditFilter {
+            target: Some(format!("record:{rid}")),
+            ..AuditFilter::default()
+        };
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let batch = self.store.audit_query(scope, &filter, from, 500).await?;
+            let done = batch.len() < 500;
+            for e in batch {
+                from = e.seq + 1;
+                out.push((
+                    e.seq,
+                    serde_json::from_slice(&e.entry).unwrap_or(Value::Null),
+                ));
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn require_draft(loaded: &Loaded, v: &StoredVersion) -> Result<(), PlatformError> {
+    if loaded.record.status == "retired" {
+        return Err(PlatformError::RecordState("the record is retired".into()));
+    }
+    match v.state.as_str() {
+        "draft" => Ok(()),
+        "in_review" => Err(PlatformError::RecordState(
+            "the version is in review: its content is frozen (reject it to edit)".into(),
+        )),
+        _ => Err(PlatformError::RecordState(
+            "the version is approved and never changes: revise it to make a new version".into(),
+        )),
+    }
+}
+
+/// The index of the next step the policy needs for `v`, counting only signatures on
+/// its current content, or `None` when every step is done.
+fn next_step(def: &Definition, signatures: &[StoredSignature], v: &StoredVersion) -> Option<usize> {
+    def.signature_policy.steps.iter().position(|step| {
+        !signatures.iter().any(|s| {
+            s.version == v.version && s.content_hash == v.content_hash && s.meaning == step.meaning
+        })
+    })
+}
+
+fn signature_view(s: &StoredSignature, current_hash: &Hash) -> SignatureView {
+    let when = time_text(s.signed_at);
+    SignatureView {
+        id: s.id.clone(),
+        signer_id: s.signer_id.clone(),
+        printed_name: s.printed_name.clone(),
+        manifestation: format!(
+            "Signed by {} on {} (UTC offset +00:00), meaning: {}",
+            s.printed_name, when, s.meaning
+        ),
+        signed_at: when,
+        meaning: s.meaning.clone(),
+        comment: s.comment.clone(),
+        content_hash: hex::encode(s.content_hash),
+        current: s.content_hash == *current_hash,
+        reauth: s.reauth.clone(),
+        signature_hash: hex::encode(s.signature_hash),
+        audit_seq: s.audit_seq,
+    }
+}
+
+/// Hashes and counts what passes through, refusing more than a limit.
+struct HashingReader<'a> {
+    inner: &'a mut (dyn AsyncRead + Send + Unpin),
+    hash: aws_lc_rs::digest::Context,
+    size: u64,
+    limit: u64,
+    exceeded: bool,
+}
+
+impl<'a> HashingReader<'a> {
+    fn new(inner: &'a mut (dyn AsyncRead + Send + Unpin), limit: u64) -> Self {
+        Self {
+            inner,
+            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            size: 0,
+            limit,
+            exceeded: false,
+        }
+    }
+
+    fn finish(self) -> (Hash, u64) {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.hash.finish().as_ref());
+        (out, self.size)
+    }
+}
+
+impl AsyncRead for HashingReader<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut *this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(Ok(())) => {
+                let fresh = &buf.filled()[before..];
+                this.size += fresh.len() as u64;
+                if this.size > this.limit {
+                    this.exceeded = true;
+                    return std::task::Poll::Ready(Err(std::io::Error::other(
+                        "attachment larger than allowed",
+                    )));
+                }
+                this.hash.update(fresh);
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Hashes what is written (verification re-hashes attachments without keeping them).
+struct HashingWriter {
+    hash: aws_lc_rs::digest::Context,
+    size: u64,
+}
+
+impl Default for HashingWriter {
+    fn default() -> Self {
+        Self {
+            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            size: 0,
+        }
+    }
+}
+
+impl HashingWriter {
+    fn finish(&self) -> Hash {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.hash.clone().finish().as_ref());
+        out
+    }
+}
+
+impl AsyncWrite for HashingWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.hash.update(buf);
+        self.size += buf.len() as u64;
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Passes on only the bytes of a range: drops the first `skip`, then at most `take`.
+struct RangeWriter<'a> {
+    inner: &'a mut (dyn AsyncWrite + Send + Unpin),
+    skip: u64,
+    take: u64,
+}
+
+impl AsyncWrite for RangeWriter<'_> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let len = buf.len() as u64;
+        if this.skip >= len {
+            this.skip -= len;
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        let start = usize::try_from(this.skip).unwrap_or(usize::MAX);
+        let end = buf
+            .len()
+            .min(start.saturating_add(usize::try_from(this.take).unwrap_or(usize::MAX)));
+        if start >= end {
+            this.skip = 0;
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        match std::pin::Pin::new(&mut *this.inner).poll_write(cx, &buf[start..end]) {
+            std::task::Poll::Ready(Ok(n)) => {
+                // Count what was consumed from `buf`: the skipped prefix plus what the
+                // inner writer took.
+                this.skip = 0;
+                this.take -= n as u64;
+                std::task::Poll::Ready(Ok(start + n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}
