@@ -20,6 +20,8 @@ pub struct Reply {
     pub content_type: Option<String>,
     /// `x-request-id`, if any.
     pub request_id: Option<String>,
+    /// `ETag`, if any.
+    pub etag: Option<String>,
     /// The body as text.
     pub text: String,
 }
@@ -139,6 +141,49 @@ impl Api {
         let reply = read(req.send().await.expect("request")).await;
         self.check_documented(&method, path, &reply).await;
         reply
+    }
+
+    /// Sends `method path` with a bearer token, extra headers and a raw body (`None`:
+    /// no body), checked against the OpenAPI document like every other reply. The
+    /// reply's `etag` is kept in [`Reply::etag`].
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let reply = read(req.send().await.expect("request")).await;
+        self.check_documented(&method, path, &reply).await;
+        reply
+    }
+
+    /// `method path` with a JSON body and `If-Match: etag` (`None`: no header).
+    pub async fn send_if(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        etag: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(e) = etag {
+            headers.push(("if-match", e));
+        }
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        self.send_raw(method, path, token, &headers, bytes).await
     }
 
     /// Asserts that the operation `method path` documents `reply`'s status and content
@@ -289,10 +334,12 @@ async fn read(resp: reqwest::Response) -> Reply {
             .map(str::to_owned)
     };
     let (content_type, request_id) = (header("content-type"), header("x-request-id"));
+    let etag = header("etag");
     Reply {
         status: resp.status().as_u16(),
         content_type,
         request_id,
+        etag,
         text: resp.text().await.expect("body"),
     }
 }

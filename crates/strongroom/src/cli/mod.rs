@@ -7,6 +7,7 @@
 mod admin;
 mod audit;
 mod banner;
+mod records;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,8 +65,57 @@ enum Command {
     /// offline verification.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A tenant's record types and records; verify hashes, signatures and their audit
+    /// bindings.
+    #[command(subcommand)]
+    Records(RecordsCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordsCommand {
+    /// List the tenant's record types (latest version of each).
+    Types {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List the tenant's records.
+    List {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Only records of this type.
+        #[arg(long = "type", value_name = "TYPE")]
+        record_type: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show one record with its current version, content and signatures (JSON).
+    Show {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The record's id.
+        #[arg(long)]
+        record: String,
+    },
+    /// Recompute every content hash, check every signature against its version, its
+    /// own hash and its audit entry's inclusion in the signed checkpoint, and re-hash
+    /// approved attachments. Exits non-zero naming each failure.
+    Verify {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Only this record.
+        #[arg(long)]
+        record: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,6 +458,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             _ => anyhow::bail!("give either --dir, or --url with --tenant or --platform"),
         },
         Command::Audit(cmd) => audit::run(&open(&config).await?, cmd).await,
+        Command::Records(cmd) => records::run(&open(&config).await?, cmd).await,
         Command::Version => Ok(()),
     }
 }

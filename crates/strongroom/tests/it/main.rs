@@ -18,6 +18,7 @@ mod isolation;
 mod lifecycle;
 mod openapi;
 mod operators;
+mod records;
 mod security;
 mod support;
 mod tls;
