@@ -68,7 +68,7 @@ pub fn document() -> Doc {
 
 /// Every route, registered with its documentation.
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    record_routes(OpenApiRouter::with_openapi(ApiDoc::openapi()))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(meta::openapi_json))
@@ -114,12 +114,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::vkey))
         .routes(routes!(platform::tile))
         .routes(routes!(platform::entries))
-        .merge(record_routes())
 }
 
 /// Record types, records, signatures and attachments.
-fn record_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+fn record_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    router
         .routes(routes!(records::list_types))
         .routes(routes!(records::define_type, records::get_type))
         .routes(routes!(records::create_record, records::list_records))

@@ -917,10 +917,9 @@ impl Platform {
             .records_scope(principal, slug, Permission::RecordsWrite)
             .await?
             .writable()?;
-        let expected = parse_etag(if_match)?;
         content::check(&Value::Object(content.clone()))?;
         let loaded = self.load(&scope, id).await?;
-        if loaded.record.seq != expected {
+        if loaded.record.seq != parse_etag(if_match)? {
             return Err(PlatformError::PreconditionFailed);
         }
         let v = loaded.current()?.clone();
@@ -1088,9 +1087,10 @@ impl Platform {
             .records_scope(principal, slug, permission)
             .await?
             .writable()?;
-        let expected = parse_etag(if_match)?;
+        // A record that does not exist (or is another tenant's) is "not found" before
+        // anything is said about the caller's precondition.
         let loaded = self.load(&scope, id).await?;
-        if loaded.record.seq != expected {
+        if loaded.record.seq != parse_etag(if_match)? {
             return Err(PlatformError::PreconditionFailed);
         }
         Ok((scope, loaded))
@@ -1333,9 +1333,10 @@ impl Platform {
             .records_scope(principal, slug, Permission::RecordsRead)
             .await?
             .writable()?;
-        let expected = parse_etag(if_match)?;
+        // A record that does not exist (or is another tenant's) is "not found" before
+        // anything is said about the caller's precondition.
         let loaded = self.load(&scope, id).await?;
-        if loaded.record.seq != expected {
+        if loaded.record.seq != parse_etag(if_match)? {
             return Err(PlatformError::PreconditionFailed);
         }
         if n != loaded.record.current_version {

@@ -11,6 +11,7 @@ mod identity;
 mod isolation;
 mod keys;
 mod operators;
+mod records;
 mod support;
 mod trail;
 
@@ -28,6 +29,7 @@ pub(crate) use identity::*;
 pub(crate) use isolation::*;
 pub(crate) use keys::*;
 pub(crate) use operators::*;
+pub(crate) use records::*;
 pub(crate) use support::*;
 pub(crate) use trail::*;
 
@@ -155,6 +157,9 @@ macro_rules! conformance {
             applications_are_stored_and_toggled,
             a_tenant_scope_cannot_reach_another_tenants_rows,
             support_grants_let_one_operator_in_until_revoked_or_expired,
+            record_changes_are_compare_and_swap_and_approval_is_final,
+            a_record_write_whose_audit_append_fails_leaves_nothing,
+            a_tenant_scope_cannot_reach_another_tenants_records,
         );
     };
 }

@@ -124,3 +124,77 @@ fn core_modules_follow_the_layering() {
         }
     }
 }
+
+/// 21 CFR 11.10(e): an approved record version is never changed. Every statement of
+/// the storage code (SQLite adapters and migrations) that writes the records tables is
+/// checked: revisions, signatures, events and type versions are only ever inserted, and
+/// the one UPDATE of a version row excludes approved ones (the schema's trigger refuses
+/// it anyway; `records verify` would name it if someone bypassed both).
+#[test]
+fn no_storage_statement_changes_an_approved_version_or_an_append_only_row() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../strongroom-store/src");
+    let mut sources = Vec::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && !p.to_string_lossy().contains("conformance")
+            {
+                sources.push((
+                    p.display().to_string(),
+                    std::fs::read_to_string(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    let mut version_updates = 0;
+    for (path, text) in &sources {
+        let flat = text.replace('\n', " ");
+        for table in [
+            "record_revisions",
+            "signatures",
+            "record_events",
+            "record_types",
+        ] {
+            for verb in [
+                "UPDATE",
+                "DELETE FROM",
+                "REPLACE INTO",
+                "INSERT OR REPLACE INTO",
+            ] {
+                assert!(
+                    !flat.contains(&format!("{verb} {table}")),
+                    "{path}: `{verb} {table}` — {table} is append-only"
+                );
+            }
+        }
+        assert!(
+            !flat.contains("DELETE FROM record_versions"),
+            "{path} deletes record versions"
+        );
+        for (i, _) in flat.match_indices("UPDATE record_versions") {
+            let stmt = &flat[i..flat[i..].find('"').map_or(flat.len(), |e| i + e)];
+            assert!(
+                stmt.contains("state <> 'approved'"),
+                "{path}: a version update that does not exclude approved versions: {stmt}"
+            );
+            version_updates += 1;
+        }
+    }
+    assert_eq!(
+        version_updates, 1,
+        "exactly one statement updates a version row"
+    );
+    let schema = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../strongroom-store/migrations/sqlite/region/0013_records.sql"),
+    )
+    .unwrap();
+    assert!(
+        schema.contains("WHEN OLD.state = 'approved'"),
+        "the trigger guards approved versions"
+    );
+}

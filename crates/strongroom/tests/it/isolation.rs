@@ -50,6 +50,25 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
             "hours": 1
         })),
         ("delete", "/v1/t/{tenant}/support-grants/{id}") => Some(json!({"reason": "done"})),
+        ("put", "/v1/t/{tenant}/record-types/{name}") => Some(crate::records::batch_type()),
+        ("post", "/v1/t/{tenant}/records") => {
+            Some(json!({"type": "batch", "content": {"batch_no": "X", "quantity": 1}}))
+        }
+        ("put", "/v1/t/{tenant}/records/{id}/content") => {
+            Some(json!({"content": {"batch_no": "X", "quantity": 2}}))
+        }
+        ("post", "/v1/t/{tenant}/records/{id}/submit") => Some(json!({})),
+        (
+            "post",
+            "/v1/t/{tenant}/records/{id}/reject"
+            | "/v1/t/{tenant}/records/{id}/revise"
+            | "/v1/t/{tenant}/records/{id}/retire",
+        ) => Some(json!({"reason": "intrusion"})),
+        ("post", "/v1/t/{tenant}/records/{id}/versions/{n}/signatures") => {
+            Some(json!({"meaning": "authored", "password": PASSWORD, "email": a_admin}))
+        }
+        ("put", "/v1/t/{tenant}/records/{id}/attachments/{name}") => Some(json!({})),
+        ("put", "/v1/t/{tenant}/users/{id}/full-name") => Some(json!({"full_name": "Intruder"})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }
@@ -60,6 +79,7 @@ fn query_for(template: &str) -> &'static str {
     match template {
         "/v1/t/{tenant}/audit/proof/inclusion" => "?index=0",
         "/v1/t/{tenant}/audit/proof/consistency" => "?from=0",
+        "/v1/t/{tenant}/records/{id}/versions/{n}/diff" => "?against=1",
         _ => "",
     }
 }
@@ -68,6 +88,7 @@ fn fill(template: &str, tenant: &str, id: &str) -> String {
     template
         .replace("{tenant}", tenant)
         .replace("{id}", id)
+        .replace("{n}", "1")
         .replace("{name}", "smtp")
         .replace("{path}", "entries/000.p/1")
 }
@@ -145,6 +166,28 @@ async fn tenant_a_cannot_see_or_touch_tenant_b_through_any_endpoint() {
     assert_eq!(resp.status(), 201);
     let b_user: Value = resp.json().await.unwrap();
     let b_user_id = b_user["id"].as_str().unwrap().to_owned();
+    // And a record (and its type), whose id A will try under record paths.
+    let api = s.api();
+    api.put(
+        "/v1/t/beta/record-types/batch",
+        &b_token,
+        crate::records::batch_type(),
+    )
+    .await
+    .ok(200);
+    let body = json!({"type": "batch", "content": {"batch_no": "B-9", "quantity": 9}});
+    let b_record = api
+        .post("/v1/t/beta/records", Some(&b_token), body)
+        .await
+        .ok(201);
+    let b_record_id = b_record["id"].as_str().unwrap().to_owned();
+    let id_for = |template: &str| {
+        if template.contains("/records/") {
+            b_record_id.clone()
+        } else {
+            b_user_id.clone()
+        }
+    };
     let a_users: Value =
         crate::support::call(&s, reqwest::Method::GET, "/v1/t/alpha/users", &a_token)
             .await
@@ -172,6 +215,7 @@ async fn tenant_a_cannot_see_or_touch_tenant_b_through_any_endpoint() {
             }
             let body = body_for(method, template, &a_admin, &a_refresh);
             let q = query_for(template);
+            let b_user_id = id_for(template);
             // B's tenant with B's ids, against a tenant that does not exist.
             let foreign = call(
                 &s,
@@ -249,6 +293,11 @@ async fn tenant_a_cannot_see_or_touch_tenant_b_through_any_endpoint() {
     assert!(checked >= 14, "only {checked} operations name a tenant");
     // B is exactly as it was; A's credentials still work in A.
     assert_eq!(b_state(&s, &b_token, &a_user_id).await, before);
+    let after = api
+        .get(&format!("/v1/t/beta/records/{b_record_id}"), &b_token)
+        .await
+        .ok(200);
+    assert_eq!(after, b_record, "B's record changed");
     let resp = crate::support::call(&s, reqwest::Method::GET, "/v1/t/alpha/users", &a_token).await;
     assert_eq!(resp.status(), 200);
 }

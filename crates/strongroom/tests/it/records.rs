@@ -9,7 +9,7 @@ use strongroom_testkit::{Api, Reply, USER_PASSWORD};
 use crate::support::{TestServer, region_rows};
 
 /// The batch-record type most tests use: three ordered signatures.
-fn batch_type() -> Value {
+pub(crate) fn batch_type() -> Value {
     json!({
         "schema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
