@@ -325,21 +325,8 @@ fn parse_time(field: &str, v: &str) -> Result<time::OffsetDateTime, Problem> {
         .map_err(|_| Problem::field(format!("/{field}"), "an RFC 3339 time"))
 }
 
-/// Lists records; `records:read`. Filters combine; `field.<name>=<value>` (with
-/// `type`) finds exact matches of a searchable field through the blind index.
-#[utoipa::path(
-    get, path = "/v1/t/{tenant}/records", tag = "records",
-    params(TenantPath, ListRecords),
-    security(("bearer" = [])),
-    responses((status = 200, description = "A page of records", body = RecordPage))
-)]
-pub(crate) async fn list_records(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    ApiPath(p): ApiPath<TenantPath>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<RecordPage>, Problem> {
-    let raw = raw.unwrap_or_default();
+/// The listing query: known parameters once each, `field.<name>` searches (at most 8).
+fn parse_list_query(raw: &str) -> Result<(RecordQuery, Option<RecordId>, u32), Problem> {
     if raw.len() > 4096 {
         return Err(Problem::field("", "The query string is too long."));
     }
@@ -392,6 +379,24 @@ pub(crate) async fn list_records(
             },
         }
     }
+    Ok((q, after, limit))
+}
+
+/// Lists records; `records:read`. Filters combine; `field.<name>=<value>` (with
+/// `type`) finds exact matches of a searchable field through the blind index.
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/records", tag = "records",
+    params(TenantPath, ListRecords),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A page of records", body = RecordPage))
+)]
+pub(crate) async fn list_records(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<TenantPath>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<RecordPage>, Problem> {
+    let (q, after, limit) = parse_list_query(&raw.unwrap_or_default())?;
     let items = state
         .platform
         .records(&principal, &p.tenant, q, after, limit)

@@ -40,36 +40,7 @@ pub(super) async fn run(admin: &super::Admin, cmd: RecordsCommand) -> anyhow::Re
             tenant,
             record_type,
             output,
-        } => {
-            let query = RecordQuery {
-                type_name: record_type.as_deref().map(TypeName::parse).transpose()?,
-                ..RecordQuery::default()
-            };
-            let mut all = Vec::new();
-            let mut after = None;
-            loop {
-                let page = platform
-                    .records(me, &Slug::parse(&tenant)?, query.clone(), after, 100)
-                    .await?;
-                let done = page.len() < 100;
-                after = page.last().and_then(|r| RecordId::parse(&r.id));
-                all.extend(page);
-                if done {
-                    break;
-                }
-            }
-            if output.json {
-                return println_out(&serde_json::to_string_pretty(&all)?);
-            }
-            let mut text = String::new();
-            for r in &all {
-                text.push_str(&format!(
-                    "{}  {:<16} v{:<3} {:<10} {}\n",
-                    r.id, r.type_name, r.current_version, r.status, r.updated_at
-                ));
-            }
-            println_out(text.trim_end())
-        }
+        } => list(admin, &tenant, record_type.as_deref(), output.json).await,
         RecordsCommand::Show { tenant, record } => {
             let id = RecordId::parse(&record).context("--record takes a record id")?;
             let view = platform.record(me, &Slug::parse(&tenant)?, &id).await?;
@@ -79,41 +50,87 @@ pub(super) async fn run(admin: &super::Admin, cmd: RecordsCommand) -> anyhow::Re
             tenant,
             record,
             output,
-        } => {
-            let only = record
-                .as_deref()
-                .map(|r| RecordId::parse(r).context("--record takes a record id"))
-                .transpose()?;
-            let report = platform
-                .verify_records(me, &Slug::parse(&tenant)?, only.as_ref())
-                .await?;
-            if output.json {
-                println_out(&serde_json::to_string_pretty(&report)?)?;
-            } else {
-                let mut text = format!(
-                    "checked {} records, {} versions, {} revisions, {} signatures, {} attachments against checkpoint size {}\n",
-                    report.records,
-                    report.versions,
-                    report.revisions,
-                    report.signatures,
-                    report.attachments,
-                    report.checkpoint_size
-                );
-                for f in &report.failures {
-                    let at = f.version.map(|v| format!(" v{v}")).unwrap_or_default();
-                    text.push_str(&format!("FAIL {}{at}: {}\n", f.record, f.problem));
-                }
-                if report.failures.is_empty() {
-                    text.push_str("OK: every hash, signature and audit binding verified\n");
-                }
-                println_out(text.trim_end())?;
-            }
-            anyhow::ensure!(
-                report.failures.is_empty(),
-                "{} check(s) failed",
-                report.failures.len()
-            );
-            Ok(())
+        } => verify(admin, &tenant, record.as_deref(), output.json).await,
+    }
+}
+
+async fn verify(
+    admin: &super::Admin,
+    tenant: &str,
+    record: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
+
+    let only = record
+        .map(|r| RecordId::parse(r).context("--record takes a record id"))
+        .transpose()?;
+    let report = platform
+        .verify_records(me, &Slug::parse(tenant)?, only.as_ref())
+        .await?;
+    if json {
+        println_out(&serde_json::to_string_pretty(&report)?)?;
+    } else {
+        let mut text = format!(
+            "checked {} records, {} versions, {} revisions, {} signatures, {} attachments against checkpoint size {}\n",
+            report.records,
+            report.versions,
+            report.revisions,
+            report.signatures,
+            report.attachments,
+            report.checkpoint_size
+        );
+        for f in &report.failures {
+            let at = f.version.map(|v| format!(" v{v}")).unwrap_or_default();
+            text.push_str(&format!("FAIL {}{at}: {}\n", f.record, f.problem));
+        }
+        if report.failures.is_empty() {
+            text.push_str("OK: every hash, signature and audit binding verified\n");
+        }
+        println_out(text.trim_end())?;
+    }
+    anyhow::ensure!(
+        report.failures.is_empty(),
+        "{} check(s) failed",
+        report.failures.len()
+    );
+    Ok(())
+}
+
+async fn list(
+    admin: &super::Admin,
+    tenant: &str,
+    record_type: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (platform, me) = (&admin.platform, &admin.me);
+
+    let query = RecordQuery {
+        type_name: record_type.map(TypeName::parse).transpose()?,
+        ..RecordQuery::default()
+    };
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = platform
+            .records(me, &Slug::parse(tenant)?, query.clone(), after, 100)
+            .await?;
+        let done = page.len() < 100;
+        after = page.last().and_then(|r| RecordId::parse(&r.id));
+        all.extend(page);
+        if done {
+            break;
         }
     }
+    if json {
+        return println_out(&serde_json::to_string_pretty(&all)?);
+    }
+    let mut text = String::new();
+    for r in &all {
+        text.push_str(&format!(
+            "{}  {:<16} v{:<3} {:<10} {}\n",
+            r.id, r.type_name, r.current_version, r.status, r.updated_at
+        ));
+    }
+    println_out(text.trim_end())
 }
