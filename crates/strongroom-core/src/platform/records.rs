@@ -75,8 +75,9 @@ pub struct SignatureView {
     pub manifestation: String,
     /// The content hash it signed (hex).
     pub content_hash: String,
-    /// Whether it signed the version's current content (a signature on content later
-    /// rejected and changed stays on record, but no longer counts).
+    /// Whether it counts toward the version's policy: on its current content, given
+    /// in its current review round (a signature on a round later rejected stays on
+    /// record, but no longer counts).
     pub current: bool,
     /// How the signer re-authenticated.
     pub reauth: String,
@@ -334,6 +335,7 @@ struct Loaded {
     record: StoredRecord,
     versions: Vec<StoredVersion>,
     signatures: Vec<StoredSignature>,
+    events: Vec<StoredRecordEvent>,
 }
 
 impl Loaded {
@@ -346,6 +348,31 @@ impl Loaded {
 
     fn current(&self) -> Result<&StoredVersion, PlatformError> {
         self.version(self.record.current_version)
+    }
+
+    /// When version `n`'s current review round began (its latest submission): only
+    /// signatures given since then count, so a version rejected and resubmitted — even
+    /// with the same content — needs every signature again.
+    fn round_start(&self, n: u64) -> Option<OffsetDateTime> {
+        self.events
+            .iter()
+            .filter(|e| e.version == n && e.action == Action::RecordSubmit.as_str())
+            .map(|e| e.at)
+            .max()
+    }
+
+    /// The signatures that count toward version `v`'s policy now: on its current
+    /// content, given in its current review round.
+    fn counting(&self, v: &StoredVersion) -> Vec<&StoredSignature> {
+        let round = self.round_start(v.version);
+        self.signatures
+            .iter()
+            .filter(|s| {
+                s.version == v.version
+                    && s.content_hash == v.content_hash
+                    && round.is_none_or(|r| s.signed_at >= r)
+            })
+            .collect()
     }
 }
 
@@ -427,11 +454,16 @@ impl Platform {
                         created_at: row.created_at,
                     });
                 }
-                Err(crate::store::StoreError::Conflict { .. }) => continue,
+                // Another definition took this version number first: take the next.
+                Err(crate::store::StoreError::Conflict {
+                    what: "record type version",
+                }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(PlatformError::PreconditionFailed)
+        Err(PlatformError::unavailable(
+            "record type definitions kept colliding; retry",
+        ))
     }
 
     /// A record type (latest version, or `version`), `records:read`.
@@ -595,9 +627,8 @@ impl Platform {
         version: u64,
     ) -> Result<StoredRevision, PlatformError> {
         self.store
-            .record_revisions(scope, record, Some(version))
+            .latest_record_revision(scope, record, version)
             .await?
-            .pop()
             .ok_or_else(|| corrupt(format!("record {record} version {version} has no revision")))
     }
 
@@ -610,10 +641,12 @@ impl Platform {
             .ok_or(PlatformError::NotFound("record"))?;
         let versions = self.store.record_versions(scope, &id).await?;
         let signatures = self.store.record_signatures(scope, &id).await?;
+        let events = self.store.record_events(scope, &id).await?;
         Ok(Loaded {
             record,
             versions,
             signatures,
+            events,
         })
     }
 
@@ -798,13 +831,16 @@ impl Platform {
             .signatures
             .iter()
             .filter(|s| s.version == n)
-            .map(|s| signature_view(s, &v.content_hash))
+            .map(|s| {
+                let counts = loaded.counting(v).iter().any(|c| c.id == s.id);
+                signature_view(s, counts)
+            })
             .collect();
         let next_signature = if v.state == "in_review" {
             let t = self
                 .load_type(scope, &loaded.record.type_name, Some(v.type_version))
                 .await?;
-            next_step(&t.definition, &loaded.signatures, v)
+            next_step(&t.definition, &loaded.counting(v))
                 .map(|i| t.definition.signature_policy.steps[i].meaning.clone())
         } else {
             None
@@ -1145,11 +1181,16 @@ impl Platform {
         reason: String,
     ) -> Result<RecordView, PlatformError> {
         text_ok("reason", Some(&reason), true)?;
-        let permission = match principal {
-            Principal::User(u) if u.permissions().contains(&Permission::RecordsApprove) => {
-                Permission::RecordsApprove
-            }
-            _ => Permission::RecordsReview,
+        // Whoever may review or approve may send a version back.
+        let held = match principal {
+            Principal::User(u) => Some(u.permissions()),
+            Principal::Application(a) => Some(a.permissions()),
+            _ => None,
+        };
+        let permission = if held.is_some_and(|p| p.contains(&Permission::RecordsApprove)) {
+            Permission::RecordsApprove
+        } else {
+            Permission::RecordsReview
         };
         let (scope, loaded) = self
             .writable_loaded(principal, slug, id, if_match, permission)
@@ -1370,7 +1411,7 @@ impl Platform {
                         .join(", ")
                 ),
             })?;
-        let next = next_step(&t.definition, &loaded.signatures, &v);
+        let next = next_step(&t.definition, &loaded.counting(&v));
         if next != Some(step) {
             return Err(PlatformError::RecordState(match next {
                 Some(i) => format!(
@@ -1398,13 +1439,11 @@ impl Platform {
             .await?;
         let mut editors: BTreeSet<String> = revisions.iter().map(|r| r.saved_by.clone()).collect();
         editors.insert(v.created_by.clone());
-        let current_sigs: Vec<&StoredSignature> = loaded
-            .signatures
-            .iter()
-            .filter(|s| s.version == v.version && s.content_hash == v.content_hash)
-            .collect();
+        let current_sigs = loaded.counting(&v);
         let last = step + 1 == policy.steps.len();
-        if last && step > 0 {
+        // The approver (the last step, also in a one-step policy) is never an editor of
+        // the version nor an earlier signer of this round.
+        if last {
             let earlier = current_sigs.iter().any(|s| s.signer_id == me);
             if editors.contains(&me) || earlier {
                 return Err(PlatformError::SeparationOfDuties(
@@ -1450,6 +1489,12 @@ impl Platform {
                 });
             };
             if given.as_str().to_lowercase() != stored_user.email.as_str().to_lowercase() {
+                // A wrong login identifier is a failed credential like a wrong password.
+                let account = format!("{slug}/{}", stored_user.email.as_str());
+                self.throttle
+                    .begin(&account, request.client)
+                    .map_err(super::users::too_many)?
+                    .failed();
                 self.signature_failed(
                     &scope,
                     &loaded.record.id,
@@ -1709,9 +1754,6 @@ impl Platform {
             ));
         }
         for e in self.store.record_events(&scope, &rid).await? {
-            if e.action == Action::RecordRevise.as_str() {
-                continue; // shown as the new version's first revision
-            }
             items.push((
                 e.at,
                 2,
@@ -1902,9 +1944,15 @@ impl Platform {
             skip,
             take,
         };
-        self.objects
+        let read = self
+            .objects
             .read_blob(scope, &attachment.blob, &mut window)
-            .await?;
+            .await;
+        match read {
+            Ok(_) => {}
+            Err(_) if window.take == 0 => {} // stopped on purpose after the range
+            Err(e) => return Err(e.into()),
+        }
         Ok(take - window.take)
     }
 
@@ -2229,15 +2277,14 @@ fn require_draft(loaded: &Loaded, v: &StoredVersion) -> Result<(), PlatformError
 
 /// The index of the next step the policy needs for `v`, counting only signatures on
 /// its current content, or `None` when every step is done.
-fn next_step(def: &Definition, signatures: &[StoredSignature], v: &StoredVersion) -> Option<usize> {
-    def.signature_policy.steps.iter().position(|step| {
-        !signatures.iter().any(|s| {
-            s.version == v.version && s.content_hash == v.content_hash && s.meaning == step.meaning
-        })
-    })
+fn next_step(def: &Definition, counting: &[&StoredSignature]) -> Option<usize> {
+    def.signature_policy
+        .steps
+        .iter()
+        .position(|step| !counting.iter().any(|s| s.meaning == step.meaning))
 }
 
-fn signature_view(s: &StoredSignature, current_hash: &Hash) -> SignatureView {
+fn signature_view(s: &StoredSignature, counts: bool) -> SignatureView {
     let when = time_text(s.signed_at);
     SignatureView {
         id: s.id.clone(),
@@ -2251,7 +2298,7 @@ fn signature_view(s: &StoredSignature, current_hash: &Hash) -> SignatureView {
         meaning: s.meaning.clone(),
         comment: s.comment.clone(),
         content_hash: hex::encode(s.content_hash),
-        current: s.content_hash == *current_hash,
+        current: counts,
         reauth: s.reauth.clone(),
         signature_hash: hex::encode(s.signature_hash),
         audit_seq: s.audit_seq,
@@ -2360,6 +2407,9 @@ impl AsyncWrite for HashingWriter {
     }
 }
 
+/// Why a ranged read stops early (not a failure).
+const RANGE_DONE: &str = "range complete";
+
 /// Passes on only the bytes of a range: drops the first `skip`, then at most `take`.
 struct RangeWriter<'a> {
     inner: &'a mut (dyn AsyncWrite + Send + Unpin),
@@ -2375,6 +2425,10 @@ impl AsyncWrite for RangeWriter<'_> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let len = buf.len() as u64;
+        if this.take == 0 {
+            // The range is written: stop decrypting the rest of the file.
+            return std::task::Poll::Ready(Err(std::io::Error::other(RANGE_DONE)));
+        }
         if this.skip >= len {
             this.skip -= len;
             return std::task::Poll::Ready(Ok(buf.len()));

@@ -77,6 +77,19 @@ fn classify(e: serde_json::Error) -> ContentError {
     }
 }
 
+/// Largest integer magnitude accepted: RFC 8785 writes numbers as IEEE 754 doubles, so
+/// two larger integers could canonicalise (and hash) the same.
+pub const MAX_EXACT_INTEGER: u64 = 1 << 53;
+
+fn exact<E: de::Error>(magnitude: u64) -> Result<(), E> {
+    if magnitude > MAX_EXACT_INTEGER {
+        return Err(E::custom(
+            "integers beyond ±2^53 cannot be represented exactly; send it as a string",
+        ));
+    }
+    Ok(())
+}
+
 struct Budget {
     values: usize,
 }
@@ -132,11 +145,13 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
 
     fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<Value, E> {
         self.count()?;
+        exact(v.unsigned_abs())?;
         Ok(Value::from(v))
     }
 
     fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<Value, E> {
         self.count()?;
+        exact(v)?;
         Ok(Value::from(v))
     }
 
@@ -286,6 +301,11 @@ mod tests {
         assert!(matches!(parse(b"[1]"), Err(ContentError::Refused(_))));
         assert!(matches!(parse(b"{} {}"), Err(ContentError::Malformed(_))));
         assert!(parse(br#"{"a":{"b":[1,2.5,"x",null,true]}}"#).is_ok());
+        assert!(matches!(
+            parse(br#"{"a":9007199254740993}"#),
+            Err(ContentError::Refused(_))
+        ));
+        assert!(parse(br#"{"a":-9007199254740992}"#).is_ok());
     }
 
     #[test]

@@ -208,6 +208,7 @@ pub fn index_tokens(
     content: &serde_json::Map<String, serde_json::Value>,
 ) -> Vec<(String, Hash)> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for field in searchable {
         let values: Vec<&serde_json::Value> = match content.get(field) {
             Some(serde_json::Value::Array(items)) => items.iter().collect(),
@@ -217,7 +218,7 @@ pub fn index_tokens(
         for v in values {
             if let Some(n) = normalise(v) {
                 let t = (field.clone(), index_token(key, type_name, field, &n));
-                if !out.contains(&t) {
+                if seen.insert(t.clone()) {
                     out.push(t);
                 }
             }

@@ -268,6 +268,14 @@ pub trait RecordStore: Send + Sync + 'static {
         version: Option<u64>,
     ) -> Result<Vec<StoredRevision>, StoreError>;
 
+    /// The latest revision of one version (one row, whatever the number of revisions).
+    async fn latest_record_revision(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredRevision>, StoreError>;
+
     /// Every signature on a record, in signing order.
     async fn record_signatures(
         &self,

@@ -179,8 +179,20 @@ pub(crate) async fn define_type(
     State(state): State<AppState>,
     Auth(principal): Auth,
     ApiPath(p): ApiPath<TypePath>,
-    ApiJson(body): ApiJson<Definition>,
+    req: Request,
 ) -> Result<Json<RecordTypeView>, Problem> {
+    // Parsed strictly like content: a definition with duplicate keys (two readings of
+    // one schema) is refused, not resolved last-wins.
+    let raw = Value::Object(strict_body(req).await?);
+    let body: Definition = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let pointer = e.path().to_string();
+        let pointer = if pointer == "." {
+            String::new()
+        } else {
+            format!("/{}", pointer.replace('.', "/"))
+        };
+        Problem::field(pointer, e.into_inner().to_string())
+    })?;
     Ok(Json(
         state
             .platform

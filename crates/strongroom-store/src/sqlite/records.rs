@@ -422,6 +422,25 @@ impl RecordStore for SqliteStore {
             .collect()
     }
 
+    async fn latest_record_revision(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredRevision>, StoreError> {
+        let region = self.region(scope)?;
+        sqlx::query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? AND version = ? ORDER BY revision DESC LIMIT 1")
+            .bind(tid(scope))
+            .bind(id)
+            .bind(int(version)?)
+            .fetch_optional(region.read())
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(revision_from_row)
+            .transpose()
+    }
+
     async fn record_signatures(
         &self,
         scope: &TenantScope,

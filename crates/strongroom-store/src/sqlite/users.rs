@@ -281,6 +281,7 @@ impl UserStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
         let mut tx = region.write().await?;
+        super::keys::require_live(&mut tx, scope).await?;
         let n = sqlx::query("UPDATE users SET full_name = ? WHERE tenant_id = ? AND id = ?")
             .bind(full_name)
             .bind(tid(scope))

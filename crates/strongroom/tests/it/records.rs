@@ -1378,3 +1378,148 @@ async fn attachments_stream_up_and_down_with_bounded_memory_and_ranges() {
     );
     assert!(peak < 100_000_000, "peak RSS {peak} bytes");
 }
+
+#[tokio::test]
+async fn a_rejected_round_needs_every_signature_again_and_one_step_approvers_are_not_authors() {
+    let lab = Lab::new("rounds").await;
+    let t = "rounds";
+    let (_, author) = lab
+        .user(t, "al@rounds.example", "Al", &["preparer", "reviewer"])
+        .await;
+    let (_, rob) = lab
+        .user(t, "rob@rounds.example", "Rob", &["reviewer"])
+        .await;
+    let rec = lab
+        .create(t, &author, json!({"batch_no": "B-1", "quantity": 1}))
+        .await;
+    let id = rec.json()["id"].as_str().unwrap().to_owned();
+    let base = format!("/v1/t/{t}/records/{id}");
+    let sigs = format!("{base}/versions/1/signatures");
+    let r = lab
+        .write(
+            &author,
+            Method::POST,
+            &format!("{base}/submit"),
+            &etag_of(&rec),
+            json!({}),
+        )
+        .await;
+    let r = lab
+        .sign(
+            &author,
+            &sigs,
+            &etag_of(&r),
+            sign_body("authored", Some("al@rounds.example")),
+        )
+        .await;
+    let r = lab
+        .sign(
+            &rob,
+            &sigs,
+            &etag_of(&r),
+            sign_body("reviewed", Some("rob@rounds.example")),
+        )
+        .await;
+    // Rejected and resubmitted with the same content: the old signatures stay on
+    // record but no longer count.
+    let r = lab
+        .write(
+            &rob,
+            Method::POST,
+            &format!("{base}/reject"),
+            &etag_of(&r),
+            json!({"reason": "wrong lot"}),
+        )
+        .await;
+    assert_eq!(r.ok(200)["status"], "draft");
+    let r = lab
+        .write(
+            &author,
+            Method::POST,
+            &format!("{base}/submit"),
+            &etag_of(&r),
+            json!({}),
+        )
+        .await;
+    let v = r.ok(200);
+    assert_eq!(v["current"]["next_signature"], "authored");
+    let sigs_now = v["current"]["signatures"].as_array().unwrap();
+    assert_eq!(sigs_now.len(), 2);
+    assert!(
+        sigs_now.iter().all(|s| s["current"] == false),
+        "{sigs_now:?}"
+    );
+    lab.sign(&rob, &sigs, &etag_of(&r), sign_body("reviewed", None))
+        .await
+        .problem(409, "record-state");
+    let history = lab.api.get(&format!("{base}/history"), &rob).await.ok(200);
+    assert!(
+        history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["action"] == "record.reject" && i["reason"] == "wrong lot")
+    );
+
+    // A one-step policy: the approver must not be the author.
+    let mut one = batch_type();
+    one["signature_policy"]["steps"] =
+        json!([{"meaning": "approved", "permission": "records:approve"}]);
+    lab.api
+        .put(&format!("/v1/t/{t}/record-types/single"), &lab.admin, one)
+        .await
+        .ok(200);
+    let body = json!({"type": "single", "content": {"batch_no": "S-1", "quantity": 1}});
+    let rec = lab
+        .api
+        .send_if(
+            Method::POST,
+            &format!("/v1/t/{t}/records"),
+            &author,
+            None,
+            Some(&body),
+        )
+        .await;
+    let id = rec.json()["id"].as_str().unwrap().to_owned();
+    let base = format!("/v1/t/{t}/records/{id}");
+    let r = lab
+        .write(
+            &author,
+            Method::POST,
+            &format!("{base}/submit"),
+            &etag_of(&rec),
+            json!({}),
+        )
+        .await;
+    let etag = etag_of(&r);
+    lab.sign(
+        &author,
+        &format!("{base}/versions/1/signatures"),
+        &etag,
+        sign_body("approved", None),
+    )
+    .await
+    .problem(403, "separation-of-duties");
+    let r = lab
+        .sign(
+            &rob,
+            &format!("{base}/versions/1/signatures"),
+            &etag,
+            sign_body("approved", None),
+        )
+        .await;
+    assert_eq!(r.ok(201)["status"], "approved");
+    // Integers beyond 2^53 would hash like their neighbours: refused.
+    let big =
+        br#"{"type":"batch","content":{"batch_no":"x","quantity":9007199254740993}}"#.to_vec();
+    lab.api
+        .send_raw(
+            Method::POST,
+            &format!("/v1/t/{t}/records"),
+            &author,
+            &[("content-type", "application/json")],
+            Some(big),
+        )
+        .await
+        .problem(422, "invalid-content");
+}
