@@ -373,6 +373,7 @@ impl From<PlatformError> for Problem {
                 message,
             } => Problem::new(&VALIDATION, message),
             PlatformError::InvalidAt { pointer, message } => Problem::field(pointer, message),
+            PlatformError::TooLarge(m) => Problem::new(&PAYLOAD_TOO_LARGE, m),
             e @ (PlatformError::PreconditionFailed
             | PlatformError::PreconditionRequired
             | PlatformError::SeparationOfDuties(_)
@@ -448,6 +449,22 @@ fn records_problem(e: PlatformError) -> Problem {
             p
         }
         other => Problem::internal(chain(&other)),
+    }
+}
+
+impl From<strongroom_core::records::content::ContentError> for Problem {
+    fn from(e: strongroom_core::records::content::ContentError) -> Self {
+        use strongroom_core::records::content::ContentError;
+        match e {
+            ContentError::Malformed(m) => {
+                Problem::new(&MALFORMED_BODY, format!("The body is not valid JSON: {m}"))
+            }
+            ContentError::TooLarge => Problem::new(
+                &PAYLOAD_TOO_LARGE,
+                "The request body is larger than this server accepts.",
+            ),
+            ContentError::Refused(m) => Problem::new(&INVALID_CONTENT, m),
+        }
     }
 }
 

@@ -33,6 +33,10 @@ const MAX_HTTP1_BUF: usize = 64 * 1024;
 const MAX_HTTP2_HEADERS: u32 = 64 * 1024;
 /// Concurrent HTTP/2 streams per connection.
 const MAX_HTTP2_STREAMS: u32 = 100;
+/// Largest HTTP/2 DATA frame a client may send: 16 KiB frames (the protocol's default)
+/// cost a wake-up each and hold attachment uploads to a fraction of HTTP/1.1's speed;
+/// a frame is read whole, so this bounds the per-connection read buffer.
+const MAX_HTTP2_FRAME: u32 = 256 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits up to the grace
 /// period for open requests to finish.
@@ -107,6 +111,7 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_HTTP2_STREAMS)
+        .max_frame_size(MAX_HTTP2_FRAME)
         .max_header_list_size(MAX_HTTP2_HEADERS);
     // No server PINGs: a connection with nothing in flight is closed by the idle
     // timeout instead, which also ends one whose peer is gone.

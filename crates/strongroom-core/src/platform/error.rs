@@ -60,6 +60,10 @@ pub enum PlatformError {
         /// Seconds after which trying again is reasonable.
         retry_after_secs: u64,
     },
+    /// The request's body is larger than allowed (→ 413), e.g. an attachment over
+    /// `limits.max_attachment_bytes`, found while streaming it.
+    #[error("{0}")]
+    TooLarge(String),
     /// A write carried an `If-Match` that is no longer the object's ETag: someone else
     /// changed it since it was read (→ 412). Never a silent merge.
     #[error("the object changed since it was read; read it again")]

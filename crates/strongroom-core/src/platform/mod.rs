@@ -39,8 +39,9 @@ pub use invitations::Invitation;
 pub use keys::{DataKeyStatus, SecretInfo, TenantKeyStatus};
 pub use mfa::{Reauth, RecoveryCodes, SecondFactor, TotpEnrolment};
 pub use records::{
-    AttachmentView, HistoryItem, MAX_ATTACHMENTS, RecordQuery, RecordSummary, RecordTypeView,
-    RecordView, SignRequest, SignatureView, VerifyFailure, VerifyReport, VersionView, etag,
+    AttachmentView, HistoryItem, MAX_ATTACHMENTS, MAX_REVISIONS, RecordQuery, RecordSummary,
+    RecordTypeView, RecordView, SignRequest, SignatureView, VerifyFailure, VerifyReport,
+    VersionView, etag,
 };
 pub use support::{MAX_GRANT_HOURS, SupportGrantView, SupportRequest};
 pub use users::{Credential, UserPatch, UserTokens};
@@ -91,6 +92,8 @@ pub struct Platform {
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
     require_operator_totp: bool,
     max_attachment_bytes: u64,
+    /// Compiled record-type versions.
+    type_cache: records::TypeCache,
     /// Tenants' MFA policies as last read (see `mfa_required_now`).
     mfa_policies: std::sync::Mutex<
         std::collections::HashMap<crate::tenant::TenantId, (std::time::Instant, mfa::MfaPolicy)>,
@@ -208,6 +211,7 @@ impl Platform {
             readiness: tokio::sync::Mutex::new(None),
             require_operator_totp: config.operators.require_totp,
             max_attachment_bytes: config.limits.max_attachment_bytes,
+            type_cache: records::TypeCache::default(),
             mfa_policies: std::sync::Mutex::new(Default::default()),
             store,
             providers,

@@ -36,6 +36,9 @@ use crate::tenant::Slug;
 const INDEX_KEY_ID: &str = "records";
 /// Longest reason or comment, in characters.
 const MAX_TEXT: usize = crate::audit::entry::MAX_REASON;
+/// Most revisions of one version (every save is kept; this bounds what one record
+/// can make every later read and verification walk).
+pub const MAX_REVISIONS: u64 = 10_000;
 /// Most attachments on one version.
 pub const MAX_ATTACHMENTS: usize = 64;
 
@@ -323,8 +326,44 @@ fn time_text(t: OffsetDateTime) -> String {
     format_time(t).replace('Z', "+00:00")
 }
 
+/// Most compiled type versions kept in memory.
+const TYPE_CACHE: usize = 256;
+
+/// Compiled record-type versions by (tenant, name, version): immutable once written, so
+/// never stale; emptied when full (a simple bound, not an LRU).
+#[derive(Default)]
+pub(super) struct TypeCache(
+    std::sync::Mutex<
+        std::collections::HashMap<
+            (crate::tenant::TenantId, String, u64),
+            std::sync::Arc<LoadedType>,
+        >,
+    >,
+);
+
+impl TypeCache {
+    fn get(
+        &self,
+        key: &(crate::tenant::TenantId, String, u64),
+    ) -> Option<std::sync::Arc<LoadedType>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: (crate::tenant::TenantId, String, u64), value: std::sync::Arc<LoadedType>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= TYPE_CACHE {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
+}
+
 /// A parsed, compiled record type.
-struct LoadedType {
+pub(super) struct LoadedType {
     row: StoredRecordType,
     definition: Definition,
     compiled: Compiled,
@@ -389,27 +428,42 @@ impl Platform {
             .1)
     }
 
+    /// A type version, compiled. Type versions never change, so compiled ones are
+    /// kept (at most [`TYPE_CACHE`]) instead of meta-validating and compiling a schema
+    /// on every read.
     async fn load_type(
         &self,
         scope: &TenantScope,
         name: &str,
         version: Option<u64>,
-    ) -> Result<LoadedType, PlatformError> {
+    ) -> Result<std::sync::Arc<LoadedType>, PlatformError> {
+        let key = |v: u64| (scope.tenant(), name.to_owned(), v);
+        if let Some(v) = version
+            && let Some(hit) = self.type_cache.get(&key(v))
+        {
+            return Ok(hit);
+        }
         let row = self
             .store
             .record_type(scope, name, version)
             .await?
             .ok_or(PlatformError::NotFound("record type"))?;
+        if let Some(hit) = self.type_cache.get(&key(row.version)) {
+            return Ok(hit);
+        }
         let definition: Definition = serde_json::from_str(&row.definition)
             .map_err(|e| corrupt(format!("record type definition unreadable: {e}")))?;
         let compiled = definition
             .validate()
             .map_err(|e| corrupt(format!("stored record type no longer compiles: {e}")))?;
-        Ok(LoadedType {
+        let version = row.version;
+        let loaded = std::sync::Arc::new(LoadedType {
             row,
             definition,
             compiled,
-        })
+        });
+        self.type_cache.put(key(version), loaded.clone());
+        Ok(loaded)
     }
 
     /// Defines a record type, or changes one (a new type version), `records:admin`.
@@ -481,8 +535,8 @@ impl Platform {
         Ok(RecordTypeView {
             name: name.clone(),
             version: t.row.version,
-            definition: t.definition,
-            created_by: t.row.created_by,
+            definition: t.definition.clone(),
+            created_by: t.row.created_by.clone(),
             created_at: t.row.created_at,
         })
     }
@@ -995,6 +1049,7 @@ impl Platform {
         action: Action,
     ) -> Result<(), PlatformError> {
         let id = &loaded.record.id;
+        require_room(v)?;
         let revision = v.revision + 1;
         let hash = content::content_hash(&HashInput {
             record: id,
@@ -1431,15 +1486,22 @@ impl Platform {
                 needed.as_str()
             )));
         }
-        // Separation of duties, from the stored history of this version.
+        // Separation of duties, from the stored history of the record: its editors are
+        // everyone who saved any revision of any version (a revision carries earlier
+        // versions' content forward) or started one.
         let me = user.user().to_string();
         let revisions = self
             .store
-            .record_revisions(&scope, &loaded.record.id, Some(v.version))
+            .record_revisions(&scope, &loaded.record.id, None)
             .await?;
         let mut editors: BTreeSet<String> = revisions.iter().map(|r| r.saved_by.clone()).collect();
-        editors.insert(v.created_by.clone());
+        editors.extend(loaded.versions.iter().map(|x| x.created_by.clone()));
         let current_sigs = loaded.counting(&v);
+        if current_sigs.iter().any(|s| s.signer_id == me) {
+            return Err(PlatformError::SeparationOfDuties(
+                "one person gives at most one signature per review round".into(),
+            ));
+        }
         let last = step + 1 == policy.steps.len();
         // The approver (the last step, also in a one-step policy) is never an editor of
         // the version nor an earlier signer of this round.
@@ -1866,10 +1928,9 @@ impl Platform {
         let mut hashing = HashingReader::new(reader, max_bytes);
         let stored = self.objects.put_blob(&scope, &blob_id, &mut hashing).await;
         if hashing.exceeded {
-            return Err(PlatformError::Invalid {
-                field: Some("body"),
-                message: format!("attachments are at most {max_bytes} bytes"),
-            });
+            return Err(PlatformError::TooLarge(format!(
+                "attachments are at most {max_bytes} bytes"
+            )));
         }
         let blob = stored?;
         let (sha, size) = hashing.finish();
@@ -1918,9 +1979,10 @@ impl Platform {
             return Err(PlatformError::NotFound("record"));
         }
         let rev = self
-            .latest_revision(&scope, &rid, n)
-            .await
-            .map_err(|_| PlatformError::NotFound("version"))?;
+            .store
+            .latest_record_revision(&scope, &rid, n)
+            .await?
+            .ok_or(PlatformError::NotFound("version"))?;
         let found = attachments_of(&rev)?
             .into_iter()
             .find(|a| a.name == name)
@@ -1960,15 +2022,16 @@ impl Platform {
     /// every revision's content hash, every version against its latest revision, every
     /// attachment's SHA-256, every signature against the version it names, its own hash
     /// and its `record.sign` audit entry, and that entry's inclusion in the tenant's
-    /// signed checkpoint. `records:read` (or the local administrator).
+    /// signed checkpoint. `audit:read` (or the local administrator).
     pub async fn verify_records(
         &self,
         principal: &Principal,
         slug: &Slug,
         only: Option<&RecordId>,
     ) -> Result<VerifyReport, PlatformError> {
+        // Verification reads the audit trail (and costs work): `audit:read`.
         let scope = self
-            .records_scope(principal, slug, Permission::RecordsRead)
+            .records_scope(principal, slug, Permission::AuditRead)
             .await?;
         let (size, note) = self.audit.checkpoint(&scope, slug.as_str()).await?;
         let vkey = self.audit.vkey(&scope, slug.as_str()).await?;
@@ -2029,48 +2092,46 @@ impl Platform {
         report: &mut VerifyReport,
     ) -> Result<(), PlatformError> {
         let rid = &loaded.record.id;
-        let mut fail = |version: Option<u64>, problem: String| {
-            report.failures.push(VerifyFailure {
-                record: rid.clone(),
-                version,
-                problem,
-            });
-        };
-        // The record's audit entries: what every revision and approval must match.
+        let mut failures: Vec<(Option<u64>, String)> = Vec::new();
+        // The record's audit entries: what every revision, approval and signature must
+        // match. Each one relied on must itself be in the signed checkpoint.
         let entries = self.record_entries(scope, rid).await?;
+        let mut proven = std::collections::HashMap::new();
         let revisions = self.store.record_revisions(scope, rid, None).await?;
-        let mut checked = (0u64, 0u64, 0u64);
         for v in &loaded.versions {
-            checked.0 += 1;
+            report.versions += 1;
             let revs: Vec<&StoredRevision> = revisions
                 .iter()
                 .filter(|r| r.version == v.version)
                 .collect();
             if revs.iter().map(|r| r.revision).ne(1..=v.revision) {
-                fail(
+                failures.push((
                     Some(v.version),
                     format!(
                         "revisions are not exactly 1..={} (revisions missing or added)",
                         v.revision
                     ),
-                );
+                ));
             }
             for r in &revs {
-                checked.1 += 1;
-                let content = match self.open_revision(scope, rid, r).await {
-                    Ok(c) => c,
-                    Err(_) => {
-                        fail(
-                            Some(v.version),
-                            format!(
-                                "revision {} cannot be opened: its ciphertext was altered or is not this record's",
-                                r.revision
-                            ),
-                        );
-                        continue;
-                    }
+                report.revisions += 1;
+                let Ok(content) = self.open_revision(scope, rid, r).await else {
+                    failures.push((
+                        Some(v.version),
+                        format!(
+                            "revision {} cannot be opened: its ciphertext was altered or is not this record's",
+                            r.revision
+                        ),
+                    ));
+                    continue;
                 };
-                let attachments = attachments_of(r)?;
+                let Ok(attachments) = attachments_of(r) else {
+                    failures.push((
+                        Some(v.version),
+                        format!("revision {}: its attachment list is unreadable", r.revision),
+                    ));
+                    continue;
+                };
                 let hash = content::content_hash(&HashInput {
                     record: rid,
                     version: v.version,
@@ -2080,16 +2141,16 @@ impl Platform {
                     attachments: &attachments,
                 });
                 if hash != r.content_hash {
-                    fail(
+                    failures.push((
                         Some(v.version),
                         format!(
                             "revision {}: stored content hash does not match its content",
                             r.revision
                         ),
-                    );
+                    ));
                 }
                 let hex_hash = hex::encode(hash);
-                let audited = entries.iter().any(|(_, e)| {
+                let entry = entries.iter().find(|(_, e, _)| {
                     e["target"]["version"] == v.version
                         && e["after"] == hex_hash.as_str()
                         && matches!(
@@ -2102,82 +2163,123 @@ impl Platform {
                             )
                         )
                 });
-                if !audited {
-                    fail(
+                match entry {
+                    None => failures.push((
                         Some(v.version),
                         format!(
                             "revision {}: no audit entry records this content",
                             r.revision
                         ),
-                    );
-                }
-            }
-            if let Some(last) = revs.last()
-                && last.content_hash != v.content_hash
-            {
-                fail(
-                    Some(v.version),
-                    "the version's content hash is not its latest revision's".into(),
-                );
-            }
-            if v.state == "approved" {
-                let approved = entries.iter().any(|(_, e)| {
-                    e["action"] == "record.approve"
-                        && e["target"]["version"] == v.version
-                        && e["after"] == hex::encode(v.content_hash).as_str()
-                });
-                if !approved {
-                    fail(
-                        Some(v.version),
-                        "approved, but no record.approve audit entry names this content".into(),
-                    );
-                }
-                // Attachments of the approved content, re-hashed from the streams.
-                if let Some(last) = revs.last() {
-                    for a in attachments_of(last)? {
-                        checked.2 += 1;
-                        let mut sink = HashingWriter::default();
-                        let read = self.objects.read_blob(scope, &a.blob, &mut sink).await;
-                        if read.is_err()
-                            || hex::encode(sink.finish()) != a.sha256
-                            || sink.size != a.size
-                        {
-                            fail(
+                    )),
+                    Some((seq, e, bytes)) => {
+                        if e["actor"]["id"] != r.saved_by.as_str() {
+                            failures.push((
                                 Some(v.version),
                                 format!(
-                                    "attachment {:?} does not match its recorded SHA-256",
-                                    a.name
+                                    "revision {}: saved by {} but its audit entry names another actor",
+                                    r.revision, r.saved_by
                                 ),
-                            );
+                            ));
                         }
+                        proven.insert(*seq, bytes.clone());
                     }
                 }
             }
+            if let Some(last) = revs.last() {
+                if last.content_hash != v.content_hash {
+                    failures.push((
+                        Some(v.version),
+                        "the version's content hash is not its latest revision's".into(),
+                    ));
+                }
+                // Attachments of the version's content, re-hashed from the streams.
+                for a in attachments_of(last).unwrap_or_default() {
+                    report.attachments += 1;
+                    let mut sink = HashingWriter::default();
+                    let read = self.objects.read_blob(scope, &a.blob, &mut sink).await;
+                    if read.is_err()
+                        || hex::encode(sink.finish()) != a.sha256
+                        || sink.size != a.size
+                    {
+                        failures.push((
+                            Some(v.version),
+                            format!(
+                                "attachment {:?} does not match its recorded SHA-256",
+                                a.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            let approval = entries.iter().find(|(_, e, _)| {
+                e["action"] == "record.approve" && e["target"]["version"] == v.version
+            });
+            match (v.state == "approved", approval) {
+                (true, None) => failures.push((
+                    Some(v.version),
+                    "approved, but no record.approve audit entry names this version".into(),
+                )),
+                (true, Some((_, e, _))) if e["after"] != hex::encode(v.content_hash).as_str() => {
+                    failures.push((
+                        Some(v.version),
+                        "its record.approve audit entry names other content".into(),
+                    ));
+                }
+                (false, Some(_)) => failures.push((
+                    Some(v.version),
+                    format!(
+                        "the trail approved this version, but it is stored as {}",
+                        v.state
+                    ),
+                )),
+                (true, Some((seq, _, bytes))) => {
+                    proven.insert(*seq, bytes.clone());
+                    // Every step of the policy it was approved under has a signature
+                    // on this content.
+                    let def = self
+                        .store
+                        .record_type(scope, &loaded.record.type_name, Some(v.type_version))
+                        .await?
+                        .and_then(|t| serde_json::from_str::<Definition>(&t.definition).ok());
+                    for step in def.iter().flat_map(|d| d.signature_policy.steps.iter()) {
+                        let signed = loaded.signatures.iter().any(|s| {
+                            s.version == v.version
+                                && s.content_hash == v.content_hash
+                                && s.meaning == step.meaning
+                        });
+                        if !signed {
+                            failures.push((
+                                Some(v.version),
+                                format!(
+                                    "approved without a `{}` signature on its content",
+                                    step.meaning
+                                ),
+                            ));
+                        }
+                    }
+                }
+                (false, None) => {}
+            }
         }
-        report.versions += checked.0;
-        report.revisions += checked.1;
-        report.attachments += checked.2;
+        // Every record.sign entry has its signature row (none deleted).
+        for (seq, e, _) in &entries {
+            if e["action"] == "record.sign"
+                && !loaded.signatures.iter().any(|s| s.audit_seq == *seq)
+            {
+                failures.push((
+                    e["target"]["version"].as_u64(),
+                    format!("audit entry {seq} records a signature whose row is missing"),
+                ));
+            }
+        }
         for s in &loaded.signatures {
             report.signatures += 1;
-            let recomputed = model::signature_hash(&model::SignatureFields {
-                id: &s.id,
-                record: &s.record_id,
-                version: s.version,
-                signer: &s.signer_id,
-                printed_name: &s.printed_name,
-                meaning: &s.meaning,
-                comment: s.comment.as_deref(),
-                signed_at: s.signed_at,
-                content_hash: &s.content_hash,
-                session: &s.session_id,
-                reauth: &s.reauth,
-            });
+            let recomputed = model::signature_hash(&fields_of(s));
             let mut sfail = |problem: String| {
-                report.failures.push(VerifyFailure {
-                    record: rid.clone(),
-                    version: Some(s.version),
-                    problem: format!("signature {} ({}): {problem}", s.id, s.meaning),
-                });
+                failures.push((
+                    Some(s.version),
+                    format!("signature {} ({}): {problem}", s.id, s.meaning),
+                ));
             };
             if recomputed != s.signature_hash {
                 sfail("its fields do not match its hash (meaning, time, signer, record or content changed)".into());
@@ -2201,42 +2303,57 @@ impl Platform {
             let bound = parsed["action"] == "record.sign"
                 && parsed["target"]["id"] == rid.as_str()
                 && parsed["target"]["version"] == s.version
-                && parsed["after"] == hex::encode(recomputed).as_str();
+                && parsed["after"] == hex::encode(recomputed).as_str()
+                && parsed["actor"]["id"] == s.signer_id.as_str();
             if !bound {
                 sfail(format!(
-                    "audit entry {} does not commit to this signature on this record and version",
+                    "audit entry {} does not commit to this signature by this signer on this record and version",
                     s.audit_seq
                 ));
             }
-            match self
+            proven.insert(s.audit_seq, entry.entry.clone());
+        }
+        // Inclusion of every entry relied on in the signed checkpoint.
+        for (seq, bytes) in &proven {
+            let ok = match self
                 .audit
-                .inclusion(scope, slug.as_str(), s.audit_seq, Some(cp.size))
+                .inclusion(scope, slug.as_str(), *seq, Some(cp.size))
                 .await
             {
-                Ok(proof)
-                    if verify_inclusion(
-                        s.audit_seq,
-                        cp.size,
-                        &leaf_hash(&entry.entry),
-                        &proof.hashes,
-                        &cp.root,
-                    )
-                    .is_ok() => {}
-                _ => sfail(format!(
-                    "audit entry {} is not included in the signed checkpoint of size {}",
-                    s.audit_seq, cp.size
-                )),
+                Ok(proof) => {
+                    verify_inclusion(*seq, cp.size, &leaf_hash(bytes), &proof.hashes, &cp.root)
+                        .is_ok()
+                }
+                Err(_) => false,
+            };
+            if !ok {
+                failures.push((
+                    None,
+                    format!(
+                        "audit entry {seq} is not included in the signed checkpoint of size {}",
+                        cp.size
+                    ),
+                ));
             }
         }
+        report.failures.extend(
+            failures
+                .into_iter()
+                .map(|(version, problem)| VerifyFailure {
+                    record: rid.clone(),
+                    version,
+                    problem,
+                }),
+        );
         Ok(())
     }
 
-    /// Every audit entry whose target is the record, parsed, with its position.
+    /// Every audit entry whose target is the record: position, parsed, stored bytes.
     async fn record_entries(
         &self,
         scope: &TenantScope,
         rid: &str,
-    ) -> Result<Vec<(u64, Value)>, PlatformError> {
+    ) -> Result<Vec<(u64, Value, Vec<u8>)>, PlatformError> {
         let filter = AuditFilter {
             target: Some(format!("record:{rid}")),
             ..AuditFilter::default()
@@ -2248,16 +2365,40 @@ impl Platform {
             let done = batch.len() < 500;
             for e in batch {
                 from = e.seq + 1;
-                out.push((
-                    e.seq,
-                    serde_json::from_slice(&e.entry).unwrap_or(Value::Null),
-                ));
+                let parsed = serde_json::from_slice(&e.entry).unwrap_or(Value::Null);
+                out.push((e.seq, parsed, e.entry));
             }
             if done {
                 return Ok(out);
             }
         }
     }
+}
+
+/// The fields of a stored signature, as its hash covers them.
+fn fields_of(s: &StoredSignature) -> model::SignatureFields<'_> {
+    model::SignatureFields {
+        id: &s.id,
+        record: &s.record_id,
+        version: s.version,
+        signer: &s.signer_id,
+        printed_name: &s.printed_name,
+        meaning: &s.meaning,
+        comment: s.comment.as_deref(),
+        signed_at: s.signed_at,
+        content_hash: &s.content_hash,
+        session: &s.session_id,
+        reauth: &s.reauth,
+    }
+}
+
+fn require_room(v: &StoredVersion) -> Result<(), PlatformError> {
+    if v.revision >= MAX_REVISIONS {
+        return Err(PlatformError::RecordState(format!(
+            "this version has {MAX_REVISIONS} revisions, the most one version keeps: submit it"
+        )));
+    }
+    Ok(())
 }
 
 fn require_draft(loaded: &Loaded, v: &StoredVersion) -> Result<(), PlatformError> {

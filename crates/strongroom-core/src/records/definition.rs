@@ -151,6 +151,8 @@ pub struct Violation {
     pub message: String,
 }
 
+/// Longest violation message, in characters.
+const MAX_MESSAGE: usize = 300;
 /// Most violations reported for one document.
 const MAX_VIOLATIONS: usize = 20;
 
@@ -160,9 +162,16 @@ impl Compiled {
         self.0
             .iter_errors(content)
             .take(MAX_VIOLATIONS)
-            .map(|e| Violation {
-                pointer: e.instance_path().to_string(),
-                message: e.to_string(),
+            .map(|e| {
+                // A validator message can quote the whole offending value: keep it short.
+                let mut message = e.to_string();
+                if message.chars().count() > MAX_MESSAGE {
+                    message = message.chars().take(MAX_MESSAGE).collect::<String>() + "…";
+                }
+                Violation {
+                    pointer: e.instance_path().to_string(),
+                    message,
+                }
             })
             .collect()
     }

@@ -199,8 +199,11 @@ pub fn index_token(key: &[u8], type_name: &str, field: &str, normalised: &str) -
     out
 }
 
+/// Most elements of one array field that get index tokens.
+pub const MAX_INDEXED_ELEMENTS: usize = 256;
+
 /// The tokens of every searchable field of `content` (each element of an array
-/// separately), deduplicated.
+/// separately, the first [`MAX_INDEXED_ELEMENTS`]), deduplicated.
 pub fn index_tokens(
     key: &[u8],
     type_name: &str,
@@ -211,7 +214,10 @@ pub fn index_tokens(
     let mut seen = std::collections::HashSet::new();
     for field in searchable {
         let values: Vec<&serde_json::Value> = match content.get(field) {
-            Some(serde_json::Value::Array(items)) => items.iter().collect(),
+            // At most the first MAX_INDEXED_ELEMENTS elements of an array are indexed.
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().take(MAX_INDEXED_ELEMENTS).collect()
+            }
             Some(v) => vec![v],
             None => vec![],
         };

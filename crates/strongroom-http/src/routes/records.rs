@@ -136,17 +136,7 @@ async fn strict_body(req: Request) -> Result<Map<String, Value>, Problem> {
 }
 
 fn parse_strict(bytes: &Bytes) -> Result<Map<String, Value>, Problem> {
-    content::parse(bytes).map_err(|e| match e {
-        content::ContentError::Malformed(m) => Problem::new(
-            &problem::MALFORMED_BODY,
-            format!("The body is not valid JSON: {m}"),
-        ),
-        content::ContentError::TooLarge => Problem::new(
-            &problem::PAYLOAD_TOO_LARGE,
-            "The request body is larger than this server accepts.",
-        ),
-        content::ContentError::Refused(m) => Problem::new(&problem::INVALID_CONTENT, m),
-    })
+    Ok(content::parse(bytes)?)
 }
 
 fn take_object(

@@ -126,8 +126,8 @@ fn core_modules_follow_the_layering() {
 }
 
 /// 21 CFR 11.10(e): an approved record version is never changed. Every statement of
-/// the storage code (SQLite adapters and migrations) that writes the records tables is
-/// checked: revisions, signatures, events and type versions are only ever inserted, and
+/// the storage code (the adapters' source) that writes the records tables is checked,
+/// and the migration's trigger is required: revisions, signatures, events and type versions are only ever inserted, and
 /// the one UPDATE of a version row excludes approved ones (the schema's trigger refuses
 /// it anyway; `records verify` would name it if someone bypassed both).
 #[test]
@@ -152,7 +152,9 @@ fn no_storage_statement_changes_an_approved_version_or_an_append_only_row() {
     }
     let mut version_updates = 0;
     for (path, text) in &sources {
-        let flat = text.replace('\n', " ");
+        // Whitespace collapsed and upper-cased keywords compared, so a statement split
+        // over lines or spaced oddly is still seen.
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
         for table in [
             "record_revisions",
             "signatures",

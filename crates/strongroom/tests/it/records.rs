@@ -390,7 +390,11 @@ async fn the_whole_lifecycle_with_three_users_and_part_11_signatures() {
         assert!(trail.iter().any(|x| x == a), "{a} not audited");
     }
     // Verification finds nothing wrong, over the API and the CLI.
-    let report = api.get(&format!("{base}/verify"), &reviewer).await.ok(200);
+    // Verification reads the trail: audit:read.
+    api.get(&format!("{base}/verify"), &reviewer)
+        .await
+        .problem(403, "forbidden");
+    let report = api.get(&format!("{base}/verify"), &lab.admin).await.ok(200);
     assert_eq!(report["failures"], json!([]), "{report}");
     assert_eq!(report["signatures"], 6);
     let out = lab.s.cli(&["records", "verify", "--tenant", t], None).await;
@@ -1105,7 +1109,7 @@ async fn tampering_in_the_database_is_named_by_records_verify() {
             sig_of(&ids[3], "approved")
         ),
     );
-    // 3: approved content edited: the stored hash and a byte of the sealed content.
+    // 3: approved content edited: a byte of the sealed content.
     tamper(
         &data,
         &format!(
@@ -1173,11 +1177,12 @@ async fn tampering_in_the_database_is_named_by_records_verify() {
     assert!(ok, "{one}");
     let api_report = lab
         .api
-        .get(&format!("/v1/t/{t}/records/{}/verify", ids[0]), &users[1])
+        .get(&format!("/v1/t/{t}/records/{}/verify", ids[0]), &lab.admin)
         .await
         .ok(200);
     assert!(!api_report["failures"].as_array().unwrap().is_empty());
-    // The stored hash edited to match edited content is still caught by the trail.
+    // The version's stored content hash overwritten: caught against its revision and
+    // the trail.
     tamper(
         &data,
         &format!(
@@ -1190,6 +1195,36 @@ async fn tampering_in_the_database_is_named_by_records_verify() {
     assert!(
         !report["failures"].as_array().unwrap().is_empty(),
         "{report}"
+    );
+    // A signature row deleted and the approval undone in the database: both named.
+    tamper(
+        &data,
+        &format!(
+            "DELETE FROM signatures WHERE record_id = '{}' AND meaning = 'reviewed'",
+            ids[3]
+        ),
+    );
+    tamper(
+        &data,
+        &format!(
+            "UPDATE record_versions SET state = 'draft', approved_at = NULL WHERE record_id = '{}'",
+            ids[3]
+        ),
+    );
+    let (_, report) = verify(Some(&ids[3])).await;
+    let problems: Vec<&str> = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["problem"].as_str().unwrap())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.contains("whose row is missing")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("stored as draft")),
+        "{problems:?}"
     );
 }
 
