@@ -147,6 +147,61 @@ fn file_copy_mbps(size: usize) -> f64 {
     mbps
 }
 
+const SIZE: usize = 256 << 20;
+
+/// Uploads then downloads a 256 MiB attachment on a new record; returns MB/s each way.
+async fn attachment_round_trip(
+    api: &strongroom_testkit::Api,
+    client: &reqwest::Client,
+    s: &TestServer,
+    token: &str,
+) -> (f64, f64) {
+    let rec = api
+        .send_if(
+            reqwest::Method::POST,
+            "/v1/t/bench/records",
+            token,
+            None,
+            Some(&json!({"type": "batch", "content": content(0)})),
+        )
+        .await;
+    let id = rec.json()["id"].as_str().unwrap().to_owned();
+    let block = bytes::Bytes::from(vec![3u8; 1 << 20]);
+    let stream = futures_util::stream::iter(
+        (0..SIZE >> 20).map(move |_| Ok::<_, std::io::Error>(block.clone())),
+    );
+    let start = Instant::now();
+    let r = client
+        .put(s.url(&format!("/v1/t/bench/records/{id}/attachments/big.bin")))
+        .bearer_auth(token)
+        .header("if-match", rec.etag.clone().unwrap())
+        .header("content-type", "application/octet-stream")
+        .header("content-length", SIZE.to_string())
+        .body(reqwest::Body::wrap_stream(stream))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let up = SIZE as f64 / start.elapsed().as_secs_f64() / 1e6;
+    let start = Instant::now();
+    let mut r = client
+        .get(s.url(&format!(
+            "/v1/t/bench/records/{id}/versions/1/attachments/big.bin"
+        )))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    let mut n = 0usize;
+    while let Some(c) = r.chunk().await.unwrap() {
+        n += c.len();
+    }
+    assert_eq!(n, SIZE);
+    (up, SIZE as f64 / start.elapsed().as_secs_f64() / 1e6)
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -388,56 +443,23 @@ async fn main() {
 
     let raw = raw_sqlite_rate().await;
 
-    // Attachments.
-    const SIZE: usize = 256 << 20;
-    let rec = api
-        .send_if(
-            reqwest::Method::POST,
-            "/v1/t/bench/records",
-            &writers[0],
-            None,
-            Some(&json!({"type": "batch", "content": content(0)})),
-        )
-        .await;
-    let id = rec.json()["id"].as_str().unwrap().to_owned();
-    let block = bytes::Bytes::from(vec![3u8; 1 << 20]);
-    let stream = futures_util::stream::iter(
-        (0..SIZE >> 20).map(move |_| Ok::<_, std::io::Error>(block.clone())),
-    );
-    let start = Instant::now();
-    let r = client
-        .put(url(&format!(
-            "/v1/t/bench/records/{id}/attachments/big.bin"
-        )))
-        .bearer_auth(&writers[0])
-        .header("if-match", rec.etag.clone().unwrap())
-        .header("content-type", "application/octet-stream")
-        .header("content-length", SIZE.to_string())
-        .body(reqwest::Body::wrap_stream(stream))
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await
+    // Attachments, over HTTP/1.1 and HTTP/2.
+    let cert = reqwest::Certificate::from_pem(&s.cert_pem()).unwrap();
+    let h1 = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .http1_only()
+        .build()
         .unwrap();
-    assert_eq!(r.status(), 201);
-    let up = SIZE as f64 / start.elapsed().as_secs_f64() / 1e6;
-    println!("{:<28} {up:>9.1} MB/s", "attachment upload 256 MiB");
-    let start = Instant::now();
-    let mut r = client
-        .get(url(&format!(
-            "/v1/t/bench/records/{id}/versions/1/attachments/big.bin"
-        )))
-        .bearer_auth(&writers[0])
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await
-        .unwrap();
-    let mut n = 0usize;
-    while let Some(c) = r.chunk().await.unwrap() {
-        n += c.len();
+    let mut transfer = Vec::new();
+    for (proto, c) in [("HTTP/1.1", &h1), ("HTTP/2", &client)] {
+        let (up, down) = attachment_round_trip(&api, c, &s, &writers[0]).await;
+        println!("{:<28} {up:>9.1} MB/s", format!("upload 256 MiB {proto}"));
+        println!(
+            "{:<28} {down:>9.1} MB/s",
+            format!("download 256 MiB {proto}")
+        );
+        transfer.push((proto, up, down));
     }
-    assert_eq!(n, SIZE);
-    let down = SIZE as f64 / start.elapsed().as_secs_f64() / 1e6;
-    println!("{:<28} {down:>9.1} MB/s", "attachment download 256 MiB");
     let gcm = openssl_gcm_mbps();
     let copy = file_copy_mbps(SIZE);
 
@@ -446,9 +468,11 @@ async fn main() {
     println!("read / raw SQLite insert     {:.2}", read_rate / raw);
     println!("update / raw SQLite insert   {:.2}", update_rate / raw);
     println!("sign / raw SQLite insert     {:.3}", sign_rate / raw);
-    println!("upload / openssl GCM         {:.2}", up / gcm);
-    println!("download / openssl GCM       {:.2}", down / gcm);
-    println!("upload / file copy           {:.2}", up / copy);
-    println!("download / file copy         {:.2}", down / copy);
+    for (proto, up, down) in transfer {
+        println!("upload {proto:<8} / openssl GCM    {:.2}", up / gcm);
+        println!("download {proto:<8} / openssl GCM  {:.2}", down / gcm);
+        println!("upload {proto:<8} / file copy      {:.2}", up / copy);
+        println!("download {proto:<8} / file copy    {:.2}", down / copy);
+    }
     s.stop().await;
 }
