@@ -248,8 +248,9 @@ enum KeysCommand {
     /// Revoke an access-token signing key: tokens it signed stop verifying within
     /// `tokens.reload_secs` in every process and it leaves the JWKS.
     RevokeSigningKey {
-        /// The key id (`kid`), as listed in /.well-known/jwks.json.
-        #[arg(long)]
+        /// The key id (`kid`), as listed in /.well-known/jwks.json. Key ids are
+        /// base64url and may start with '-': accepted as the value, not as a flag.
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
         /// Why (recorded in the platform trail).
         #[arg(long, value_name = "TEXT")]
