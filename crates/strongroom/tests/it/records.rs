@@ -1353,6 +1353,8 @@ async fn attachments_stream_up_and_down_with_bounded_memory_and_ranges() {
 
     // 1 GiB up and down, streamed: the server's peak RSS stays under 100 MB.
     const GIB: u64 = 1 << 30;
+    let before = peak_rss(lab.s.pid());
+    let before = peak_rss(lab.s.pid());
     let block = bytes::Bytes::from(pattern(1 << 20));
     let stream = futures_util::stream::iter((0..1024).map({
         let block = block.clone();
@@ -1408,10 +1410,16 @@ async fn attachments_stream_up_and_down_with_bounded_memory_and_ranges() {
     assert_eq!(big["sha256"], expected.as_str());
     let peak = peak_rss(lab.s.pid());
     println!(
-        "server peak RSS after 1 GiB up and down: {} MB",
+        "server peak RSS before: {} MB; after 1 GiB up and down: {} MB",
+        before / 1_000_000,
         peak / 1_000_000
     );
     assert!(peak < 100_000_000, "peak RSS {peak} bytes");
+    assert!(
+        peak - before < 32_000_000,
+        "streaming grew RSS by {} bytes",
+        peak - before
+    );
 }
 
 #[tokio::test]
