@@ -1354,7 +1354,6 @@ async fn attachments_stream_up_and_down_with_bounded_memory_and_ranges() {
     // 1 GiB up and down, streamed: the server's peak RSS stays under 100 MB.
     const GIB: u64 = 1 << 30;
     let before = peak_rss(lab.s.pid());
-    let before = peak_rss(lab.s.pid());
     let block = bytes::Bytes::from(pattern(1 << 20));
     let stream = futures_util::stream::iter((0..1024).map({
         let block = block.clone();
