@@ -392,11 +392,15 @@ impl Loaded {
     /// When version `n`'s current review round began (its latest submission): only
     /// signatures given since then count, so a version rejected and resubmitted — even
     /// with the same content — needs every signature again.
-    fn round_start(&self, n: u64) -> Option<OffsetDateTime> {
+    ///
+    /// Rounds are ordered by audit-log position, never by the clock (which may step
+    /// back): a signature belongs to the round whose submission precedes its
+    /// `record.sign` entry.
+    fn round_start(&self, n: u64) -> Option<u64> {
         self.events
             .iter()
             .filter(|e| e.version == n && e.action == Action::RecordSubmit.as_str())
-            .map(|e| e.at)
+            .map(|e| e.audit_seq)
             .max()
     }
 
@@ -409,7 +413,7 @@ impl Loaded {
             .filter(|s| {
                 s.version == v.version
                     && s.content_hash == v.content_hash
-                    && round.is_none_or(|r| s.signed_at >= r)
+                    && round.is_none_or(|r| s.audit_seq > r)
             })
             .collect()
     }
@@ -1156,6 +1160,7 @@ impl Platform {
                 actor: user_label(principal),
                 reason,
                 at: event.at,
+                audit_seq: 0,
             }),
             index: None,
         };
@@ -1383,6 +1388,7 @@ impl Platform {
                 actor: user_label(principal),
                 reason: Some(reason),
                 at: event.at,
+                audit_seq: 0,
             }),
             index: Some(index),
         };
@@ -1490,11 +1496,12 @@ impl Platform {
         // everyone who saved any revision of any version (a revision carries earlier
         // versions' content forward) or started one.
         let me = user.user().to_string();
-        let revisions = self
+        let mut editors: BTreeSet<String> = self
             .store
-            .record_revisions(&scope, &loaded.record.id, None)
-            .await?;
-        let mut editors: BTreeSet<String> = revisions.iter().map(|r| r.saved_by.clone()).collect();
+            .record_editors(&scope, &loaded.record.id)
+            .await?
+            .into_iter()
+            .collect();
         editors.extend(loaded.versions.iter().map(|x| x.created_by.clone()));
         let current_sigs = loaded.counting(&v);
         if current_sigs.iter().any(|s| s.signer_id == me) {
@@ -1504,24 +1511,14 @@ impl Platform {
         }
         let last = step + 1 == policy.steps.len();
         // The approver (the last step, also in a one-step policy) is never an editor of
-        // the version nor an earlier signer of this round.
-        if last {
-            let earlier = current_sigs.iter().any(|s| s.signer_id == me);
-            if editors.contains(&me) || earlier {
-                return Err(PlatformError::SeparationOfDuties(
-                    "the approver must differ from the version's author, editors and reviewers"
-                        .into(),
-                ));
-            }
-        } else if step > 0 && !policy.author_may_review {
-            let authored = current_sigs
-                .iter()
-                .any(|s| s.signer_id == me && s.meaning == policy.steps[0].meaning);
-            if editors.contains(&me) || authored {
-                return Err(PlatformError::SeparationOfDuties(
-                    "the author of a version may not review it".into(),
-                ));
-            }
+        // the record; earlier signers of this round were refused just above. Unless the
+        // policy allows it, an editor does not review either.
+        if editors.contains(&me) && (last || (step > 0 && !policy.author_may_review)) {
+            return Err(PlatformError::SeparationOfDuties(if last {
+                "the approver must differ from the record's authors, editors and reviewers".into()
+            } else {
+                "the author of a version may not review it".into()
+            }));
         }
         // Re-authentication: the login identifier (first signature in the session),
         // the password, and the second factor if the signer has one.
@@ -1650,6 +1647,7 @@ impl Platform {
                     actor: me.clone(),
                     reason: None,
                     at: now,
+                    audit_seq: 0,
                 }),
             )
         } else {
@@ -2012,7 +2010,8 @@ impl Platform {
             .await;
         match read {
             Ok(_) => {}
-            Err(_) if window.take == 0 => {} // stopped on purpose after the range
+            // Stopped on purpose after the range; any other failure is one.
+            Err(e) if window.take == 0 && super::chain(&e).contains(RANGE_DONE) => {}
             Err(e) => return Err(e.into()),
         }
         Ok(take - window.take)
@@ -2113,7 +2112,34 @@ impl Platform {
                     ),
                 ));
             }
-            for r in &revs {
+            // Revision i is recorded by the i-th content entry of this version, in log
+            // order (create, update, attach, revise): one to one, same hash, same actor.
+            let recorded: Vec<&(u64, Value, Vec<u8>)> = entries
+                .iter()
+                .filter(|(_, e, _)| {
+                    e["target"]["version"] == v.version
+                        && matches!(
+                            e["action"].as_str(),
+                            Some(
+                                "record.create"
+                                    | "record.update"
+                                    | "record.attach"
+                                    | "record.revise"
+                            )
+                        )
+                })
+                .collect();
+            if recorded.len() != revs.len() {
+                failures.push((
+                    Some(v.version),
+                    format!(
+                        "{} revisions are stored but the trail records {} content changes",
+                        revs.len(),
+                        recorded.len()
+                    ),
+                ));
+            }
+            for (i, r) in revs.iter().enumerate() {
                 report.revisions += 1;
                 let Ok(content) = self.open_revision(scope, rid, r).await else {
                     failures.push((
@@ -2149,30 +2175,9 @@ impl Platform {
                         ),
                     ));
                 }
-                let hex_hash = hex::encode(hash);
-                let entry = entries.iter().find(|(_, e, _)| {
-                    e["target"]["version"] == v.version
-                        && e["after"] == hex_hash.as_str()
-                        && matches!(
-                            e["action"].as_str(),
-                            Some(
-                                "record.create"
-                                    | "record.update"
-                                    | "record.attach"
-                                    | "record.revise"
-                            )
-                        )
-                });
-                match entry {
-                    None => failures.push((
-                        Some(v.version),
-                        format!(
-                            "revision {}: no audit entry records this content",
-                            r.revision
-                        ),
-                    )),
-                    Some((seq, e, bytes)) => {
-                        if e["actor"]["id"] != r.saved_by.as_str() {
+                match recorded.get(i) {
+                    Some((seq, e, bytes)) if e["after"] == hex::encode(hash).as_str() => {
+                        if actor_label(e) != r.saved_by {
                             failures.push((
                                 Some(v.version),
                                 format!(
@@ -2183,6 +2188,13 @@ impl Platform {
                         }
                         proven.insert(*seq, bytes.clone());
                     }
+                    _ => failures.push((
+                        Some(v.version),
+                        format!(
+                            "revision {}: the trail's content change at that place records other content",
+                            r.revision
+                        ),
+                    )),
                 }
             }
             if let Some(last) = revs.last() {
@@ -2241,6 +2253,15 @@ impl Platform {
                         .record_type(scope, &loaded.record.type_name, Some(v.type_version))
                         .await?
                         .and_then(|t| serde_json::from_str::<Definition>(&t.definition).ok());
+                    if def.is_none() {
+                        failures.push((
+                            Some(v.version),
+                            format!(
+                                "its record type {} version {} is missing or unreadable",
+                                loaded.record.type_name, v.type_version
+                            ),
+                        ));
+                    }
                     for step in def.iter().flat_map(|d| d.signature_policy.steps.iter()) {
                         let signed = loaded.signatures.iter().any(|s| {
                             s.version == v.version
@@ -2372,6 +2393,17 @@ impl Platform {
                 return Ok(out);
             }
         }
+    }
+}
+
+/// An audit entry's actor in the form revisions record it (`user_label`): a user's
+/// bare id, otherwise `<kind>:<id>` or the kind alone.
+fn actor_label(entry: &Value) -> String {
+    let kind = entry["actor"]["kind"].as_str().unwrap_or_default();
+    match (kind, entry["actor"]["id"].as_str()) {
+        ("user", Some(id)) => id.to_owned(),
+        (k, Some(id)) => format!("{k}:{id}"),
+        (k, None) => k.to_owned(),
     }
 }
 

@@ -139,6 +139,9 @@ pub struct StoredRecordEvent {
     pub reason: Option<String>,
     /// When.
     pub at: OffsetDateTime,
+    /// Position of its audit entry (the last of the change's entries; set by the
+    /// store): what orders review rounds.
+    pub audit_seq: u64,
 }
 
 /// A version row's new state (only drafts and versions in review are ever updated).
@@ -275,6 +278,14 @@ pub trait RecordStore: Send + Sync + 'static {
         id: &str,
         version: u64,
     ) -> Result<Option<StoredRevision>, StoreError>;
+
+    /// Everyone who saved a revision of any version of the record (user ids or actor
+    /// labels), without reading the revisions themselves.
+    async fn record_editors(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Every signature on a record, in signing order.
     async fn record_signatures(

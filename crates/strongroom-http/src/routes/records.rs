@@ -175,12 +175,20 @@ pub(crate) async fn define_type(
     // one schema) is refused, not resolved last-wins.
     let raw = Value::Object(strict_body(req).await?);
     let body: Definition = serde_path_to_error::deserialize(raw).map_err(|e| {
-        let pointer = e.path().to_string();
-        let pointer = if pointer == "." {
-            String::new()
-        } else {
-            format!("/{}", pointer.replace('.', "/"))
-        };
+        // An RFC 6901 pointer from the path's segments (`~` and `/` escaped).
+        let pointer: String = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Map { key } => {
+                    Some(key.replace('~', "~0").replace('/', "~1"))
+                }
+                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .map(|seg| format!("/{seg}"))
+            .collect();
         Problem::field(pointer, e.into_inner().to_string())
     })?;
     Ok(Json(

@@ -11,6 +11,7 @@ use strongroom_core::audit::merkle::Hash;
 use strongroom_core::store::{
     AuditEvent, Page, RecordChange, RecordFilter, RecordStore, StoreError, StoredRecord,
     StoredRecordEvent, StoredRecordType, StoredRevision, StoredSignature, StoredVersion,
+    VersionUpdate,
 };
 
 use super::keys::require_live;
@@ -166,6 +167,34 @@ async fn replace_index(
     Ok(())
 }
 
+/// The one statement that changes a version row: never an approved one (the
+/// statement excludes it; the schema's trigger would refuse it anyway).
+async fn update_version(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &TenantScope,
+    record: &str,
+    u: &VersionUpdate,
+) -> Result<(), StoreError> {
+    let n = sqlx::query("UPDATE record_versions SET state = ?, revision = ?, content_hash = ?, approved_at = ? WHERE tenant_id = ? AND record_id = ? AND version = ? AND state <> 'approved'")
+        .bind(&u.state)
+        .bind(int(u.revision)?)
+        .bind(u.content_hash.as_slice())
+        .bind(u.approved_at.map(to_micros))
+        .bind(tid(scope))
+        .bind(record)
+        .bind(int(u.version)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    if n != 1 {
+        return Err(StoreError::backend(
+            "refusing to change an approved (or missing) record version",
+        ));
+    }
+    Ok(())
+}
+
 async fn insert_signature(
     tx: &mut Transaction<'static, Sqlite>,
     scope: &TenantScope,
@@ -199,8 +228,9 @@ async fn insert_event(
     scope: &TenantScope,
     record: &str,
     e: &StoredRecordEvent,
+    audit_seq: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO record_events (tenant_id, record_id, seq, version, action, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO record_events (tenant_id, record_id, seq, version, action, actor, reason, at, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(record)
         .bind(int(e.seq)?)
@@ -209,6 +239,7 @@ async fn insert_event(
         .bind(&e.actor)
         .bind(&e.reason)
         .bind(to_micros(e.at))
+        .bind(int(audit_seq)?)
         .execute(&mut **tx)
         .await
         .map_err(db)?;
@@ -441,6 +472,32 @@ impl RecordStore for SqliteStore {
             .transpose()
     }
 
+    async fn record_editors(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let region = self.region(scope)?;
+        let mut editors: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT saved_by FROM record_revisions WHERE tenant_id = ? AND record_id = ?",
+        )
+        .bind(tid(scope))
+        .bind(id)
+        .fetch_all(region.read())
+        .await
+        .map_err(db)?;
+        let starters: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT created_by FROM record_versions WHERE tenant_id = ? AND record_id = ?",
+        )
+        .bind(tid(scope))
+        .bind(id)
+        .fetch_all(region.read())
+        .await
+        .map_err(db)?;
+        editors.extend(starters);
+        Ok(editors)
+    }
+
     async fn record_signatures(
         &self,
         scope: &TenantScope,
@@ -464,7 +521,7 @@ impl RecordStore for SqliteStore {
         id: &str,
     ) -> Result<Vec<StoredRecordEvent>, StoreError> {
         let region = self.region(scope)?;
-        let rows = sqlx::query("SELECT seq, version, action, actor, reason, at FROM record_events WHERE tenant_id = ? AND record_id = ? ORDER BY seq")
+        let rows = sqlx::query("SELECT seq, version, action, actor, reason, at, audit_seq FROM record_events WHERE tenant_id = ? AND record_id = ? ORDER BY seq")
             .bind(tid(scope))
             .bind(id)
             .fetch_all(region.read())
@@ -479,6 +536,7 @@ impl RecordStore for SqliteStore {
                     actor: r.try_get("actor").map_err(db)?,
                     reason: r.try_get("reason").map_err(db)?,
                     at: from_micros(r.try_get("at").map_err(db)?)?,
+                    audit_seq: u64_col(r, "audit_seq")?,
                 })
             })
             .collect()
@@ -533,23 +591,7 @@ impl RecordStore for SqliteStore {
             insert_version(&mut tx, scope, &c.record, v).await?;
         }
         if let Some(u) = &c.version_update {
-            let n = sqlx::query("UPDATE record_versions SET state = ?, revision = ?, content_hash = ?, approved_at = ? WHERE tenant_id = ? AND record_id = ? AND version = ? AND state <> 'approved'")
-                .bind(&u.state)
-                .bind(int(u.revision)?)
-                .bind(u.content_hash.as_slice())
-                .bind(u.approved_at.map(to_micros))
-                .bind(tid(scope))
-                .bind(&c.record)
-                .bind(int(u.version)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected();
-            if n != 1 {
-                return Err(StoreError::backend(
-                    "refusing to change an approved (or missing) record version",
-                ));
-            }
+            update_version(&mut tx, scope, &c.record, u).await?;
         }
         if let Some(r) = &c.revision {
             insert_revision(&mut tx, scope, &c.record, r).await?;
@@ -561,7 +603,10 @@ impl RecordStore for SqliteStore {
             insert_signature(&mut tx, scope, &c.record, s, audit_seq).await?;
         }
         if let Some(e) = &c.event {
-            insert_event(&mut tx, scope, &c.record, e).await?;
+            let audit_seq = *seqs
+                .last()
+                .ok_or_else(|| StoreError::backend("a record event needs its audit entry"))?;
+            insert_event(&mut tx, scope, &c.record, e, audit_seq).await?;
         }
         if let Some(index) = &c.index {
             replace_index(&mut tx, scope, &c.record, index).await?;

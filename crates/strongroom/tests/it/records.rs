@@ -1551,6 +1551,50 @@ async fn a_rejected_round_needs_every_signature_again_and_one_step_approvers_are
         )
         .await;
     assert_eq!(r.ok(201)["status"], "approved");
+    // Legitimate histories verify clean: an application writing records, content
+    // saved back to an earlier value, and the same content saved twice.
+    let app = lab
+        .api
+        .post(
+            &format!("/v1/t/{t}/applications"),
+            Some(&lab.admin),
+            json!({"name": "LIMS", "permissions": ["records:read", "records:write"]}),
+        )
+        .await
+        .ok(201);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", app["client_id"].as_str().unwrap()),
+        ("client_secret", app["client_secret"].as_str().unwrap()),
+    ];
+    let lims = lab.api.form("/oauth/token", &form).await.ok(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rec = lab
+        .create(t, &lims, json!({"batch_no": "L-1", "quantity": 1}))
+        .await;
+    let id = rec.json()["id"].as_str().unwrap().to_owned();
+    let mut etag = etag_of(&rec);
+    for (who, q) in [(&author, 2), (&lims, 1), (&author, 1)] {
+        let r = lab
+            .write(
+                who,
+                Method::PUT,
+                &format!("/v1/t/{t}/records/{id}/content"),
+                &etag,
+                json!({"content": {"batch_no": "L-1", "quantity": q}}),
+            )
+            .await;
+        etag = etag_of(&r);
+    }
+    let report = lab
+        .api
+        .get(&format!("/v1/t/{t}/records/{id}/verify"), &lab.admin)
+        .await
+        .ok(200);
+    assert_eq!(report["failures"], json!([]), "{report}");
+    assert_eq!(report["revisions"], 4);
     // Integers beyond 2^53 would hash like their neighbours: refused.
     let big =
         br#"{"type":"batch","content":{"batch_no":"x","quantity":9007199254740993}}"#.to_vec();

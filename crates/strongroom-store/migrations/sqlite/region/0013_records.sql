@@ -111,6 +111,7 @@ CREATE TABLE record_events (
     actor       TEXT    NOT NULL,
     reason      TEXT,
     at          INTEGER NOT NULL,
+    audit_seq   INTEGER NOT NULL,              -- its audit entry: orders review rounds
     PRIMARY KEY (tenant_id, record_id, seq),
     FOREIGN KEY (tenant_id, record_id) REFERENCES records (tenant_id, id)
 ) STRICT;
