@@ -27,6 +27,12 @@ curl -s --cacert "$cacert" -H "authorization: Bearer $op" -H 'content-type: appl
 echo "$pw" | admin user create --tenant acme --email admin@acme.example --role admin --password-stdin > /dev/null
 user=$(curl -s --cacert "$cacert" -H 'content-type: application/json' \
   -d "{\"email\":\"admin@acme.example\",\"password\":\"$pw\"}" "$url/v1/t/acme/sessions" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+# A record type and a record, so the records endpoints have something to find.
+curl -s --cacert "$cacert" -X PUT -H "authorization: Bearer $user" -H 'content-type: application/json' \
+  -d '{"schema":{"type":"object","properties":{"batch_no":{"type":"string"}}},"signature_policy":{"steps":[{"meaning":"approved","permission":"records:approve"}]},"searchable":["batch_no"]}' \
+  "$url/v1/t/acme/record-types/batch" > /dev/null
+curl -s --cacert "$cacert" -H "authorization: Bearer $user" -H 'content-type: application/json' \
+  -d '{"type":"batch","content":{"batch_no":"B-1"}}' "$url/v1/t/acme/records" > /dev/null
 run() {
   local who=$1 token=$2
   echo "=== schemathesis as $who"

@@ -32,7 +32,11 @@ use crate::state::AppState;
             the full list is in `x-problem-types`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    components(schemas(problem::ProblemBody, problem::FieldError)),
+    components(schemas(
+        problem::ProblemBody,
+        problem::FieldError,
+        strongroom_core::records::RecordId
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Liveness, readiness and API metadata"),
