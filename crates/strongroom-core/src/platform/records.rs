@@ -242,8 +242,11 @@ pub struct SignRequest {
     pub email: Option<Email>,
     /// The password.
     pub password: SecretString,
-    /// A current TOTP code (required when the signer has a second factor).
+    /// A current TOTP code (when the signer's second factor is TOTP).
     pub totp: Option<OneTimeCode>,
+    /// A passkey assertion: the challenge id and the authenticator's
+    /// `PublicKeyCredential` (when the signer's second factor is a passkey).
+    pub passkey: Option<(String, Value)>,
     /// The client's address (re-authentication is throttled like a sign-in).
     pub client: IpAddr,
 }
@@ -1714,7 +1717,7 @@ impl Platform {
         let offered = super::SecondFactor {
             totp: request.totp.clone(),
             recovery_code: None,
-            passkey: None,
+            passkey: request.passkey.clone(),
         };
         let factor_attempt = self
             .throttle
@@ -1726,7 +1729,11 @@ impl Platform {
             }
             super::mfa::FactorCheck::Verified => {
                 factor_attempt.succeeded();
-                method.push("totp");
+                method.push(if offered.passkey.is_some() {
+                    "passkey"
+                } else {
+                    "totp"
+                });
             }
             super::mfa::FactorCheck::Failed => {
                 factor_attempt.failed();

@@ -587,10 +587,14 @@ pub(crate) struct SignBody {
     /// Your password.
     #[schema(value_type = String, format = Password)]
     password: SecretString,
-    /// A current TOTP code, if you have a second factor.
+    /// A current TOTP code, if your second factor is TOTP.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     totp: Option<OneTimeCode>,
+    /// A passkey assertion, if your second factor is a passkey: answer a challenge
+    /// from `POST /v1/t/{tenant}/sessions/passkey-challenge`.
+    #[serde(default)]
+    passkey: Option<super::passkeys::PasskeyAnswer>,
 }
 
 /// Signs version `n` (current, in review, unchanged since `If-Match`), re-authenticating
@@ -621,6 +625,7 @@ pub(crate) async fn sign(
         email: body.email,
         password: body.password,
         totp: body.totp,
+        passkey: body.passkey.map(|p| (p.challenge_id, p.credential)),
         client,
     };
     let view = state

@@ -1609,3 +1609,109 @@ async fn a_rejected_round_needs_every_signature_again_and_one_step_approvers_are
         .await
         .problem(422, "invalid-content");
 }
+
+#[tokio::test]
+async fn a_passkey_user_signs_with_a_fresh_passkey_assertion() {
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    use webauthn_authenticator_rs::prelude::{
+        CreationChallengeResponse, RequestChallengeResponse, Url,
+    };
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+    let lab = Lab::new("keys").await;
+    let (t, api) = ("keys", &lab.api);
+    let (_, pam) = lab
+        .user(t, "pam@keys.example", "Pam Passkey", &["preparer"])
+        .await;
+    let origin = Url::parse("https://localhost:8443").unwrap();
+    let mut authenticator = SoftPasskey::new(true);
+    let ch = api
+        .post(
+            &format!("/v1/t/{t}/users/me/passkeys"),
+            Some(&pam),
+            json!({}),
+        )
+        .await
+        .ok(201);
+    let options: CreationChallengeResponse = serde_json::from_value(ch["options"].clone()).unwrap();
+    let credential = authenticator
+        .do_registration(origin.clone(), options)
+        .unwrap();
+    let body = json!({"challenge_id": ch["challenge_id"], "credential": serde_json::to_value(&credential).unwrap()});
+    let r = api
+        .post(
+            &format!("/v1/t/{t}/users/me/passkeys/finish"),
+            Some(&pam),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    let rec = lab
+        .create(t, &pam, json!({"batch_no": "P-1", "quantity": 1}))
+        .await;
+    let id = rec.json()["id"].as_str().unwrap().to_owned();
+    let base = format!("/v1/t/{t}/records/{id}");
+    let r = lab
+        .write(
+            &pam,
+            Method::POST,
+            &format!("{base}/submit"),
+            &etag_of(&rec),
+            json!({}),
+        )
+        .await;
+    let etag = etag_of(&r);
+    let sigs = format!("{base}/versions/1/signatures");
+    // The password alone is not enough for a user whose second factor is a passkey.
+    lab.sign(
+        &pam,
+        &sigs,
+        &etag,
+        sign_body("authored", Some("pam@keys.example")),
+    )
+    .await
+    .problem(403, "reauthentication-failed");
+    // A fresh assertion for a fresh challenge signs.
+    let challenge = api
+        .post(
+            &format!("/v1/t/{t}/sessions/passkey-challenge"),
+            None,
+            json!({"email": "pam@keys.example", "password": USER_PASSWORD}),
+        )
+        .await
+        .ok(200);
+    let options: RequestChallengeResponse =
+        serde_json::from_value(challenge["options"].clone()).unwrap();
+    let assertion =
+        serde_json::to_value(authenticator.do_authentication(origin, options).unwrap()).unwrap();
+    let mut body = sign_body("authored", Some("pam@keys.example"));
+    body["passkey"] = json!({"challenge_id": challenge["challenge_id"], "credential": assertion});
+    let v = lab.sign(&pam, &sigs, &etag, body.clone()).await.ok(201);
+    assert_eq!(
+        v["current"]["signatures"][0]["reauth"],
+        "login-id+password+passkey"
+    );
+    // The same assertion cannot be spent twice (here, on another record of hers).
+    let rec = lab
+        .create(t, &pam, json!({"batch_no": "P-2", "quantity": 2}))
+        .await;
+    let id2 = rec.json()["id"].as_str().unwrap().to_owned();
+    let base2 = format!("/v1/t/{t}/records/{id2}");
+    let r = lab
+        .write(
+            &pam,
+            Method::POST,
+            &format!("{base2}/submit"),
+            &etag_of(&rec),
+            json!({}),
+        )
+        .await;
+    lab.sign(
+        &pam,
+        &format!("{base2}/versions/1/signatures"),
+        &etag_of(&r),
+        body,
+    )
+    .await
+    .problem(403, "reauthentication-failed");
+}
