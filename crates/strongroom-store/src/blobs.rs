@@ -112,6 +112,23 @@ impl BlobStore for FsBlobStore {
         Ok(Box::new(f))
     }
 
+    async fn open_at(
+        &self,
+        scope: &TenantScope,
+        file: &str,
+        offset: u64,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        use tokio::io::AsyncSeekExt;
+        let path = self.path(scope, file)?;
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_err(&path, e))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_err(&path, e))?;
+        Ok(Box::new(f))
+    }
+
     async fn remove(&self, scope: &TenantScope, file: &str) -> Result<(), StoreError> {
         let path = self.path(scope, file)?;
         match tokio::fs::remove_file(&path).await {

@@ -171,6 +171,22 @@ impl Opener {
         })
     }
 
+    /// Starts at chunk `index` instead of 0, for reading a stream from the middle (a
+    /// range): the chunk's nonce carries its index, so a chunk from elsewhere fails.
+    /// Only before the first chunk is opened.
+    pub fn start_at(&mut self, index: u32) -> Result<(), KeyError> {
+        if self.counter != 0 || self.finished {
+            return Err(KeyError::Integrity);
+        }
+        self.counter = index;
+        Ok(())
+    }
+
+    /// Plaintext bytes of a full chunk.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk
+    }
+
     /// Ciphertext bytes of a full chunk.
     pub fn sealed_chunk_size(&self) -> usize {
         self.chunk + TAG_LEN
@@ -297,7 +313,32 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let mut opener = Opener::new(key, object, header)?;
+    open_from(Opener::new(key, object, header)?, reader, writer).await
+}
+
+/// Where chunk `index` of a stream sealed with chunks of 2^`chunk_log2` bytes starts in
+/// its file.
+pub fn chunk_offset(chunk_log2: u8, index: u64) -> u64 {
+    HEADER_LEN as u64 + index * ((1u64 << chunk_log2) + TAG_LEN as u64)
+}
+
+/// The chunk-size exponent a stream header declares.
+pub fn chunk_log2(header: &[u8]) -> Result<u8, KeyError> {
+    key_version(header)?;
+    Ok(header[6])
+}
+
+/// Decrypts chunks from `reader` (positioned at the opener's starting chunk) into
+/// `writer` until the last chunk; the same checks as [`open_to`].
+pub async fn open_from<R, W>(
+    mut opener: Opener,
+    reader: &mut R,
+    writer: &mut W,
+) -> Result<u64, StreamError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
     let size = opener.sealed_chunk_size();
     let mut cur = vec![0u8; size];
     let mut next = vec![0u8; size];

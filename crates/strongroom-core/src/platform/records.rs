@@ -2006,22 +2006,10 @@ impl Platform {
         take: u64,
         writer: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64, PlatformError> {
-        let mut window = RangeWriter {
-            inner: writer,
-            skip,
-            take,
-        };
-        let read = self
+        Ok(self
             .objects
-            .read_blob(scope, &attachment.blob, &mut window)
-            .await;
-        match read {
-            Ok(_) => {}
-            // Stopped on purpose after the range; any other failure is one.
-            Err(e) if window.take == 0 && super::chain(&e).contains(RANGE_DONE) => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(take - window.take)
+            .read_blob_range(scope, &attachment.blob, skip, take, writer)
+            .await?)
     }
 
     /// Recomputes and cross-checks everything about the tenant's records (or one):
@@ -2584,66 +2572,5 @@ impl AsyncWrite for HashingWriter {
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
-    }
-}
-
-/// Why a ranged read stops early (not a failure).
-const RANGE_DONE: &str = "range complete";
-
-/// Passes on only the bytes of a range: drops the first `skip`, then at most `take`.
-struct RangeWriter<'a> {
-    inner: &'a mut (dyn AsyncWrite + Send + Unpin),
-    skip: u64,
-    take: u64,
-}
-
-impl AsyncWrite for RangeWriter<'_> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        let len = buf.len() as u64;
-        if this.take == 0 {
-            // The range is written: stop decrypting the rest of the file.
-            return std::task::Poll::Ready(Err(std::io::Error::other(RANGE_DONE)));
-        }
-        if this.skip >= len {
-            this.skip -= len;
-            return std::task::Poll::Ready(Ok(buf.len()));
-        }
-        let start = usize::try_from(this.skip).unwrap_or(usize::MAX);
-        let end = buf
-            .len()
-            .min(start.saturating_add(usize::try_from(this.take).unwrap_or(usize::MAX)));
-        if start >= end {
-            this.skip = 0;
-            return std::task::Poll::Ready(Ok(buf.len()));
-        }
-        match std::pin::Pin::new(&mut *this.inner).poll_write(cx, &buf[start..end]) {
-            std::task::Poll::Ready(Ok(n)) => {
-                // Count what was consumed from `buf`: the skipped prefix plus what the
-                // inner writer took.
-                this.skip = 0;
-                this.take -= n as u64;
-                std::task::Poll::Ready(Ok(start + n))
-            }
-            other => other,
-        }
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }

@@ -123,6 +123,14 @@ pub trait BlobStore: Send + Sync + 'static {
         file: &str,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError>;
 
+    /// Reads `file` from byte `offset` (ranged reads of large streams).
+    async fn open_at(
+        &self,
+        scope: &TenantScope,
+        file: &str,
+        offset: u64,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError>;
+
     /// Deletes `file` (absent is fine).
     async fn remove(&self, scope: &TenantScope, file: &str) -> Result<(), StoreError>;
 

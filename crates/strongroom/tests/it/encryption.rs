@@ -979,6 +979,16 @@ struct RacingBlobs {
 
 #[async_trait::async_trait]
 impl strongroom_core::store::BlobStore for RacingBlobs {
+    async fn open_at(
+        &self,
+        scope: &strongroom_core::access::TenantScope,
+        file: &str,
+        offset: u64,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, strongroom_core::store::StoreError>
+    {
+        self.inner.open_at(scope, file, offset).await
+    }
+
     async fn create(
         &self,
         scope: &strongroom_core::access::TenantScope,

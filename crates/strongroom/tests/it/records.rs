@@ -1407,6 +1407,28 @@ async fn attachments_stream_up_and_down_with_bounded_memory_and_ranges() {
         .unwrap()
         .clone();
     assert_eq!(big["sha256"], expected.as_str());
+    // Ranges deep inside and at the end of the 1 GiB file decrypt only their chunks.
+    let big_url = lab.s.url(&format!("{base}/versions/1/attachments/big.bin"));
+    for (range, start, len) in [
+        ("bytes=629145600-629248000", 629_145_600usize, 102_401usize),
+        ("bytes=-10", (GIB - 10) as usize, 10),
+        ("bytes=65536-65536", 65_536, 1),
+    ] {
+        let got = lab
+            .s
+            .client()
+            .get(&big_url)
+            .bearer_auth(&author)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 206, "{range}");
+        let bytes = got.bytes().await.unwrap();
+        let block = pattern(1 << 20);
+        let want: Vec<u8> = (start..start + len).map(|i| block[i % (1 << 20)]).collect();
+        assert_eq!(bytes.to_vec(), want, "{range}");
+    }
     let peak = peak_rss(lab.s.pid());
     println!(
         "server peak RSS before: {} MB; after 1 GiB up and down: {} MB",
