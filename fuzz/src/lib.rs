@@ -326,3 +326,39 @@ pub fn audit_entry(data: &[u8]) {
         serde_json::to_vec(&entry).expect("a decoded entry serialises");
     }
 }
+
+/// The input as record content (`records::content::parse`: no duplicate keys, bounded
+/// size, depth, count and integers), then — if it parses — as a record-type definition
+/// (meta-validation and compilation of its schema, no resolver, linear-time regexes),
+/// then as content validated against a fixed schema and content-hashed. Whatever the
+/// bytes, nothing panics, and accepted content hashes the same after a re-parse.
+pub fn record_content(data: &[u8]) {
+    use strongroom_core::records::content::{self, HashInput};
+    use strongroom_core::records::definition::Definition;
+    let Ok(map) = content::parse(data) else {
+        return;
+    };
+    let input = HashInput {
+        record: "r",
+        version: 1,
+        type_name: "t",
+        type_version: 1,
+        content: &map,
+        attachments: &[],
+    };
+    let hash = content::content_hash(&input);
+    let again = content::parse(&serde_json::to_vec(&map).expect("serialises")).expect("re-parses");
+    assert_eq!(
+        content::content_hash(&HashInput {
+            content: &again,
+            ..input
+        }),
+        hash,
+        "the hash survives a round trip"
+    );
+    if let Ok(def) = serde_json::from_value::<Definition>(serde_json::Value::Object(map.clone()))
+        && let Ok(compiled) = def.validate()
+    {
+        let _ = compiled.violations(&serde_json::Value::Object(map));
+    }
+}
