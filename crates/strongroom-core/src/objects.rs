@@ -441,17 +441,7 @@ impl Objects {
         id: &str,
         writer: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64, ObjectError> {
-        let (blob, mut reader) = self.open_blob(scope, id).await?;
-        let header = stream::read_header(&mut reader).await?;
-        let key = self
-            .keyring
-            .data_key(
-                scope,
-                stream::key_version(&header).map_err(KeyringError::from)?,
-            )
-            .await?;
-        let object = blob_ref(scope, &blob.id);
-        Ok(stream::open_to(&key, &object, &header, &mut reader, writer).await?)
+        self.read_blob_range(scope, id, 0, u64::MAX, writer).await
     }
 
     /// Decrypts `len` bytes of blob `id` from plaintext byte `start` into `writer`

@@ -1010,15 +1010,10 @@ impl Platform {
         if_match: Option<&str>,
         content: Map<String, Value>,
     ) -> Result<RecordView, PlatformError> {
-        let scope = self
-            .records_scope(principal, slug, Permission::RecordsWrite)
-            .await?
-            .writable()?;
         content::check(&Value::Object(content.clone()))?;
-        let loaded = self.load(&scope, id).await?;
-        if loaded.record.seq != parse_etag(if_match)? {
-            return Err(PlatformError::PreconditionFailed);
-        }
+        let (scope, loaded) = self
+            .writable_loaded(principal, slug, id, if_match, Permission::RecordsWrite)
+            .await?;
         let v = loaded.current()?.clone();
         require_draft(&loaded, &v)?;
         let t = self
@@ -1434,16 +1429,10 @@ impl Platform {
             }
         };
         text_ok("comment", request.comment.as_deref(), false)?;
-        let scope = self
-            .records_scope(principal, slug, Permission::RecordsRead)
-            .await?
-            .writable()?;
-        // A record that does not exist (or is another tenant's) is "not found" before
-        // anything is said about the caller's precondition.
-        let loaded = self.load(&scope, id).await?;
-        if loaded.record.seq != parse_etag(if_match)? {
-            return Err(PlatformError::PreconditionFailed);
-        }
+        // The permission a signature needs depends on its step: checked below.
+        let (scope, loaded) = self
+            .writable_loaded(principal, slug, id, if_match, Permission::RecordsRead)
+            .await?;
         if n != loaded.record.current_version {
             return Err(PlatformError::RecordState(
                 "only the current version can be signed".into(),

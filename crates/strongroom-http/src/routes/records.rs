@@ -104,20 +104,15 @@ fn record_response(status: StatusCode, view: RecordView) -> Response {
     with_etag(status, &etag, view)
 }
 
+/// The media type of `Content-Type` without parameters, lower-cased.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
 /// Reads a JSON body strictly: an object, no duplicate keys, within the content bounds.
 async fn strict_body(req: Request) -> Result<Map<String, Value>, Problem> {
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|v| v == "application/json");
+    let json = media_type(req.headers()).is_some_and(|v| v == "application/json");
     if !json {
         return Err(Problem::new(
             &problem::UNSUPPORTED_MEDIA_TYPE,
@@ -745,17 +740,7 @@ pub(crate) async fn put_attachment(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|| "application/octet-stream".into());
+    let media_type = media_type(&headers).unwrap_or_else(|| "application/octet-stream".into());
     let max = state.platform.max_attachment_bytes();
     if headers
         .get(header::CONTENT_LENGTH)

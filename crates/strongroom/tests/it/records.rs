@@ -933,8 +933,15 @@ fn tamper(data: &std::path::Path, sql: &str) {
     );
 }
 
-/// An approved batch record with one attachment; returns its id.
-async fn approved_record(lab: &Lab, t: &str, users: &[String; 3], batch: &str) -> String {
+/// An approved batch record with one attachment; returns its id. `emails`: the signers'
+/// login identifiers, for the first signature of their sessions.
+async fn approved_record(
+    lab: &Lab,
+    t: &str,
+    users: &[String; 3],
+    emails: Option<[&str; 3]>,
+    batch: &str,
+) -> String {
     let rec = lab
         .create(t, &users[0], json!({"batch_no": batch, "quantity": 9}))
         .await;
@@ -963,13 +970,18 @@ async fn approved_record(lab: &Lab, t: &str, users: &[String; 3], batch: &str) -
         )
         .await;
     let mut etag = etag_of(&r);
-    for (who, meaning) in users.iter().zip(["authored", "reviewed", "approved"]) {
+    for (i, (who, meaning)) in users
+        .iter()
+        .zip(["authored", "reviewed", "approved"])
+        .enumerate()
+    {
+        let email = emails.map(|e| e[i]);
         let r = lab
             .sign(
                 who,
                 &format!("{base}/versions/1/signatures"),
                 &etag,
-                sign_body(meaning, None),
+                sign_body(meaning, email),
             )
             .await;
         etag = etag_of(&r);
@@ -998,66 +1010,19 @@ async fn tampering_in_the_database_is_named_by_records_verify() {
     }
     // The first record's signatures carry each session's login identifier; later ones
     // in the same sessions need only the password.
-    let ids = {
-        let mut ids = Vec::new();
-        for (n, batch) in ["B-A", "B-B", "B-C", "B-D", "B-E", "B-F"]
-            .iter()
-            .enumerate()
-        {
-            if n == 0 {
-                // First record: signatures with the login identifier.
-                let rec = lab
-                    .create(t, &users[0], json!({"batch_no": batch, "quantity": 9}))
-                    .await;
-                let id = rec.json()["id"].as_str().unwrap().to_owned();
-                let base = format!("/v1/t/{t}/records/{id}");
-                let r = lab
-                    .api
-                    .send_raw(
-                        Method::PUT,
-                        &format!("{base}/attachments/coa.pdf"),
-                        &users[0],
-                        &[
-                            ("if-match", &etag_of(&rec)),
-                            ("content-type", "application/pdf"),
-                        ],
-                        Some(b"%PDF-1.7 certificate".to_vec()),
-                    )
-                    .await;
-                let r = lab
-                    .write(
-                        &users[0],
-                        Method::POST,
-                        &format!("{base}/submit"),
-                        &etag_of(&r),
-                        json!({}),
-                    )
-                    .await;
-                let mut etag = etag_of(&r);
-                for ((who, meaning), email) in
-                    users.iter().zip(["authored", "reviewed", "approved"]).zip([
-                        "al@tamper.example",
-                        "bo@tamper.example",
-                        "cy@tamper.example",
-                    ])
-                {
-                    let r = lab
-                        .sign(
-                            who,
-                            &format!("{base}/versions/1/signatures"),
-                            &etag,
-                            sign_body(meaning, Some(email)),
-                        )
-                        .await;
-                    etag = etag_of(&r);
-                }
-                ids.push(id);
-            } else {
-                ids.push(approved_record(&lab, t, &users, batch).await);
-            }
-        }
-        ids
-    };
+    let emails = [
+        "al@tamper.example",
+        "bo@tamper.example",
+        "cy@tamper.example",
+    ];
+    let mut ids = Vec::new();
+    for (n, batch) in ["B-A", "B-B", "B-C", "B-D", "B-E", "B-F"]
+        .iter()
+        .enumerate()
+    {
+        let first = (n == 0).then_some(emails);
+        ids.push(approved_record(&lab, t, &users, first, batch).await);
+    }
     let verify = |record: Option<&str>| {
         let (s, record) = (&lab.s, record.map(str::to_owned));
         async move {
