@@ -456,6 +456,19 @@ impl Objects {
         len: u64,
         writer: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64, ObjectError> {
+        self.read_blob_range_inner(scope, id, start, len, writer, false)
+            .await
+    }
+
+    async fn read_blob_range_inner(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        start: u64,
+        len: u64,
+        writer: &mut (dyn AsyncWrite + Send + Unpin),
+        retried: bool,
+    ) -> Result<u64, ObjectError> {
         let (blob, mut reader) = self.open_blob(scope, id).await?;
         let header = stream::read_header(&mut reader).await?;
         let key = self
@@ -473,10 +486,19 @@ impl Objects {
             let index = u32::try_from(first)
                 .map_err(|_| ObjectError::Invalid("range beyond the stream".into()))?;
             opener.start_at(index).map_err(KeyringError::from)?;
-            reader = self
-                .blobs
-                .open_at(scope, &blob.file, stream::chunk_offset(log2, first))
-                .await?;
+            let offset = stream::chunk_offset(log2, first);
+            reader = match self.blobs.open_at(scope, &blob.file, offset).await {
+                Ok(r) => r,
+                // Re-encryption replaced the file between the two opens: start again
+                // from the blob's current metadata (once; `open_blob` retries too).
+                Err(_) if !retried => {
+                    return Box::pin(
+                        self.read_blob_range_inner(scope, id, start, len, writer, true),
+                    )
+                    .await;
+                }
+                Err(e) => return Err(e.into()),
+            };
         }
         let mut window = Window {
             inner: writer,

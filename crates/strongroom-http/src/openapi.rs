@@ -134,6 +134,7 @@ fn record_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(records::retire))
         .routes(routes!(records::get_version))
         .routes(routes!(records::sign))
+        .routes(routes!(records::signature_passkey_challenge))
         .routes(routes!(records::diff))
         .routes(routes!(records::history))
         .routes(routes!(records::verify))

@@ -325,7 +325,11 @@ pub fn chunk_offset(chunk_log2: u8, index: u64) -> u64 {
 /// The chunk-size exponent a stream header declares.
 pub fn chunk_log2(header: &[u8]) -> Result<u8, KeyError> {
     key_version(header)?;
-    Ok(header[6])
+    let log2 = header[6];
+    if !(12..=24).contains(&log2) {
+        return Err(KeyError::Malformed("chunk size out of range"));
+    }
+    Ok(log2)
 }
 
 /// Decrypts chunks from `reader` (positioned at the opener's starting chunk) into

@@ -380,6 +380,7 @@ impl Platform {
         scope: &TenantScope,
         user: UserId,
         offered: &SecondFactor,
+        purpose: &super::passkeys::Purpose,
     ) -> Result<FactorCheck, PlatformError> {
         let _guard = self
             .mfa_lock
@@ -390,7 +391,7 @@ impl Platform {
             return Ok(
                 if has_passkey
                     && self
-                        .check_passkey(scope, user, challenge, assertion)
+                        .check_passkey(scope, user, challenge, assertion, purpose)
                         .await?
                 {
                     FactorCheck::Verified

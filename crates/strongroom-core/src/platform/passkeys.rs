@@ -41,14 +41,35 @@ const MAX_PASSKEYS: usize = 10;
 enum Ceremony {
     Register(TenantUserKey, PasskeyRegistration),
     SignIn(TenantUserKey, PasskeyAuthentication),
+    /// An electronic signature's re-authentication: good only for this session's
+    /// signature on this record version (never for a sign-in, and a sign-in
+    /// challenge is never good for a signature).
+    Sign(TenantUserKey, Purpose, PasskeyAuthentication),
 }
 
 impl Ceremony {
     fn whose(&self) -> TenantUserKey {
         match self {
-            Self::Register(k, _) | Self::SignIn(k, _) => *k,
+            Self::Register(k, _) | Self::SignIn(k, _) | Self::Sign(k, _, _) => *k,
         }
     }
+}
+
+/// What a passkey assertion is for: a sign-in, or one signature (session, record,
+/// version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// Signing in.
+    SignIn,
+    /// Signing version `version` of `record` in `session`.
+    Sign {
+        /// The signer's session.
+        session: String,
+        /// The record.
+        record: String,
+        /// The version.
+        version: u64,
+    },
 }
 
 /// Whose ceremony (tenant id, user id).
@@ -269,7 +290,7 @@ impl Platform {
         let proven =
             crate::access::signed_in_user(tenant, user.id, String::new(), None, Default::default());
         let scope = crate::access::own_account(&proven)?;
-        self.passkey_challenge_for(&scope, user.id)
+        self.passkey_challenge_for(&scope, user.id, Purpose::SignIn)
             .await?
             .ok_or_else(|| PlatformError::Conflict("no passkey is registered".into()))
     }
@@ -280,6 +301,7 @@ impl Platform {
         &self,
         scope: &TenantScope,
         user: UserId,
+        purpose: Purpose,
     ) -> Result<Option<(String, serde_json::Value)>, PlatformError> {
         let keys = self.passkeys(scope, user).await?;
         if keys.is_empty() {
@@ -289,9 +311,11 @@ impl Platform {
             .webauthn
             .start_passkey_authentication(&keys)
             .map_err(|e| PlatformError::internal(format!("webauthn: {e}")))?;
-        let id = self
-            .ceremonies
-            .put(Ceremony::SignIn((scope.tenant(), user), state));
+        let who = (scope.tenant(), user);
+        let id = self.ceremonies.put(match purpose {
+            Purpose::SignIn => Ceremony::SignIn(who, state),
+            sign @ Purpose::Sign { .. } => Ceremony::Sign(who, sign, state),
+        });
         let options = serde_json::to_value(options).map_err(PlatformError::internal_from)?;
         Ok(Some((id, options)))
     }
@@ -304,12 +328,21 @@ impl Platform {
         user: UserId,
         challenge_id: &str,
         assertion: &serde_json::Value,
+        purpose: &Purpose,
     ) -> Result<bool, PlatformError> {
         let Ok(assertion) = serde_json::from_value::<PublicKeyCredential>(assertion.clone()) else {
             return Ok(false);
         };
-        let Some(Ceremony::SignIn(who, state)) = self.ceremonies.take(challenge_id) else {
-            return Ok(false);
+        // The challenge is spent whatever happens next; it must be one issued for
+        // this purpose.
+        let (who, state) = match (self.ceremonies.take(challenge_id), purpose) {
+            (Some(Ceremony::SignIn(who, state)), Purpose::SignIn) => (who, state),
+            (Some(Ceremony::Sign(who, issued, state)), wanted @ Purpose::Sign { .. })
+                if issued == *wanted =>
+            {
+                (who, state)
+            }
+            _ => return Ok(false),
         };
         if who != (scope.tenant(), user) {
             return Ok(false);

@@ -1562,8 +1562,7 @@ impl Platform {
             slug,
             &stored_user,
             &request,
-            &loaded.record.id,
-            v.version,
+            (user.session(), &loaded.record.id, v.version),
             &mut method,
         )
         .await?;
@@ -1669,14 +1668,14 @@ impl Platform {
     /// throttled and counted exactly like a sign-in (a wrong password here is a guess
     /// at the account's password).
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_lines)] // password, then second factor, each with its throttle and audit
     async fn reauthenticate_signer(
         &self,
         scope: &TenantScope,
         slug: &Slug,
         user: &crate::identity::user::User,
         request: &SignRequest,
-        record: &str,
-        version: u64,
+        (session, record, version): (&str, &str, u64),
         method: &mut Vec<&'static str>,
     ) -> Result<(), PlatformError> {
         let account = format!("{slug}/{}", user.email.as_str());
@@ -1712,7 +1711,15 @@ impl Platform {
             .throttle
             .begin_second_factor(&account)
             .map_err(super::users::too_many)?;
-        match self.check_second_factor(scope, user.id, &offered).await? {
+        let purpose = super::passkeys::Purpose::Sign {
+            session: session.to_owned(),
+            record: record.to_owned(),
+            version,
+        };
+        match self
+            .check_second_factor(scope, user.id, &offered, &purpose)
+            .await?
+        {
             super::mfa::FactorCheck::NotEnrolled => {
                 factor_attempt.succeeded();
             }
@@ -1752,6 +1759,40 @@ impl Platform {
         self.recorder.record(scope, entry).await?;
         tracing::warn!(tenant = %scope.tenant(), record = %record, "signature re-authentication failed");
         Ok(())
+    }
+
+    /// A passkey challenge for signing version `n` of a record in the caller's own
+    /// session: answered in the signature request's `passkey`, good for that signature
+    /// only, once, for a few minutes. `None` when the caller has no passkey.
+    pub async fn signature_passkey_challenge(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        n: u64,
+    ) -> Result<Option<(String, Value)>, PlatformError> {
+        let Principal::User(user) = principal else {
+            return Err(PlatformError::SigningNotPermitted(
+                "only a user's own session can sign".into(),
+            ));
+        };
+        if user.via().is_some() {
+            return Err(PlatformError::SigningNotPermitted(
+                "an application acting for a user (a delegated token) can never sign".into(),
+            ));
+        }
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let loaded = self.load(&scope, id).await?;
+        loaded.version(n)?;
+        let purpose = super::passkeys::Purpose::Sign {
+            session: user.session().to_owned(),
+            record: loaded.record.id.clone(),
+            version: n,
+        };
+        self.passkey_challenge_for(&scope, user.user(), purpose)
+            .await
     }
 
     /// Every revision, signature and state change of a record, in time order;

@@ -563,7 +563,11 @@ impl Platform {
             .throttle
             .begin_second_factor(account)
             .map_err(too_many)?;
-        match self.check_second_factor(scope, user.id, offered).await? {
+        let purpose = super::passkeys::Purpose::SignIn;
+        match self
+            .check_second_factor(scope, user.id, offered, &purpose)
+            .await?
+        {
             super::mfa::FactorCheck::Failed => {
                 attempt.failed();
                 self.record_failed_login_in(scope, Some(user.id)).await?;

@@ -587,7 +587,7 @@ pub(crate) struct SignBody {
     #[schema(value_type = Option<String>)]
     totp: Option<OneTimeCode>,
     /// A passkey assertion, if your second factor is a passkey: answer a challenge
-    /// from `POST /v1/t/{tenant}/sessions/passkey-challenge`.
+    /// from `POST …/versions/{n}/signatures/passkey-challenge`.
     #[serde(default)]
     passkey: Option<super::passkeys::PasskeyAnswer>,
 }
@@ -635,6 +635,36 @@ pub(crate) async fn sign(
         )
         .await?;
     Ok(record_response(StatusCode::CREATED, view))
+}
+
+/// A passkey challenge for signing version `n` in the caller's own session: answer it
+/// in the signature request's `passkey`. Good for that signature only (never for a
+/// sign-in), once, for a few minutes.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/records/{id}/versions/{n}/signatures/passkey-challenge", tag = "records",
+    params(VersionPath),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The challenge", body = super::passkeys::PasskeyChallenge))
+)]
+pub(crate) async fn signature_passkey_challenge(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(p): ApiPath<VersionPath>,
+) -> Result<Json<super::passkeys::PasskeyChallenge>, Problem> {
+    let (challenge_id, options) = state
+        .platform
+        .signature_passkey_challenge(&principal, &p.tenant, &p.id, p.n)
+        .await?
+        .ok_or_else(|| {
+            Problem::new(
+                &problem::CONFLICT,
+                "You have no passkey: sign with your TOTP code, or without a second factor.",
+            )
+        })?;
+    Ok(Json(super::passkeys::PasskeyChallenge {
+        challenge_id,
+        options,
+    }))
 }
 
 /// Which version to compare against.

@@ -68,6 +68,9 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
             Some(json!({"meaning": "authored", "password": PASSWORD, "email": a_admin}))
         }
         ("put", "/v1/t/{tenant}/records/{id}/attachments/{name}") => Some(json!({})),
+        ("post", "/v1/t/{tenant}/records/{id}/versions/{n}/signatures/passkey-challenge") => {
+            Some(json!({}))
+        }
         ("put", "/v1/t/{tenant}/users/{id}/full-name") => Some(json!({"full_name": "Intruder"})),
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),

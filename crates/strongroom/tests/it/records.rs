@@ -1658,12 +1658,34 @@ async fn a_passkey_user_signs_with_a_fresh_passkey_assertion() {
     )
     .await
     .problem(403, "reauthentication-failed");
-    // A fresh assertion for a fresh challenge signs.
-    let challenge = api
+    // A sign-in challenge's assertion is not a signature's.
+    let sign_in = api
         .post(
             &format!("/v1/t/{t}/sessions/passkey-challenge"),
             None,
             json!({"email": "pam@keys.example", "password": USER_PASSWORD}),
+        )
+        .await
+        .ok(200);
+    let options: RequestChallengeResponse =
+        serde_json::from_value(sign_in["options"].clone()).unwrap();
+    let wrong = serde_json::to_value(
+        authenticator
+            .do_authentication(origin.clone(), options)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut body = sign_body("authored", Some("pam@keys.example"));
+    body["passkey"] = json!({"challenge_id": sign_in["challenge_id"], "credential": wrong});
+    lab.sign(&pam, &sigs, &etag, body)
+        .await
+        .problem(403, "reauthentication-failed");
+    // A fresh assertion for this signature's own challenge signs.
+    let challenge = api
+        .post(
+            &format!("{base}/versions/1/signatures/passkey-challenge"),
+            Some(&pam),
+            json!({}),
         )
         .await
         .ok(200);
