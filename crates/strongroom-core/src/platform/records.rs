@@ -1810,7 +1810,7 @@ impl Platform {
         let loaded = self.load(&scope, id).await?;
         let rid = loaded.record.id.clone();
         let mut items: Vec<(OffsetDateTime, u8, HistoryItem)> = Vec::new();
-        let revisions = self.store.record_revisions(&scope, &rid, None).await?;
+        let revisions = self.store.record_revisions(&scope, &rid).await?;
         for r in &revisions {
             let action = if r.version == 1 && r.revision == 1 {
                 Action::RecordCreate
@@ -2121,7 +2121,8 @@ impl Platform {
         // match. Each one relied on must itself be in the signed checkpoint.
         let entries = self.record_entries(scope, rid).await?;
         let mut proven = std::collections::HashMap::new();
-        let revisions = self.store.record_revisions(scope, rid, None).await?;
+        // Revision heads only; each one's content is read (and dropped) in turn below.
+        let revisions = self.store.record_revisions(scope, rid).await?;
         for v in &loaded.versions {
             report.versions += 1;
             let revs: Vec<&StoredRevision> = revisions
@@ -2164,8 +2165,16 @@ impl Platform {
                     ),
                 ));
             }
-            for (i, r) in revs.iter().enumerate() {
+            for (i, head) in revs.iter().enumerate() {
                 report.revisions += 1;
+                let Some(r) = self
+                    .store
+                    .record_revision(scope, rid, head.version, head.revision)
+                    .await?
+                else {
+                    continue; // gone since listed: the contiguity check names it
+                };
+                let r = &r;
                 let Ok(content) = self.open_revision(scope, rid, r).await else {
                     failures.push((
                         Some(v.version),

@@ -263,13 +263,22 @@ pub trait RecordStore: Send + Sync + 'static {
         id: &str,
     ) -> Result<Vec<StoredVersion>, StoreError>;
 
-    /// Revisions of a record (of one version, or all), in order.
+    /// Every revision of a record, in order, *without* its sealed content (`sealed`
+    /// is empty): listing and history read no ciphertext, whatever the record's size.
     async fn record_revisions(
         &self,
         scope: &TenantScope,
         id: &str,
-        version: Option<u64>,
     ) -> Result<Vec<StoredRevision>, StoreError>;
+
+    /// One revision with its sealed content.
+    async fn record_revision(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        version: u64,
+        revision: u64,
+    ) -> Result<Option<StoredRevision>, StoreError>;
 
     /// The latest revision of one version (one row, whatever the number of revisions).
     async fn latest_record_revision(

@@ -106,10 +106,7 @@ pub(crate) async fn record_changes_are_compare_and_swap_and_approval_is_final<B:
         .unwrap()
     );
     assert_eq!(s.audit_len(&scope).await.unwrap(), entries);
-    assert_eq!(
-        s.record_revisions(&scope, "r1", None).await.unwrap().len(),
-        2
-    );
+    assert_eq!(s.record_revisions(&scope, "r1").await.unwrap().len(), 2);
     // Approve, then try to change the approved version through the port.
     assert!(
         s.change_record(&w, &change("r1", 2, "approved", None), &[ev()])
@@ -137,10 +134,7 @@ pub(crate) async fn record_changes_are_compare_and_swap_and_approval_is_final<B:
         "the failed change rolled back whole"
     );
     assert_eq!(s.audit_len(&scope).await.unwrap(), entries);
-    assert_eq!(
-        s.record_revisions(&scope, "r1", None).await.unwrap().len(),
-        2
-    );
+    assert_eq!(s.record_revisions(&scope, "r1").await.unwrap().len(), 2);
 }
 
 /// A record write whose audit append fails leaves no record behind.
@@ -153,12 +147,7 @@ pub(crate) async fn a_record_write_whose_audit_append_fails_leaves_nothing<B: Ba
     let (r, v, rev) = record("r1");
     assert!(s.create_record(&w, &r, &v, &rev, &[], &ev()).await.is_err());
     assert!(s.record(&scope, "r1").await.unwrap().is_none());
-    assert!(
-        s.record_revisions(&scope, "r1", None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.record_revisions(&scope, "r1").await.unwrap().is_empty());
 }
 
 /// Tenant A's scope with tenant B's record id: nothing read, nothing changed.
@@ -208,7 +197,7 @@ pub(crate) async fn a_tenant_scope_cannot_reach_another_tenants_records<B: Backe
     );
     assert!(s.record_versions(&a, "shared-id").await.unwrap().is_empty());
     assert!(
-        s.record_revisions(&a, "shared-id", None)
+        s.record_revisions(&a, "shared-id")
             .await
             .unwrap()
             .is_empty()

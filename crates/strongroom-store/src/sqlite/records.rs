@@ -433,24 +433,39 @@ impl RecordStore for SqliteStore {
         &self,
         scope: &TenantScope,
         id: &str,
-        version: Option<u64>,
     ) -> Result<Vec<StoredRevision>, StoreError> {
         let region = self.region(scope)?;
-        let q = match version {
-            Some(v) => sqlx::query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? AND version = ? ORDER BY revision")
-                .bind(tid(scope))
-                .bind(id)
-                .bind(int(v)?),
-            None => sqlx::query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? ORDER BY version, revision")
-                .bind(tid(scope))
-                .bind(id),
-        };
-        q.fetch_all(region.read())
+        // `X''` in place of the ciphertext: the row shape without reading it.
+        sqlx::query("SELECT version, revision, dek_version, X'' AS sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? ORDER BY version, revision")
+            .bind(tid(scope))
+            .bind(id)
+            .fetch_all(region.read())
             .await
             .map_err(db)?
             .iter()
             .map(revision_from_row)
             .collect()
+    }
+
+    async fn record_revision(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        version: u64,
+        revision: u64,
+    ) -> Result<Option<StoredRevision>, StoreError> {
+        let region = self.region(scope)?;
+        sqlx::query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? AND version = ? AND revision = ?")
+            .bind(tid(scope))
+            .bind(id)
+            .bind(int(version)?)
+            .bind(int(revision)?)
+            .fetch_optional(region.read())
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(revision_from_row)
+            .transpose()
     }
 
     async fn latest_record_revision(
