@@ -17,14 +17,22 @@ pub use request_id::{REQUEST_ID_HEADER, current_request_id, request_context};
 
 /// Answers 503 `timeout` when a request outlives the configured limit.
 ///
-/// Attachment uploads are exempt: a large file takes as long as the client's link
-/// needs, and the connection's no-progress rule (`limits.idle_timeout_secs`) already
-/// ends one that stalls.
+/// Attachment uploads are exempt from the total: a large file takes as long as the
+/// client's link needs. Instead their body must keep moving: a gap of `limit` between
+/// two pieces of it fails the upload (otherwise a client that sends headers and then
+/// nothing would hold its connection, and its slot, forever).
 pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     let upload =
         req.method() == axum::http::Method::PUT && req.uri().path().contains("/attachments/");
     if upload {
-        return next.run(req).await;
+        let (parts, body) = req.into_parts();
+        let guarded = stall_guard(body.into_data_stream(), limit);
+        return next
+            .run(Request::from_parts(
+                parts,
+                axum::body::Body::from_stream(guarded),
+            ))
+            .await;
     }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
@@ -34,6 +42,27 @@ pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) ->
         )
         .into_response(),
     }
+}
+
+/// `stream`, failing with an error if no piece arrives within `limit` of the last.
+fn stall_guard(
+    stream: axum::body::BodyDataStream,
+    limit: Duration,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Send {
+    futures_util::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(limit, futures_util::StreamExt::next(&mut stream)).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(axum::Error::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the upload stalled",
+                ))),
+                None,
+            )),
+        }
+    })
 }
 
 /// Fallback for paths no route matches.

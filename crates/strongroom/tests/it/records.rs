@@ -1724,3 +1724,75 @@ async fn a_passkey_user_signs_with_a_fresh_passkey_assertion() {
     .await
     .problem(403, "reauthentication-failed");
 }
+
+#[tokio::test]
+async fn a_stalled_attachment_upload_is_ended_and_stores_nothing() {
+    let s = crate::support::start_configured("[limits]\nrequest_timeout_secs = 2\n").await;
+    let api = s.api();
+    let op = s.operator_token().await;
+    api.create_tenant(&op, "slow").await;
+    let out = s
+        .cli(
+            &[
+                "user",
+                "create",
+                "--tenant",
+                "slow",
+                "--email",
+                "al@slow.example",
+                "--full-name",
+                "Al",
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            Some(USER_PASSWORD),
+        )
+        .await;
+    assert!(out.status.success());
+    let al = api.sign_in("slow", "al@slow.example").await.access;
+    api.put("/v1/t/slow/record-types/batch", &al, batch_type())
+        .await
+        .ok(200);
+    let body = json!({"type": "batch", "content": {"batch_no": "S", "quantity": 1}});
+    let rec = api
+        .send_if(Method::POST, "/v1/t/slow/records", &al, None, Some(&body))
+        .await;
+    let id = rec.json()["id"].as_str().unwrap().to_owned();
+    // One piece of the body, then silence: the server ends it after the limit.
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"first"))
+        }),
+        futures_util::stream::pending(),
+    );
+    let sent = s
+        .client()
+        .put(s.url(&format!("/v1/t/slow/records/{id}/attachments/slow.bin")))
+        .bearer_auth(&al)
+        .header("if-match", rec.etag.clone().unwrap())
+        .header("content-length", "1000000")
+        .body(reqwest::Body::wrap_stream(stream))
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await;
+    // The server answers or closes the connection; only the client's own 60 s
+    // timeout would mean the stalled upload was left hanging.
+    match sent {
+        Ok(resp) => assert!(
+            resp.status().is_server_error() || resp.status().is_client_error(),
+            "{}",
+            resp.status()
+        ),
+        Err(e) => assert!(
+            !e.is_timeout(),
+            "the server left a stalled upload open: {e}"
+        ),
+    }
+    let v = api
+        .get(&format!("/v1/t/slow/records/{id}"), &al)
+        .await
+        .ok(200);
+    assert_eq!(v["current"]["attachments"], json!([]));
+    assert_eq!(v["current"]["revision"], 1);
+}
