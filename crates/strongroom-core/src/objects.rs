@@ -235,7 +235,8 @@ impl Objects {
         action: Action,
         reason: Option<String>,
     ) -> Result<StoredSealed, ObjectError> {
-        self.put(scope, kind, id, plaintext, action, reason).await
+        self.put(scope, kind, id, plaintext, action, reason, None)
+            .await
     }
 
     /// Writes security bookkeeping that a sign-in must update even in a read-only
@@ -249,9 +250,37 @@ impl Objects {
         plaintext: &[u8],
         action: Action,
     ) -> Result<StoredSealed, ObjectError> {
-        self.put(scope, kind, id, plaintext, action, None).await
+        self.put(scope, kind, id, plaintext, action, None, None)
+            .await
     }
 
+    /// [`Objects::put_state`] only if the stored value is still at version `read`
+    /// (the version the caller's decision was based on): `Ok(false)`, nothing written,
+    /// if another request (on any server node) changed it meanwhile. A spent one-time
+    /// code is recorded this way, so two sign-ins racing with one code cannot both
+    /// succeed, whichever nodes they reach.
+    pub async fn put_state_if(
+        &self,
+        scope: &TenantScope,
+        kind: Kind,
+        id: &str,
+        plaintext: &[u8],
+        action: Action,
+        read: u64,
+    ) -> Result<bool, ObjectError> {
+        match self
+            .put(scope, kind, id, plaintext, action, None, Some(read))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ObjectError::Contended) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Seals and stores a new version of `kind`/`id`. With `pinned`, one attempt
+    /// against exactly that version; without, retried against whatever is current.
+    #[allow(clippy::too_many_arguments)] // one private core behind four public doors
     async fn put(
         &self,
         scope: &TenantScope,
@@ -260,6 +289,7 @@ impl Objects {
         plaintext: &[u8],
         action: Action,
         reason: Option<String>,
+        pinned: Option<u64>,
     ) -> Result<StoredSealed, ObjectError> {
         if plaintext.len() > MAX_VALUE_BYTES {
             return Err(ObjectError::Invalid(format!(
@@ -271,6 +301,9 @@ impl Objects {
             let name = kind.as_str();
             let current = self.store.sealed(scope, name, id).await?;
             let expected = current.as_ref().map_or(0, |c| c.version);
+            if pinned.is_some_and(|p| p != expected) {
+                return Err(ObjectError::Contended);
+            }
             let before = current.map(|c| c.sealed);
             let version = expected + 1;
             let object = ObjectRef {
@@ -297,6 +330,9 @@ impl Objects {
                 .await?
             {
                 return Ok(row);
+            }
+            if pinned.is_some() {
+                break;
             }
         }
         Err(ObjectError::Contended)

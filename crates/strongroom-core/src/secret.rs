@@ -85,6 +85,16 @@ impl<'de> serde::Deserialize<'de> for SecretString {
     }
 }
 
+/// Reads a secret from the first line of a file (a PIN file, a password file): the
+/// file's text is wiped after reading, and the trailing newline is not part of the
+/// secret.
+pub fn read_first_line(file: &std::path::Path) -> std::io::Result<SecretString> {
+    let text = Zeroizing::new(std::fs::read_to_string(file)?);
+    Ok(SecretString::new(
+        text.lines().next().unwrap_or_default().to_owned(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

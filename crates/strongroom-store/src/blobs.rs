@@ -51,17 +51,25 @@ impl FsBlobStore {
     }
 
     fn path(&self, scope: &TenantScope, file: &str) -> Result<PathBuf, StoreError> {
-        let ok = !file.is_empty()
-            && file.len() <= MAX_NAME
-            && file
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !ok {
-            return Err(StoreError::backend(format!(
-                "invalid blob file name {file:?}"
-            )));
-        }
+        check_name(file)?;
         Ok(self.tenant_dir(scope)?.join(file))
+    }
+}
+
+/// Blob names are 1-64 characters of a-z, 0-9 and '-': nothing that could climb out
+/// of a tenant's directory or prefix.
+pub(crate) fn check_name(file: &str) -> Result<(), StoreError> {
+    let ok = !file.is_empty()
+        && file.len() <= MAX_NAME
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::backend(format!(
+            "invalid blob file name {file:?}"
+        )))
     }
 }
 
@@ -202,5 +210,71 @@ impl BlobSink for FileSink {
                 source: Some(Box::new(e)),
             })?
             .map_err(|e| io_err(&self.dir, e))
+    }
+}
+
+/// Each region's streams where that region keeps them: a directory or a bucket.
+#[derive(Clone)]
+pub struct RegionBlobs {
+    routes: BTreeMap<RegionName, std::sync::Arc<dyn BlobStore>>,
+}
+
+impl std::fmt::Debug for RegionBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionBlobs")
+            .field("regions", &self.routes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl RegionBlobs {
+    /// Routes each region to its store.
+    pub fn new(routes: BTreeMap<RegionName, std::sync::Arc<dyn BlobStore>>) -> Self {
+        Self { routes }
+    }
+
+    fn to(&self, scope: &TenantScope) -> Result<&dyn BlobStore, StoreError> {
+        self.routes
+            .get(scope.region())
+            .map(|s| &**s)
+            .ok_or_else(|| {
+                StoreError::unavailable(format!("region {} is not configured", scope.region()))
+            })
+    }
+}
+
+#[async_trait]
+impl BlobStore for RegionBlobs {
+    async fn create(
+        &self,
+        scope: &TenantScope,
+        file: &str,
+    ) -> Result<Box<dyn BlobSink>, StoreError> {
+        self.to(scope)?.create(scope, file).await
+    }
+
+    async fn open(
+        &self,
+        scope: &TenantScope,
+        file: &str,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        self.to(scope)?.open(scope, file).await
+    }
+
+    async fn open_at(
+        &self,
+        scope: &TenantScope,
+        file: &str,
+        offset: u64,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        self.to(scope)?.open_at(scope, file, offset).await
+    }
+
+    async fn remove(&self, scope: &TenantScope, file: &str) -> Result<(), StoreError> {
+        self.to(scope)?.remove(scope, file).await
+    }
+
+    async fn remove_all(&self, scope: &TenantScope) -> Result<(), StoreError> {
+        self.to(scope)?.remove_all(scope).await
     }
 }

@@ -9,6 +9,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod api;
+pub mod backend;
 pub mod openapi;
 mod scenario;
 mod softhsm;
@@ -82,12 +83,13 @@ impl TestServer {
             .dir
             .unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
         let data = dir.path().join("data");
+        let env = backend::env(bin, dir.path(), options.config.as_deref(), options.env).await;
         let config_file = options.config.map(|text| {
             let path = dir.path().join("strongroom.toml");
             std::fs::write(&path, text).expect("write config");
             path
         });
-        let mut cmd = base_command(bin, &data, config_file.as_deref(), &options.env);
+        let mut cmd = base_command(bin, &data, config_file.as_deref(), &env);
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(
@@ -131,7 +133,7 @@ impl TestServer {
             bin: bin.to_owned(),
             child,
             config_file,
-            env: options.env,
+            env,
         })
     }
 

@@ -7,6 +7,8 @@
 //!   init.lock            held briefly by whoever initialises or opens the directory
 //!   root.key             the root key (local key provider), mode 0600
 //!   control.db           platform directory: operators, tenants, signing keys
+//!                        (or postgres.instance, naming the control database, when
+//!                        database.backend = "postgres": the databases are elsewhere)
 //!   tls/cert.pem         self-signed certificate (when no certificate is configured)
 //!   tls/key.pem          its private key, mode 0600
 //!   regions/<name>/strongroom.db   each region's tenant data (ciphertext for sealed data)
@@ -25,10 +27,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use strongroom_core::config::Config;
+use strongroom_core::config::DatabaseBackend;
 use strongroom_core::config::LOCAL_PROVIDER;
 use strongroom_core::keys::{KeyProvider, LocalKeyFile, Pkcs11Provider, Providers};
+use strongroom_core::secret::read_first_line;
 use strongroom_core::store::{BlobStore, Store};
-use strongroom_store::blobs::FsBlobStore;
+use strongroom_core::tenant::RegionName;
+use strongroom_store::blobs::{FsBlobStore, RegionBlobs};
+use strongroom_store::postgres::{PgSettings, PgStore};
+use strongroom_store::s3::{S3BlobStore, S3Bucket};
 use strongroom_store::sqlite::SqliteStore;
 
 /// A data directory, created (mode 0700) if it did not exist.
@@ -156,11 +163,27 @@ impl DataDir {
             .keys()
             .filter_map(|r| config.region_dir(r).map(|d| (r.clone(), d)))
             .collect();
-        let store = SqliteStore::open(&self.join("control.db"), &regions)
-            .await
-            .context("opening the databases")?;
+        let (store, missing): (Arc<dyn Store>, _) = match config.database.backend {
+            DatabaseBackend::Sqlite => {
+                let store = SqliteStore::open(&self.join("control.db"), &regions)
+                    .await
+                    .context("opening the databases")?;
+                let missing = store.unconfigured_regions().await?;
+                (Arc::new(store), missing)
+            }
+            DatabaseBackend::Postgres => {
+                let settings = crate::database::settings(config, crate::database::Role::App)?;
+                let store = PgStore::open(&settings)
+                    .await
+                    .context("opening the PostgreSQL databases")?;
+                if self.initialise {
+                    self.mark_postgres(&settings)?;
+                }
+                let missing = store.unconfigured_regions().await?;
+                (Arc::new(store), missing)
+            }
+        };
         drop(init);
-        let missing = store.unconfigured_regions().await?;
         if !missing.is_empty() {
             bail!(
                 "tenants exist in region(s) {} which the configuration does not declare; \
@@ -169,8 +192,8 @@ impl DataDir {
             );
         }
         Ok(Opened {
-            store: Arc::new(store),
-            blobs: Arc::new(FsBlobStore::new(&regions)),
+            store,
+            blobs: blobs(config, &regions).await?,
             providers,
             report: InitReport {
                 created_dir: self.created,
@@ -180,7 +203,85 @@ impl DataDir {
     }
 }
 
+/// Each region's stream store: its bucket when `[regions.<name>.s3]` is set, its
+/// directory otherwise. Buckets are checked now, so a wrong secret fails at start.
+async fn blobs(
+    config: &Config,
+    dirs: &BTreeMap<RegionName, PathBuf>,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let mut buckets = BTreeMap::new();
+    for (name, rc) in &config.regions {
+        let Some(s3) = &rc.s3 else { continue };
+        let setting = format!("regions.{name}.s3");
+        let secret = match (&s3.secret_access_key, &s3.secret_access_key_file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(f)) => read_first_line(f).with_context(|| {
+                format!(
+                    "{setting}.secret_access_key_file: cannot read {}",
+                    f.display()
+                )
+            })?,
+            (None, None) => bail!("{setting}: no secret_access_key"),
+        };
+        let ca_pem = match &s3.ca_file {
+            Some(f) => Some(
+                std::fs::read(f)
+                    .with_context(|| format!("{setting}.ca_file: cannot read {}", f.display()))?,
+            ),
+            None => None,
+        };
+        buckets.insert(
+            name.clone(),
+            S3Bucket {
+                endpoint: s3.endpoint.clone(),
+                bucket: s3.bucket.clone(),
+                region: s3.region.clone(),
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: secret,
+                path_style: s3.path_style,
+                allow_http: s3.allow_http,
+                ca_pem,
+                prefix: s3.prefix.clone(),
+                timeout: std::time::Duration::from_secs(s3.timeout_secs),
+                setting,
+            },
+        );
+    }
+    let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(dirs));
+    if buckets.is_empty() {
+        return Ok(files);
+    }
+    let s3: Arc<dyn BlobStore> = Arc::new(
+        S3BlobStore::open(&buckets)
+            .await
+            .context("opening the object storage")?,
+    );
+    let routes = config
+        .regions
+        .keys()
+        .map(|r| {
+            let to = if buckets.contains_key(r) { &s3 } else { &files };
+            (r.clone(), Arc::clone(to))
+        })
+        .collect();
+    Ok(Arc::new(RegionBlobs::new(routes)))
+}
+
 impl DataDir {
+    /// Marks the directory as initialised for PostgreSQL (the local administrator's
+    /// proof rests on it, as on `control.db` for SQLite), naming the control database.
+    fn mark_postgres(&self, settings: &PgSettings) -> anyhow::Result<()> {
+        let path = self.join(strongroom_core::access::DataDirProof::POSTGRES_MARKER);
+        if !path.exists() {
+            std::fs::write(
+                &path,
+                format!("control database: {}\n", settings.control.redacted_url()),
+            )
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Opens the configured key providers: the local key file (created on first run)
     /// when it is the root, and every `[keys.pkcs11.<name>]` token. Returns them and
     /// whether a root key file was created.

@@ -5,6 +5,7 @@
 //! [`cli`] calls it, and so could an embedding program.
 
 pub mod cli;
+mod database;
 pub mod datadir;
 mod logging;
 mod server;
@@ -132,8 +133,27 @@ async fn reencrypt_in_background(platform: Arc<Platform>, per_sec: u32) {
 async fn integrate_audit_in_background(platform: Arc<Platform>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
     loop {
         ticker.tick().await;
+        match platform.leads_background_work().await {
+            Ok(now) if now != leading => {
+                leading = now;
+                if now {
+                    tracing::info!("this node now signs audit checkpoints");
+                } else {
+                    tracing::info!("another node signs audit checkpoints; standing by");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                leading = false;
+                tracing::warn!(error = %strongroom_core::platform::chain(&e), "cannot tell whether this node leads; not integrating this round");
+            }
+        }
+        if !leading {
+            continue;
+        }
         match platform.integrate_audit_round().await {
             Ok(n) if n > 0 => tracing::debug!(entries = n, "audit entries integrated"),
             Ok(_) => {}

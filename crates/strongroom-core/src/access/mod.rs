@@ -275,8 +275,11 @@ pub struct DataDirProof {
 }
 
 impl DataDirProof {
-    /// The file whose presence marks an initialised data directory.
+    /// The file whose presence marks an initialised data directory (SQLite).
     pub const MARKER: &'static str = "control.db";
+    /// The file that marks an initialised data directory whose databases are on
+    /// PostgreSQL (it names the control database).
+    pub const POSTGRES_MARKER: &'static str = "postgres.instance";
 
     /// Checks that `dir` is an initialised data directory (it holds the control
     /// database), readable by us and by no other user.
@@ -298,7 +301,12 @@ impl DataDirProof {
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(DataDirError::TooOpen(dir.to_owned()));
         }
-        match std::fs::File::open(dir.join(Self::MARKER)) {
+        let marker = [Self::MARKER, Self::POSTGRES_MARKER]
+            .into_iter()
+            .map(|m| dir.join(m))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| dir.join(Self::MARKER));
+        match std::fs::File::open(marker) {
             Ok(_) => Ok(Self { _private: () }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(DataDirError::NotInitialised(dir.to_owned()))

@@ -46,6 +46,75 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     /// Platform operators.
     pub operators: OperatorsConfig,
+    /// Which database engine holds the control and region databases.
+    pub database: DatabaseConfig,
+}
+
+/// The database engine: embedded SQLite files in the data directory (the default), or
+/// PostgreSQL servers (one database for the control plane, one per region) for
+/// several stateless server nodes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseBackend {
+    /// `<data_dir>/control.db` and `<region dir>/strongroom.db`.
+    #[default]
+    Sqlite,
+    /// `database.control_url` and `regions.<name>.database_url`.
+    Postgres,
+}
+
+/// Database settings. With `backend = "postgres"`, the URLs name the application role
+/// (`postgres://strongroom_app@host:5432/db?sslmode=verify-full`) and never carry a
+/// password: it comes from `password`, `password_file` or
+/// `STRONGROOM_DATABASE__PASSWORD`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// The engine.
+    pub backend: DatabaseBackend,
+    /// The control database (operators, the tenant directory, the platform trail).
+    pub control_url: Option<String>,
+    /// The application role's password. Prefer `password_file` or the environment.
+    pub password: Option<crate::secret::SecretString>,
+    /// File whose first line is the application role's password.
+    pub password_file: Option<PathBuf>,
+    /// The role that owns the schema, used only by `strongroom db migrate`.
+    pub owner: String,
+    /// The owner role's password (or `owner_password_file`, or
+    /// `STRONGROOM_DATABASE__OWNER_PASSWORD`); read only by `strongroom db migrate`.
+    pub owner_password: Option<crate::secret::SecretString>,
+    /// File whose first line is the owner role's password.
+    pub owner_password_file: Option<PathBuf>,
+    /// CA certificates (PEM) for `sslmode=verify-ca`/`verify-full`; given alone, it
+    /// turns `sslmode=prefer` into `verify-full`.
+    pub ca_file: Option<PathBuf>,
+    /// Connections per database, per server node.
+    pub max_connections: u32,
+    /// No statement runs longer (PostgreSQL `statement_timeout`).
+    pub statement_timeout_ms: u64,
+    /// No lock, including a tenant's write lock, is waited on longer (`lock_timeout`).
+    pub lock_timeout_ms: u64,
+    /// How long a request waits for a pooled connection before a 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            backend: DatabaseBackend::Sqlite,
+            control_url: None,
+            password: None,
+            password_file: None,
+            owner: "strongroom_owner".into(),
+            owner_password: None,
+            owner_password_file: None,
+            ca_file: None,
+            max_connections: 16,
+            statement_timeout_ms: 30_000,
+            lock_timeout_ms: 10_000,
+            acquire_timeout_ms: 5_000,
+        }
+    }
 }
 
 /// Platform operators.
@@ -72,6 +141,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             webauthn: WebauthnConfig::default(),
             operators: OperatorsConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -180,6 +250,56 @@ pub struct RegionConfig {
     /// Directory holding the region's database and blobs; default
     /// `<data_dir>/regions/<name>`. Relative paths are relative to `data_dir`.
     pub path: Option<PathBuf>,
+    /// With `database.backend = "postgres"`: the region's own database.
+    pub database_url: Option<String>,
+    /// Keep the region's encrypted streams (attachments) in an S3-compatible bucket
+    /// instead of `<region dir>/blobs`.
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible bucket for one region's encrypted streams. The secret comes from
+/// `secret_access_key`, `secret_access_key_file` or
+/// `STRONGROOM_REGIONS__<REGION>__S3__SECRET_ACCESS_KEY`, and is never printed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// `https://s3.eu-central-1.amazonaws.com`, or any S3-compatible endpoint.
+    pub endpoint: String,
+    /// The bucket (one per region).
+    pub bucket: String,
+    /// The signing region.
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key. Prefer `secret_access_key_file` or the environment.
+    pub secret_access_key: Option<crate::secret::SecretString>,
+    /// File whose first line is the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers
+    /// need; virtual-hosted style (`bucket.endpoint/key`) otherwise.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Allow a plain `http://` endpoint. Only for a server on loopback in tests: the
+    /// objects are ciphertext, but the request signatures and metadata are not.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// CA certificates (PEM) for the endpoint's certificate, beside the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Key prefix inside the bucket, e.g. `strongroom/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Bound on one request to the bucket, body included, in seconds.
+    #[serde(default = "default_s3_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_s3_timeout() -> u64 {
+    300
 }
 
 /// Access tokens.
@@ -379,6 +499,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_limits_and_tokens()?;
+        self.validate_database()?;
         let p = &self.passwords;
         check(
             p.argon2_memory_kib,
@@ -481,6 +602,50 @@ impl Config {
         Ok(())
     }
 
+    fn validate_database(&self) -> Result<(), ConfigError> {
+        let d = &self.database;
+        check(d.max_connections, 1, 1000, "database.max_connections")?;
+        check(
+            d.statement_timeout_ms,
+            100,
+            3_600_000,
+            "database.statement_timeout_ms",
+        )?;
+        check(d.lock_timeout_ms, 10, 3_600_000, "database.lock_timeout_ms")?;
+        check(
+            d.acquire_timeout_ms,
+            10,
+            600_000,
+            "database.acquire_timeout_ms",
+        )?;
+        if d.password.is_some() && d.password_file.is_some() {
+            return Err(invalid(
+                "database.password",
+                "set at most one of `password` and `password_file`",
+            ));
+        }
+        let postgres = d.backend == DatabaseBackend::Postgres;
+        if postgres != d.control_url.is_some() {
+            return Err(invalid(
+                "database.control_url",
+                "is required with backend = \"postgres\" and allowed only then",
+            ));
+        }
+        for (name, r) in &self.regions {
+            if let Some(s3) = &r.s3 {
+                validate_s3(name, s3)?;
+            }
+            if postgres != r.database_url.is_some() {
+                return Err(invalid(
+                    &format!("regions.{name}.database_url"),
+                    "is required for every region with database.backend = \"postgres\" \
+                     and allowed only then",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_keys(&self) -> Result<(), ConfigError> {
         let k = &self.keys;
         if k.root != LOCAL_PROVIDER && !k.pkcs11.contains_key(&k.root) {
@@ -531,6 +696,32 @@ impl Config {
         )?;
         Ok(())
     }
+}
+
+fn validate_s3(name: &RegionName, s3: &S3Config) -> Result<(), ConfigError> {
+    let setting = format!("regions.{name}.s3");
+    if s3.secret_access_key.is_some() == s3.secret_access_key_file.is_some() {
+        return Err(invalid(
+            &setting,
+            "set exactly one of `secret_access_key` and `secret_access_key_file`",
+        ));
+    }
+    if !(s3.prefix.is_empty() || s3.prefix.ends_with('/')) {
+        return Err(invalid(&setting, "prefix must be empty or end in '/'"));
+    }
+    if s3.endpoint.starts_with("http://") && !s3.allow_http {
+        return Err(invalid(
+            &setting,
+            "an http:// endpoint needs allow_http = true (loopback tests only)",
+        ));
+    }
+    check(
+        s3.timeout_secs,
+        1,
+        86_400,
+        &format!("{setting}.timeout_secs"),
+    )?;
+    Ok(())
 }
 
 fn check<T: PartialOrd + std::fmt::Display>(

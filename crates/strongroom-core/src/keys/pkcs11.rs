@@ -127,16 +127,10 @@ impl Pkcs11Provider {
 }
 
 fn read_pin(file: &Path) -> Result<SecretString, KeyError> {
-    let text =
-        zeroize::Zeroizing::new(
-            std::fs::read_to_string(file).map_err(|source| KeyError::Io {
-                path: file.to_owned(),
-                source,
-            })?,
-        );
-    Ok(SecretString::new(
-        text.lines().next().unwrap_or_default().to_owned(),
-    ))
+    crate::secret::read_first_line(file).map_err(|source| KeyError::Io {
+        path: file.to_owned(),
+        source,
+    })
 }
 
 fn unavailable(e: P11Error) -> KeyError {

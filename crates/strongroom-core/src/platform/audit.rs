@@ -586,6 +586,13 @@ impl Platform {
         })
     }
 
+    /// Whether this server node is the one that runs the background integrator now:
+    /// with several nodes on one database, one signs checkpoints at a time (a leader
+    /// lock in the database); the others take over when it goes.
+    pub async fn leads_background_work(&self) -> Result<bool, PlatformError> {
+        Ok(self.store.lead_background_work().await?)
+    }
+
     /// One round of the background integrator: folds every tenant's new entries into
     /// its tree and signs a checkpoint. Returns the entries integrated.
     pub async fn integrate_audit_round(&self) -> Result<u64, PlatformError> {

@@ -116,7 +116,20 @@ impl Platform {
         scope: &TenantScope,
         user: UserId,
     ) -> Result<Option<(Factor, SecretBytes)>, PlatformError> {
-        let Some((_, bytes)) = self.objects.value(scope, KIND, &user.to_string()).await? else {
+        Ok(self
+            .factor_at(scope, user)
+            .await?
+            .map(|(_, factor, secret)| (factor, secret)))
+    }
+
+    /// The factor with the stored version it was read at.
+    async fn factor_at(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+    ) -> Result<Option<(u64, Factor, SecretBytes)>, PlatformError> {
+        let Some((version, bytes)) = self.objects.value(scope, KIND, &user.to_string()).await?
+        else {
             return Ok(None);
         };
         let factor: Factor = serde_json::from_slice(bytes.expose())
@@ -124,7 +137,7 @@ impl Platform {
         let secret = STANDARD
             .decode(&factor.secret)
             .map_err(|_| PlatformError::internal("second factor secret unreadable"))?;
-        Ok(Some((factor, SecretBytes::new(secret))))
+        Ok(Some((version, factor, SecretBytes::new(secret))))
     }
 
     /// Stores an enrolment change (a data write: refused in a read-only tenant).
@@ -142,18 +155,28 @@ impl Platform {
         Ok(())
     }
 
-    /// Stores a factor spent at sign-in (its last step, a used recovery code).
+    /// Stores a factor spent at sign-in (its last step, a used recovery code), only
+    /// if it is still the version read at `read`: false if a racing sign-in (on this
+    /// or another server node) spent it first, so one code signs in once.
     async fn record_factor_use(
         &self,
         scope: &TenantScope,
         user: UserId,
         factor: &Factor,
-    ) -> Result<(), PlatformError> {
+        read: u64,
+    ) -> Result<bool, PlatformError> {
         let json = serde_json::to_vec(factor).map_err(PlatformError::internal_from)?;
-        self.objects
-            .put_state(scope, KIND, &user.to_string(), &json, Action::SessionMfa)
-            .await?;
-        Ok(())
+        Ok(self
+            .objects
+            .put_state_if(
+                scope,
+                KIND,
+                &user.to_string(),
+                &json,
+                Action::SessionMfa,
+                read,
+            )
+            .await?)
     }
 
     fn own_user(principal: &Principal) -> Result<UserId, PlatformError> {
@@ -400,8 +423,11 @@ impl Platform {
                 },
             );
         }
-        let totp = self.factor(scope, user).await?.filter(|(f, _)| f.confirmed);
-        let Some((mut factor, secret)) = totp else {
+        let totp = self
+            .factor_at(scope, user)
+            .await?
+            .filter(|(_, f, _)| f.confirmed);
+        let Some((read, mut factor, secret)) = totp else {
             return Ok(if has_passkey {
                 FactorCheck::Failed
             } else {
@@ -423,8 +449,13 @@ impl Platform {
         } else {
             return Ok(FactorCheck::Failed);
         }
-        self.record_factor_use(scope, user, &factor).await?;
-        Ok(FactorCheck::Verified)
+        Ok(
+            if self.record_factor_use(scope, user, &factor, read).await? {
+                FactorCheck::Verified
+            } else {
+                FactorCheck::Failed
+            },
+        )
     }
 
     /// Whether the tenant's policy requires a second factor of a user with `roles`.

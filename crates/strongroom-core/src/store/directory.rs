@@ -13,6 +13,15 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// Checks that every database (control and each region) answers a query.
     async fn health(&self) -> Result<(), StoreError>;
 
+    /// Whether this process is now the one that runs the deployment's singleton
+    /// background work (the audit integrator that signs checkpoints). Called before
+    /// every round; leadership can be lost between rounds (a dropped connection) and
+    /// is then taken by another node. A backend only one process can open (SQLite,
+    /// whose data directory `serve` locks) always leads.
+    async fn lead_background_work(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     /// Creates a tenant: its directory entry, and its home in its region's storage.
     /// Both or neither, with the tenant's freshly provisioned (wrapped) keys and its
     /// first audit entry (`audit`) in the same region transaction, and the platform

@@ -100,6 +100,12 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             },
         );
     }
+    if escapes_nul(bytes) {
+        return Err(Problem::field(
+            "",
+            "Text may not contain the NUL character (U+0000).",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -127,6 +133,26 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             }
         }
     }
+}
+
+/// Whether a JSON text holds the escape `\u0000`. NUL is refused in every string of
+/// every body: PostgreSQL text cannot hold it (a stored field would fail as a 500), and
+/// C consumers of exported data would truncate at it. JSON can carry NUL only as that
+/// escape (a raw control byte is invalid JSON), so a scan that skips each escaped
+/// character (`\\u0000` is a backslash and text, not NUL) finds every one.
+fn escapes_nul(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// serde's message without its " at line X column Y" suffix, which means nothing to a
@@ -185,6 +211,17 @@ mod tests {
         let p = parse::<Body>(br#"{"slug":"good""#).unwrap_err();
         assert_eq!(p.kind(), &problem::MALFORMED_BODY);
         assert!(parse::<Body>(br#"{"slug":"good","n":1}"#).is_ok());
+    }
+
+    #[test]
+    fn nul_is_refused_in_any_string_but_an_escaped_backslash_is_not_nul() {
+        assert!(escapes_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(escapes_nul(br#"{"a\u0000":1}"#));
+        assert!(escapes_nul(br#"{"a":"\\\u0000"}"#));
+        assert!(!escapes_nul(br#"{"a":"\\u0000"}"#));
+        assert!(!escapes_nul(br#"{"a":"\u0001 \"\\"}"#));
+        let p = parse::<serde_json::Value>(br#"{"name":"a\u0000"}"#).unwrap_err();
+        assert_eq!(p.kind(), &problem::VALIDATION);
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub(crate) async fn the_database_refuses_to_update_or_delete_audit_entries<B: Ba
     let home = create(s, &tenant("append-only", "eu")).await;
     for refused in b.rewrite_audit(&home).await {
         let e = refused.expect("the database allowed an audit entry to change");
-        assert!(e.contains("append-only"), "{e}");
+        // By a trigger ("append-only") or, on PostgreSQL, by the role's privileges.
+        assert!(
+            e.contains("append-only") || e.contains("permission denied"),
+            "{e}"
+        );
     }
     let entries = s.audit_entries(&home, 0, 10).await.unwrap();
     assert_eq!(entries.len(), 1);

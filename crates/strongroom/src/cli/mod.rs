@@ -69,8 +69,20 @@ enum Command {
     /// bindings.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// The database schema (PostgreSQL): `db migrate` before the first `serve` and
+    /// after every upgrade, as the owner role; `serve` refuses a schema that is behind.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Apply this binary's migrations to the control and every region database as
+    /// `database.owner`, and grant the application role (the user of
+    /// `database.control_url`) what the server needs, and nothing more.
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,6 +472,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         },
         Command::Audit(cmd) => audit::run(&open(&config).await?, cmd).await,
         Command::Records(cmd) => records::run(&open(&config).await?, cmd).await,
+        Command::Db(DbCommand::Migrate) => {
+            admin::println_out(&crate::database::migrate(&config).await?)
+        }
         Command::Version => Ok(()),
     }
 }

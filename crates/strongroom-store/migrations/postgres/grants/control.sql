@@ -1,0 +1,66 @@
+-- Privileges of the application role on the control database, applied by the owner role
+-- after migrating (`strongroom db migrate`). `{app}` stands for the application
+-- role's name, already quoted. Run as one batch (one implicit transaction); safe to
+-- run again: everything the role holds is revoked first and granted afresh, so the
+-- result is exactly this file, whatever an earlier version granted.
+--
+-- Least privilege, statement by statement: each table gets exactly the privileges of
+-- the statements the adapter runs on it (src/sqlite/*.rs, mirrored by
+-- src/postgres/*.rs). Nothing else: no TRUNCATE, REFERENCES or TRIGGER anywhere, no
+-- CREATE in the schema, no TEMP in the database, and never UPDATE or DELETE on
+-- audit_entries. Foreign-key checks run as the table owner, so a referenced table
+-- needs no privilege for them.
+
+-- The application role must not be able to step around row-level security or the
+-- append-only triggers: it must not be a superuser, bypass RLS, or be (or be a member
+-- of) the owner role, which owns the tables and could alter or drop them. Refuse to
+-- go on otherwise (and a role that does not exist fails here too).
+DO $$
+DECLARE
+    app oid := '{app}'::regrole;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+               WHERE r.oid = app AND (r.rolsuper OR r.rolbypassrls)) THEN
+        RAISE EXCEPTION 'the application role {app} is a superuser or bypasses row-level security';
+    END IF;
+    IF pg_catalog.pg_has_role(app, current_user, 'MEMBER') THEN
+        RAISE EXCEPTION 'the application role {app} is, or is a member of, the owner role %', current_user;
+    END IF;
+END
+$$;
+
+-- The database: nobody connects but the roles granted here (the owner keeps its own
+-- rights); the application role may connect, and nothing more.
+DO $$
+BEGIN
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM {app}', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO {app}', current_database());
+END
+$$;
+
+-- The schema: use it, create nothing in it.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+REVOKE ALL ON SCHEMA public FROM {app};
+GRANT USAGE ON SCHEMA public TO {app};
+
+-- Start from nothing. (No table has an identity column or serial, so there is no
+-- sequence to grant USAGE on; this revokes any that an earlier grant left.)
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {app};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {app};
+
+-- The server checks the schema version at start and refuses one that is behind.
+GRANT SELECT ON _sqlx_migrations TO {app};
+
+-- The directory (no tenant_id, no row-level security).
+GRANT SELECT, INSERT, UPDATE         ON operators    TO {app};  -- insert; disable, set MFA
+GRANT SELECT, INSERT                 ON tenants      TO {app};  -- create, look up, list
+GRANT SELECT, INSERT, UPDATE, DELETE ON signing_keys TO {app};  -- insert, revoke, delete
+
+-- The platform trail (tenant_id = the nil id; row-level security as in a region).
+-- tenant_homes gets nothing: the adapter never reads or writes the control
+-- database's one home row; it is only the target of the trail's foreign keys.
+GRANT SELECT, INSERT                 ON audit_entries  TO {app};  -- append-only
+GRANT SELECT, INSERT, UPDATE         ON audit_logs     TO {app};  -- init; integrate moves size/checkpoint
+GRANT SELECT, INSERT, UPDATE         ON audit_tiles    TO {app};  -- INSERT … ON CONFLICT DO UPDATE (triggers keep full tiles final)
+GRANT SELECT, INSERT, UPDATE         ON audit_subjects TO {app};  -- insert; erase (wrapped_key := NULL)

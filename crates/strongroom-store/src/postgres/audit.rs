@@ -1,0 +1,385 @@
+//! SQL for the audit trail on PostgreSQL. Appends run inside the caller's write
+//! transaction, so a regulated write and its entry commit together or not at all; the
+//! transaction holds the tenant's advisory lock, so "next sequence number = last + 1"
+//! is read and written with no other writer in between, on any number of nodes. There
+//! is no statement here (or anywhere) that updates or deletes an entry, and the schema's
+//! triggers refuse both.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+use strongroom_core::access::{TenantScope, WritableScope};
+use strongroom_core::audit::merkle::{Hash, leaf_hash};
+use strongroom_core::store::{
+    AuditEvent, AuditFilter, AuditLogState, AuditStore, StoreError, StoredEntry, StoredSubjectKey,
+    StoredTile,
+};
+use time::OffsetDateTime;
+
+use super::{PgStore, Tx, int, tid};
+use crate::error::db;
+use crate::time_codec::{from_micros, to_micros};
+
+/// Appends `event` to the tenant's log inside `tx`: next sequence number, time never
+/// earlier than the previous entry's. Returns the entry's sequence number.
+///
+/// `tx` must be a write transaction of `scope`'s tenant ([`PgStore::write`]): its
+/// advisory lock is what keeps two appends from taking the same sequence number.
+pub(super) async fn append(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    event: &AuditEvent,
+) -> Result<u64, StoreError> {
+    event.entry.validate().map_err(|e| StoreError::Backend {
+        context: "audit entry refused".into(),
+        source: Some(Box::new(e)),
+    })?;
+    let last = sqlx::query(
+        "SELECT seq, time_us FROM audit_entries WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tid(scope))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    let (seq, floor) = match last {
+        Some(r) => {
+            let seq: i64 = r.try_get("seq").map_err(db)?;
+            let seq = u64::try_from(seq)
+                .map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?
+                + 1;
+            (seq, Some(from_micros(r.try_get("time_us").map_err(db)?)?))
+        }
+        None => (0, None),
+    };
+    // Microsecond precision is what is stored; compare at that precision.
+    let now = from_micros(to_micros(event.at))?;
+    let time = floor.map_or(now, |f| f.max(now));
+    let entry = event.entry.clone().at(scope.tenant(), seq, time);
+    let bytes = entry.canonical();
+    sqlx::query("INSERT INTO audit_entries (tenant_id, seq, time_us, action, actor, target, entry, leaf_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(tid(scope))
+        .bind(i64::try_from(seq).map_err(|_| StoreError::backend("audit log full"))?)
+        .bind(to_micros(time))
+        .bind(entry.action)
+        .bind(format!("{}:{}", entry.actor.kind, entry.actor.id.as_deref().unwrap_or("")))
+        .bind(format!("{}:{}", entry.target.kind, entry.target.id))
+        .bind(&bytes)
+        .bind(leaf_hash(&bytes).to_vec())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(seq)
+}
+
+fn entry_from_row(r: &PgRow) -> Result<StoredEntry, StoreError> {
+    let seq: i64 = r.try_get("seq").map_err(db)?;
+    let hash: Vec<u8> = r.try_get("leaf_hash").map_err(db)?;
+    Ok(StoredEntry {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+        entry: r.try_get("entry").map_err(db)?,
+        leaf_hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("leaf hash length".into()))?,
+    })
+}
+
+fn subject_from_row(r: &PgRow) -> Result<StoredSubjectKey, StoreError> {
+    Ok(StoredSubjectKey {
+        key_id: r.try_get("key_id").map_err(db)?,
+        wrapped: r.try_get("wrapped_key").map_err(db)?,
+    })
+}
+
+/// Erases every subject key of the tenant, inside a shredding transaction.
+pub(super) async fn erase_all_subjects(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = $1 WHERE tenant_id = $2 AND wrapped_key IS NOT NULL")
+        .bind(to_micros(at))
+        .bind(tid(scope))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// One stored tile's hashes, split into 32-byte hashes.
+fn tile_hashes(bytes: &[u8]) -> Result<Vec<Hash>, StoreError> {
+    bytes
+        .chunks_exact(32)
+        .map(|c| Hash::try_from(c).map_err(|_| StoreError::Corrupt("tile".into())))
+        .collect()
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_entries(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let from = i64::try_from(from).map_err(|_| StoreError::backend("seq out of range"))?;
+        let mut tx = self.read(scope).await?;
+        let rows = sqlx::query("SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3")
+            .bind(tid(scope))
+            .bind(from)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn audit_log(&self, scope: &TenantScope) -> Result<Option<AuditLogState>, StoreError> {
+        let mut tx = self.read(scope).await?;
+        let row = sqlx::query("SELECT key_name, public_key, wrapped_seed, size, checkpoint FROM audit_logs WHERE tenant_id = $1")
+            .bind(tid(scope))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let Some(r) = row else { return Ok(None) };
+        let size: i64 = r.try_get("size").map_err(db)?;
+        Ok(Some(AuditLogState {
+            key_name: r.try_get("key_name").map_err(db)?,
+            public_key: r.try_get("public_key").map_err(db)?,
+            wrapped_seed: r.try_get("wrapped_seed").map_err(db)?,
+            size: u64::try_from(size)
+                .map_err(|_| StoreError::Corrupt(format!("audit size {size}")))?,
+            checkpoint: r.try_get("checkpoint").map_err(db)?,
+        }))
+    }
+
+    async fn init_audit_log(
+        &self,
+        scope: &TenantScope,
+        s: &AuditLogState,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write(scope).await?;
+        sqlx::query("INSERT INTO audit_logs (tenant_id, key_name, public_key, wrapped_seed, size, checkpoint) VALUES ($1, $2, $3, $4, 0, NULL) ON CONFLICT DO NOTHING")
+            .bind(tid(scope))
+            .bind(&s.key_name)
+            .bind(&s.public_key)
+            .bind(&s.wrapped_seed)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn audit_tiles(
+        &self,
+        scope: &TenantScope,
+        wanted: &[(u8, u64)],
+    ) -> Result<Vec<StoredTile>, StoreError> {
+        // One snapshot: every tile comes from the same integrated state, even while
+        // `integrate_audit` runs on another node.
+        let mut tx = self.snapshot(scope).await?;
+        let mut out = Vec::with_capacity(wanted.len());
+        for &(level, idx) in wanted {
+            let row: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT hashes FROM audit_tiles WHERE tenant_id = $1 AND level = $2 AND idx = $3",
+            )
+            .bind(tid(scope))
+            .bind(i64::from(level))
+            .bind(int(idx)?)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(bytes) = row {
+                out.push((level, idx, tile_hashes(&bytes)?));
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn integrate_audit(
+        &self,
+        scope: &TenantScope,
+        from: u64,
+        to: u64,
+        tiles: &[StoredTile],
+        checkpoint: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write(scope).await?;
+        let moved = sqlx::query(
+            "UPDATE audit_logs SET size = $1, checkpoint = $2 WHERE tenant_id = $3 AND size = $4",
+        )
+        .bind(int(to)?)
+        .bind(checkpoint)
+        .bind(tid(scope))
+        .bind(int(from)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if moved.rows_affected() != 1 {
+            // Dropping `tx` rolls back (and releases the tenant's lock).
+            return Ok(false);
+        }
+        for (level, idx, hashes) in tiles {
+            sqlx::query("INSERT INTO audit_tiles (tenant_id, level, idx, hashes) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hashes = excluded.hashes")
+                .bind(tid(scope))
+                .bind(i64::from(*level))
+                .bind(int(*idx)?)
+                .bind(hashes.concat())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn audit_len(&self, scope: &TenantScope) -> Result<u64, StoreError> {
+        let mut tx = self.read(scope).await?;
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) + 1 FROM audit_entries WHERE tenant_id = $1")
+                .bind(tid(scope))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    async fn append_audit(
+        &self,
+        scope: &TenantScope,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write(scope).await?;
+        let seq = append(&mut tx, scope, event).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(seq)
+    }
+
+    async fn audit_query(
+        &self,
+        scope: &TenantScope,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        // Every value is a bind parameter; only the fixed column names below are pushed
+        // as SQL text. The builder numbers the placeholders $1, $2, … in order.
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ",
+        );
+        q.push_bind(tid(scope))
+            .push(" AND seq >= ")
+            .push_bind(int(from)?);
+        for (column, value) in [
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("target", &filter.target),
+        ] {
+            if let Some(v) = value {
+                q.push(" AND ")
+                    .push(column)
+                    .push(" = ")
+                    .push_bind(v.as_str());
+            }
+        }
+        if let Some(t) = filter.since {
+            q.push(" AND time_us >= ").push_bind(to_micros(t));
+        }
+        if let Some(t) = filter.until {
+            q.push(" AND time_us < ").push_bind(to_micros(t));
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        let mut tx = self.read(scope).await?;
+        let rows = q.build().fetch_all(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError> {
+        let mut tx = self.read(scope).await?;
+        let row = sqlx::query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = $1 AND subject = $2 AND wrapped_key IS NOT NULL")
+            .bind(tid(scope))
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        row.as_ref().map(subject_from_row).transpose()
+    }
+
+    async fn audit_subject_key_by_id(
+        &self,
+        scope: &TenantScope,
+        key_id: &str,
+    ) -> Result<Option<StoredSubjectKey>, StoreError> {
+        let mut tx = self.read(scope).await?;
+        let row = sqlx::query(
+            "SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = $1 AND key_id = $2",
+        )
+        .bind(tid(scope))
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        row.as_ref().map(subject_from_row).transpose()
+    }
+
+    async fn insert_audit_subject_key(
+        &self,
+        scope: &TenantScope,
+        subject: &str,
+        key: &StoredSubjectKey,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let Some(wrapped) = &key.wrapped else {
+            return Err(StoreError::backend(
+                "a new subject key must have key material",
+            ));
+        };
+        let mut tx = self.write(scope).await?;
+        // The partial unique index allows one live key per subject: a concurrent first
+        // use that lost the race inserts nothing (ON CONFLICT with no target covers
+        // every unique index, partial ones included).
+        sqlx::query("INSERT INTO audit_subjects (tenant_id, key_id, subject, wrapped_key, created_us) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+            .bind(tid(scope))
+            .bind(&key.key_id)
+            .bind(subject)
+            .bind(wrapped)
+            .bind(to_micros(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn erase_audit_subject(
+        &self,
+        scope: &WritableScope,
+        subject: &str,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write(scope).await?;
+        let erased = sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = $1 WHERE tenant_id = $2 AND subject = $3 AND wrapped_key IS NOT NULL")
+            .bind(to_micros(event.at))
+            .bind(tid(scope))
+            .bind(subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        append(&mut tx, scope, event).await?;
+        tx.commit().await.map_err(db)?;
+        // SQLite purges its write-ahead log here. PostgreSQL has no equivalent to call:
+        // the erased keys' old row versions stay in dead tuples until (auto)vacuum
+        // reclaims them, and in the WAL until it is recycled (docs/postgres.md).
+        Ok(erased)
+    }
+}

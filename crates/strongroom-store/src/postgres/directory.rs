@@ -1,0 +1,170 @@
+//! The directory port on PostgreSQL: the tenant directory in the control database, and
+//! each tenant's home row in its region's database.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use strongroom_core::access::{PlatformScope, TenantScope, platform_log};
+use strongroom_core::store::{AuditEvent, DirectoryStore, Page, StoreError, TenantKeys};
+use strongroom_core::tenant::{DisplayName, RegionName, Slug, Tenant, TenantId, TenantStatus};
+use uuid::Uuid;
+
+use super::{Db, PgStore, Tx, tid};
+use crate::error::{db, map};
+use crate::time_codec::{from_micros, to_micros};
+
+async fn insert_tenant(tx: &mut Tx, t: &Tenant) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO tenants (id, slug, display_name, region, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(t.id.as_uuid().to_string())
+        .bind(t.slug.as_str())
+        .bind(t.display_name.as_str())
+        .bind(t.region.as_str())
+        .bind(t.status.as_str())
+        .bind(to_micros(t.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| map(e, "tenant slug"))?;
+    Ok(())
+}
+
+/// Every region some tenant of the directory lives in.
+pub(super) async fn regions_in_use(store: &PgStore) -> Result<Vec<String>, StoreError> {
+    let mut tx = store.control_read().await?;
+    let rows = sqlx::query("SELECT DISTINCT region FROM tenants ORDER BY region")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    rows.iter()
+        .map(|r| r.try_get("region").map_err(db))
+        .collect()
+}
+
+fn tenant_from_row(r: &PgRow) -> Result<Tenant, StoreError> {
+    let status: String = r.try_get("status").map_err(db)?;
+    Ok(Tenant {
+        id: TenantId::from_uuid(uuid(&r.try_get::<String, _>("id").map_err(db)?)?),
+        slug: Slug::parse(&r.try_get::<String, _>("slug").map_err(db)?).map_err(corrupt)?,
+        display_name: DisplayName::parse(&r.try_get::<String, _>("display_name").map_err(db)?)
+            .map_err(corrupt)?,
+        region: RegionName::parse(&r.try_get::<String, _>("region").map_err(db)?)
+            .map_err(corrupt)?,
+        status: TenantStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("tenant status {status}")))?,
+        created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
+    })
+}
+
+/// A stored UUID (kept as text, as on SQLite); anything else is corruption.
+pub(super) fn uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt(format!("bad uuid {s:?}")))
+}
+
+/// A stored value that no longer parses: corruption.
+pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+async fn insert_home(
+    region: &Db,
+    scope: &TenantScope,
+    tenant: &Tenant,
+    keys: &TenantKeys,
+    audit: &AuditEvent,
+) -> Result<(), StoreError> {
+    let mut tx = region.write(&tid(scope)).await?;
+    sqlx::query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES ($1, $2, $3)")
+        .bind(tid(scope))
+        .bind(tenant.slug.as_str())
+        .bind(to_micros(tenant.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map(e, "tenant home"))?;
+    super::keys::insert_keks_and_deks(&mut tx, scope, keys).await?;
+    super::audit::append(&mut tx, scope, audit).await?;
+    tx.commit().await.map_err(db)
+}
+
+#[async_trait]
+impl DirectoryStore for PgStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        self.control.ping().await?;
+        for db in self.regions.values() {
+            db.ping().await?;
+        }
+        Ok(())
+    }
+
+    async fn lead_background_work(&self) -> Result<bool, StoreError> {
+        self.lead().await
+    }
+
+    async fn create_tenant(
+        &self,
+        scope: &PlatformScope,
+        tenant: &Tenant,
+        home: &TenantScope,
+        keys: &TenantKeys,
+        audit: &AuditEvent,
+        platform_audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let region = self.region(home)?;
+        // Directory first (it holds the unique slug), region home second, directory
+        // commit last: a failure anywhere leaves no directory entry. A crash between the
+        // two commits leaves only an unreferenced home, which nothing can reach.
+        // The directory transaction holds the platform's lock in the control database
+        // while the home transaction takes the new tenant's lock in its region: two
+        // locks, always taken in that order, never the same one twice.
+        let mut dir_tx = self.control_write().await?;
+        insert_tenant(&mut dir_tx, tenant).await?;
+        super::audit::append(&mut dir_tx, &platform_log(scope), platform_audit).await?;
+        insert_home(region, home, tenant, keys, audit).await?;
+        dir_tx.commit().await.map_err(db)
+    }
+
+    async fn tenant_home_exists(&self, scope: &TenantScope) -> Result<bool, StoreError> {
+        let mut tx = self.read(scope).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenant_homes WHERE tenant_id = $1")
+            .bind(tid(scope))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(n == 1)
+    }
+
+    async fn tenant(&self, _: &PlatformScope, slug: &Slug) -> Result<Option<Tenant>, StoreError> {
+        let mut tx = self.control_read().await?;
+        let row = sqlx::query(
+            "SELECT id, slug, display_name, region, status, created_at FROM tenants WHERE slug = $1",
+        )
+        .bind(slug.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn tenants(
+        &self,
+        _: &PlatformScope,
+        page: Page<Slug>,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let after = page.after.as_ref().map_or("", Slug::as_str);
+        // Byte order (COLLATE "C"), as SQLite's BINARY collation: the order of a
+        // listing must not depend on the database's locale.
+        let mut tx = self.control_read().await?;
+        let rows = sqlx::query(
+            "SELECT id, slug, display_name, region, status, created_at FROM tenants \
+             WHERE slug COLLATE \"C\" > $1 ORDER BY slug COLLATE \"C\" LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(page.limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+}

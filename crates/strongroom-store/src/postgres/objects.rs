@@ -1,0 +1,220 @@
+//! The object port on PostgreSQL: sealed values and blob metadata in a region database.
+//! Every statement binds `tenant_id` from a [`TenantScope`]; writes are compare-and-swap
+//! on the version (or file) the caller read, under the tenant's write lock.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use strongroom_core::access::{TenantScope, WritableScope};
+use strongroom_core::store::{AuditEvent, ObjectStore, StoreError, StoredBlob, StoredSealed};
+
+use super::keys::require_live;
+use super::records::{fetch_all_in, fetch_optional_in};
+use super::{PgStore, int, tid, u32_col, u64_col};
+use crate::error::{db, map};
+
+fn sealed_from_row(r: &PgRow) -> Result<StoredSealed, StoreError> {
+    Ok(StoredSealed {
+        id: r.try_get("id").map_err(db)?,
+        version: u64_col(r, "version")?,
+        dek_version: u32_col(r, "dek_version")?,
+        sealed: r.try_get("sealed").map_err(db)?,
+    })
+}
+
+fn blob_from_row(r: &PgRow) -> Result<StoredBlob, StoreError> {
+    Ok(StoredBlob {
+        id: r.try_get("id").map_err(db)?,
+        dek_version: u32_col(r, "dek_version")?,
+        size: u64_col(r, "size")?,
+        file: r.try_get("file").map_err(db)?,
+    })
+}
+
+#[async_trait]
+impl ObjectStore for PgStore {
+    async fn put_sealed(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        v: &StoredSealed,
+        expected: u64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write(scope).await?;
+        require_live(&mut tx, scope).await?;
+        let done = if expected == 0 {
+            sqlx::query("INSERT INTO sealed_values (tenant_id, kind, id, version, dek_version, sealed) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                .bind(tid(scope))
+                .bind(kind)
+                .bind(&v.id)
+                .bind(int(v.version)?)
+                .bind(i64::from(v.dek_version))
+                .bind(&v.sealed)
+                .execute(&mut *tx)
+                .await
+        } else {
+            sqlx::query("UPDATE sealed_values SET version = $1, dek_version = $2, sealed = $3 WHERE tenant_id = $4 AND kind = $5 AND id = $6 AND version = $7")
+                .bind(int(v.version)?)
+                .bind(i64::from(v.dek_version))
+                .bind(&v.sealed)
+                .bind(tid(scope))
+                .bind(kind)
+                .bind(&v.id)
+                .bind(int(expected)?)
+                .execute(&mut *tx)
+                .await
+        }
+        .map_err(db)?;
+        let written = done.rows_affected() == 1;
+        if written {
+            super::audit::append(&mut tx, scope, audit).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(written)
+    }
+
+    async fn sealed(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<StoredSealed>, StoreError> {
+        let q = sqlx::query("SELECT id, version, dek_version, sealed FROM sealed_values WHERE tenant_id = $1 AND kind = $2 AND id = $3")
+            .bind(tid(scope))
+            .bind(kind)
+            .bind(id);
+        fetch_optional_in(self.read(scope).await?, q)
+            .await?
+            .as_ref()
+            .map(sealed_from_row)
+            .transpose()
+    }
+
+    async fn sealed_before(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<StoredSealed>, StoreError> {
+        let q = sqlx::query("SELECT id, version, dek_version, sealed FROM sealed_values WHERE tenant_id = $1 AND kind = $2 AND dek_version < $3 ORDER BY id LIMIT $4")
+            .bind(tid(scope))
+            .bind(kind)
+            .bind(i64::from(current))
+            .bind(i64::from(limit));
+        fetch_all_in(self.read(scope).await?, q)
+            .await?
+            .iter()
+            .map(sealed_from_row)
+            .collect()
+    }
+
+    async fn reseal(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        old: &StoredSealed,
+        new: &StoredSealed,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write(scope).await?;
+        let done = sqlx::query("UPDATE sealed_values SET dek_version = $1, sealed = $2 WHERE tenant_id = $3 AND kind = $4 AND id = $5 AND version = $6 AND dek_version = $7")
+            .bind(i64::from(new.dek_version))
+            .bind(&new.sealed)
+            .bind(tid(scope))
+            .bind(kind)
+            .bind(&old.id)
+            .bind(int(old.version)?)
+            .bind(i64::from(old.dek_version))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, scope, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn insert_blob(
+        &self,
+        scope: &WritableScope,
+        b: &StoredBlob,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write(scope).await?;
+        require_live(&mut tx, scope).await?;
+        sqlx::query(
+            "INSERT INTO blobs (tenant_id, id, dek_version, size, file) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tid(scope))
+        .bind(&b.id)
+        .bind(i64::from(b.dek_version))
+        .bind(int(b.size)?)
+        .bind(&b.file)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map(e, "blob id"))?;
+        super::audit::append(&mut tx, scope, audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn blob(&self, scope: &TenantScope, id: &str) -> Result<Option<StoredBlob>, StoreError> {
+        let q = sqlx::query(
+            "SELECT id, dek_version, size, file FROM blobs WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tid(scope))
+        .bind(id);
+        fetch_optional_in(self.read(scope).await?, q)
+            .await?
+            .as_ref()
+            .map(blob_from_row)
+            .transpose()
+    }
+
+    async fn blobs_before(
+        &self,
+        scope: &TenantScope,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<StoredBlob>, StoreError> {
+        let q = sqlx::query("SELECT id, dek_version, size, file FROM blobs WHERE tenant_id = $1 AND dek_version < $2 ORDER BY id LIMIT $3")
+            .bind(tid(scope))
+            .bind(i64::from(current))
+            .bind(i64::from(limit));
+        fetch_all_in(self.read(scope).await?, q)
+            .await?
+            .iter()
+            .map(blob_from_row)
+            .collect()
+    }
+
+    async fn reseal_blob(
+        &self,
+        scope: &TenantScope,
+        old: &StoredBlob,
+        new: &StoredBlob,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write(scope).await?;
+        let done = sqlx::query("UPDATE blobs SET dek_version = $1, file = $2, size = $3 WHERE tenant_id = $4 AND id = $5 AND file = $6 AND dek_version = $7")
+            .bind(i64::from(new.dek_version))
+            .bind(&new.file)
+            .bind(int(new.size)?)
+            .bind(tid(scope))
+            .bind(&old.id)
+            .bind(&old.file)
+            .bind(i64::from(old.dek_version))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, scope, audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,210 @@
+//! The operator port on PostgreSQL: operators and token-signing keys in the control
+//! database. Changes that the platform trail records are appended to it (it lives in
+//! the same database) in the same transaction, under the platform's write lock.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use strongroom_core::access::{PlatformScope, platform_log};
+use strongroom_core::identity::Email;
+use strongroom_core::identity::operator::{Operator, OperatorCredentials, OperatorId};
+use strongroom_core::store::{AuditEvent, OperatorStore, StoreError, StoredSigningKey};
+
+use super::PgStore;
+use super::directory::{corrupt, uuid};
+use super::records::{fetch_all_in, fetch_optional_in};
+use crate::error::{db, map};
+use crate::time_codec::{from_micros, to_micros};
+
+const OPERATOR: &str =
+    "SELECT id, email, password_hash, created_at, disabled_at, mfa FROM operators";
+
+fn operator_from_row(r: &PgRow) -> Result<Operator, StoreError> {
+    let disabled: Option<i64> = r.try_get("disabled_at").map_err(db)?;
+    Ok(Operator {
+        id: OperatorId::from_uuid(uuid(&r.try_get::<String, _>("id").map_err(db)?)?),
+        email: Email::parse(&r.try_get::<String, _>("email").map_err(db)?).map_err(corrupt)?,
+        created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
+        disabled_at: disabled.map(from_micros).transpose()?,
+    })
+}
+
+fn key_from_row(r: &PgRow) -> Result<StoredSigningKey, StoreError> {
+    let revoked: Option<i64> = r.try_get("revoked_at").map_err(db)?;
+    Ok(StoredSigningKey {
+        kid: r.try_get("kid").map_err(db)?,
+        public_key: r.try_get("public_key").map_err(db)?,
+        wrapped_private_key: r.try_get("wrapped_private_key").map_err(db)?,
+        created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
+        revoked_at: revoked.map(from_micros).transpose()?,
+    })
+}
+
+#[async_trait]
+impl OperatorStore for PgStore {
+    async fn insert_operator(
+        &self,
+        scope: &PlatformScope,
+        op: &Operator,
+        hash: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.control_write().await?;
+        sqlx::query("INSERT INTO operators (id, email, email_key, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(op.id.as_uuid().to_string())
+            .bind(op.email.as_str())
+            .bind(op.email.as_str().to_lowercase())
+            .bind(hash)
+            .bind(to_micros(op.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map(e, "operator e-mail"))?;
+        super::audit::append(&mut tx, &platform_log(scope), audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn operator_credentials(
+        &self,
+        email: &Email,
+    ) -> Result<Option<OperatorCredentials>, StoreError> {
+        let sql = format!("{OPERATOR} WHERE email_key = $1");
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email.as_str().to_lowercase());
+        let row = fetch_optional_in(self.control_read().await?, q).await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(OperatorCredentials {
+            operator: operator_from_row(&row)?,
+            password_hash: row.try_get("password_hash").map_err(db)?,
+            mfa: row.try_get("mfa").map_err(db)?,
+        }))
+    }
+
+    async fn operator(&self, id: OperatorId) -> Result<Option<Operator>, StoreError> {
+        let sql = format!("{OPERATOR} WHERE id = $1");
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_uuid().to_string());
+        fetch_optional_in(self.control_read().await?, q)
+            .await?
+            .as_ref()
+            .map(operator_from_row)
+            .transpose()
+    }
+
+    async fn operators(&self, _: &PlatformScope, limit: u32) -> Result<Vec<Operator>, StoreError> {
+        let sql = format!("{OPERATOR} ORDER BY email_key LIMIT $1");
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit));
+        fetch_all_in(self.control_read().await?, q)
+            .await?
+            .iter()
+            .map(operator_from_row)
+            .collect()
+    }
+
+    async fn disable_operator(
+        &self,
+        scope: &PlatformScope,
+        id: OperatorId,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.control_write().await?;
+        let done = sqlx::query(
+            "UPDATE operators SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL",
+        )
+        .bind(to_micros(audit.at))
+        .bind(id.as_uuid().to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, &platform_log(scope), audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn set_operator_mfa(
+        &self,
+        scope: &PlatformScope,
+        id: OperatorId,
+        wrapped: Option<&[u8]>,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.control_write().await?;
+        sqlx::query("UPDATE operators SET mfa = $1 WHERE id = $2")
+            .bind(wrapped)
+            .bind(id.as_uuid().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(event) = audit {
+            super::audit::append(&mut tx, &platform_log(scope), event).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let q = sqlx::query(
+            "SELECT kid, public_key, wrapped_private_key, created_at, revoked_at FROM signing_keys ORDER BY created_at DESC, kid",
+        );
+        fetch_all_in(self.control_read().await?, q)
+            .await?
+            .iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    async fn insert_signing_key(
+        &self,
+        scope: &PlatformScope,
+        key: &StoredSigningKey,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.control_write().await?;
+        sqlx::query("INSERT INTO signing_keys (kid, public_key, wrapped_private_key, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.kid)
+            .bind(&key.public_key)
+            .bind(&key.wrapped_private_key)
+            .bind(to_micros(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map(e, "signing key"))?;
+        if let Some(event) = audit {
+            super::audit::append(&mut tx, &platform_log(scope), event).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        let mut tx = self.control_write().await?;
+        sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+            .bind(kid)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn revoke_signing_key(
+        &self,
+        scope: &PlatformScope,
+        kid: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.control_write().await?;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
+        )
+        .bind(to_micros(audit.at))
+        .bind(kid)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, &platform_log(scope), audit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+}
