@@ -30,8 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::blobs::check_name;
 
-/// Size of one multipart part, and of the buffer a small object is sent from.
-const PART: usize = 8 * 1024 * 1024;
+/// Size of one multipart part (the S3 minimum), and of the buffer a small object is
+/// sent from.
+const PART: usize = 5 * 1024 * 1024;
 /// Parts of one upload in flight at once (so at most this many parts are buffered).
 const PARTS_IN_FLIGHT: usize = 2;
 

@@ -172,3 +172,101 @@ async fn create_databases(admin: &PgConnectOptions, prefix: &str, regions: &[Str
     }
     pool.close().await;
 }
+
+/// A psql connection URI for one of a test server's databases, as the superuser.
+fn superuser_uri(root: &Path, db: &str) -> String {
+    let admin = postgres_admin_url().expect("SR_TEST_POSTGRES");
+    let prefix = std::fs::read_to_string(root.join("pg-prefix")).expect("a PostgreSQL test server");
+    let (base, _) = admin.rsplit_once('/').expect("a URL with a database");
+    format!("{base}/{}_{}", prefix.trim(), db.replace('-', "_"))
+}
+
+/// Rows of `sql` run as the superuser (RLS bypassed) on a test server's region
+/// database, each column as text, byte strings as lower-case hex (as the SQLite
+/// helpers print them). `root` is the server's temporary directory (the data
+/// directory's parent).
+pub fn region_rows(root: &Path, region: &str, sql: &str) -> Vec<Vec<String>> {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"])
+        .arg(superuser_uri(root, region))
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            l.split('\t')
+                .map(|v| v.strip_prefix("\\x").unwrap_or(v).to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every row of a test server's region database as `pg_dump` writes it: what someone
+/// who copied the database would hold.
+pub fn dump_region(root: &Path, region: &str) -> Vec<u8> {
+    let out = std::process::Command::new("pg_dump")
+        .args(["--data-only", "--no-owner"])
+        .arg(superuser_uri(root, region))
+        .output()
+        .expect("pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Whether test servers keep their streams in the S3 test bucket.
+pub fn s3_configured() -> bool {
+    var("SR_TEST_S3_ENDPOINT").is_some()
+}
+
+/// The name of a test server's database for `region` (or `control`).
+pub fn database_name(root: &Path, region: &str) -> String {
+    let prefix = std::fs::read_to_string(root.join("pg-prefix")).expect("a PostgreSQL test server");
+    format!("{}_{}", prefix.trim(), region.replace('-', "_"))
+}
+
+/// Every object under a test server's prefix in the S3 test bucket, downloaded with
+/// a stock client (boto3); `None` when the suite runs without S3.
+pub fn bucket_objects(root: &Path) -> Option<Vec<Vec<u8>>> {
+    if !s3_configured() {
+        return None;
+    }
+    let prefix = std::fs::read_to_string(root.join("pg-prefix")).expect("a PostgreSQL test server");
+    let script = "import boto3, os, sys\n\
+        c = boto3.client('s3', endpoint_url=os.environ['SR_TEST_S3_ENDPOINT'], region_name='us-east-1', aws_access_key_id=os.environ['SR_TEST_S3_KEY_ID'], aws_secret_access_key=os.environ['SR_TEST_S3_SECRET'])\n\
+        b = os.environ['SR_TEST_S3_BUCKET']\n\
+        for page in c.get_paginator('list_objects_v2').paginate(Bucket=b, Prefix=sys.argv[1]):\n\
+        \x20   for o in page.get('Contents', []):\n\
+        \x20       sys.stdout.write(c.get_object(Bucket=b, Key=o['Key'])['Body'].read().hex() + '\\n')\n";
+    let out = std::process::Command::new("python3")
+        // No trailing '/': moto miscomputes the signature of a prefix that ends in one.
+        .args(["-c", script, prefix.trim()])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|hex| {
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                    .collect()
+            })
+            .collect(),
+    )
+}

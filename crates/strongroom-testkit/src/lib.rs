@@ -181,6 +181,12 @@ impl TestServer {
             .expect("client")
     }
 
+    /// The environment the server (and its CLI calls) runs with: the backend's
+    /// settings and the test's own.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -134,11 +134,13 @@ async fn integrate_audit_in_background(platform: Arc<Platform>, interval: Durati
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
+    let mut announced = None;
     loop {
         ticker.tick().await;
         match platform.leads_background_work().await {
-            Ok(now) if now != leading => {
+            Ok(now) if announced != Some(now) => {
                 leading = now;
+                announced = Some(now);
                 if now {
                     tracing::info!("this node now signs audit checkpoints");
                 } else {
@@ -148,6 +150,7 @@ async fn integrate_audit_in_background(platform: Arc<Platform>, interval: Durati
             Ok(_) => {}
             Err(e) => {
                 leading = false;
+                announced = None;
                 tracing::warn!(error = %strongroom_core::platform::chain(&e), "cannot tell whether this node leads; not integrating this round");
             }
         }

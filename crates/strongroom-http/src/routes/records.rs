@@ -868,20 +868,7 @@ pub(crate) async fn get_attachment(
         Some((a, b)) => (a, b - a + 1),
         None => (0, size),
     };
-    let (mut tx, rx) = tokio::io::duplex(64 * 1024);
-    let platform = state.platform.clone();
-    let blob = attachment.clone();
-    tokio::spawn(async move {
-        if let Err(e) = platform
-            .read_attachment(&scope, &blob, skip, take, &mut tx)
-            .await
-        {
-            // The body ends early: the client sees a truncated transfer, never
-            // unverified bytes (the stream is authenticated chunk by chunk).
-            tracing::error!(error = %strongroom_core::platform::chain(&e), "attachment download failed");
-        }
-    });
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(rx));
+    let body = attachment_body(&state, scope, &attachment, skip, take).await?;
     let mut r = Response::new(body);
     let h = r.headers_mut();
     let mt = HeaderValue::from_str(&attachment.media_type)
@@ -899,6 +886,53 @@ pub(crate) async fn get_attachment(
         }
     }
     Ok(r)
+}
+
+/// Starts streaming an attachment and waits for its first bytes before a status is
+/// chosen: storage that is down, or a first chunk that fails authentication, is a
+/// problem response (503, …) rather than a 200 whose body breaks off. A failure
+/// after the first bytes can only end the body early; the client never receives an
+/// unverified byte either way.
+async fn attachment_body(
+    state: &AppState,
+    scope: strongroom_core::access::TenantScope,
+    attachment: &strongroom_core::records::content::AttachmentRef,
+    skip: u64,
+    take: u64,
+) -> Result<Body, Problem> {
+    use tokio::io::AsyncReadExt;
+    const PIPE: usize = 64 * 1024;
+    let (mut tx, mut rx) = tokio::io::duplex(PIPE);
+    let platform = state.platform.clone();
+    let blob = attachment.clone();
+    let task = tokio::spawn(async move {
+        let done = platform
+            .read_attachment(&scope, &blob, skip, take, &mut tx)
+            .await;
+        if let Err(e) = &done {
+            tracing::error!(error = %strongroom_core::platform::chain(e), "attachment download failed");
+        }
+        done
+    });
+    let mut first = vec![0u8; PIPE];
+    let n = if take == 0 {
+        0
+    } else {
+        rx.read(&mut first).await.unwrap_or(0)
+    };
+    if n == 0 && take > 0 {
+        return Err(match task.await {
+            Ok(Err(e)) => e.into(),
+            _ => Problem::internal("the attachment stream ended before its first byte"),
+        });
+    }
+    first.truncate(n);
+    let head =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first)) });
+    let rest = tokio_util::io::ReaderStream::new(rx);
+    Ok(Body::from_stream(futures_util::StreamExt::chain(
+        head, rest,
+    )))
 }
 
 #[cfg(test)]

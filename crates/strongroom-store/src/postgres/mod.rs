@@ -251,7 +251,7 @@ impl Db {
     /// A write transaction for `tenant`: the RLS setting, then the tenant's write lock,
     /// held until commit or rollback.
     pub(crate) async fn write(&self, tenant: &str) -> Result<Tx, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.unreachable(e))?;
         sqlx::query(
             "SELECT set_config('app.tenant_id', $1, true), \
              pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -277,13 +277,27 @@ impl Db {
     }
 
     async fn read_with(&self, tenant: &str, begin: &'static str) -> Result<Tx, StoreError> {
-        let mut tx = self.pool.begin_with(begin).await.map_err(db)?;
+        let mut tx = self
+            .pool
+            .begin_with(begin)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
             .bind(tenant)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         Ok(tx)
+    }
+
+    /// A failure to get a connection and begin a transaction: whatever the server
+    /// said (shutting down, not accepting connections, too many clients), nothing
+    /// was attempted, and the request can be retried: unavailable, a 503.
+    fn unreachable(&self, e: sqlx::Error) -> StoreError {
+        StoreError::Unavailable {
+            context: self.label.clone(),
+            source: Some(Box::new(e)),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

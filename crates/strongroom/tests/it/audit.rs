@@ -95,6 +95,9 @@ fn tamper(data: &Path, sql: &str) {
 
 #[tokio::test]
 async fn exported_logs_verify_and_every_tampering_is_located() {
+    crate::support::sqlite_only!(
+        "tampers with the SQLite file (PostgreSQL refuses the same edits by privileges: strongroom-store's postgres tests)"
+    );
     // The background integrator is held off (one hour) so that the last step below
     // controls exactly which entries are still unintegrated when one is deleted.
     let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 3600000\n").await;
@@ -209,6 +212,7 @@ async fn export_or_fail(s: &TestServer) {
 
 #[tokio::test]
 async fn a_rolled_back_log_is_detected() {
+    crate::support::sqlite_only!("rolls the SQLite files back on disk");
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     let resp = create_tenant(
@@ -427,6 +431,7 @@ async fn the_log_is_served_as_tlog_tiles_over_https() {
 /// full tiles cannot be rewritten or removed at all.
 #[tokio::test]
 async fn the_integrator_refuses_to_extend_a_tree_whose_tiles_were_rewritten() {
+    crate::support::sqlite_only!("rewrites tiles in the SQLite file");
     let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 3600000\n").await;
     let token = s.operator_token().await;
     for slug in ["audited", "bystander"] {

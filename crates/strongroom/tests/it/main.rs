@@ -19,6 +19,7 @@ mod lifecycle;
 mod openapi;
 mod operators;
 mod records;
+mod scale_out;
 mod security;
 mod support;
 mod tls;

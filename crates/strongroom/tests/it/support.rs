@@ -119,6 +119,12 @@ pub(crate) async fn start_configured(extra: &str) -> TestServer {
 /// Rows of a read-only query on the `eu` region database, read with Python's sqlite3
 /// (not our code), each column as text; BLOBs as lower-case hex.
 pub(crate) fn region_rows(data: &Path, sql: &str) -> Vec<Vec<String>> {
+    if strongroom_testkit::backend::postgres_selected() {
+        let root = data
+            .parent()
+            .expect("data directory inside the server's temp dir");
+        return strongroom_testkit::backend::region_rows(root, "eu", sql);
+    }
     let db = data.join("regions/eu/strongroom.db");
     let script = format!(
         "import sqlite3, sys\nc = sqlite3.connect('file:{}?mode=ro', uri=True)\nfor row in c.execute(sys.argv[1]):\n    print('\\t'.join(v.hex() if isinstance(v, bytes) else str(v) for v in row))\n",
@@ -140,6 +146,19 @@ pub(crate) fn region_rows(data: &Path, sql: &str) -> Vec<Vec<String>> {
         .map(|l| l.split('\t').map(str::to_owned).collect())
         .collect()
 }
+
+/// Ends a test that exercises the SQLite adapter's files (tampering with them, their
+/// layout on disk) when the suite runs on PostgreSQL: the PostgreSQL equivalents are
+/// the storage crate's RLS and privilege tests.
+macro_rules! sqlite_only {
+    ($why:literal) => {
+        if strongroom_testkit::backend::postgres_selected() {
+            eprintln!("skipped on PostgreSQL: {}", $why);
+            return;
+        }
+    };
+}
+pub(crate) use sqlite_only;
 
 /// `method path` with a bearer token: the one request chain every test shares.
 pub(crate) async fn call(
