@@ -100,9 +100,12 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             },
         );
     }
-    if escapes_nul(bytes) {
+    if escapes_nul(bytes)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(at) = nul_at(&value)
+    {
         return Err(Problem::field(
-            "",
+            at,
             "Text may not contain the NUL character (U+0000).",
         ));
     }
@@ -153,6 +156,28 @@ fn escapes_nul(bytes: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// The JSON Pointer of the first member name or string holding NUL.
+fn nul_at(value: &serde_json::Value) -> Option<String> {
+    fn escape(key: &str) -> String {
+        key.replace('~', "~0").replace('/', "~1")
+    }
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then(String::new),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v).map(|p| format!("/{i}{p}"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!("/{}", escape(k)))
+            } else {
+                nul_at(v).map(|p| format!("/{}{p}", escape(k)))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// serde's message without its " at line X column Y" suffix, which means nothing to a
@@ -222,6 +247,9 @@ mod tests {
         assert!(!escapes_nul(br#"{"a":"\u0001 \"\\"}"#));
         let p = parse::<serde_json::Value>(br#"{"name":"a\u0000"}"#).unwrap_err();
         assert_eq!(p.kind(), &problem::VALIDATION);
+        let v: serde_json::Value =
+            serde_json::from_slice(br#"{"a":[1,{"b/c":"x\u0000"}]}"#).unwrap();
+        assert_eq!(nul_at(&v).as_deref(), Some("/a/1/b~1c"));
     }
 
     #[test]

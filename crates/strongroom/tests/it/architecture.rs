@@ -187,8 +187,8 @@ fn no_storage_statement_changes_an_approved_version_or_an_append_only_row() {
         }
     }
     assert_eq!(
-        version_updates, 1,
-        "exactly one statement updates a version row"
+        version_updates, 2,
+        "exactly one statement per adapter (SQLite, PostgreSQL) updates a version row"
     );
     let schema = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -198,5 +198,14 @@ fn no_storage_statement_changes_an_approved_version_or_an_append_only_row() {
     assert!(
         schema.contains("WHEN OLD.state = 'approved'"),
         "the trigger guards approved versions"
+    );
+    let schema = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../strongroom-store/migrations/postgres/region/0013_records.sql"),
+    )
+    .unwrap();
+    assert!(
+        schema.contains("WHEN (OLD.state = 'approved')"),
+        "the PostgreSQL trigger guards approved versions"
     );
 }
