@@ -37,6 +37,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(middleware::refuse_nul))
         .layer(axum::middleware::from_fn_with_state(
             settings.request_timeout,
             middleware::timeout,

@@ -231,11 +231,18 @@ impl BlobStore for S3BlobStore {
             range: (offset > 0).then_some(GetRange::Offset(offset)),
             ..GetOptions::default()
         };
-        let got = region
-            .store
-            .get_opts(&path, options)
-            .await
-            .map_err(|e| unavailable(&region.label, "reading an object", e))?;
+        let got = match region.store.get_opts(&path, options).await {
+            Ok(got) => got,
+            // The blob row says it exists: a missing object is lost data, not an
+            // outage (retrying will not bring it back).
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: object {path} is missing",
+                    region.label
+                )));
+            }
+            Err(e) => return Err(unavailable(&region.label, "reading an object", e)),
+        };
         let stream = got.into_stream().map_err(io::Error::other);
         Ok(Box::new(tokio_util::io::StreamReader::new(stream.boxed())))
     }

@@ -41,14 +41,13 @@ pub fn postgres_admin_url() -> Option<String> {
 pub(crate) async fn env(
     bin: &Path,
     root: &Path,
-    config: Option<&str>,
-    own: Vec<(String, String)>,
+    options: &crate::Options,
 ) -> Vec<(String, String)> {
     let mut env = Vec::new();
-    if postgres_selected() {
-        env = postgres_env(bin, root, config).await;
+    if options.postgres || postgres_selected() {
+        env = postgres_env(bin, root, options.config.as_deref()).await;
     }
-    env.extend(own);
+    env.extend(options.env.iter().cloned());
     env
 }
 
@@ -97,6 +96,8 @@ pub async fn postgres_env(bin: &Path, root: &Path, config: Option<&str>) -> Vec<
             PG_APP_PASSWORD.into(),
         ),
         ("STRONGROOM_DATABASE__OWNER".into(), PG_OWNER.into()),
+        // Tests start many servers on one cluster at once: a small pool each.
+        ("STRONGROOM_DATABASE__MAX_CONNECTIONS".into(), "4".into()),
         (
             "STRONGROOM_DATABASE__OWNER_PASSWORD".into(),
             PG_OWNER_PASSWORD.into(),

@@ -46,6 +46,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Reuse this data directory (e.g. to test a restart).
     pub dir: Option<TempDir>,
+    /// Run on PostgreSQL (and S3, when configured) even without
+    /// `SR_TEST_BACKEND=postgres` (benchmarks that compare both in one run).
+    pub postgres: bool,
 }
 
 /// A running `strongroom serve`.
@@ -78,12 +81,13 @@ impl TestServer {
     }
 
     /// Starts a server, or returns why it did not start (its stderr) and the data dir.
-    pub async fn try_start(bin: &Path, options: Options) -> Result<Self, (String, TempDir)> {
+    pub async fn try_start(bin: &Path, mut options: Options) -> Result<Self, (String, TempDir)> {
         let dir = options
             .dir
+            .take()
             .unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
         let data = dir.path().join("data");
-        let env = backend::env(bin, dir.path(), options.config.as_deref(), options.env).await;
+        let env = backend::env(bin, dir.path(), &options).await;
         let config_file = options.config.map(|text| {
             let path = dir.path().join("strongroom.toml");
             std::fs::write(&path, text).expect("write config");

@@ -104,6 +104,12 @@ async fn reencrypt_in_background(platform: Arc<Platform>, per_sec: u32) {
     let mut idle = Duration::from_secs(2);
     loop {
         tokio::time::sleep(idle).await;
+        // One node re-encrypts (the same leader as the integrator's), so the rate
+        // limit holds for the deployment, not per node.
+        if !platform.leads_background_work().await.unwrap_or(false) {
+            idle = Duration::from_secs(10);
+            continue;
+        }
         match platform.reencrypt_round(per_sec).await {
             Ok((moved, remaining)) => {
                 if moved > 0 {

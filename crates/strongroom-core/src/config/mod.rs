@@ -624,6 +624,12 @@ impl Config {
                 "set at most one of `password` and `password_file`",
             ));
         }
+        if d.owner_password.is_some() && d.owner_password_file.is_some() {
+            return Err(invalid(
+                "database.owner_password",
+                "set at most one of `owner_password` and `owner_password_file`",
+            ));
+        }
         let postgres = d.backend == DatabaseBackend::Postgres;
         if postgres != d.control_url.is_some() {
             return Err(invalid(

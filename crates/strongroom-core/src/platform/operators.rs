@@ -242,7 +242,20 @@ impl Platform {
         };
         attempt.succeeded();
         factor.last_step = step;
-        self.store_operator_factor(op.id, &factor, None).await
+        let old = wrapped.as_deref().unwrap_or_default();
+        let new = self.wrap_operator_factor(op.id, &factor).await?;
+        let scope = access::system_scope();
+        // Spent only if nobody spent it meanwhile: the lock above covers this node,
+        // the compare-and-swap every node.
+        if self
+            .store
+            .replace_operator_mfa(&scope, op.id, old, &new)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(PlatformError::SecondFactorRequired)
+        }
     }
 
     async fn open_operator_factor(
@@ -263,19 +276,27 @@ impl Platform {
         Ok((factor, SecretBytes::new(secret)))
     }
 
+    async fn wrap_operator_factor(
+        &self,
+        id: OperatorId,
+        factor: &OperatorFactor,
+    ) -> Result<Vec<u8>, PlatformError> {
+        let json =
+            SecretBytes::new(serde_json::to_vec(factor).map_err(PlatformError::internal_from)?);
+        Ok(self
+            .providers
+            .root()
+            .wrap(&json, &factor_context(id))
+            .await?)
+    }
+
     async fn store_operator_factor(
         &self,
         id: OperatorId,
         factor: &OperatorFactor,
         audit: Option<&AuditEvent>,
     ) -> Result<(), PlatformError> {
-        let json =
-            SecretBytes::new(serde_json::to_vec(factor).map_err(PlatformError::internal_from)?);
-        let wrapped = self
-            .providers
-            .root()
-            .wrap(&json, &factor_context(id))
-            .await?;
+        let wrapped = self.wrap_operator_factor(id, factor).await?;
         let scope = access::system_scope();
         self.store
             .set_operator_mfa(&scope, id, Some(&wrapped), audit)

@@ -73,6 +73,18 @@ pub trait OperatorStore: Send + Sync + 'static {
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError>;
 
+    /// Replaces the operator's wrapped second factor with `new` only if it is still
+    /// `old` (a compare-and-swap): false, nothing written, if another sign-in (on any
+    /// server node) changed it first. How a spent TOTP step is recorded, so one code
+    /// signs in once.
+    async fn replace_operator_mfa(
+        &self,
+        scope: &PlatformScope,
+        id: OperatorId,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+
     /// The platform's token-signing keys, newest first, revoked ones included.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
 

@@ -15,6 +15,26 @@ use crate::problem::{self, Problem};
 pub use headers::security_headers;
 pub use request_id::{REQUEST_ID_HEADER, current_request_id, request_context};
 
+/// Refuses a request whose path or query carries an encoded NUL (`%00`) before any
+/// handler sees it: no identifier, filter or name of this API may contain one,
+/// PostgreSQL text cannot hold it (it would fail as a 500 deep in a query), and C
+/// consumers of logs and exports would truncate at it. 422 `validation`, naming the
+/// query as the culprit (or 404 for a path, which names nothing that can exist).
+pub async fn refuse_nul(req: Request, next: Next) -> Response {
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    if has_nul(req.uri().path()) {
+        return Problem::new(&problem::NOT_FOUND, "No such resource.").into_response();
+    }
+    if req.uri().query().is_some_and(has_nul) {
+        return Problem::field(
+            "",
+            "The query string may not contain the NUL character (%00).",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// Answers 503 `timeout` when a request outlives the configured limit.
 ///
 /// Attachment uploads are exempt from the total: a large file takes as long as the

@@ -93,11 +93,30 @@ pub(crate) async fn operators_are_disabled_once_and_their_changes_are_in_the_pla
     let got = s.operator(ann.id).await.unwrap().unwrap();
     assert!(got.disabled_at.is_some());
     assert_eq!(s.operators(&scope, 10).await.unwrap().len(), 1);
+    // A compare-and-swap against a stale value changes nothing; against the stored
+    // one, it replaces it.
+    assert!(
+        !s.replace_operator_mfa(&scope, ann.id, &[1; 40], &[2; 40])
+            .await
+            .unwrap()
+    );
     s.set_operator_mfa(&scope, ann.id, Some(&[7; 40]), None)
         .await
         .unwrap();
     let creds = s.operator_credentials(&ann.email).await.unwrap().unwrap();
     assert_eq!(creds.mfa.as_deref(), Some(&[7u8; 40][..]));
+    assert!(
+        s.replace_operator_mfa(&scope, ann.id, &[7; 40], &[8; 40])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.replace_operator_mfa(&scope, ann.id, &[7; 40], &[9; 40])
+            .await
+            .unwrap()
+    );
+    let creds = s.operator_credentials(&ann.email).await.unwrap().unwrap();
+    assert_eq!(creds.mfa.as_deref(), Some(&[8u8; 40][..]));
     assert_eq!(
         s.audit_len(&log).await.unwrap(),
         before + 2,

@@ -152,8 +152,10 @@ impl PgSettings {
         };
         let mut options = PgConnectOptions::from_str(&target.url)
             .map_err(|_| bad("not a valid postgres:// URL"))?;
-        if userinfo(&target.url).is_some_and(|u| u.contains(':')) {
-            // `postgres://user:password@…`: the URL is printed in messages.
+        if userinfo(&target.url).is_some_and(|u| u.contains(':'))
+            || query_keys(&target.url).any(|k| k == "password")
+        {
+            // The URL is printed in messages: it must not hold the password.
             return Err(bad(
                 "the URL holds a password; set it in database.password or \
                  database.password_file (or STRONGROOM_DATABASE__PASSWORD) instead",
@@ -167,6 +169,20 @@ impl PgSettings {
             if matches!(options.get_ssl_mode(), PgSslMode::Prefer | PgSslMode::Allow) {
                 options = options.ssl_mode(PgSslMode::VerifyFull);
             }
+        }
+        let loopback = matches!(options.get_host(), "127.0.0.1" | "::1" | "localhost")
+            || options.get_host().starts_with('/');
+        if !loopback
+            && matches!(
+                options.get_ssl_mode(),
+                PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer
+            )
+        {
+            return Err(bad(
+                "a database off this machine needs sslmode=verify-full (or verify-ca) in \
+                 the URL, with database.ca_file for a private CA: wrapped keys and \
+                 password hashes cross this connection",
+            ));
         }
         let ms = |d: Duration| format!("{}ms", d.as_millis());
         Ok(options.application_name("strongroom").options([
@@ -221,8 +237,16 @@ fn userinfo(url: &str) -> Option<&str> {
     authority.rfind('@').map(|at| &authority[..at])
 }
 
-/// The URL with at most a user name before its host: never a password.
+/// The names of a URL's query parameters.
+fn query_keys(url: &str) -> impl Iterator<Item = String> + '_ {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    form_urlencoded::parse(query.as_bytes()).map(|(k, _)| k.into_owned())
+}
+
+/// The URL with at most a user name before its host and no query string: never a
+/// password, wherever one was put.
 fn redacted(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(u, _)| u);
     match (url.find("://"), userinfo(url)) {
         (Some(i), Some(info)) => {
             let user = info.split(':').next().unwrap_or("");
@@ -315,10 +339,15 @@ impl Db {
     /// superuser, a role with BYPASSRLS, or one that owns a table (the owner of a table
     /// can disable its policies).
     async fn require_unprivileged(&self) -> Result<(), StoreError> {
+        // Through any role it belongs to, too: a member of the owner (or of a
+        // superuser) role can SET ROLE and step around every policy.
         let (privileged, owned): (bool, i64) = sqlx::query_as(
-            "SELECT r.rolsuper OR r.rolbypassrls, \
-                    (SELECT COUNT(*) FROM pg_class c WHERE c.relowner = r.oid) \
-             FROM pg_roles r WHERE r.rolname = current_user",
+            "SELECT EXISTS (SELECT 1 FROM pg_roles r \
+                            WHERE pg_has_role(current_user, r.oid, 'MEMBER') \
+                              AND (r.rolsuper OR r.rolbypassrls)), \
+                    (SELECT COUNT(*) FROM pg_class c \
+                     WHERE pg_has_role(current_user, c.relowner, 'MEMBER') \
+                       AND c.relnamespace = 'public'::regnamespace)",
         )
         .fetch_one(&self.pool)
         .await
@@ -426,6 +455,9 @@ pub struct PgStore {
     leader: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
 }
 
+/// How long the leader's lock connection may take to answer its liveness check.
+const LEADER_PING: Duration = Duration::from_secs(5);
+
 /// The advisory-lock key of the singleton background work, in the control database.
 const LEADER_LOCK: &str = "strongroom:background-leader";
 
@@ -459,7 +491,13 @@ impl PgStore {
     pub(crate) async fn lead(&self) -> Result<bool, StoreError> {
         let mut held = self.leader.lock().await;
         if let Some(conn) = held.as_mut() {
-            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
+            // Bounded: a half-open connection must not hang the integrator. Dropping
+            // it ends our session, and the server releases the lock with it.
+            let alive =
+                tokio::time::timeout(LEADER_PING, sqlx::query("SELECT 1").execute(&mut *conn))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            if alive {
                 return Ok(true);
             }
             *held = None;

@@ -142,6 +142,25 @@ impl OperatorStore for PgStore {
         tx.commit().await.map_err(db)
     }
 
+    async fn replace_operator_mfa(
+        &self,
+        _: &PlatformScope,
+        id: OperatorId,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.control_write().await?;
+        let done = sqlx::query("UPDATE operators SET mfa = $1 WHERE id = $2 AND mfa = $3")
+            .bind(new)
+            .bind(id.as_uuid().to_string())
+            .bind(old)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
         let q = sqlx::query(
             "SELECT kid, public_key, wrapped_private_key, created_at, revoked_at FROM signing_keys ORDER BY created_at DESC, kid",

@@ -399,3 +399,17 @@ async fn bad_query_and_path_parameters() {
         expect_problem(resp, 404, "not-found").await;
     }
 }
+
+#[tokio::test]
+async fn an_encoded_nul_in_a_query_or_a_path_is_refused_before_any_handler() {
+    let s = crate::support::start().await;
+    let c = s.client();
+    let r = c
+        .get(s.url("/v1/platform/audit/entries?actor=a%00b"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 422, "validation").await;
+    let r = c.get(s.url("/v1/tenants/a%00b")).send().await.unwrap();
+    expect_problem(r, 404, "not-found").await;
+}

@@ -732,6 +732,7 @@ async fn softhsm_root_key_is_non_extractable_and_serves() {
             config: Some(config),
             env: hsm.env(),
             dir: Some(dir),
+            ..Options::default()
         },
     )
     .await;

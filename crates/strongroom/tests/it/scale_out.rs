@@ -1,7 +1,7 @@
 //! Several stateless server nodes over one PostgreSQL database and one S3 bucket, and
-//! what happens when either goes away. These run in the suite's PostgreSQL pass
-//! (`SR_TEST_BACKEND=postgres`, set by `.ci/run` with a cluster and an S3 server on
-//! loopback); on the SQLite pass they end at once, saying so.
+//! what happens when either goes away. Ignored in the SQLite pass; the PostgreSQL
+//! pass of `.ci/run` (`SR_TEST_BACKEND=postgres`, with a cluster and an S3 server on
+//! loopback) runs them with `--include-ignored`, and each fails if run without it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -16,10 +16,10 @@ use crate::support::{Options, TWO_REGIONS, TestServer, bin};
 
 macro_rules! postgres_only {
     () => {
-        if !backend::postgres_selected() {
-            eprintln!("skipped: runs in the PostgreSQL pass (SR_TEST_BACKEND=postgres)");
-            return;
-        }
+        assert!(
+            backend::postgres_selected(),
+            "needs SR_TEST_BACKEND=postgres and the services of .ci/services.sh"
+        );
     };
 }
 
@@ -106,6 +106,7 @@ async fn verify_everything(s: &TestServer, tenant: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL and S3: the PostgreSQL pass of .ci/run"]
 async fn two_nodes_on_one_database_and_bucket_write_one_tenant_without_losing_anything() {
     postgres_only!();
     let lab = Lab::on(crate::support::start().await, "shared").await;
@@ -264,6 +265,7 @@ fn admin_sql(sql: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL and S3: the PostgreSQL pass of .ci/run"]
 async fn the_database_going_away_is_a_503_without_partial_writes_and_service_resumes() {
     postgres_only!();
     let lab = Lab::on(crate::support::start().await, "outage").await;
@@ -409,6 +411,7 @@ impl Drop for OwnS3 {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL and S3: the PostgreSQL pass of .ci/run"]
 async fn an_s3_outage_fails_attachments_with_503_while_metadata_keeps_working() {
     postgres_only!();
     let mut s3 = OwnS3::start();
@@ -493,6 +496,7 @@ async fn an_s3_outage_fails_attachments_with_503_while_metadata_keeps_working() 
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL and S3: the PostgreSQL pass of .ci/run"]
 async fn a_wrong_database_password_or_s3_secret_fails_at_start_naming_the_setting() {
     postgres_only!();
     let first = crate::support::start().await;
@@ -520,6 +524,7 @@ async fn a_wrong_database_password_or_s3_secret_fails_at_start_naming_the_settin
                 config: Some(TWO_REGIONS.into()),
                 env: vec![(var.into(), secret.into())],
                 dir: Some(kept),
+                ..Options::default()
             },
         )
         .await
@@ -544,6 +549,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL and S3: the PostgreSQL pass of .ci/run"]
 async fn nothing_reaches_the_database_or_the_bucket_in_clear() {
     postgres_only!();
     let lab = Lab::on(crate::support::start().await, "clear").await;
