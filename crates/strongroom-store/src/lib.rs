@@ -15,5 +15,6 @@ pub mod sqlite;
 #[cfg(test)]
 mod conformance;
 
+mod codec;
 mod error;
 mod time_codec;

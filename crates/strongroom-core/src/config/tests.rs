@@ -124,6 +124,49 @@ fn the_example_config_parses_and_matches_the_defaults_it_documents() {
         c.regions.len() >= 2,
         "the example shows more than one region"
     );
+    assert_eq!(c.database.backend, d.database.backend);
+    assert_eq!(c.database.owner, d.database.owner);
+    assert_eq!(c.database.max_connections, d.database.max_connections);
+    assert_eq!(c.database.lock_timeout_ms, d.database.lock_timeout_ms);
+}
+
+fn load_text(toml: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, toml).unwrap();
+    Config::load(Some(&file), Vec::<(String, String)>::new(), Vec::new())
+}
+
+#[test]
+fn postgres_needs_every_database_url_and_s3_needs_exactly_one_secret() {
+    let pg = "[database]\nbackend = \"postgres\"\ncontrol_url = \"postgres://app@db/c\"\n";
+    let err = load_text(&format!("{pg}[regions.eu]\n")).unwrap_err();
+    assert!(err.to_string().contains("regions.eu.database_url"), "{err}");
+    assert!(
+        load_text(&format!(
+            "{pg}[regions.eu]\ndatabase_url = \"postgres://app@db/eu\"\n"
+        ))
+        .is_ok()
+    );
+    let err = load_text("[database]\nbackend = \"postgres\"\n").unwrap_err();
+    assert!(err.to_string().contains("database.control_url"), "{err}");
+    let err = load_text("[regions.eu]\ndatabase_url = \"postgres://app@db/eu\"\n").unwrap_err();
+    assert!(err.to_string().contains("regions.eu.database_url"), "{err}");
+    let err = load_text("[database]\nowner_password = \"a\"\nowner_password_file = \"/x\"\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("database.owner_password"), "{err}");
+    let s3 = "[regions.eu.s3]\nendpoint = \"https://s3.example\"\nbucket = \"b\"\naccess_key_id = \"k\"\n";
+    let err = load_text(s3).unwrap_err();
+    assert!(err.to_string().contains("regions.eu.s3"), "{err}");
+    assert!(load_text(&format!("{s3}secret_access_key = \"s\"\n")).is_ok());
+    let err = load_text(&format!(
+        "{}secret_access_key = \"s\"\n",
+        s3.replace("https://", "http://")
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("allow_http"), "{err}");
+    let err = load_text(&format!("{s3}secret_access_key = \"s\"\nprefix = \"p\"\n")).unwrap_err();
+    assert!(err.to_string().contains("prefix"), "{err}");
 }
 
 #[test]

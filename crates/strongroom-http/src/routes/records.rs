@@ -57,8 +57,9 @@ pub(crate) struct VersionPath {
     tenant: Slug,
     /// The record's id.
     id: RecordId,
-    /// The version number.
-    n: u64,
+    /// The version number (a record has far fewer than 2^32: a larger one names
+    /// nothing, so it is a 404 like any version that does not exist).
+    n: u32,
 }
 
 /// `{tenant}`, `{id}` and the attachment `{name}`.
@@ -81,8 +82,9 @@ pub(crate) struct VersionAttachPath {
     tenant: Slug,
     /// The record's id.
     id: RecordId,
-    /// The version number.
-    n: u64,
+    /// The version number (a record has far fewer than 2^32: a larger one names
+    /// nothing, so it is a 404 like any version that does not exist).
+    n: u32,
     /// The attachment's file name.
     name: String,
 }
@@ -562,7 +564,7 @@ pub(crate) async fn get_version(
 ) -> Result<Response, Problem> {
     let (view, etag) = state
         .platform
-        .record_version(&principal, &p.tenant, &p.id, p.n)
+        .record_version(&principal, &p.tenant, &p.id, u64::from(p.n))
         .await?;
     Ok(with_etag(StatusCode::OK, &etag, view))
 }
@@ -629,7 +631,7 @@ pub(crate) async fn sign(
             &principal,
             &p.tenant,
             &p.id,
-            p.n,
+            u64::from(p.n),
             if_match(&headers),
             request,
         )
@@ -653,7 +655,7 @@ pub(crate) async fn signature_passkey_challenge(
 ) -> Result<Json<super::passkeys::PasskeyChallenge>, Problem> {
     let (challenge_id, options) = state
         .platform
-        .signature_passkey_challenge(&principal, &p.tenant, &p.id, p.n)
+        .signature_passkey_challenge(&principal, &p.tenant, &p.id, u64::from(p.n))
         .await?
         .ok_or_else(|| {
             Problem::new(
@@ -673,7 +675,7 @@ pub(crate) async fn signature_passkey_challenge(
 #[into_params(parameter_in = Query)]
 pub(crate) struct Against {
     /// The earlier version.
-    against: u64,
+    against: u32,
 }
 
 /// The RFC 6902 JSON Patch from version `against` to version `n` (`content` and
@@ -692,7 +694,13 @@ pub(crate) async fn diff(
 ) -> Result<Response, Problem> {
     let patch = state
         .platform
-        .record_diff(&principal, &p.tenant, &p.id, p.n, q.against)
+        .record_diff(
+            &principal,
+            &p.tenant,
+            &p.id,
+            u64::from(p.n),
+            u64::from(q.against),
+        )
         .await?;
     let mut r = Json(patch).into_response();
     r.headers_mut().insert(
@@ -847,7 +855,7 @@ pub(crate) async fn get_attachment(
 ) -> Result<Response, Problem> {
     let (scope, attachment) = state
         .platform
-        .attachment(&principal, &p.tenant, &p.id, p.n, &p.name)
+        .attachment(&principal, &p.tenant, &p.id, u64::from(p.n), &p.name)
         .await?;
     let size = attachment.size;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {

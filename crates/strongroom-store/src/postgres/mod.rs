@@ -46,7 +46,7 @@ use strongroom_core::tenant::{RegionName, TenantId};
 
 use crate::error::db;
 
-pub(crate) use crate::sqlite::{int, tid};
+pub(crate) use crate::codec::{int, tid, u32_col, u64_col};
 
 /// A transaction on one PostgreSQL database.
 pub(crate) type Tx = Transaction<'static, Postgres>;
@@ -559,18 +559,6 @@ impl PgStore {
             .filter(|r| !self.regions.keys().any(|k| k.as_str() == r))
             .collect())
     }
-}
-
-/// A non-negative integer column as `u32`; anything else is corruption.
-pub(crate) fn u32_col(r: &sqlx::postgres::PgRow, col: &str) -> Result<u32, StoreError> {
-    let v: i64 = sqlx::Row::try_get(r, col).map_err(db)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
-}
-
-/// A non-negative integer column as `u64`; anything else is corruption.
-pub(crate) fn u64_col(r: &sqlx::postgres::PgRow, col: &str) -> Result<u64, StoreError> {
-    let v: i64 = sqlx::Row::try_get(r, col).map_err(db)?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
 }
 
 #[cfg(test)]

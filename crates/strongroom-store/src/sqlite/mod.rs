@@ -143,27 +143,7 @@ impl Db {
     }
 }
 
-/// The tenant id a scope binds into every region query.
-pub(crate) fn tid(scope: &(impl Scoped + ?Sized)) -> String {
-    scope.tenant().as_uuid().to_string()
-}
-
-/// A count or version as SQLite's signed 64-bit integer.
-pub(crate) fn int(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::backend(format!("{n} exceeds the storable range")))
-}
-
-/// A non-negative integer column as `u32`; anything else is corruption.
-pub(crate) fn u32_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<u32, StoreError> {
-    let v: i64 = sqlx::Row::try_get(r, col).map_err(db)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
-}
-
-/// A non-negative integer column as `u64`; anything else is corruption.
-pub(crate) fn u64_col(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<u64, StoreError> {
-    let v: i64 = sqlx::Row::try_get(r, col).map_err(db)?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
-}
+pub(crate) use crate::codec::{int, tid, u32_col, u64_col};
 
 /// Connection settings, applied in this order on every connection:
 ///

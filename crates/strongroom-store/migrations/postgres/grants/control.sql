@@ -61,6 +61,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON signing_keys TO {app};  -- insert, revok
 -- tenant_homes gets nothing: the adapter never reads or writes the control
 -- database's one home row; it is only the target of the trail's foreign keys.
 GRANT SELECT, INSERT                 ON audit_entries  TO {app};  -- append-only
-GRANT SELECT, INSERT, UPDATE         ON audit_logs     TO {app};  -- init; integrate moves size/checkpoint
+GRANT SELECT, INSERT                 ON audit_logs     TO {app};  -- init
+GRANT UPDATE (size, checkpoint)      ON audit_logs     TO {app};  -- integrate; never the log's key
 GRANT SELECT, INSERT, UPDATE         ON audit_tiles    TO {app};  -- INSERT … ON CONFLICT DO UPDATE (triggers keep full tiles final)
 GRANT SELECT, INSERT, UPDATE         ON audit_subjects TO {app};  -- insert; erase (wrapped_key := NULL)

@@ -53,15 +53,18 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {app};
 GRANT SELECT ON _sqlx_migrations TO {app};
 
 -- Tenants' homes and keys.
-GRANT SELECT, INSERT, UPDATE         ON tenant_homes  TO {app};  -- create; shredding stamps keys_destroyed_at
+GRANT SELECT, INSERT                 ON tenant_homes  TO {app};  -- create
+GRANT UPDATE (keys_destroyed_at)     ON tenant_homes  TO {app};  -- shredding stamps it; nothing else changes
 GRANT SELECT, INSERT, DELETE         ON tenant_keks   TO {app};  -- rotation drops old KEKs; shredding drops all
-GRANT SELECT, INSERT, UPDATE, DELETE ON data_keys     TO {app};  -- rewrap, reserve seals; shredding drops all
+GRANT SELECT, INSERT, DELETE         ON data_keys     TO {app};  -- shredding drops all
+GRANT UPDATE (kek_version, wrapped, seals_reserved) ON data_keys TO {app};  -- rewrap, reserve seals
 GRANT SELECT, INSERT, UPDATE, DELETE ON sealed_values TO {app};  -- put, reseal; user deletion drops MFA/passkeys
 GRANT SELECT, INSERT, UPDATE         ON blobs         TO {app};  -- insert, reseal
 
 -- The audit trail.
 GRANT SELECT, INSERT                 ON audit_entries  TO {app};  -- append-only
-GRANT SELECT, INSERT, UPDATE         ON audit_logs     TO {app};  -- init; integrate moves size/checkpoint
+GRANT SELECT, INSERT                 ON audit_logs     TO {app};  -- init
+GRANT UPDATE (size, checkpoint)      ON audit_logs     TO {app};  -- integrate; never the log's key
 GRANT SELECT, INSERT, UPDATE         ON audit_tiles    TO {app};  -- INSERT … ON CONFLICT DO UPDATE (triggers keep full tiles final)
 GRANT SELECT, INSERT, UPDATE         ON audit_subjects TO {app};  -- insert; erase (wrapped_key := NULL)
 
