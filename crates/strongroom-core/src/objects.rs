@@ -560,6 +560,7 @@ impl Objects {
         id: &str,
     ) -> Result<(StoredBlob, Box<dyn AsyncRead + Send + Unpin>), ObjectError> {
         let mut last = None;
+        let mut failure = None;
         for _ in 0..3 {
             let blob = self
                 .store
@@ -574,11 +575,16 @@ impl Objects {
                 Err(e) => {
                     tracing::debug!(blob = %id, error = %e, "blob file moved while opening; reading its metadata again");
                     last = Some(blob.file);
+                    failure = Some(e);
                 }
             }
         }
+        // The store's own verdict: unavailable (an outage), or corrupt (an object that
+        // is gone for good).
         Err(ObjectError::Keyring(KeyringError::Store(
-            StoreError::unavailable(format!("blob {id}: its stream file is missing")),
+            failure.unwrap_or_else(|| {
+                StoreError::unavailable(format!("blob {id}: its stream file is missing"))
+            }),
         )))
     }
 

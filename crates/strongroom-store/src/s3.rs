@@ -171,12 +171,22 @@ fn client(b: &S3Bucket) -> Result<object_store::aws::AmazonS3, StoreError> {
 }
 
 impl Region {
-    /// A HEAD of an object that does not exist: "not found" proves the endpoint, the
-    /// bucket and the credentials; anything else is reported with the setting.
+    /// Writes and deletes a small probe object: proves the endpoint, that the bucket
+    /// exists (a HEAD of a missing key cannot tell a missing bucket from a missing
+    /// object) and that these credentials may write and delete; anything else is
+    /// reported with the setting.
     async fn probe(&self) -> Result<(), StoreError> {
         let key = Path::from(format!("{}.strongroom-probe", self.prefix));
-        match self.store.head(&key).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        let written = self
+            .store
+            .put(&key, object_store::PutPayload::from_static(b"strongroom"))
+            .await;
+        let checked = match written {
+            Ok(_) => self.store.delete(&key).await,
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(()) => Ok(()),
             Err(e) => {
                 let hint = match &e {
                     object_store::Error::Unauthenticated { .. }

@@ -100,10 +100,13 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             },
         );
     }
-    if escapes_nul(bytes)
-        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
-        && let Some(at) = nul_at(&value)
-    {
+    if escapes_nul(bytes) {
+        // Pointed at the field when the body parses as a plain JSON value; refused
+        // all the same when it does not (a number beyond f64, deep nesting).
+        let at = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| nul_at(&v))
+            .unwrap_or_default();
         return Err(Problem::field(
             at,
             "Text may not contain the NUL character (U+0000).",
@@ -250,6 +253,9 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(br#"{"a":[1,{"b/c":"x\u0000"}]}"#).unwrap();
         assert_eq!(nul_at(&v).as_deref(), Some("/a/1/b~1c"));
+        // A body that is not a plain JSON value is refused all the same.
+        let p = parse::<serde_json::Value>(br#"{"name":"x\u0000","zz":1e400}"#).unwrap_err();
+        assert_eq!(p.kind(), &problem::VALIDATION);
     }
 
     #[test]

@@ -202,7 +202,7 @@ pub(crate) async fn define_type(
 #[into_params(parameter_in = Query)]
 pub(crate) struct TypeVersion {
     /// A type version (default: the latest).
-    version: Option<u64>,
+    version: Option<u32>,
 }
 
 /// Reads a record type; `records:read`.
@@ -221,7 +221,7 @@ pub(crate) async fn get_type(
     Ok(Json(
         state
             .platform
-            .record_type(&principal, &p.tenant, &p.name, q.version)
+            .record_type(&principal, &p.tenant, &p.name, q.version.map(u64::from))
             .await?,
     ))
 }

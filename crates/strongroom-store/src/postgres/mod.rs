@@ -166,22 +166,22 @@ impl PgSettings {
         }
         if let Some(ca) = &self.ca_file {
             options = options.ssl_root_cert(ca);
-            if matches!(options.get_ssl_mode(), PgSslMode::Prefer | PgSslMode::Allow) {
+            if matches!(
+                options.get_ssl_mode(),
+                PgSslMode::Prefer | PgSslMode::Allow | PgSslMode::Require
+            ) {
                 options = options.ssl_mode(PgSslMode::VerifyFull);
             }
         }
         let loopback = matches!(options.get_host(), "127.0.0.1" | "::1" | "localhost")
             || options.get_host().starts_with('/');
-        if !loopback
-            && matches!(
-                options.get_ssl_mode(),
-                PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer
-            )
-        {
+        // Only verify-full off this machine: `require` accepts any certificate, and
+        // `verify-ca` any name under any trusted root (the public roots included).
+        if !loopback && !matches!(options.get_ssl_mode(), PgSslMode::VerifyFull) {
             return Err(bad(
-                "a database off this machine needs sslmode=verify-full (or verify-ca) in \
-                 the URL, with database.ca_file for a private CA: wrapped keys and \
-                 password hashes cross this connection",
+                "a database off this machine needs sslmode=verify-full in the URL, with \
+                 database.ca_file for a private CA: wrapped keys and password hashes \
+                 cross this connection",
             ));
         }
         let ms = |d: Duration| format!("{}ms", d.as_millis());
@@ -339,33 +339,21 @@ impl Db {
     /// superuser, a role with BYPASSRLS, or one that owns a table (the owner of a table
     /// can disable its policies).
     async fn require_unprivileged(&self) -> Result<(), StoreError> {
-        // Through any role it belongs to, too: a member of the owner (or of a
-        // superuser) role can SET ROLE and step around every policy.
-        let (privileged, owned): (bool, i64) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM pg_roles r \
-                            WHERE pg_has_role(current_user, r.oid, 'MEMBER') \
-                              AND (r.rolsuper OR r.rolbypassrls)), \
-                    (SELECT COUNT(*) FROM pg_class c \
-                     WHERE pg_has_role(current_user, c.relowner, 'MEMBER') \
-                       AND c.relnamespace = 'public'::regnamespace)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        if privileged || owned > 0 {
-            return Err(StoreError::backend(format!(
-                "{}: the server must connect as a role that owns nothing and cannot \
-                 bypass row-level security (this one is {}); connect as the application \
-                 role and run migrations with `strongroom db migrate`",
-                self.label,
-                if privileged {
-                    "a superuser or has BYPASSRLS"
-                } else {
-                    "the owner of tables"
-                }
-            )));
+        let found: Vec<String> = sqlx::query_scalar(UNPRIVILEGED)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        if found.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        Err(StoreError::backend(format!(
+            "{}: the server must connect as a role that owns nothing and cannot step \
+             around row-level security or the append-only rules, but this one {}; connect \
+             as the application role, and run migrations (which grant it exactly what it \
+             needs) with `strongroom db migrate`",
+            self.label,
+            found.join("; ")
+        )))
     }
 
     /// Fails unless every migration this binary knows is applied, and no other.
@@ -406,6 +394,53 @@ static REGION_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/p
 /// Privileges of the application role, applied after migrating (`{app}` is the role).
 const CONTROL_GRANTS: &str = include_str!("../../migrations/postgres/grants/control.sql");
 const REGION_GRANTS: &str = include_str!("../../migrations/postgres/grants/region.sql");
+
+/// Everything that would let the connected role step around row-level security, the
+/// append-only rules or the column grants, each as the reason `serve` gives when it
+/// refuses to start. Through any role it belongs to, too (`pg_has_role … MEMBER`
+/// ignores INHERIT and SET options): a member of the owner can `SET ROLE` and alter
+/// any policy. Checked on effective privileges, so rights granted to PUBLIC or by
+/// default privileges count as well.
+const UNPRIVILEGED: &str = "SELECT reason FROM (VALUES \
+    ('is, or belongs to, a superuser or a role with BYPASSRLS', \
+     EXISTS (SELECT 1 FROM pg_roles r WHERE pg_has_role(current_user, r.oid, 'MEMBER') \
+             AND (r.rolsuper OR r.rolbypassrls))), \
+    ('can create roles (CREATEROLE), and so grant itself the owner', \
+     EXISTS (SELECT 1 FROM pg_roles r WHERE pg_has_role(current_user, r.oid, 'MEMBER') \
+             AND r.rolcreaterole)), \
+    ('owns, or belongs to the owner of, a table, function or type of the schema', \
+     EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace \
+             AND pg_has_role(current_user, c.relowner, 'MEMBER')) \
+     OR EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace \
+             AND pg_has_role(current_user, p.proowner, 'MEMBER')) \
+     OR EXISTS (SELECT 1 FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace \
+             AND pg_has_role(current_user, t.typowner, 'MEMBER'))), \
+    ('owns, or belongs to the owner of, the database or its schema', \
+     pg_has_role(current_user, (SELECT datdba FROM pg_database \
+                                WHERE datname = current_database()), 'MEMBER') \
+     OR pg_has_role(current_user, (SELECT nspowner FROM pg_namespace \
+                                   WHERE nspname = 'public'), 'MEMBER')), \
+    ('may create objects in the schema or the database, or temporary tables', \
+     has_schema_privilege('public', 'CREATE') \
+     OR has_database_privilege(current_database(), 'CREATE') \
+     OR has_database_privilege(current_database(), 'TEMP')), \
+    ('may truncate a table, add triggers to it or reference it', \
+     EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace \
+             AND c.relkind = 'r' AND (has_table_privilege(c.oid, 'TRUNCATE') \
+             OR has_table_privilege(c.oid, 'TRIGGER') \
+             OR has_table_privilege(c.oid, 'REFERENCES')))), \
+    ('may change or delete audit entries, signatures or other append-only rows', \
+     EXISTS (SELECT 1 FROM unnest(ARRAY['audit_entries', 'record_types', \
+             'record_revisions', 'record_events', 'signatures']) AS t(name) \
+             WHERE to_regclass(t.name) IS NOT NULL \
+             AND (has_any_column_privilege(t.name, 'UPDATE') \
+                  OR has_table_privilege(t.name, 'DELETE')))), \
+    ('belongs to a predefined role that writes all data or reaches server files', \
+     pg_has_role(current_user, 'pg_write_all_data', 'MEMBER') \
+     OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
+     OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
+     OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')) \
+) AS v(reason, bad) WHERE bad";
 
 /// The platform's pseudo-tenant, whose lock and RLS setting control writes use.
 pub(crate) fn platform_tid() -> String {
@@ -469,8 +504,8 @@ impl PgStore {
                 pool: settings.pool(target).await?,
                 label: format!("{} ({})", target.setting, redacted(&target.url)),
             };
-            db.require_current(migrator).await?;
             db.require_unprivileged().await?;
+            db.require_current(migrator).await?;
             Ok(db)
         };
         let control = open(&settings.control, &CONTROL_MIGRATIONS).await?;
@@ -502,15 +537,26 @@ impl PgStore {
             }
             *held = None;
         }
-        let mut conn = self.control.pool.acquire().await.map_err(db)?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(LEADER_LOCK)
-            .fetch_one(&mut *conn)
+        // Out of the pool before the lock is tried: the lock lives exactly as long as
+        // this connection, and a connection dropped half-way (the timeout) is closed,
+        // never returned to the pool still holding it.
+        let attempt = async {
+            let mut conn = self.control.pool.acquire().await.map_err(db)?.detach();
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                    .bind(LEADER_LOCK)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(db)?;
+            Ok::<_, StoreError>((conn, got))
+        };
+        let (conn, got) = tokio::time::timeout(LEADER_PING, attempt)
             .await
-            .map_err(db)?;
+            .map_err(|_| {
+                StoreError::unavailable("taking the leader lock did not answer in time")
+            })??;
         if got {
-            // Out of the pool for good: the lock lives as long as this connection.
-            *held = Some(conn.detach());
+            *held = Some(conn);
         }
         Ok(got)
     }

@@ -540,3 +540,117 @@ async fn two_nodes_appending_to_one_tenant_number_entries_without_gaps() {
         assert_eq!(e.seq, i as u64);
     }
 }
+
+#[tokio::test]
+async fn roles_that_could_step_around_row_level_security_are_refused() {
+    needs_postgres!();
+    let cluster = Cluster::new().await;
+    // A grant to PUBLIC (say, by default privileges) that would let the application
+    // role truncate a table, which ignores RLS: `serve` refuses to start.
+    let su = cluster.superuser("eu").await;
+    sqlx::raw_sql("GRANT TRUNCATE ON tenant_keks TO PUBLIC")
+        .execute(&su)
+        .await
+        .unwrap();
+    let err = PgStore::open(&cluster.settings(APP, APP_PW))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("may truncate"), "{err}");
+    // `db migrate` takes it away again (it revokes from PUBLIC too), and the server
+    // starts.
+    migrate(&cluster.settings(OWNER, OWNER_PW), APP)
+        .await
+        .unwrap();
+    PgStore::open(&cluster.settings(APP, APP_PW)).await.unwrap();
+
+    // A role that can create roles could grant itself the owner: migrate refuses to
+    // grant it anything, and the server refuses to run as it.
+    let wide = format!("sr_wide_{}", &cluster.prefix[3..15]);
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.admin.clone())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {wide} LOGIN PASSWORD 'wide-pw' CREATEROLE IN ROLE {APP}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let err = migrate(&cluster.settings(OWNER, OWNER_PW), &wide)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("create roles"), "{err:?}");
+    let err = PgStore::open(&cluster.settings(&wide, "wide-pw"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CREATEROLE"), "{err}");
+    // A member of the owner role is refused as well.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE {wide} NOCREATEROLE; GRANT {OWNER} TO {wide}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let err = PgStore::open(&cluster.settings(&wide, "wide-pw"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("owner of"), "{err}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE {OWNER} FROM {wide}; DROP ROLE {wide}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+}
+
+#[test]
+fn database_urls_off_this_machine_need_verify_full_and_never_hold_a_password() {
+    let settings = |url: &str| PgSettings {
+        control: PgDatabase {
+            url: url.into(),
+            password: None,
+            setting: "database.control_url".into(),
+        },
+        regions: BTreeMap::new(),
+        ca_file: None,
+        max_connections: 1,
+        statement_timeout: Duration::from_secs(1),
+        lock_timeout: Duration::from_secs(1),
+        acquire_timeout: Duration::from_secs(1),
+    };
+    for url in [
+        "postgres://app@db.example:5432/c",
+        "postgres://app@db.example:5432/c?sslmode=require",
+        "postgres://app@db.example:5432/c?sslmode=verify-ca",
+    ] {
+        let s = settings(url);
+        let err = s.connect_options(&s.control).unwrap_err().to_string();
+        assert!(err.contains("verify-full"), "{url}: {err}");
+    }
+    for url in [
+        "postgres://app@db.example:5432/c?sslmode=verify-full",
+        "postgres://app@127.0.0.1:5432/c",
+    ] {
+        let s = settings(url);
+        assert!(s.connect_options(&s.control).is_ok(), "{url}");
+    }
+    for url in [
+        "postgres://app:hunter2@db.example/c?sslmode=verify-full",
+        "postgres://app@db.example/c?sslmode=verify-full&password=hunter2",
+    ] {
+        let s = settings(url);
+        let err = s.connect_options(&s.control).unwrap_err().to_string();
+        assert!(
+            err.contains("holds a password") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        redacted("postgres://app:pw@db/c?password=pw&sslmode=verify-full"),
+        "postgres://app@db/c"
+    );
+}

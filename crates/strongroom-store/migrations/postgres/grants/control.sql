@@ -20,8 +20,9 @@ DECLARE
     app oid := '{app}'::regrole;
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-               WHERE r.oid = app AND (r.rolsuper OR r.rolbypassrls)) THEN
-        RAISE EXCEPTION 'the application role {app} is a superuser or bypasses row-level security';
+               WHERE pg_catalog.pg_has_role(app, r.oid, 'MEMBER')
+                 AND (r.rolsuper OR r.rolbypassrls OR r.rolcreaterole)) THEN
+        RAISE EXCEPTION 'the application role {app} is (or belongs to) a superuser, a role that bypasses row-level security, or one that can create roles (and so grant itself the owner)';
     END IF;
     IF pg_catalog.pg_has_role(app, current_user, 'MEMBER') THEN
         RAISE EXCEPTION 'the application role {app} is, or is a member of, the owner role %', current_user;
@@ -48,6 +49,10 @@ GRANT USAGE ON SCHEMA public TO {app};
 -- sequence to grant USAGE on; this revokes any that an earlier grant left.)
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {app};
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {app};
+-- …and from PUBLIC, which every role belongs to (default privileges could have granted
+-- it table rights that bypass the column grants below, or TRUNCATE, which ignores RLS).
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC;
 
 -- The server checks the schema version at start and refuses one that is behind.
 GRANT SELECT ON _sqlx_migrations TO {app};
