@@ -185,6 +185,34 @@ impl TestServer {
             .expect("client")
     }
 
+    /// Starts another node of this server's deployment (PostgreSQL backend): a data
+    /// directory of its own (TLS certificate, serve lock) holding the same root key,
+    /// on the same databases and bucket, with `config`.
+    pub async fn another_node(&self, config: Option<String>) -> TestServer {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(
+            self.dir.path().join("pg-prefix"),
+            dir.path().join("pg-prefix"),
+        )
+        .expect("a PostgreSQL test server");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+            .expect("data dir mode");
+        std::fs::copy(self.data_dir().join("root.key"), data.join("root.key")).expect("root key");
+        Self::start_with(
+            &self.bin,
+            Options {
+                config,
+                dir: Some(dir),
+                postgres: true,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
     /// The environment the server (and its CLI calls) runs with: the backend's
     /// settings and the test's own.
     pub fn env(&self) -> &[(String, String)] {

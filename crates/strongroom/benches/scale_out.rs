@@ -95,22 +95,6 @@ async fn start(
     .await
 }
 
-/// A second node of `first`'s deployment (same databases, bucket and root key).
-async fn second_node(bin: &std::path::Path, first: &TestServer) -> TestServer {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        first.dir.path().join("pg-prefix"),
-        dir.path().join("pg-prefix"),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::copy(first.data_dir().join("root.key"), data.join("root.key")).unwrap();
-    start(bin, true, Some(dir)).await
-}
-
 /// The tenant `bench`, its record type and one writer per client; returns their
 /// access tokens.
 async fn populate(s: &TestServer) -> Vec<String> {
@@ -375,7 +359,7 @@ async fn main() {
     let a = start(bin, true, None).await;
     let writers = populate(&a).await;
     let (p1c, p1r) = creates_and_reads("PostgreSQL, 1 node", &[&a], &writers).await;
-    let b = second_node(bin, &a).await;
+    let b = a.another_node(Some("[regions.eu]\n".into())).await;
     let (p2c, p2r) = creates_and_reads("PostgreSQL, 2 nodes", &[&a, &b], &writers).await;
     drop(b);
     let pgbench = pgbench_inserts();

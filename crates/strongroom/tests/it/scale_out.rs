@@ -3,7 +3,6 @@
 //! pass of `.ci/run` (`SR_TEST_BACKEND=postgres`, with a cluster and an S3 server on
 //! loopback) runs them with `--include-ignored`, and each fails if run without it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -21,30 +20,6 @@ macro_rules! postgres_only {
             "needs SR_TEST_BACKEND=postgres and the services of .ci/services.sh"
         );
     };
-}
-
-/// A second node for `first`'s deployment: its own data directory (TLS certificate,
-/// serve lock) holding the same root key, on the same databases and bucket.
-async fn second_node(first: &TestServer) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        first.dir.path().join("pg-prefix"),
-        dir.path().join("pg-prefix"),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::copy(first.data_dir().join("root.key"), data.join("root.key")).unwrap();
-    TestServer::start_with(
-        bin(),
-        Options {
-            config: Some(TWO_REGIONS.into()),
-            dir: Some(dir),
-            ..Options::default()
-        },
-    )
-    .await
 }
 
 const SIGNER: &str = "this node now signs audit checkpoints";
@@ -110,7 +85,7 @@ async fn verify_everything(s: &TestServer, tenant: &str) {
 async fn two_nodes_on_one_database_and_bucket_write_one_tenant_without_losing_anything() {
     postgres_only!();
     let lab = Lab::on(crate::support::start().await, "shared").await;
-    let b = second_node(&lab.s).await;
+    let b = lab.s.another_node(Some(TWO_REGIONS.into())).await;
     let (_, author_a) = lab
         .user("shared", "al@shared.example", "Al Author", &["preparer"])
         .await;
