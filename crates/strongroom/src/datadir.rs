@@ -24,11 +24,12 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use strongroom_core::config::Config;
-use strongroom_core::config::DatabaseBackend;
 use strongroom_core::config::LOCAL_PROVIDER;
+use strongroom_core::config::{DatabaseBackend, Synchronous};
 use strongroom_core::keys::{KeyProvider, LocalKeyFile, Pkcs11Provider, Providers};
 use strongroom_core::secret::read_first_line;
 use strongroom_core::store::{BlobStore, Store};
@@ -36,7 +37,7 @@ use strongroom_core::tenant::RegionName;
 use strongroom_store::blobs::{FsBlobStore, RegionBlobs};
 use strongroom_store::postgres::{PgSettings, PgStore};
 use strongroom_store::s3::{S3BlobStore, S3Bucket};
-use strongroom_store::sqlite::SqliteStore;
+use strongroom_store::sqlite::{GroupCommit, SqliteStore, SqliteTuning};
 
 /// A data directory, created (mode 0700) if it did not exist.
 #[derive(Debug, Clone)]
@@ -165,7 +166,15 @@ impl DataDir {
             .collect();
         let (store, missing): (Arc<dyn Store>, _) = match config.database.backend {
             DatabaseBackend::Sqlite => {
-                let store = SqliteStore::open(&self.join("control.db"), &regions)
+                let d = &config.database;
+                let tuning = SqliteTuning {
+                    synchronous_full: d.synchronous == Synchronous::Full,
+                    group_commit: GroupCommit {
+                        max_batch: d.group_commit_max_batch,
+                        max_wait: Duration::from_millis(d.group_commit_max_wait_ms),
+                    },
+                };
+                let store = SqliteStore::open_tuned(&self.join("control.db"), &regions, tuning)
                     .await
                     .context("opening the databases")?;
                 let missing = store.unconfigured_regions().await?;

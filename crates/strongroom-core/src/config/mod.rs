@@ -96,6 +96,29 @@ pub struct DatabaseConfig {
     pub lock_timeout_ms: u64,
     /// How long a request waits for a pooled connection before a 503.
     pub acquire_timeout_ms: u64,
+    /// SQLite: what an acknowledged write survives (see `docs/durability.md`).
+    pub synchronous: Synchronous,
+    /// SQLite: the most concurrent writes that share one transaction and one flush
+    /// (1 turns group commit off).
+    pub group_commit_max_batch: u32,
+    /// SQLite: the longest a batch stays open waiting for more writes, and so the
+    /// most group commit adds to a write's latency.
+    pub group_commit_max_wait_ms: u64,
+}
+
+/// How durable an acknowledged SQLite write is.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit is flushed to the disk before it is acknowledged: an acknowledged
+    /// write survives a power loss or an operating-system crash.
+    #[default]
+    Full,
+    /// Commits reach the operating system, not the disk: an acknowledged write
+    /// survives the process being killed, but a power loss or kernel crash may lose
+    /// the last commits (never corrupting the database or splitting a write from its
+    /// audit entry).
+    Normal,
 }
 
 impl Default for DatabaseConfig {
@@ -113,6 +136,9 @@ impl Default for DatabaseConfig {
             statement_timeout_ms: 30_000,
             lock_timeout_ms: 10_000,
             acquire_timeout_ms: 5_000,
+            synchronous: Synchronous::Full,
+            group_commit_max_batch: 128,
+            group_commit_max_wait_ms: 10,
         }
     }
 }
@@ -617,6 +643,18 @@ impl Config {
             10,
             600_000,
             "database.acquire_timeout_ms",
+        )?;
+        check(
+            d.group_commit_max_batch,
+            1,
+            10_000,
+            "database.group_commit_max_batch",
+        )?;
+        check(
+            d.group_commit_max_wait_ms,
+            0,
+            1_000,
+            "database.group_commit_max_wait_ms",
         )?;
         if d.password.is_some() && d.password_file.is_some() {
             return Err(invalid(

@@ -4,7 +4,7 @@
 //! both.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 use strongroom_core::access::{TenantScope, WritableScope};
 use strongroom_core::audit::merkle::{Hash, leaf_hash};
 use strongroom_core::store::{
@@ -13,14 +13,14 @@ use strongroom_core::store::{
 };
 use time::OffsetDateTime;
 
-use super::{SqliteStore, int, tid};
+use super::{SqliteStore, WriteTx, int, tid};
 use crate::error::db;
 use crate::time_codec::{from_micros, to_micros};
 
 /// Appends `event` to the tenant's log inside `tx`: next sequence number, time never
 /// earlier than the previous entry's. Returns the entry's sequence number.
 pub(super) async fn append(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     event: &AuditEvent,
 ) -> Result<u64, StoreError> {
@@ -86,7 +86,7 @@ fn subject_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredSubjectKey, Sto
 
 /// Erases every subject key of the tenant, inside a shredding transaction.
 pub(super) async fn erase_all_subjects(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {

@@ -2,20 +2,17 @@
 //! tenant's home row in its region's database.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 use strongroom_core::access::{PlatformScope, TenantScope, platform_log};
 use strongroom_core::store::{AuditEvent, DirectoryStore, Page, StoreError, TenantKeys};
 use strongroom_core::tenant::{DisplayName, RegionName, Slug, Tenant, TenantId, TenantStatus};
 use uuid::Uuid;
 
-use super::{Db, SqliteStore, tid};
+use super::{Db, SqliteStore, WriteTx, tid};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
-async fn insert_tenant(
-    tx: &mut Transaction<'static, Sqlite>,
-    t: &Tenant,
-) -> Result<(), StoreError> {
+async fn insert_tenant(tx: &mut WriteTx, t: &Tenant) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO tenants (id, slug, display_name, region, status, created_at) VALUES (?, ?, ?, ?, ?, ?)")
         .bind(t.id.as_uuid().to_string())
         .bind(t.slug.as_str())

@@ -2,16 +2,16 @@
 //! binds `tenant_id` from a [`TenantScope`].
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 use strongroom_core::access::TenantScope;
 use strongroom_core::store::{AuditEvent, KeyStore, StoreError, StoredDek, StoredKek, TenantKeys};
 
-use super::{SqliteStore, int, tid, u32_col, u64_col};
+use super::{SqliteStore, WriteTx, int, tid, u32_col, u64_col};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
 pub(super) async fn insert_keks_and_deks(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     keys: &TenantKeys,
 ) -> Result<(), StoreError> {
@@ -25,7 +25,7 @@ pub(super) async fn insert_keks_and_deks(
 }
 
 async fn insert_kek(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     k: &StoredKek,
 ) -> Result<(), StoreError> {
@@ -42,7 +42,7 @@ async fn insert_kek(
 }
 
 async fn insert_dek(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     d: &StoredDek,
 ) -> Result<(), StoreError> {
@@ -60,10 +60,7 @@ async fn insert_dek(
 }
 
 /// Fails when the tenant's keys were destroyed: nothing may be added after shredding.
-pub(super) async fn require_live(
-    tx: &mut Transaction<'static, Sqlite>,
-    scope: &TenantScope,
-) -> Result<(), StoreError> {
+pub(super) async fn require_live(tx: &mut WriteTx, scope: &TenantScope) -> Result<(), StoreError> {
     let live: Option<i64> = sqlx::query_scalar(
         "SELECT COUNT(*) FROM tenant_homes WHERE tenant_id = ? AND keys_destroyed_at IS NULL",
     )

@@ -2,12 +2,14 @@
 //!
 //! Each database has one writer connection (SQLite serialises writers anyway; one
 //! connection makes that explicit and keeps write transactions short and ordered) and a
-//! small read-only pool. Write transactions start with `BEGIN IMMEDIATE` so a second
+//! small read-only pool. Concurrent writes share a transaction and its flush (group
+//! commit, see [`commit`]). Write transactions start with `BEGIN IMMEDIATE` so a second
 //! process (the CLI next to a running server) waits on `busy_timeout` instead of
 //! failing half-way through.
 
 mod applications;
 mod audit;
+mod commit;
 mod directory;
 mod keys;
 mod objects;
@@ -22,10 +24,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use commit::GroupCommit;
+pub(crate) use commit::WriteTx;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
 use strongroom_core::access::Scoped;
 use strongroom_core::store::StoreError;
 use strongroom_core::tenant::RegionName;
@@ -43,17 +46,41 @@ const PURGE_ATTEMPTS: u32 = 20;
 /// Read connections per database.
 const READERS: u32 = 4;
 
+/// How an SQLite store commits: the durability of an acknowledged write, and the
+/// bounds of group commit.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteTuning {
+    /// `synchronous=FULL` (an acknowledged write survives power loss) when true;
+    /// `synchronous=NORMAL` (it survives a crash of the process, not of the machine).
+    pub synchronous_full: bool,
+    /// Group-commit bounds.
+    pub group_commit: GroupCommit,
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        Self {
+            synchronous_full: true,
+            group_commit: GroupCommit::default(),
+        }
+    }
+}
+
 /// One SQLite database: a single writer and a read-only pool.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
-    writer: SqlitePool,
+    writer: commit::Writer,
     reader: SqlitePool,
     path: PathBuf,
 }
 
 impl Db {
-    async fn open(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<Self, StoreError> {
-        let options = connect_options(path)?;
+    async fn open(
+        path: &Path,
+        migrator: &sqlx::migrate::Migrator,
+        tuning: SqliteTuning,
+    ) -> Result<Self, StoreError> {
+        let options = connect_options(path, tuning.synchronous_full)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT * 2)
@@ -73,16 +100,20 @@ impl Db {
             .connect_with(options.read_only(true))
             .await
             .map_err(db)?;
+        // The migrating pool's one connection becomes the group-commit writer's.
+        let conn = writer.acquire().await.map_err(db)?.detach();
+        writer.close().await;
         Ok(Self {
-            writer,
+            writer: commit::Writer::new(conn, tuning.group_commit, BUSY_TIMEOUT * 2),
             reader,
             path: path.to_owned(),
         })
     }
 
-    /// Starts a write transaction holding SQLite's write lock from the first statement.
-    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    /// Starts a write: a savepoint in the batch transaction, which holds SQLite's write
+    /// lock from its first statement. Nothing is durable until its `commit` returns.
+    pub(crate) async fn write(&self) -> Result<WriteTx, StoreError> {
+        self.writer.begin().await
     }
 
     /// The read pool.
@@ -98,7 +129,7 @@ impl Db {
     /// reader, and the writer is the region's only one: a long reader must not stall
     /// every write for minutes.
     pub(crate) async fn purge_log(&self) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(db)?;
+        let mut conn = self.writer.exclusive().await?;
         sqlx::query("PRAGMA busy_timeout = 50") // PURGE_BUSY
             .execute(&mut *conn)
             .await
@@ -118,9 +149,9 @@ impl Db {
         let restored = sqlx::query("PRAGMA busy_timeout = 5000") // BUSY_TIMEOUT
             .execute(&mut *conn)
             .await;
-        if restored.is_err() {
-            // A writer that would fail at once on contention is worse than a new one.
-            conn.detach();
+        if let Err(e) = restored {
+            // A writer that would fail at once on contention is worse than no write.
+            return Err(db(e));
         }
         match purged.map_err(db)? {
             true => Ok(()),
@@ -148,13 +179,15 @@ pub(crate) use crate::codec::{int, tid, u32_col, u64_col};
 /// Connection settings, applied in this order on every connection:
 ///
 /// 1. `journal_mode=WAL` — readers never block the writer and vice versa.
-/// 2. `synchronous=FULL` — a committed, acknowledged write survives power loss.
+/// 2. `synchronous=FULL` — a committed, acknowledged write survives power loss
+///    (`NORMAL` when so configured: it survives the process crashing, and a power
+///    loss may lose the last commits but never corrupts the database).
 /// 3. `foreign_keys=ON` — declared references are enforced.
 /// 4. `busy_timeout` — wait for another process's lock instead of failing at once.
 /// 5. `secure_delete=ON` — deleted content is overwritten, so erased or shredded data
 ///    does not linger in free pages.
 /// 6. `trusted_schema=OFF` — schema content cannot call application functions.
-fn connect_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
+fn connect_options(path: &Path, full: bool) -> Result<SqliteConnectOptions, StoreError> {
     let url = format!("sqlite://{}", path.display());
     let options = SqliteConnectOptions::from_str(&url).map_err(|e| StoreError::Backend {
         context: format!("database path {}", path.display()),
@@ -162,7 +195,11 @@ fn connect_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
     })?;
     Ok(options
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(if full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT)
         .pragma("secure_delete", "ON")
@@ -186,7 +223,16 @@ impl SqliteStore {
         control_path: &Path,
         regions: &BTreeMap<RegionName, PathBuf>,
     ) -> Result<Self, StoreError> {
-        let control = Db::open(control_path, &CONTROL_MIGRATIONS).await?;
+        Self::open_tuned(control_path, regions, SqliteTuning::default()).await
+    }
+
+    /// [`open`](Self::open) with explicit durability and group-commit settings.
+    pub async fn open_tuned(
+        control_path: &Path,
+        regions: &BTreeMap<RegionName, PathBuf>,
+        tuning: SqliteTuning,
+    ) -> Result<Self, StoreError> {
+        let control = Db::open(control_path, &CONTROL_MIGRATIONS, tuning).await?;
         let mut opened = BTreeMap::new();
         for (name, dir) in regions {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
@@ -195,7 +241,7 @@ impl SqliteStore {
             })?;
             opened.insert(
                 name.clone(),
-                Db::open(&dir.join("strongroom.db"), &REGION_MIGRATIONS).await?,
+                Db::open(&dir.join("strongroom.db"), &REGION_MIGRATIONS, tuning).await?,
             );
         }
         Ok(Self {

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use strongroom_core::access::{TenantScope, WritableScope};
 use strongroom_core::audit::merkle::Hash;
 use strongroom_core::store::{
@@ -15,7 +15,7 @@ use strongroom_core::store::{
 };
 
 use super::keys::require_live;
-use super::{SqliteStore, int, tid, u32_col, u64_col};
+use super::{SqliteStore, WriteTx, int, tid, u32_col, u64_col};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
@@ -97,7 +97,7 @@ fn signature_from_row(r: &SqliteRow) -> Result<StoredSignature, StoreError> {
 }
 
 async fn insert_version(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     record: &str,
     v: &StoredVersion,
@@ -120,7 +120,7 @@ async fn insert_version(
 }
 
 async fn insert_revision(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     record: &str,
     r: &StoredRevision,
@@ -143,7 +143,7 @@ async fn insert_revision(
 }
 
 async fn replace_index(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     record: &str,
     tokens: &[(String, Hash)],
@@ -170,7 +170,7 @@ async fn replace_index(
 /// The one statement that changes a version row: never an approved one (the
 /// statement excludes it; the schema's trigger would refuse it anyway).
 async fn update_version(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     record: &str,
     u: &VersionUpdate,
@@ -196,7 +196,7 @@ async fn update_version(
 }
 
 async fn insert_signature(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     record: &str,
     s: &StoredSignature,
@@ -224,7 +224,7 @@ async fn insert_signature(
 }
 
 async fn insert_event(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     record: &str,
     e: &StoredRecordEvent,

@@ -4,8 +4,8 @@
 //! transaction.
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
 use strongroom_core::access::rbac::Role;
 use strongroom_core::access::{Scoped, TenantScope, WritableScope};
 use strongroom_core::identity::Email;
@@ -16,7 +16,7 @@ use strongroom_core::store::{
 use time::OffsetDateTime;
 
 use super::directory::uuid;
-use super::{SqliteStore, tid};
+use super::{SqliteStore, WriteTx, tid};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
@@ -81,7 +81,7 @@ fn user_from_row(r: &SqliteRow, roles: Vec<Role>) -> Result<User, StoreError> {
 }
 
 async fn grant(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     user: UserId,
     roles: &[Role],
@@ -104,7 +104,7 @@ async fn grant(
 
 /// Inserts the user row and its grants inside `tx`.
 async fn insert_row(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut WriteTx,
     scope: &TenantScope,
     row: &NewUserRow,
     roles: &[Role],

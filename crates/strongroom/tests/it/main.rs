@@ -10,6 +10,7 @@ mod audit;
 mod audit_review;
 mod bad_input;
 mod cli;
+mod durability;
 mod encryption;
 mod headers;
 mod identity;
