@@ -810,8 +810,18 @@ impl Platform {
         self.store
             .create_record(&scope, &record, &version, &rev, &index, &event)
             .await?;
-        let rid = RecordId::parse(&id).ok_or_else(|| corrupt("generated id"))?;
-        self.record_view(&scope, &rid).await
+        // The view of what was just committed, without reading it back: the content
+        // is the validated value that was sealed, the rows are those written.
+        let loaded = Loaded {
+            record,
+            versions: vec![version],
+            signatures: Vec::new(),
+            events: Vec::new(),
+        };
+        let current = self
+            .version_view_of(&scope, &loaded, 1, &rev, content)
+            .await?;
+        Ok(Self::view_of(&loaded, current))
     }
 
     /// A record with its current version, `records:read`.
@@ -836,8 +846,12 @@ impl Platform {
         let current = self
             .version_view(scope, &loaded, loaded.record.current_version)
             .await?;
+        Ok(Self::view_of(&loaded, current))
+    }
+
+    fn view_of(loaded: &Loaded, current: VersionView) -> RecordView {
         let r = &loaded.record;
-        Ok(RecordView {
+        RecordView {
             id: r.id.clone(),
             type_name: r.type_name.clone(),
             status: r.status.clone(),
@@ -847,7 +861,7 @@ impl Platform {
             updated_at: time_text(r.updated_at),
             etag: etag(r.seq),
             current,
-        })
+        }
     }
 
     /// One version with content and signatures, `records:read`. Returns it with the
@@ -873,11 +887,25 @@ impl Platform {
         loaded: &Loaded,
         n: u64,
     ) -> Result<VersionView, PlatformError> {
-        let v = loaded.version(n)?;
         let id = &loaded.record.id;
         let rev = self.latest_revision(scope, id, n).await?;
         let content = self.open_revision(scope, id, &rev).await?;
-        let attachments = attachments_of(&rev)?;
+        self.version_view_of(scope, loaded, n, &rev, content).await
+    }
+
+    /// [`version_view`](Self::version_view) of revision `rev` whose content the
+    /// caller already holds (it just sealed and stored it).
+    async fn version_view_of(
+        &self,
+        scope: &TenantScope,
+        loaded: &Loaded,
+        n: u64,
+        rev: &StoredRevision,
+        content: Map<String, Value>,
+    ) -> Result<VersionView, PlatformError> {
+        let v = loaded.version(n)?;
+        let id = &loaded.record.id;
+        let attachments = attachments_of(rev)?;
         let superseded = v.state == "approved"
             && loaded
                 .versions

@@ -80,51 +80,42 @@ pub(super) async fn require_live(tx: &mut WriteTx, scope: &TenantScope) -> Resul
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError> {
-        let region = self.region(scope)?;
-        // One read transaction: a concurrent KEK rotation is seen entirely or not at all.
-        let mut tx = region.read().begin().await.map_err(db)?;
-        let destroyed: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT keys_destroyed_at FROM tenant_homes WHERE tenant_id = ?")
-                .bind(tid(scope))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let keks = sqlx::query("SELECT version, provider, wrapped, created_at FROM tenant_keks WHERE tenant_id = ? ORDER BY version")
-            .bind(tid(scope))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| {
-                Ok(StoredKek {
+        // One statement, so one consistent snapshot (a concurrent KEK rotation is seen
+        // entirely or not at all) for one trip to the driver's thread: this runs for
+        // every seal and every open.
+        let rows = sqlx::query(
+            "SELECT 0 AS kind, keys_destroyed_at AS version, NULL AS owner, NULL AS wrapped, NULL AS created_at, NULL AS seals_reserved FROM tenant_homes WHERE tenant_id = ?1 \
+             UNION ALL SELECT 1, version, provider, wrapped, created_at, NULL FROM tenant_keks WHERE tenant_id = ?1 \
+             UNION ALL SELECT 2, version, kek_version, wrapped, created_at, seals_reserved FROM data_keys WHERE tenant_id = ?1 \
+             ORDER BY kind, version",
+        )
+        .bind(tid(scope))
+        .fetch_all(self.region(scope)?.read())
+        .await
+        .map_err(db)?;
+        let (mut keks, mut deks, mut destroyed) = (Vec::new(), Vec::new(), None);
+        for r in &rows {
+            match r.try_get::<i64, _>("kind").map_err(db)? {
+                0 => destroyed = r.try_get::<Option<i64>, _>("version").map_err(db)?,
+                1 => keks.push(StoredKek {
                     version: u32_col(r, "version")?,
-                    provider: r.try_get("provider").map_err(db)?,
+                    provider: r.try_get("owner").map_err(db)?,
                     wrapped: r.try_get("wrapped").map_err(db)?,
                     created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let deks = sqlx::query("SELECT version, kek_version, wrapped, created_at, seals_reserved FROM data_keys WHERE tenant_id = ? ORDER BY version")
-            .bind(tid(scope))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| {
-                Ok(StoredDek {
+                }),
+                _ => deks.push(StoredDek {
                     version: u32_col(r, "version")?,
-                    kek_version: u32_col(r, "kek_version")?,
+                    kek_version: u32_col(r, "owner")?,
                     wrapped: r.try_get("wrapped").map_err(db)?,
                     created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
                     seals_reserved: u64_col(r, "seals_reserved")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        tx.commit().await.map_err(db)?;
+                }),
+            }
+        }
         Ok(TenantKeys {
             keks,
             deks,
-            destroyed_at: destroyed.flatten().map(from_micros).transpose()?,
+            destroyed_at: destroyed.map(from_micros).transpose()?,
         })
     }
 
