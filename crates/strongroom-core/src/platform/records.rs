@@ -772,30 +772,17 @@ impl Platform {
             content: &content,
             attachments: &[],
         });
-        let now = self.clock.now();
         let rev = self
             .seal_revision(&scope, &id, 1, 1, &content, &[], hash, principal)
             .await?;
-        let record = StoredRecord {
-            id: id.clone(),
-            type_name: type_name.to_string(),
-            current_version: 1,
-            status: RecordStatus::Draft.as_str().into(),
-            seq: 1,
-            created_by: user_label(principal),
-            created_at: now,
-            updated_at: now,
-        };
-        let version = StoredVersion {
-            version: 1,
-            type_version: t.row.version,
-            state: VersionState::Draft.as_str().into(),
-            revision: 1,
-            content_hash: hash,
-            created_by: user_label(principal),
-            created_at: now,
-            approved_at: None,
-        };
+        let (record, version) = new_draft(
+            &id,
+            type_name,
+            t.row.version,
+            hash,
+            principal,
+            self.clock.now(),
+        );
         let index = self.index_for(&scope, &t, &content).await?;
         let event = self
             .event(
@@ -2640,4 +2627,36 @@ impl AsyncWrite for HashingWriter {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
+}
+
+/// The rows of a new record: version 1, revision 1, a draft.
+fn new_draft(
+    id: &str,
+    type_name: &TypeName,
+    type_version: u64,
+    hash: Hash,
+    principal: &Principal,
+    now: OffsetDateTime,
+) -> (StoredRecord, StoredVersion) {
+    let record = StoredRecord {
+        id: id.to_owned(),
+        type_name: type_name.to_string(),
+        current_version: 1,
+        status: RecordStatus::Draft.as_str().into(),
+        seq: 1,
+        created_by: user_label(principal),
+        created_at: now,
+        updated_at: now,
+    };
+    let version = StoredVersion {
+        version: 1,
+        type_version,
+        state: VersionState::Draft.as_str().into(),
+        revision: 1,
+        content_hash: hash,
+        created_by: user_label(principal),
+        created_at: now,
+        approved_at: None,
+    };
+    (record, version)
 }
