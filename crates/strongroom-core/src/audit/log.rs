@@ -277,13 +277,23 @@ impl AuditLogs {
     /// Integrates new entries, if any, and returns how many were integrated: the
     /// background integrator's step.
     pub async fn integrate(&self, scope: &TenantScope, slug: &str) -> Result<u64, AuditError> {
+        Ok(self.integrate_to(scope, slug).await?.0)
+    }
+
+    /// [`integrate`](Self::integrate), returning also the size of the tree the
+    /// tenant's checkpoint now covers.
+    pub async fn integrate_to(
+        &self,
+        scope: &TenantScope,
+        slug: &str,
+    ) -> Result<(u64, u64), AuditError> {
         let state = self.state(scope, slug).await?;
         let len = self.store.audit_len(scope).await?;
         if len == state.size && state.checkpoint.is_some() {
-            return Ok(0);
+            return Ok((0, state.size));
         }
         let (size, _) = self.checkpoint(scope, slug).await?;
-        Ok(size.saturating_sub(state.size))
+        Ok((size.saturating_sub(state.size), size))
     }
 
     /// Runs a proof computation over the stored tiles it needs.

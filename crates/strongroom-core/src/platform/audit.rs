@@ -9,7 +9,7 @@ use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
 use crate::audit::log::Proof;
 use crate::audit::personal::Opened;
 use crate::audit::review::{self, MAX_FILTER, ReviewEntry, ReviewPersonal};
-use crate::store::{AuditFilter, SupportScope};
+use crate::store::{AuditFilter, PendingWork, SupportScope};
 use crate::tenant::Slug;
 
 impl Platform {
@@ -598,10 +598,13 @@ impl Platform {
     pub async fn integrate_audit_round(&self) -> Result<u64, PlatformError> {
         let scope = access::authorize_platform(&access::system(), PlatformAction::ReadAudit)?;
         let mut total = 0;
-        for t in self.all_tenants(&scope).await? {
+        for t in self.tenants_with(&scope, PendingWork::Audit).await? {
             let home = access::provisioning_scope(&scope, &t);
-            match self.audit.integrate(&home, t.slug.as_str()).await {
-                Ok(n) => total += n,
+            match self.audit.integrate_to(&home, t.slug.as_str()).await {
+                Ok((n, size)) => {
+                    total += n;
+                    self.work_done(&home, PendingWork::Audit, size).await;
+                }
                 Err(e) => {
                     tracing::warn!(tenant = %t.slug, error = %super::chain(&e), "audit integration failed; will retry");
                 }

@@ -10,7 +10,7 @@ use crate::access::{self, PlatformAction, PlatformScope, Principal, TenantScope}
 use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
 use crate::objects::{Kind, ReencryptProgress, SecretName};
 use crate::secret::SecretBytes;
-use crate::store::{Page, StoredBlob};
+use crate::store::{Page, PendingWork, StoredBlob};
 use crate::tenant::{Slug, Tenant};
 
 /// The audit target of a key version.
@@ -111,6 +111,21 @@ impl Platform {
             });
         }
         Ok(out)
+    }
+
+    /// The tenants a background round over `kind` visits: those with work pending when
+    /// the store keeps an index of them (so 10,000 idle tenants cost one read per
+    /// round, not 10,000), every tenant otherwise.
+    pub(super) async fn tenants_with(
+        &self,
+        scope: &PlatformScope,
+        kind: PendingWork,
+    ) -> Result<Vec<Tenant>, PlatformError> {
+        match self.store.pending_work(kind, self.clock.now()).await? {
+            Some(ids) if ids.is_empty() => Ok(Vec::new()),
+            Some(ids) => Ok(self.store.tenants_by_id(scope, &ids).await?),
+            None => self.all_tenants(scope).await,
+        }
     }
 
     /// Every tenant, in slug order (the directory is small next to tenant data).
@@ -224,6 +239,13 @@ impl Platform {
         self.keyring.drop_expired_keys()
     }
 
+    /// Clears a pending-work mark; a failure only means one more visit next round.
+    pub(super) async fn work_done(&self, home: &TenantScope, kind: PendingWork, done: u64) {
+        if let Err(e) = self.store.work_done(home, kind, done).await {
+            tracing::warn!(error = %e, "clearing a pending-work mark failed; the tenant is visited again");
+        }
+    }
+
     /// How many unwrapped tenant keys this process holds in memory now.
     pub fn cached_keys(&self) -> usize {
         self.keyring.cached_keys()
@@ -234,7 +256,7 @@ impl Platform {
     pub async fn reencrypt_round(&self, budget: u32) -> Result<(u64, u64), PlatformError> {
         let scope = access::authorize_platform(&access::system(), PlatformAction::ManageKeys)?;
         let (mut moved, mut remaining) = (0u64, 0u64);
-        for t in self.all_tenants(&scope).await? {
+        for t in self.tenants_with(&scope, PendingWork::Reencrypt).await? {
             let left = u32::try_from(u64::from(budget).saturating_sub(moved)).unwrap_or(0);
             if left == 0 {
                 // Budget spent: the tenants not visited may still have work; say so,
@@ -246,9 +268,15 @@ impl Platform {
                 Ok(p) => {
                     moved += p.values + p.blobs;
                     remaining += p.remaining;
+                    if p.remaining == 0 {
+                        self.work_done(&home, PendingWork::Reencrypt, u64::from(p.current_key))
+                            .await;
+                    }
                 }
-                // Shredded tenants have nothing to move.
+                // Shredded tenants have nothing to move, now or ever.
                 Err(crate::objects::ObjectError::Keyring(crate::keys::KeyringError::Destroyed)) => {
+                    self.work_done(&home, PendingWork::Reencrypt, u64::MAX)
+                        .await;
                 }
                 Err(e) => {
                     tracing::warn!(tenant = %t.slug, error = %super::chain(&e), "re-encryption step failed; will retry");

@@ -14,7 +14,7 @@ use crate::access::rbac::Permission;
 use crate::access::{self, PlatformAction, Principal, TenantScope};
 use crate::audit::entry::{Action, NewEntry, Target, validate_reason};
 use crate::identity::operator::OperatorId;
-use crate::store::{SupportGrant, SupportScope};
+use crate::store::{PendingWork, SupportGrant, SupportScope};
 use crate::tenant::{Slug, Tenant};
 
 /// Longest support grant, in hours.
@@ -260,7 +260,7 @@ impl Platform {
         let sys = access::system_scope();
         let mut recorded = 0;
         let now = self.clock.now();
-        for t in self.all_tenants(&sys).await? {
+        for t in self.tenants_with(&sys, PendingWork::SupportExpiry).await? {
             // One tenant's failure (its region down) does not hold up the others'.
             match self
                 .record_expiries(&access::provisioning_scope(&sys, &t), now)

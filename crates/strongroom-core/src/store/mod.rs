@@ -33,7 +33,7 @@ mod support;
 pub use audit::{
     AuditEvent, AuditFilter, AuditLogState, AuditStore, StoredEntry, StoredSubjectKey, StoredTile,
 };
-pub use directory::DirectoryStore;
+pub use directory::{DirectoryStore, PendingWork};
 pub use identity::{
     ApplicationStore, NewUserRow, RefreshOutcome, SessionStore, StoredInvitation, UserChange,
     UserStore,

@@ -8,8 +8,8 @@ use sqlx::Row;
 use strongroom_core::access::{TenantScope, WritableScope};
 use strongroom_core::audit::merkle::{Hash, leaf_hash};
 use strongroom_core::store::{
-    AuditEvent, AuditFilter, AuditLogState, AuditStore, StoreError, StoredEntry, StoredSubjectKey,
-    StoredTile,
+    AuditEvent, AuditFilter, AuditLogState, AuditStore, PendingWork, StoreError, StoredEntry,
+    StoredSubjectKey, StoredTile,
 };
 use time::OffsetDateTime;
 
@@ -62,6 +62,10 @@ pub(super) async fn append(
         .execute(&mut **tx)
         .await
         .map_err(db)?;
+    // The platform's own trail (control database) is integrated every round anyway.
+    if !scope.region().is_platform() {
+        super::directory::mark_pending(tx, scope, PendingWork::Audit, seq + 1).await?;
+    }
     Ok(seq)
 }
 

@@ -1,16 +1,39 @@
 //! The directory port on SQLite: the tenant directory in the control database, and each
 //! tenant's home row in its region's database.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 use strongroom_core::access::{PlatformScope, TenantScope, platform_log};
-use strongroom_core::store::{AuditEvent, DirectoryStore, Page, StoreError, TenantKeys};
+use strongroom_core::store::{
+    AuditEvent, DirectoryStore, Page, PendingWork, StoreError, TenantKeys,
+};
 use strongroom_core::tenant::{DisplayName, RegionName, Slug, Tenant, TenantId, TenantStatus};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Db, SqliteStore, WriteTx, tid};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
+
+/// Marks `kind` of work pending for the tenant inside `tx`, up to `mark` (a mark only
+/// grows).
+pub(super) async fn mark_pending(
+    tx: &mut WriteTx,
+    scope: &TenantScope,
+    kind: PendingWork,
+    mark: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO work_pending (tenant_id, kind, mark) VALUES (?, ?, ?) ON CONFLICT (tenant_id, kind) DO UPDATE SET mark = max(mark, excluded.mark)")
+        .bind(tid(scope))
+        .bind(kind.as_str())
+        .bind(super::int(mark)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
 
 async fn insert_tenant(tx: &mut WriteTx, t: &Tenant) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO tenants (id, slug, display_name, region, status, created_at) VALUES (?, ?, ?, ?, ?, ?)")
@@ -146,5 +169,69 @@ impl DirectoryStore for SqliteStore {
         .await
         .map_err(db)?;
         rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn pending_work(
+        &self,
+        kind: PendingWork,
+        now: OffsetDateTime,
+    ) -> Result<Option<BTreeSet<TenantId>>, StoreError> {
+        let mut out = BTreeSet::new();
+        for region in self.regions.values() {
+            let q = match kind {
+                PendingWork::SupportExpiry => sqlx::query_scalar(
+                    "SELECT DISTINCT tenant_id FROM support_grants WHERE revoked_at IS NULL AND expiry_recorded = 0 AND expires_at <= ?",
+                )
+                .bind(to_micros(now)),
+                _ => sqlx::query_scalar("SELECT tenant_id FROM work_pending WHERE kind = ?")
+                    .bind(kind.as_str()),
+            };
+            let ids: Vec<String> = q.fetch_all(region.read()).await.map_err(db)?;
+            for id in ids {
+                out.insert(TenantId::from_uuid(uuid(&id)?));
+            }
+        }
+        Ok(Some(out))
+    }
+
+    async fn work_done(
+        &self,
+        scope: &TenantScope,
+        kind: PendingWork,
+        done: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.region(scope)?.write().await?;
+        sqlx::query("DELETE FROM work_pending WHERE tenant_id = ? AND kind = ? AND mark <= ?")
+            .bind(tid(scope))
+            .bind(kind.as_str())
+            .bind(super::int(done)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn tenants_by_id(
+        &self,
+        _: &PlatformScope,
+        ids: &BTreeSet<TenantId>,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_uuid().to_string()).collect();
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT id, slug, display_name, region, status, created_at FROM tenants WHERE id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.clone());
+            }
+            q.push(") ORDER BY slug");
+            let rows = q.build().fetch_all(self.control.read()).await.map_err(db)?;
+            for r in &rows {
+                out.push(tenant_from_row(r)?);
+            }
+        }
+        Ok(out)
     }
 }

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use sqlx::Row;
 use strongroom_core::access::TenantScope;
-use strongroom_core::store::{AuditEvent, KeyStore, StoreError, StoredDek, StoredKek, TenantKeys};
+use strongroom_core::store::{
+    AuditEvent, KeyStore, PendingWork, StoreError, StoredDek, StoredKek, TenantKeys,
+};
 
 use super::{SqliteStore, WriteTx, int, tid, u32_col, u64_col};
 use crate::error::{db, map};
@@ -129,6 +131,14 @@ impl KeyStore for SqliteStore {
         let mut tx = region.write().await?;
         require_live(&mut tx, scope).await?;
         insert_dek(&mut tx, scope, d).await?;
+        // Objects under the older keys are now to be moved to this one.
+        super::directory::mark_pending(
+            &mut tx,
+            scope,
+            PendingWork::Reencrypt,
+            u64::from(d.version),
+        )
+        .await?;
         super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)
     }

@@ -141,18 +141,25 @@ impl UserStore for SqliteStore {
     }
 
     async fn user(&self, scope: &dyn Scoped, id: UserId) -> Result<Option<User>, StoreError> {
-        let region = self.region(scope)?;
-        let mut conn = region.read().acquire().await.map_err(db)?;
+        // The account and its grants in one statement: one snapshot, and one trip to
+        // the driver's thread on every authenticated request.
         let row = sqlx::query(
-            "SELECT id, email, full_name, status, created_at FROM users WHERE tenant_id = ? AND id = ?",
+            "SELECT id, email, full_name, status, created_at, (SELECT group_concat(role, ' ') FROM (SELECT role FROM role_grants g WHERE g.tenant_id = u.tenant_id AND g.user_id = u.id ORDER BY role)) AS roles FROM users u WHERE tenant_id = ? AND id = ?",
         )
         .bind(tid(scope))
         .bind(id.to_string())
-        .fetch_optional(&mut *conn)
+        .fetch_optional(self.region(scope)?.read())
         .await
         .map_err(db)?;
         let Some(r) = row else { return Ok(None) };
-        let roles = roles_of(&mut conn, scope, &id.to_string()).await?;
+        let names: Option<String> = r.try_get("roles").map_err(db)?;
+        let roles = names
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|n| !n.is_empty())
+            .map(|n| Role::parse(n).ok_or_else(|| StoreError::Corrupt(format!("role {n:?}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         user_from_row(&r, roles).map(Some)
     }
 

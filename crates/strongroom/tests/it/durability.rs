@@ -234,3 +234,79 @@ async fn kill_9_in_the_middle_of_group_commits_loses_no_acknowledged_write_twent
     .await;
     ok_cli(&s, &["records", "verify", "--tenant", TENANT]).await;
 }
+
+/// Rows of the pending-work index, as `tenant kind` pairs (read with Python's sqlite3).
+fn pending(s: &TestServer) -> Vec<String> {
+    crate::support::region_rows(
+        &s.data_dir(),
+        "SELECT tenant_id || ' ' || kind FROM work_pending ORDER BY 1",
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+/// Polls (up to 30 s) until `done` holds for the pending-work index.
+async fn until_pending(
+    s: &TestServer,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    for _ in 0..300 {
+        let rows = pending(s);
+        if done(&rows) {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: pending work is still {:?}", pending(s));
+}
+
+#[tokio::test]
+async fn background_rounds_find_work_through_the_pending_index_and_leave_idle_tenants_alone() {
+    let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 50\n").await;
+    let op = s.operator_token().await;
+    let api = s.api();
+    for t in ["idle-a", "idle-b", "busy"] {
+        api.create_tenant(&op, t).await;
+    }
+    // Each new tenant's first entries mark it; the integrator checkpoints them and
+    // clears every audit mark, so an idle round visits no tenant.
+    until_pending(&s, "after creation", |rows| {
+        rows.iter().all(|r| !r.ends_with(" audit"))
+    })
+    .await;
+    let lab = Lab::on(s, "lab").await;
+    until_pending(&lab.s, "after the lab's set-up", |rows| {
+        rows.iter().all(|r| !r.ends_with(" audit"))
+    })
+    .await;
+    // A write marks its tenant, in the same transaction as its audit entry; the next
+    // round integrates it (its entry gets an inclusion proof) and clears the mark.
+    let (_, author) = lab.user("lab", "al@lab.example", "Al", &["preparer"]).await;
+    let r = lab
+        .create("lab", &author, json!({"batch_no": "B-1", "quantity": 1}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    until_pending(&lab.s, "after a write", |rows| {
+        rows.iter().all(|r| !r.ends_with(" audit"))
+    })
+    .await;
+    let entries = lab.api.audit_entries(&lab.admin, "lab").await;
+    let last = entries.last().unwrap()["seq"].as_u64().unwrap();
+    let proof = lab
+        .api
+        .get(
+            &format!("/v1/t/lab/audit/proof/inclusion?index={last}"),
+            &lab.admin,
+        )
+        .await;
+    assert_eq!(
+        proof.status, 200,
+        "the last entry is in a checkpoint: {}",
+        proof.text
+    );
+    assert!(proof.json()["checkpoint_size"].as_u64().unwrap() > last);
+    // No re-encryption is pending anywhere either (no data key was rotated).
+    assert!(pending(&lab.s).is_empty(), "{:?}", pending(&lab.s));
+}
