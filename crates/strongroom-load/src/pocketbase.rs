@@ -35,22 +35,20 @@ pub(crate) struct PocketbaseArgs {
 
 const PASSWORD: &str = "load generator password 1";
 
-async fn call(http: &reqwest::Client, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let _ = http;
+async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let r = req.send().await?;
     let status = r.status();
     let text = r.text().await?;
     if !status.is_success() {
         bail!("{status}: {text}");
     }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))
 }
 
 /// Creates the collection and a user; returns the user's token.
 async fn prepare(http: &reqwest::Client, args: &PocketbaseArgs) -> anyhow::Result<String> {
     let base = &args.url;
     let admin = call(
-        http,
         http.post(format!(
             "{base}/api/collections/_superusers/auth-with-password"
         ))
@@ -74,7 +72,6 @@ async fn prepare(http: &reqwest::Client, args: &PocketbaseArgs) -> anyhow::Resul
         "listRule": rule, "viewRule": rule, "createRule": rule
     });
     call(
-        http,
         http.post(format!("{base}/api/collections"))
             .header("authorization", &admin)
             .json(&collection),
@@ -83,7 +80,6 @@ async fn prepare(http: &reqwest::Client, args: &PocketbaseArgs) -> anyhow::Resul
     .context("creating the batches collection")?;
     let email = "load@pocketbase.example";
     call(
-        http,
         http.post(format!("{base}/api/collections/users/records")).header("authorization", &admin).json(
             &json!({"email": email, "password": PASSWORD, "passwordConfirm": PASSWORD, "verified": true}),
         ),
@@ -91,7 +87,6 @@ async fn prepare(http: &reqwest::Client, args: &PocketbaseArgs) -> anyhow::Resul
     .await
     .context("creating the user")?;
     let user = call(
-        http,
         http.post(format!("{base}/api/collections/users/auth-with-password"))
             .json(&json!({"identity": email, "password": PASSWORD})),
     )
@@ -165,22 +160,26 @@ async fn seed(
         let mut c = content(u64::from(i));
         c["batch_no"] = json!(batch_no);
         let url = format!("{base}/api/collections/batches/records");
-        let v = call(http, http.post(url).header("authorization", token).json(&c)).await?;
-        seeded.push((v["id"].as_str().unwrap_or_default().to_owned(), batch_no));
+        let v = call(http.post(url).header("authorization", token).json(&c)).await?;
+        let id = v["id"].as_str().context("a created record has no id")?;
+        seeded.push((id.to_owned(), batch_no));
     }
     Ok(seeded)
 }
 
 /// `strongroom-load pocketbase`.
 pub(crate) async fn run(args: PocketbaseArgs) -> anyhow::Result<()> {
-    let host = args
-        .url
-        .trim_start_matches("http://")
-        .split([':', '/'])
-        .next()
-        .unwrap_or("");
-    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-        bail!("--url must be on loopback, not {host:?}");
+    let url = reqwest::Url::parse(&args.url).context("--url")?;
+    let host = url.host_str().unwrap_or("");
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback || url.scheme() != "http" || !url.username().is_empty() || url.password().is_some()
+    {
+        bail!("--url must be a plain http:// address on loopback, not {url}");
     }
     let load = &args.load;
     let mix = match load.scenario {
@@ -190,6 +189,7 @@ pub(crate) async fn run(args: PocketbaseArgs) -> anyhow::Result<()> {
         Scenario::Mixed => bail!("PocketBase has only create, read and list"),
     };
     let builder = reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(1024);
     let http = match load.http {
@@ -213,7 +213,7 @@ pub(crate) async fn run(args: PocketbaseArgs) -> anyhow::Result<()> {
             id: u64::from(i),
         })
         .collect();
-    let measured = drive(load, clients, &mix).await;
+    let measured = drive(load, clients, &mix).await?;
     let label = format!(
         "pocketbase {:?}, HTTP/{}, {} clients",
         load.scenario,

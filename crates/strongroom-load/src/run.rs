@@ -141,7 +141,11 @@ pub(crate) struct Measured {
 
 /// Runs `clients` with `load`'s settings and `mix`.
 #[allow(clippy::too_many_lines)] // one loop, read top to bottom
-pub(crate) async fn drive<C: Client>(load: &Load, clients: Vec<C>, mix: &Mix) -> Measured {
+pub(crate) async fn drive<C: Client>(
+    load: &Load,
+    clients: Vec<C>,
+    mix: &Mix,
+) -> anyhow::Result<Measured> {
     let started = Instant::now();
     let deadline = started + load.duration();
     let budget = Arc::new(AtomicU64::new(load.count.unwrap_or(u64::MAX)));
@@ -193,7 +197,8 @@ pub(crate) async fn drive<C: Client>(load: &Load, clients: Vec<C>, mix: &Mix) ->
         .collect();
     let mut all = Measured::default();
     for t in tasks {
-        if let Ok(by_op) = t.await {
+        let by_op = t.await.context("a client task failed")?;
+        {
             for (op, tally) in by_op {
                 let into = all.by_op.entry(op).or_default();
                 into.ok.extend(tally.ok);
@@ -204,5 +209,17 @@ pub(crate) async fn drive<C: Client>(load: &Load, clients: Vec<C>, mix: &Mix) ->
         }
     }
     all.elapsed = started.elapsed();
-    all
+    let ok: usize = all.by_op.values().map(|t| t.ok.len()).sum();
+    let failed: u64 = all.by_op.values().flat_map(|t| t.errors.values()).sum();
+    // A run that mostly failed measured the failures: refuse to report it as a rate.
+    if ok == 0 || failed * 20 > ok as u64 {
+        bail!(
+            "{ok} operations succeeded and {failed} failed: {:?}",
+            all.by_op
+                .iter()
+                .map(|(op, t)| (op.name(), &t.errors))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(all)
 }

@@ -370,6 +370,7 @@ pub(crate) fn client(cert: &[u8], http: Http) -> anyhow::Result<reqwest::Client>
     let b = reqwest::Client::builder()
         .tls_certs_only([cert])
         .https_only(true)
+        .no_proxy()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(1024);
     let b = match http {
@@ -407,10 +408,11 @@ async fn seed(
                     .send();
                 async move {
                     let v: Value = req.await?.error_for_status()?.json().await?;
-                    anyhow::Ok((v["id"].as_str().unwrap_or_default().to_owned(), batch_no))
+                    let id = v["id"].as_str().context("a created record has no id")?;
+                    anyhow::Ok((id.to_owned(), batch_no))
                 }
             });
-            for r in futures_join(calls).await {
+            for r in futures_join(calls).await? {
                 made.push(r?);
             }
         }
@@ -420,7 +422,7 @@ async fn seed(
 }
 
 /// Runs futures concurrently and collects their results in order.
-async fn futures_join<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
+async fn futures_join<F, T>(futures: impl IntoIterator<Item = F>) -> anyhow::Result<Vec<T>>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -428,11 +430,9 @@ where
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::new();
     for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
+        out.push(h.await.context("a set-up task failed")?);
     }
-    out
+    Ok(out)
 }
 
 /// `strongroom-load strongroom`: start, populate, seed, drive, report.
@@ -468,7 +468,7 @@ pub(crate) async fn run(args: StrongroomArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let measured = drive(load, clients, &mix).await;
+    let measured = drive(load, clients, &mix).await?;
     let label = format!(
         "strongroom {:?} on {}, HTTP/{}, {} clients, {} tenants",
         load.scenario,
@@ -519,23 +519,41 @@ pub(crate) async fn idle(args: IdleArgs) -> anyhow::Result<()> {
                 .send();
             async move { anyhow::Ok(req.await?.error_for_status()?.status()) }
         });
-        for r in futures_join(calls).await {
+        for r in futures_join(calls).await? {
             r?;
         }
     }
     let created = started.elapsed();
-    // Let the integrator catch up with every new trail first.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = s.pid();
+    // Every new tenant's first entries are checkpointed once; wait until the server is
+    // quiet (a 5-second window under 2% of a core, at most 10 minutes) before the
+    // measured window, and say how long that took.
+    let settling = Instant::now();
+    loop {
+        let before = crate::report::cpu_secs(pid).context("cpu time")?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let busy = (crate::report::cpu_secs(pid).context("cpu time")? - before) / 5.0;
+        if busy < 0.02 {
+            break;
+        }
+        if settling.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "the server did not settle within 10 minutes ({:.1}% of a core)",
+                busy * 100.0
+            );
+        }
+    }
+    let settled = settling.elapsed();
     let cpu0 = crate::report::cpu_secs(pid).context("cpu time")?;
     tokio::time::sleep(Duration::from_secs(args.secs)).await;
     let cpu1 = crate::report::cpu_secs(pid).context("cpu time")?;
     let (peak, now) = crate::report::rss_mib(pid).context("rss")?;
     let share = (cpu1 - cpu0) / args.secs as f64 * 100.0;
     println!(
-        "{} tenants (created in {:.1} s): idle CPU {share:.2}% of one core over {} s, RSS {now:.1} MiB (peak {peak:.1} MiB)",
+        "{} tenants (created in {:.1} s, first checkpoints done {:.0} s later): idle CPU {share:.2}% of one core over {} s, RSS {now:.1} MiB (peak {peak:.1} MiB)",
         args.tenants,
         created.as_secs_f64(),
+        settled.as_secs_f64(),
         args.secs
     );
     if args.json {

@@ -17,13 +17,14 @@ pub enum PendingWork {
     Audit,
     /// Objects that may still be sealed under an older data key.
     Reencrypt,
-    /// Support grants that expired and whose expiry is not yet in the tenant's trail
-    /// (found from the grants themselves; there is no mark to clear).
+    /// Support grants that expired and whose expiry is not yet in the tenant's trail.
+    /// Found from the grants themselves: there is no mark, and
+    /// [`DirectoryStore::work_done`] has nothing to clear for it.
     SupportExpiry,
 }
 
 impl PendingWork {
-    /// The name stored with a mark.
+    /// The kind's name (the one stored with a mark, for the kinds that have marks).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Audit => "audit",
@@ -106,8 +107,8 @@ pub trait DirectoryStore: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The tenants with these ids (those that exist), for a round over pending
-    /// tenants only. The default pages through the directory.
+    /// The tenants with these ids (those that exist), in slug order, for a round over
+    /// pending tenants only. The default pages through the directory.
     async fn tenants_by_id(
         &self,
         scope: &PlatformScope,

@@ -147,12 +147,23 @@ impl Writer {
 
     /// Starts a write: the lock, the batch transaction (opened if none is), and a
     /// savepoint of this write's own. Runs in a task of its own, so a request dropped
-    /// half-way cannot leave the connection between `BEGIN` and its bookkeeping; a
-    /// write whose request is gone by then leaves an empty savepoint behind, which the
-    /// next writer rolls back.
+    /// half-way cannot leave the connection between `BEGIN` and its bookkeeping; if
+    /// the request is gone by the time the write is open, that task rolls the empty
+    /// savepoint back and hands the batch on (or commits it) itself, so SQLite's write
+    /// lock is never left held by nobody.
     pub(crate) async fn begin(&self) -> Result<WriteTx, StoreError> {
         let writer = self.clone();
-        let guard = detached(async move { writer.open_write().await }).await??;
+        let (hand, take) = oneshot::channel();
+        tokio::spawn(async move {
+            let opened = writer.open_write().await;
+            if let Err(Ok(mut guard)) = hand.send(opened) {
+                recover(&mut guard).await;
+                writer.finish(guard);
+            }
+        });
+        let guard = take
+            .await
+            .map_err(|_| StoreError::unavailable("the database's writer task failed; retry"))??;
         Ok(WriteTx {
             guard: Some(guard),
             writer: self.clone(),
@@ -160,14 +171,11 @@ impl Writer {
     }
 
     async fn open_write(&self) -> Result<OwnedMutexGuard<Batch>, StoreError> {
-        let mut guard = loop {
-            let mut guard = self.lock().await?;
-            recover(&mut guard).await;
-            if !(guard.open && self.full(&guard)) {
-                break guard;
-            }
+        let mut guard = self.lock().await?;
+        recover(&mut guard).await;
+        if guard.open && self.full(&guard) {
             commit_batch(&mut guard).await;
-        };
+        }
         if !guard.open {
             guard
                 .conn
@@ -222,19 +230,22 @@ impl Writer {
         id: u64,
         mut done: oneshot::Receiver<Outcome>,
     ) -> Result<(), sqlx::Error> {
+        // Never answer before the batch's outcome is known: a write reported as
+        // failed must not commit afterwards (a retry would then write it twice).
         let outcome = match tokio::time::timeout(self.limits.max_wait, &mut done).await {
             Ok(outcome) => outcome,
-            Err(_) => {
-                let guard = self
-                    .lock()
-                    .await
-                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?;
-                if guard.open && guard.id == id {
-                    let mut guard = guard;
-                    tokio::spawn(async move { commit_batch(&mut guard).await });
+            Err(_) => tokio::select! {
+                outcome = &mut done => outcome,
+                guard = self.batch.clone().lock_owned() => {
+                    // Our batch, or a later one left open by writes that gave up:
+                    // commit it rather than wait again.
+                    if guard.open && (guard.id == id || self.queued.load(Ordering::SeqCst) == 0) {
+                        let mut guard = guard;
+                        tokio::spawn(async move { commit_batch(&mut guard).await });
+                    }
+                    done.await
                 }
-                done.await
-            }
+            },
         };
         match outcome {
             Ok(Ok(())) => Ok(()),
@@ -245,7 +256,7 @@ impl Writer {
 }
 
 /// Runs `work` in a task of its own, so dropping the caller does not interrupt it.
-async fn detached<T: Send + 'static>(
+pub(crate) async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::spawn(work)
@@ -330,21 +341,35 @@ pub(crate) struct WriteTx {
 }
 
 impl WriteTx {
-    /// Keeps this write in its batch and returns once the batch is durable.
+    /// Keeps this write in its batch and returns once the batch is durable. The
+    /// savepoint's release and the hand-over run in a task of their own: a request
+    /// dropped half-way through must not leave a released savepoint marked open (the
+    /// next writer's rollback of it would fail and take the whole batch down).
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let Some(mut guard) = self.guard.take() else {
             return Err(failed(&Arc::from("write already finished")));
         };
-        if let Err(e) = guard.conn.execute(RELEASE).await {
-            // Leave `member_open` set: the rollback below (or the next writer) undoes it.
-            self.guard = Some(guard);
-            return Err(e);
-        }
-        guard.member_open = false;
-        let (tell, done) = oneshot::channel();
-        guard.waiting.push(tell);
-        let id = guard.id;
-        self.writer.finish(guard);
+        let writer = self.writer.clone();
+        let joined = tokio::spawn(async move {
+            if let Err(e) = guard.conn.execute(RELEASE).await {
+                // This write fails alone: its savepoint is rolled back, the batch
+                // goes on.
+                recover(&mut guard).await;
+                writer.finish(guard);
+                return Err(e);
+            }
+            guard.member_open = false;
+            let (tell, done) = oneshot::channel();
+            guard.waiting.push(tell);
+            let id = guard.id;
+            writer.finish(guard);
+            Ok((id, done))
+        })
+        .await;
+        let (id, done) = match joined {
+            Ok(released) => released?,
+            Err(_) => return Err(failed(&Arc::from("the writer task failed"))),
+        };
         self.writer.settle(id, done).await
     }
 }
@@ -507,13 +532,14 @@ mod tests {
     async fn an_abandoned_write_is_undone_and_its_batch_still_commits() {
         let dir = tempfile::tempdir().unwrap();
         let (w, reader) = writer(&dir, GroupCommit::default()).await;
-        // A committed write waits in the batch while the abandoned one holds the lock.
+        // `first` holds the writer while a write is dropped half-way (`dropped`) and
+        // another is cancelled while it queues (`cancelled`).
         let mut first = w.begin().await.unwrap();
         sqlx::query("INSERT INTO t VALUES (1, 0)")
             .execute(&mut *first)
             .await
             .unwrap();
-        let second = {
+        let dropped = {
             let w = w.clone();
             tokio::spawn(async move {
                 let mut tx = w.begin().await.unwrap();
@@ -524,7 +550,7 @@ mod tests {
                 // Dropped here without commit, like a request whose client left.
             })
         };
-        let abandoned = {
+        let cancelled = {
             let w = w.clone();
             tokio::spawn(async move {
                 let tx = w.begin();
@@ -532,9 +558,9 @@ mod tests {
                 let _ = tokio::time::timeout(Duration::from_millis(1), tx).await;
             })
         };
-        abandoned.await.unwrap();
+        cancelled.await.unwrap();
         first.commit().await.unwrap();
-        second.await.unwrap();
+        dropped.await.unwrap();
         // A later write sees a clean connection and commits.
         let mut third = w.begin().await.unwrap();
         sqlx::query("INSERT INTO t VALUES (3, 0)")

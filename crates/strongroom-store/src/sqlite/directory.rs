@@ -25,10 +25,27 @@ pub(super) async fn mark_pending(
     kind: PendingWork,
     mark: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO work_pending (tenant_id, kind, mark) VALUES (?, ?, ?) ON CONFLICT (tenant_id, kind) DO UPDATE SET mark = max(mark, excluded.mark)")
+    sqlx::query("INSERT INTO work_pending (tenant_id, kind, mark) VALUES (?, ?, ?) ON CONFLICT (kind, tenant_id) DO UPDATE SET mark = max(mark, excluded.mark)")
         .bind(tid(scope))
         .bind(kind.as_str())
         .bind(super::int(mark)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Marks re-encryption pending inside `tx` if `dek_version` is older than the tenant's
+/// newest data key: an object sealed just before a rotation and committed after the
+/// round that found nothing left under the old key would otherwise stay there.
+pub(super) async fn mark_if_stale(
+    tx: &mut WriteTx,
+    scope: &TenantScope,
+    dek_version: u32,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO work_pending (tenant_id, kind, mark) SELECT ?1, 'reencrypt', MAX(version) FROM data_keys WHERE tenant_id = ?1 HAVING MAX(version) > ?2 ON CONFLICT (kind, tenant_id) DO UPDATE SET mark = max(mark, excluded.mark)")
+        .bind(tid(scope))
+        .bind(i64::from(dek_version))
         .execute(&mut **tx)
         .await
         .map_err(db)?;
@@ -204,7 +221,8 @@ impl DirectoryStore for SqliteStore {
         sqlx::query("DELETE FROM work_pending WHERE tenant_id = ? AND kind = ? AND mark <= ?")
             .bind(tid(scope))
             .bind(kind.as_str())
-            .bind(super::int(done)?)
+            // "Done up to anything" (a shredded tenant) is the largest storable mark.
+            .bind(i64::try_from(done).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -232,6 +250,7 @@ impl DirectoryStore for SqliteStore {
                 out.push(tenant_from_row(r)?);
             }
         }
+        out.sort_by(|a, b| a.slug.as_str().cmp(b.slug.as_str()));
         Ok(out)
     }
 }

@@ -84,7 +84,9 @@ impl KeyStore for SqliteStore {
     async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError> {
         // One statement, so one consistent snapshot (a concurrent KEK rotation is seen
         // entirely or not at all) for one trip to the driver's thread: this runs for
-        // every seal and every open.
+        // every seal and every open. Columns by kind: 0 (home) `version` holds
+        // keys_destroyed_at; 1 (KEK) `owner` is the provider; 2 (DEK) `owner` is the
+        // wrapping KEK's version.
         let rows = sqlx::query(
             "SELECT 0 AS kind, keys_destroyed_at AS version, NULL AS owner, NULL AS wrapped, NULL AS created_at, NULL AS seals_reserved FROM tenant_homes WHERE tenant_id = ?1 \
              UNION ALL SELECT 1, version, provider, wrapped, created_at, NULL FROM tenant_keks WHERE tenant_id = ?1 \

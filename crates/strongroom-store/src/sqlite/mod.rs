@@ -129,6 +129,13 @@ impl Db {
     /// reader, and the writer is the region's only one: a long reader must not stall
     /// every write for minutes.
     pub(crate) async fn purge_log(&self) -> Result<(), StoreError> {
+        // In a task of its own: a caller dropped mid-way must not leave the writer
+        // with the lowered busy timeout.
+        let db = self.clone();
+        commit::detached(async move { db.purge_log_now().await }).await?
+    }
+
+    async fn purge_log_now(&self) -> Result<(), StoreError> {
         let mut conn = self.writer.exclusive().await?;
         sqlx::query("PRAGMA busy_timeout = 50") // PURGE_BUSY
             .execute(&mut *conn)
@@ -146,11 +153,19 @@ impl Db {
             }
             tokio::time::sleep(PURGE_BUSY).await;
         }
-        let restored = sqlx::query("PRAGMA busy_timeout = 5000") // BUSY_TIMEOUT
-            .execute(&mut *conn)
-            .await;
+        let mut restored = Ok(());
+        for _ in 0..3 {
+            restored = sqlx::query("PRAGMA busy_timeout = 5000") // BUSY_TIMEOUT
+                .execute(&mut *conn)
+                .await
+                .map(|_| ());
+            if restored.is_ok() {
+                break;
+            }
+        }
         if let Err(e) = restored {
-            // A writer that would fail at once on contention is worse than no write.
+            // Writes would now fail at once on another process's lock instead of
+            // waiting (setting a pragma fails only if the connection is broken).
             return Err(db(e));
         }
         match purged.map_err(db)? {

@@ -68,6 +68,7 @@ impl ObjectStore for SqliteStore {
         .map_err(db)?;
         let written = done.rows_affected() == 1;
         if written {
+            super::directory::mark_if_stale(&mut tx, scope, v.dek_version).await?;
             super::audit::append(&mut tx, scope, audit).await?;
         }
         tx.commit().await.map_err(db)?;
@@ -163,6 +164,7 @@ impl ObjectStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| map(e, "blob id"))?;
+        super::directory::mark_if_stale(&mut tx, scope, b.dek_version).await?;
         super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)
     }

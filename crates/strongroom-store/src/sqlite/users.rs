@@ -144,7 +144,7 @@ impl UserStore for SqliteStore {
         // The account and its grants in one statement: one snapshot, and one trip to
         // the driver's thread on every authenticated request.
         let row = sqlx::query(
-            "SELECT id, email, full_name, status, created_at, (SELECT group_concat(role, ' ') FROM (SELECT role FROM role_grants g WHERE g.tenant_id = u.tenant_id AND g.user_id = u.id ORDER BY role)) AS roles FROM users u WHERE tenant_id = ? AND id = ?",
+            "SELECT id, email, full_name, status, created_at, (SELECT group_concat(role, ' ') FROM role_grants g WHERE g.tenant_id = u.tenant_id AND g.user_id = u.id) AS roles FROM users u WHERE tenant_id = ? AND id = ?",
         )
         .bind(tid(scope))
         .bind(id.to_string())
@@ -160,6 +160,9 @@ impl UserStore for SqliteStore {
             .filter(|n| !n.is_empty())
             .map(|n| Role::parse(n).ok_or_else(|| StoreError::Corrupt(format!("role {n:?}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        // group_concat keeps no order of its own: sort as `roles_of` does (by name).
+        let mut roles = roles;
+        roles.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         user_from_row(&r, roles).map(Some)
     }
 

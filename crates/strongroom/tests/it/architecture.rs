@@ -45,7 +45,15 @@ fn crate_dependencies_follow_the_layering() {
             !workspace_deps(krate, "dependencies").contains(&"strongroom-testkit".to_owned()),
             "{krate}: testkit is only ever a dev-dependency"
         );
+        assert!(
+            !workspace_deps(krate, "dependencies").contains(&"strongroom-load".to_owned()),
+            "{krate}: the load generator is a tool, not a library"
+        );
     }
+    assert_eq!(
+        workspace_deps("strongroom-load", "dependencies"),
+        ["strongroom-testkit"]
+    );
 }
 
 /// The `crate::…` paths each Rust file under `dir` (of strongroom-core's src) uses.

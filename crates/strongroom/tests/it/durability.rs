@@ -1,5 +1,8 @@
-//! Group commit under crashes: concurrent record creates while the server is killed
-//! with SIGKILL in the middle of batches, twenty times over the same data directory.
+//! The write path under crashes: concurrent record creates (group commit on, as by
+//! default) while the server is killed with SIGKILL, twenty times over the same data
+//! directory. This proves the acknowledgement rule (nothing is answered before its
+//! batch's COMMIT); a SIGKILL cannot lose what the kernel already holds, so it does not
+//! test the flush, which is SQLite's `synchronous` contract.
 //! After every restart each acknowledged write is present with its audit entry, nothing
 //! that was not written appears, nothing is half-present, and at the end the tenant's
 //! audit log verifies offline and `records verify` finds every record intact.
@@ -124,6 +127,7 @@ async fn ok_cli(s: &TestServer, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn kill_9_in_the_middle_of_group_commits_loses_no_acknowledged_write_twenty_times() {
+    crate::support::sqlite_only!("reads the region database file");
     let lab = Lab::on(
         crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 20\n").await,
         TENANT,
@@ -142,7 +146,12 @@ async fn kill_9_in_the_middle_of_group_commits_loses_no_acknowledged_write_twent
         let seen = Arc::new(Mutex::new(Round::default()));
         let running = writers(&s, &author, round, &seen);
         // Vary where in the stream the kill lands, and let some writes through first.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while seen.lock().unwrap().acked.len() < 8 {
+            assert!(
+                std::time::Instant::now() < deadline && !running.iter().all(|w| w.is_finished()),
+                "round {round}: the writers stopped before eight writes were acknowledged"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(u64::from(round % 5) * 20)).await;
@@ -196,10 +205,6 @@ async fn kill_9_in_the_middle_of_group_commits_loses_no_acknowledged_write_twent
             batched_rounds += 1;
         }
     }
-    assert!(
-        acked_total.len() >= (ROUNDS as usize) * 8,
-        "load was applied"
-    );
     eprintln!(
         "{} writes acknowledged over {ROUNDS} kills; {batched_rounds} rounds had commits the client never heard of",
         acked_total.len()
@@ -263,7 +268,8 @@ async fn until_pending(
 }
 
 #[tokio::test]
-async fn background_rounds_find_work_through_the_pending_index_and_leave_idle_tenants_alone() {
+async fn background_rounds_find_work_through_the_pending_index_which_idle_tenants_leave_empty() {
+    crate::support::sqlite_only!("reads the region database file (PostgreSQL keeps no index yet)");
     let s = crate::support::start_configured("[audit]\ncheckpoint_interval_ms = 50\n").await;
     let op = s.operator_token().await;
     let api = s.api();

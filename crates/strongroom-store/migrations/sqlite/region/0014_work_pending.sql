@@ -15,8 +15,13 @@ CREATE TABLE work_pending (
     tenant_id TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('audit', 'reencrypt')),
     mark INTEGER NOT NULL CHECK (mark >= 0),
-    PRIMARY KEY (tenant_id, kind)
+    PRIMARY KEY (kind, tenant_id)
 ) WITHOUT ROWID;
+
+-- Support grants whose expiry is still to be recorded, found by time without
+-- visiting every tenant.
+CREATE INDEX support_grants_unrecorded ON support_grants (expires_at)
+    WHERE revoked_at IS NULL AND expiry_recorded = 0;
 
 -- Every tenant that exists now is visited once.
 INSERT INTO work_pending (tenant_id, kind, mark) SELECT tenant_id, 'audit', 0 FROM tenant_homes;
