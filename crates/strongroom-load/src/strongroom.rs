@@ -165,7 +165,7 @@ async fn populate(s: &TestServer, tenants: u32, users: u32) -> anyhow::Result<Ve
     Ok(seats)
 }
 
-/// The record type: the fields of [`content`], one signature, `batch_no` searchable.
+/// The record type: the fields of [`content`], two signatures, `batch_no` searchable.
 fn record_type() -> Value {
     json!({
         "schema": {
@@ -179,7 +179,11 @@ fn record_type() -> Value {
                 "notes": {"type": "string", "maxLength": 4096}
             }
         },
-        "signature_policy": {"steps": [{"meaning": "authored", "permission": "records:write"}]},
+        // The clients sign "authored"; an approval by someone else would come after.
+        "signature_policy": {"steps": [
+            {"meaning": "authored", "permission": "records:write"},
+            {"meaning": "approved", "permission": "records:approve"}
+        ]},
         "searchable": ["batch_no"],
         "retention_days": 3650
     })
