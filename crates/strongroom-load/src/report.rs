@@ -57,7 +57,8 @@ pub(crate) fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (in clock
+/// ticks, which Linux reports at 100 per second on every architecture we run on).
 pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at state.
@@ -114,4 +115,26 @@ pub(crate) fn print(label: &str, m: &Measured, server_pid: Option<u32>, json_lin
         println!("{report}");
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank_in_milliseconds() {
+        let sorted: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert!((quantile(&sorted, 0.50) - 50.0).abs() < f64::EPSILON);
+        assert!((quantile(&sorted, 0.99) - 99.0).abs() < f64::EPSILON);
+        assert!((quantile(&sorted, 1.0) - 100.0).abs() < f64::EPSILON);
+        assert!(quantile(&[], 0.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn this_process_has_cpu_time_and_memory() {
+        let pid = std::process::id();
+        assert!(cpu_secs(pid).is_some());
+        let (peak, now) = rss_mib(pid).unwrap();
+        assert!(peak >= now && now > 0.0);
+    }
 }

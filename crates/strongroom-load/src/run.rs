@@ -223,3 +223,21 @@ pub(crate) async fn drive<C: Client>(
     }
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_parses_weights_and_refuses_nonsense() {
+        let m = Mix::parse("create=3,read=1,sign=0").unwrap();
+        let mut rng = Rng::new(7);
+        let picks: Vec<Op> = (0..4000).map(|_| m.pick(&mut rng)).collect();
+        let creates = picks.iter().filter(|o| **o == Op::Create).count();
+        assert!(picks.iter().all(|o| matches!(o, Op::Create | Op::Read)));
+        assert!((2700..3300).contains(&creates), "{creates} creates of 4000");
+        for bad in ["", "create", "create=x", "teleport=1", "sign=0"] {
+            assert!(Mix::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

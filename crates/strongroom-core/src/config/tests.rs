@@ -184,3 +184,37 @@ fn two_regions_on_one_directory_are_refused() {
     .unwrap();
     assert!(Config::load(Some(&file), Vec::<(String, String)>::new(), Vec::new()).is_ok());
 }
+
+#[test]
+fn durability_settings_parse_and_group_commit_bounds_are_enforced() {
+    let c = Config::load(
+        None,
+        env(&[
+            ("STRONGROOM_DATABASE__SYNCHRONOUS", "normal"),
+            ("STRONGROOM_DATABASE__GROUP_COMMIT_MAX_BATCH", "1"),
+        ]),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(c.database.synchronous, Synchronous::Normal);
+    assert_eq!(c.database.group_commit_max_batch, 1);
+    assert_eq!(
+        Config::load(None, vec![], vec![])
+            .unwrap()
+            .database
+            .synchronous,
+        Synchronous::Full
+    );
+    for (var, value) in [
+        ("STRONGROOM_DATABASE__SYNCHRONOUS", "off"),
+        ("STRONGROOM_DATABASE__GROUP_COMMIT_MAX_BATCH", "0"),
+        ("STRONGROOM_DATABASE__GROUP_COMMIT_MAX_BATCH", "10001"),
+        ("STRONGROOM_DATABASE__GROUP_COMMIT_MAX_WAIT_MS", "1001"),
+    ] {
+        let e = Config::load(None, env(&[(var, value)]), vec![]).unwrap_err();
+        assert!(
+            e.to_string().contains(var) || e.to_string().contains("database."),
+            "{var}={value}: {e}"
+        );
+    }
+}

@@ -453,10 +453,14 @@ mod tests {
 
     /// Each task inserts its id (tagged with its batch); every third also inserts a
     /// duplicate of row 0 and so fails.
-    async fn run(w: &Writer, n: i64) -> Vec<(i64, Result<(), sqlx::Error>)> {
+    async fn run(
+        w: &Writer,
+        reader: &sqlx::SqlitePool,
+        n: i64,
+    ) -> Vec<(i64, Result<(), sqlx::Error>)> {
         let tasks: Vec<_> = (1..=n)
             .map(|i| {
-                let w = w.clone();
+                let (w, reader) = (w.clone(), reader.clone());
                 tokio::spawn(async move {
                     let mut tx = w.begin().await.unwrap();
                     let batch = tx.guard.as_ref().unwrap().id;
@@ -473,7 +477,17 @@ mod tests {
                             .await;
                         return (i, dup.map(|_| ()));
                     }
-                    (i, tx.commit().await)
+                    let committed = tx.commit().await;
+                    if committed.is_ok() {
+                        // Acknowledged means committed: another connection sees it now.
+                        let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM t WHERE id = ?")
+                            .bind(i)
+                            .fetch_optional(&reader)
+                            .await
+                            .unwrap();
+                        assert_eq!(seen, Some(i), "write {i} acknowledged but not visible");
+                    }
+                    (i, committed)
                 })
             })
             .collect();
@@ -492,7 +506,7 @@ mod tests {
             max_wait: Duration::from_secs(5),
         };
         let (w, reader) = writer(&dir, limits).await;
-        let results = run(&w, 120).await;
+        let results = run(&w, &reader, 120).await;
         let stored = rows(&reader).await;
         for (i, r) in &results {
             if i % 3 == 0 {
@@ -522,7 +536,7 @@ mod tests {
             max_wait: Duration::from_secs(5),
         };
         let (w, reader) = writer(&dir, limits).await;
-        run(&w, 30).await;
+        run(&w, &reader, 30).await;
         let stored = rows(&reader).await;
         let batches: std::collections::BTreeSet<_> = stored.values().collect();
         assert_eq!(batches.len(), stored.len(), "{stored:?}");
@@ -570,5 +584,72 @@ mod tests {
         third.commit().await.unwrap();
         let stored = rows(&reader).await;
         assert_eq!(stored.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_commit_fails_fails_every_write_in_it_and_keeps_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = GroupCommit {
+            max_batch: 64,
+            max_wait: Duration::from_secs(5),
+        };
+        let (w, reader) = writer(&dir, limits).await;
+        // A deferred foreign key is checked only at COMMIT: one write breaking it makes
+        // the batch's COMMIT fail, whichever write the batch commits with.
+        let mut setup = w.begin().await.unwrap();
+        setup
+            .execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        setup
+            .execute("CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+            .await
+            .unwrap();
+        setup.commit().await.unwrap();
+        // Hold the writer so the next writes queue into one batch.
+        let gate = w.begin().await.unwrap();
+        let writes: Vec<_> = (1..=8)
+            .map(|i| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    let mut tx = w.begin().await.unwrap();
+                    let parent = if i == 4 { 999 } else { i };
+                    if i != 4 {
+                        sqlx::query("INSERT INTO parent VALUES (?)")
+                            .bind(i)
+                            .execute(&mut *tx)
+                            .await
+                            .unwrap();
+                    }
+                    sqlx::query("INSERT INTO child VALUES (?, ?)")
+                        .bind(i)
+                        .bind(parent)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                    tx.commit().await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The gate wrote nothing; it shares the batch, so it may fail with it.
+        let gate = tokio::spawn(gate.commit());
+        let mut failed = 0i64;
+        for t in writes {
+            if t.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        let (children, parents): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT count(*) FROM child), (SELECT count(*) FROM parent)")
+                .fetch_one(&reader)
+                .await
+                .unwrap();
+        let _ = gate.await.unwrap();
+        assert!(failed >= 1, "the batch holding the broken write failed");
+        assert!(failed > 1, "the broken write's batch-mates failed with it");
+        // Every write that failed left nothing; every acknowledged one is there.
+        assert_eq!(children, 8 - failed, "children");
+        assert_eq!(parents, 8 - failed, "parents");
     }
 }
