@@ -142,27 +142,35 @@ async fn insert_revision(
     Ok(())
 }
 
+/// Sets the record's blind-index tokens: one statement to drop the old ones (none for
+/// a record created in this transaction) and one per thousand new ones.
 async fn replace_index(
     tx: &mut WriteTx,
     scope: &TenantScope,
     record: &str,
     tokens: &[(String, Hash)],
+    fresh: bool,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM record_index WHERE tenant_id = ? AND record_id = ?")
-        .bind(tid(scope))
-        .bind(record)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-    for (field, token) in tokens {
-        sqlx::query("INSERT OR IGNORE INTO record_index (tenant_id, record_id, field, token) VALUES (?, ?, ?, ?)")
+    if !fresh {
+        sqlx::query("DELETE FROM record_index WHERE tenant_id = ? AND record_id = ?")
             .bind(tid(scope))
             .bind(record)
-            .bind(field)
-            .bind(token.as_slice())
             .execute(&mut **tx)
             .await
             .map_err(db)?;
+    }
+    // At most 1,000 rows (4,000 parameters) per statement, far below SQLite's limit.
+    for chunk in tokens.chunks(1000) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO record_index (tenant_id, record_id, field, token) ",
+        );
+        q.push_values(chunk, |mut row, (field, token)| {
+            row.push_bind(tid(scope))
+                .push_bind(record.to_owned())
+                .push_bind(field.clone())
+                .push_bind(token.to_vec());
+        });
+        q.build().execute(&mut **tx).await.map_err(db)?;
     }
     Ok(())
 }
@@ -334,7 +342,7 @@ impl RecordStore for SqliteStore {
             .map_err(|e| map(e, "record id"))?;
         insert_version(&mut tx, scope, &r.id, version).await?;
         insert_revision(&mut tx, scope, &r.id, revision).await?;
-        replace_index(&mut tx, scope, &r.id, index).await?;
+        replace_index(&mut tx, scope, &r.id, index, true).await?;
         super::audit::append(&mut tx, scope, audit).await?;
         tx.commit().await.map_err(db)
     }
@@ -624,7 +632,7 @@ impl RecordStore for SqliteStore {
             insert_event(&mut tx, scope, &c.record, e, audit_seq).await?;
         }
         if let Some(index) = &c.index {
-            replace_index(&mut tx, scope, &c.record, index).await?;
+            replace_index(&mut tx, scope, &c.record, index, false).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(true)
