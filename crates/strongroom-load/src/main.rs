@@ -11,10 +11,14 @@
 //! by itself.
 //!
 //! ```text
+//! cargo build --release -p strongroom -p strongroom-load   # the server it starts, and itself
 //! cargo run -p strongroom-load --release -- strongroom --scenario mixed --secs 10
 //! cargo run -p strongroom-load --release -- strongroom --scenario create --http 2
 //! cargo run -p strongroom-load --release -- idle --tenants 10000 --secs 30
 //! ```
+//!
+//! It starts the `strongroom` binary beside its own (`--bin` to choose another), so
+//! build both with the same profile first.
 
 // A command-line tool: it prints its report, and reads the environment only through clap.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
