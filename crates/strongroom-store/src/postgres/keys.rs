@@ -72,51 +72,44 @@ pub(super) async fn require_live(tx: &mut Tx, scope: &TenantScope) -> Result<(),
 #[async_trait]
 impl KeyStore for PgStore {
     async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError> {
-        // One read transaction, REPEATABLE READ: a concurrent KEK rotation is seen
-        // entirely or not at all.
-        let mut tx = self.snapshot(scope).await?;
-        let destroyed: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT keys_destroyed_at FROM tenant_homes WHERE tenant_id = $1")
-                .bind(tid(scope))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let keks = sqlx::query("SELECT version, provider, wrapped, created_at FROM tenant_keks WHERE tenant_id = $1 ORDER BY version")
-            .bind(tid(scope))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| {
-                Ok(StoredKek {
+        // One statement, so one snapshot (a concurrent KEK rotation is seen entirely or
+        // not at all) in four round trips instead of six: this runs for every seal and
+        // every open. Columns by kind: 0 (home) `version` holds keys_destroyed_at.
+        let mut tx = self.read(scope).await?;
+        let rows = sqlx::query(
+            "SELECT 0 AS kind, keys_destroyed_at AS version, NULL::text AS provider, NULL::bigint AS kek_version, NULL::bytea AS wrapped, NULL::bigint AS created_at, NULL::bigint AS seals_reserved FROM tenant_homes WHERE tenant_id = $1 \
+             UNION ALL SELECT 1, version, provider, NULL, wrapped, created_at, NULL FROM tenant_keks WHERE tenant_id = $1 \
+             UNION ALL SELECT 2, version, NULL, kek_version, wrapped, created_at, seals_reserved FROM data_keys WHERE tenant_id = $1 \
+             ORDER BY kind, version",
+        )
+        .bind(tid(scope))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let (mut keks, mut deks, mut destroyed) = (Vec::new(), Vec::new(), None);
+        for r in &rows {
+            match r.try_get::<i32, _>("kind").map_err(db)? {
+                0 => destroyed = r.try_get::<Option<i64>, _>("version").map_err(db)?,
+                1 => keks.push(StoredKek {
                     version: u32_col(r, "version")?,
                     provider: r.try_get("provider").map_err(db)?,
                     wrapped: r.try_get("wrapped").map_err(db)?,
                     created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let deks = sqlx::query("SELECT version, kek_version, wrapped, created_at, seals_reserved FROM data_keys WHERE tenant_id = $1 ORDER BY version")
-            .bind(tid(scope))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| {
-                Ok(StoredDek {
+                }),
+                _ => deks.push(StoredDek {
                     version: u32_col(r, "version")?,
                     kek_version: u32_col(r, "kek_version")?,
                     wrapped: r.try_get("wrapped").map_err(db)?,
                     created_at: from_micros(r.try_get("created_at").map_err(db)?)?,
                     seals_reserved: u64_col(r, "seals_reserved")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        tx.commit().await.map_err(db)?;
+                }),
+            }
+        }
         Ok(TenantKeys {
             keks,
             deks,
-            destroyed_at: destroyed.flatten().map(from_micros).transpose()?,
+            destroyed_at: destroyed.map(from_micros).transpose()?,
         })
     }
 
