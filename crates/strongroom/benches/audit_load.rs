@@ -29,12 +29,10 @@
     clippy::cast_sign_loss
 )]
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use strongroom_core::access::{DataDirProof, Principal};
 use strongroom_core::audit::origin::{self, Origin};
 use strongroom_core::config::Config;
@@ -60,37 +58,27 @@ async fn platform(dir: &std::path::Path) -> Arc<Platform> {
 }
 
 async fn bare_sqlite(dir: &std::path::Path) -> f64 {
-    let url = format!("sqlite://{}", dir.join("baseline.db").display());
-    let options = SqliteConnectOptions::from_str(&url)
-        .unwrap()
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .pragma("secure_delete", "ON");
+    let path = dir.join("baseline.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+    )
+    .unwrap();
     // One writer connection, as the store has; writers queue for it.
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let conn = Arc::new(std::sync::Mutex::new(conn));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..WRITERS {
-        let (pool, done) = (pool.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
+        let (conn, done) = (conn.clone(), done.clone());
+        tasks.push(tokio::task::spawn_blocking(move || {
             while started.elapsed() < RUN {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-                sqlx::query("INSERT INTO t (body) VALUES (?)")
-                    .bind(vec![7u8; 560])
-                    .execute(&mut *tx)
-                    .await
+                let c = conn.lock().unwrap();
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                c.execute("INSERT INTO t (body) VALUES (?1)", [vec![7u8; 560]])
                     .unwrap();
-                tx.commit().await.unwrap();
+                c.execute_batch("COMMIT").unwrap();
+                drop(c);
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));

@@ -76,29 +76,20 @@ where
 }
 
 async fn raw_sqlite_rate() -> f64 {
-    use sqlx::ConnectOptions;
     let dir = tempfile::tempdir().unwrap();
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.path().join("raw.db"))
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
-    let mut conn = opts.connect().await.unwrap();
-    sqlx::query("CREATE TABLE r (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE r (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+    )
+    .unwrap();
     let body = serde_json::to_vec(&content(1)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(secs());
     let start = Instant::now();
     let mut n = 0u64;
+    let mut insert = conn.prepare("INSERT INTO r (body) VALUES (?1)").unwrap();
     while Instant::now() < deadline {
         // One row per transaction, durable at commit (synchronous=FULL).
-        sqlx::query("INSERT INTO r (body) VALUES (?)")
-            .bind(&body)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        insert.execute([&body]).unwrap();
         n += 1;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();

@@ -101,8 +101,8 @@ pub struct DatabaseConfig {
     /// SQLite: the most concurrent writes that share one transaction and one flush
     /// (1 turns group commit off).
     pub group_commit_max_batch: u32,
-    /// SQLite: a batch open this long takes no new write, and a write still waiting
-    /// this long after it finished commits its batch itself (0: no batching).
+    /// SQLite: a batch open this long takes no new write and commits (0: no
+    /// batching).
     pub group_commit_max_wait_ms: u64,
 }
 

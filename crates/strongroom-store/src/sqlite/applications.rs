@@ -3,15 +3,13 @@
 //! transaction.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use strongroom_core::access::rbac::Permission;
 use strongroom_core::access::{Scoped, TenantScope, WritableScope};
 use strongroom_core::identity::application::{AppId, Application, StoredApplication};
 use strongroom_core::store::{ApplicationStore, AuditEvent, StoreError};
 
 use super::directory::uuid;
-use super::{SqliteStore, tid};
+use super::{SqliteRow, SqliteStore, dynamic, query, tid};
 use crate::error::db;
 use crate::time_codec::{from_micros, to_micros};
 
@@ -53,22 +51,30 @@ impl ApplicationStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let names: Vec<&str> = a.app.permissions.iter().map(|p| p.as_str()).collect();
-        sqlx::query("INSERT INTO applications (tenant_id, id, name, secret_hash, permissions, active, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(tid(scope))
-            .bind(a.app.id.to_string())
-            .bind(&a.app.name)
-            .bind(a.secret_hash.to_vec())
-            .bind(names.join(" "))
-            .bind(i64::from(a.app.active))
-            .bind(created_by)
-            .bind(to_micros(a.app.created_at))
-            .execute(&mut *tx)
+        let (scope, a, created_by, audit) = (
+            scope.clone(),
+            a.clone(),
+            created_by.to_owned(),
+            audit.clone(),
+        );
+        region
+            .write(move |tx| {
+                let names: Vec<&str> = a.app.permissions.iter().map(|p| p.as_str()).collect();
+                query("INSERT INTO applications (tenant_id, id, name, secret_hash, permissions, active, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                    .bind(tid(&scope))
+                    .bind(a.app.id.to_string())
+                    .bind(&a.app.name)
+                    .bind(a.secret_hash.as_slice())
+                    .bind(names.join(" "))
+                    .bind(i64::from(a.app.active))
+                    .bind(&created_by)
+                    .bind(to_micros(a.app.created_at))
+                    .execute(tx)
+                    .map_err(db)?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
             .await
-            .map_err(db)?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)
     }
 
     async fn application(
@@ -77,17 +83,14 @@ impl ApplicationStore for SqliteStore {
         id: AppId,
     ) -> Result<Option<StoredApplication>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE a.tenant_id = ? AND a.id = ?"
-        )))
-        .bind(tid(scope))
-        .bind(id.to_string())
-        .fetch_optional(region.read())
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+        dynamic(format!("{SELECT} WHERE a.tenant_id = ? AND a.id = ?"))
+            .bind(tid(scope))
+            .bind(id.to_string())
+            .fetch_optional(region.read()?)
+            .map_err(db)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
     }
 
     async fn applications(
@@ -96,13 +99,12 @@ impl ApplicationStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<StoredApplication>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        dynamic(format!(
             "{SELECT} WHERE a.tenant_id = ? ORDER BY a.id LIMIT ?"
-        )))
+        ))
         .bind(tid(scope))
         .bind(i64::from(limit))
-        .fetch_all(region.read())
-        .await
+        .fetch_all(region.read()?)
         .map_err(db)?
         .iter()
         .map(from_row)
@@ -117,20 +119,22 @@ impl ApplicationStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let n = sqlx::query("UPDATE applications SET active = ? WHERE tenant_id = ? AND id = ?")
-            .bind(i64::from(active))
-            .bind(tid(scope))
-            .bind(id.to_string())
-            .execute(&mut *tx)
+        let (scope, audit) = (scope.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                let n = query("UPDATE applications SET active = ? WHERE tenant_id = ? AND id = ?")
+                    .bind(i64::from(active))
+                    .bind(tid(&scope))
+                    .bind(id.to_string())
+                    .execute(tx)
+                    .map_err(db)?
+                    .rows_affected();
+                if n == 0 {
+                    return Ok(false);
+                }
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(true)
+            })
             .await
-            .map_err(db)?
-            .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 }

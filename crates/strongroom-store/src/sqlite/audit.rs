@@ -4,7 +4,6 @@
 //! both.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use strongroom_core::access::{TenantScope, WritableScope};
 use strongroom_core::audit::merkle::{Hash, leaf_hash};
 use strongroom_core::store::{
@@ -13,14 +12,14 @@ use strongroom_core::store::{
 };
 use time::OffsetDateTime;
 
-use super::{SqliteStore, WriteTx, int, tid};
+use super::{Connection, SqliteRow, SqliteStore, dynamic, int, query, query_scalar, tid};
 use crate::error::db;
 use crate::time_codec::{from_micros, to_micros};
 
 /// Appends `event` to the tenant's log inside `tx`: next sequence number, time never
 /// earlier than the previous entry's. Returns the entry's sequence number.
-pub(super) async fn append(
-    tx: &mut WriteTx,
+pub(super) fn append(
+    tx: &Connection,
     scope: &TenantScope,
     event: &AuditEvent,
 ) -> Result<u64, StoreError> {
@@ -28,12 +27,11 @@ pub(super) async fn append(
         context: "audit entry refused".into(),
         source: Some(Box::new(e)),
     })?;
-    let last = sqlx::query(
+    let last = query(
         "SELECT seq, time_us FROM audit_entries WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
     )
     .bind(tid(scope))
-    .fetch_optional(&mut **tx)
-    .await
+    .fetch_optional(tx)
     .map_err(db)?;
     let (seq, floor) = match last {
         Some(r) => {
@@ -50,7 +48,7 @@ pub(super) async fn append(
     let time = floor.map_or(now, |f| f.max(now));
     let entry = event.entry.clone().at(scope.tenant(), seq, time);
     let bytes = entry.canonical();
-    sqlx::query("INSERT INTO audit_entries (tenant_id, seq, time_us, action, actor, target, entry, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    query("INSERT INTO audit_entries (tenant_id, seq, time_us, action, actor, target, entry, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(i64::try_from(seq).map_err(|_| StoreError::backend("audit log full"))?)
         .bind(to_micros(time))
@@ -58,18 +56,17 @@ pub(super) async fn append(
         .bind(format!("{}:{}", entry.actor.kind, entry.actor.id.as_deref().unwrap_or("")))
         .bind(format!("{}:{}", entry.target.kind, entry.target.id))
         .bind(&bytes)
-        .bind(leaf_hash(&bytes).to_vec())
-        .execute(&mut **tx)
-        .await
+        .bind(leaf_hash(&bytes).as_slice())
+        .execute(tx)
         .map_err(db)?;
     // The platform's own trail (control database) is integrated every round anyway.
     if !scope.region().is_platform() {
-        super::directory::mark_pending(tx, scope, PendingWork::Audit, seq + 1).await?;
+        super::directory::mark_pending(tx, scope, PendingWork::Audit, seq + 1)?;
     }
     Ok(seq)
 }
 
-fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError> {
+fn entry_from_row(r: &SqliteRow) -> Result<StoredEntry, StoreError> {
     let seq: i64 = r.try_get("seq").map_err(db)?;
     let hash: Vec<u8> = r.try_get("leaf_hash").map_err(db)?;
     Ok(StoredEntry {
@@ -81,7 +78,7 @@ fn entry_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError
     })
 }
 
-fn subject_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredSubjectKey, StoreError> {
+fn subject_from_row(r: &SqliteRow) -> Result<StoredSubjectKey, StoreError> {
     Ok(StoredSubjectKey {
         key_id: r.try_get("key_id").map_err(db)?,
         wrapped: r.try_get("wrapped_key").map_err(db)?,
@@ -89,16 +86,15 @@ fn subject_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredSubjectKey, Sto
 }
 
 /// Erases every subject key of the tenant, inside a shredding transaction.
-pub(super) async fn erase_all_subjects(
-    tx: &mut WriteTx,
+pub(super) fn erase_all_subjects(
+    tx: &Connection,
     scope: &TenantScope,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND wrapped_key IS NOT NULL")
+    query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND wrapped_key IS NOT NULL")
         .bind(to_micros(at))
         .bind(tid(scope))
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(db)?;
     Ok(())
 }
@@ -113,12 +109,11 @@ impl AuditStore for SqliteStore {
     ) -> Result<Vec<StoredEntry>, StoreError> {
         let region = self.region(scope)?;
         let from = i64::try_from(from).map_err(|_| StoreError::backend("seq out of range"))?;
-        sqlx::query("SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?")
+        query("SELECT seq, entry, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?")
             .bind(tid(scope))
             .bind(from)
             .bind(i64::from(limit))
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(entry_from_row)
@@ -127,10 +122,9 @@ impl AuditStore for SqliteStore {
 
     async fn audit_log(&self, scope: &TenantScope) -> Result<Option<AuditLogState>, StoreError> {
         let region = self.region(scope)?;
-        let row = sqlx::query("SELECT key_name, public_key, wrapped_seed, size, checkpoint FROM audit_logs WHERE tenant_id = ?")
+        let row = query("SELECT key_name, public_key, wrapped_seed, size, checkpoint FROM audit_logs WHERE tenant_id = ?")
             .bind(tid(scope))
-            .fetch_optional(region.read())
-            .await
+            .fetch_optional(region.read()?)
             .map_err(db)?;
         let Some(r) = row else { return Ok(None) };
         let size: i64 = r.try_get("size").map_err(db)?;
@@ -150,16 +144,19 @@ impl AuditStore for SqliteStore {
         s: &AuditLogState,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        sqlx::query("INSERT INTO audit_logs (tenant_id, key_name, public_key, wrapped_seed, size, checkpoint) VALUES (?, ?, ?, ?, 0, NULL) ON CONFLICT DO NOTHING")
-            .bind(tid(scope))
-            .bind(&s.key_name)
-            .bind(&s.public_key)
-            .bind(&s.wrapped_seed)
-            .execute(&mut *tx)
+        let (tenant, s) = (tid(scope), s.clone());
+        region
+            .write(move |tx| {
+                query("INSERT INTO audit_logs (tenant_id, key_name, public_key, wrapped_seed, size, checkpoint) VALUES (?, ?, ?, ?, 0, NULL) ON CONFLICT DO NOTHING")
+                    .bind(&tenant)
+                    .bind(&s.key_name)
+                    .bind(&s.public_key)
+                    .bind(&s.wrapped_seed)
+                    .execute(tx)
+                    .map_err(db)?;
+                Ok(())
+            })
             .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
     }
 
     async fn audit_tiles(
@@ -169,15 +166,15 @@ impl AuditStore for SqliteStore {
     ) -> Result<Vec<StoredTile>, StoreError> {
         let region = self.region(scope)?;
         let mut out = Vec::with_capacity(wanted.len());
+        let conn = region.read()?;
         for &(level, idx) in wanted {
-            let row: Option<Vec<u8>> = sqlx::query_scalar(
+            let row: Option<Vec<u8>> = query_scalar(
                 "SELECT hashes FROM audit_tiles WHERE tenant_id = ? AND level = ? AND idx = ?",
             )
             .bind(tid(scope))
             .bind(i64::from(level))
             .bind(int(idx)?)
-            .fetch_optional(region.read())
-            .await
+            .fetch_optional(&conn)
             .map_err(db)?;
             if let Some(bytes) = row {
                 let hashes = bytes
@@ -199,41 +196,43 @@ impl AuditStore for SqliteStore {
         checkpoint: &str,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let moved = sqlx::query(
-            "UPDATE audit_logs SET size = ?, checkpoint = ? WHERE tenant_id = ? AND size = ?",
-        )
-        .bind(int(to)?)
-        .bind(checkpoint)
-        .bind(tid(scope))
-        .bind(int(from)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if moved.rows_affected() != 1 {
-            return Ok(false);
-        }
-        for (level, idx, hashes) in tiles {
-            sqlx::query("INSERT INTO audit_tiles (tenant_id, level, idx, hashes) VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hashes = excluded.hashes")
-                .bind(tid(scope))
-                .bind(i64::from(*level))
-                .bind(int(*idx)?)
-                .bind(hashes.concat())
-                .execute(&mut *tx)
-                .await
+        let (tenant, to, from) = (tid(scope), int(to)?, int(from)?);
+        let (tiles, checkpoint) = (tiles.to_vec(), checkpoint.to_owned());
+        region
+            .write(move |tx| {
+                let moved = query(
+                    "UPDATE audit_logs SET size = ?, checkpoint = ? WHERE tenant_id = ? AND size = ?",
+                )
+                .bind(to)
+                .bind(&checkpoint)
+                .bind(&tenant)
+                .bind(from)
+                .execute(tx)
                 .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(true)
+                // Another integrator moved the log first: nothing was written.
+                if moved.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                for (level, idx, hashes) in &tiles {
+                    query("INSERT INTO audit_tiles (tenant_id, level, idx, hashes) VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hashes = excluded.hashes")
+                        .bind(&tenant)
+                        .bind(i64::from(*level))
+                        .bind(int(*idx)?)
+                        .bind(hashes.concat())
+                        .execute(tx)
+                        .map_err(db)?;
+                }
+                Ok(true)
+            })
+            .await
     }
 
     async fn audit_len(&self, scope: &TenantScope) -> Result<u64, StoreError> {
         let region = self.region(scope)?;
         let n: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(seq) + 1 FROM audit_entries WHERE tenant_id = ?")
+            query_scalar("SELECT MAX(seq) + 1 FROM audit_entries WHERE tenant_id = ?")
                 .bind(tid(scope))
-                .fetch_one(region.read())
-                .await
+                .fetch_one(region.read()?)
                 .map_err(db)?;
         Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
@@ -244,10 +243,8 @@ impl AuditStore for SqliteStore {
         event: &AuditEvent,
     ) -> Result<u64, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let seq = append(&mut tx, scope, event).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(seq)
+        let (scope, event) = (scope.clone(), event.clone());
+        region.write(move |tx| append(tx, &scope, &event)).await
     }
 
     async fn audit_query(
@@ -273,9 +270,7 @@ impl AuditStore for SqliteStore {
             }
         }
         sql.push_str(" ORDER BY seq LIMIT ?");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tid(scope))
-            .bind(int(from)?);
+        let mut q = dynamic(sql).bind(tid(scope)).bind(int(from)?);
         for text in [&filter.actor, &filter.action, &filter.target]
             .into_iter()
             .flatten()
@@ -286,8 +281,7 @@ impl AuditStore for SqliteStore {
             q = q.bind(to_micros(t));
         }
         q.bind(i64::from(limit))
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(entry_from_row)
@@ -300,11 +294,10 @@ impl AuditStore for SqliteStore {
         subject: &str,
     ) -> Result<Option<StoredSubjectKey>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
+        query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
             .bind(tid(scope))
             .bind(subject)
-            .fetch_optional(region.read())
-            .await
+            .fetch_optional(region.read()?)
             .map_err(db)?
             .as_ref()
             .map(subject_from_row)
@@ -317,17 +310,14 @@ impl AuditStore for SqliteStore {
         key_id: &str,
     ) -> Result<Option<StoredSubjectKey>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query(
-            "SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND key_id = ?",
-        )
-        .bind(tid(scope))
-        .bind(key_id)
-        .fetch_optional(region.read())
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(subject_from_row)
-        .transpose()
+        query("SELECT key_id, wrapped_key FROM audit_subjects WHERE tenant_id = ? AND key_id = ?")
+            .bind(tid(scope))
+            .bind(key_id)
+            .fetch_optional(region.read()?)
+            .map_err(db)?
+            .as_ref()
+            .map(subject_from_row)
+            .transpose()
     }
 
     async fn insert_audit_subject_key(
@@ -343,19 +333,27 @@ impl AuditStore for SqliteStore {
                 "a new subject key must have key material",
             ));
         };
-        let mut tx = region.write().await?;
-        // The partial unique index allows one live key per subject: a concurrent first
-        // use that lost the race inserts nothing.
-        sqlx::query("INSERT INTO audit_subjects (tenant_id, key_id, subject, wrapped_key, created_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(tid(scope))
-            .bind(&key.key_id)
-            .bind(subject)
-            .bind(wrapped)
-            .bind(to_micros(at))
-            .execute(&mut *tx)
+        let (tenant, key_id, subject, wrapped) = (
+            tid(scope),
+            key.key_id.clone(),
+            subject.to_owned(),
+            wrapped.clone(),
+        );
+        region
+            .write(move |tx| {
+                // The partial unique index allows one live key per subject: a concurrent
+                // first use that lost the race inserts nothing.
+                query("INSERT INTO audit_subjects (tenant_id, key_id, subject, wrapped_key, created_us) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                    .bind(&tenant)
+                    .bind(&key_id)
+                    .bind(&subject)
+                    .bind(&wrapped)
+                    .bind(to_micros(at))
+                    .execute(tx)
+                    .map_err(db)?;
+                Ok(())
+            })
             .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
     }
 
     async fn erase_audit_subject(
@@ -365,17 +363,21 @@ impl AuditStore for SqliteStore {
         event: &AuditEvent,
     ) -> Result<u64, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let erased = sqlx::query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
-            .bind(to_micros(event.at))
-            .bind(tid(scope))
-            .bind(subject)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        append(&mut tx, scope, event).await?;
-        tx.commit().await.map_err(db)?;
+        let (scope, subject, event) =
+            (TenantScope::clone(scope), subject.to_owned(), event.clone());
+        let erased = region
+            .write(move |tx| {
+                let erased = query("UPDATE audit_subjects SET wrapped_key = NULL, erased_us = ? WHERE tenant_id = ? AND subject = ? AND wrapped_key IS NOT NULL")
+                    .bind(to_micros(event.at))
+                    .bind(tid(&scope))
+                    .bind(&subject)
+                    .execute(tx)
+                    .map_err(db)?
+                    .rows_affected();
+                append(tx, &scope, &event)?;
+                Ok(erased)
+            })
+            .await?;
         region.purge_log().await?;
         Ok(erased)
     }

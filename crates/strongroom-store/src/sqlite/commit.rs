@@ -1,36 +1,43 @@
 //! Group commit: concurrent writes to one SQLite database share one transaction and
-//! one `fsync`.
+//! one `fsync`, on a writer thread of the database's own.
 //!
 //! SQLite allows one writer per database, and with `synchronous=FULL` every commit
 //! waits for the disk. One transaction per request therefore caps writes at the
-//! disk's flush rate, however little each write does. Here the database's single
-//! writer connection sits behind a lock; each write ([`WriteTx`]) takes the lock,
-//! runs inside its own `SAVEPOINT` of the open batch transaction and, on
-//! [`WriteTx::commit`], releases the savepoint and waits until the whole batch is
-//! durable. The batch commits (one `COMMIT`, one flush) when the write that just
-//! finished sees nobody queued behind it, when it holds `max_batch` writes, or when it
-//! has been open `max_wait`; a write that waited `max_wait` for its batch commits it
-//! itself, so a batch never outlives the writes in it.
+//! disk's flush rate, however little each write does. Here each database has one
+//! thread owning its only read-write connection. A write is a closure sent to that
+//! thread ([`Writer::write`]); the thread runs it inside a `SAVEPOINT` of the open
+//! batch transaction, releases the savepoint if the closure returned `Ok` and rolls
+//! it back if not, and takes the next queued write into the same batch. The batch
+//! commits (one `COMMIT`, one flush) when no write is queued, when it holds
+//! `max_batch` writes, or when it has been open `max_wait`. While it commits, new
+//! writes queue up and form the next batch. Every statement of a write runs on the
+//! thread without a hop; the caller pays one hop there and one back.
 //!
 //! Guarantees:
-//! - A write is acknowledged (its `commit` returns `Ok`) only after the `COMMIT` of its
+//! - A write is acknowledged (`write` returns `Ok`) only after the `COMMIT` of its
 //!   batch returned, i.e. after its rows and its audit entry are on disk.
-//! - A write that fails or is abandoned (dropped without `commit`, as when a client
-//!   disconnects) is rolled back to its savepoint: it fails alone and the other writes
-//!   in its batch are unaffected.
-//! - If the batch itself cannot commit (disk full, I/O error), or a savepoint cannot be
-//!   rolled back, the whole batch is rolled back and every write in it fails: none of
-//!   them was acknowledged, none is half-present.
+//! - A write that fails (its closure returns `Err`, or panics) is rolled back to its
+//!   savepoint: it fails alone and the other writes in its batch are unaffected.
+//! - A write whose caller has gone away (a client disconnected) before the thread
+//!   reaches it does not run. One that already ran commits with its batch: it was
+//!   never acknowledged, and it is whole, never half-present.
+//! - If the batch itself cannot commit (disk full, I/O error, a deferred constraint),
+//!   or a savepoint cannot be rolled back, the whole batch is rolled back and every
+//!   write in it fails: none of them was acknowledged, none is half-present.
 //! - `max_batch = 1` turns group commit off: every write commits alone.
+//! - The queue is bounded, and a write that waited longer than the writer's timeout
+//!   is refused unrun: an overloaded database answers "busy, retry", it does not
+//!   queue without limit.
 
-use std::ops::{Deref, DerefMut};
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use sqlx::{Executor, SqliteConnection};
+use rusqlite::Connection;
 use strongroom_core::store::StoreError;
-use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use tokio::sync::oneshot;
 
 /// Bounds on a batch.
 #[derive(Debug, Clone, Copy)]
@@ -50,447 +57,375 @@ impl Default for GroupCommit {
     }
 }
 
-/// What every write of a failed batch is told (the driver's error is not `Clone`).
+/// Writes that may wait for the writer thread at once; more are refused as busy.
+const QUEUE: usize = 4096;
+
+const SAVEPOINT: &str = "SAVEPOINT sr_write";
+const RELEASE: &str = "RELEASE sr_write";
+const ROLLBACK_TO: &str = "ROLLBACK TO sr_write; RELEASE sr_write";
+
+/// How the writer thread tells a write how its batch ended (the driver's error is not
+/// `Clone`, so every write of a failed batch gets its message).
 type Outcome = Result<(), Arc<str>>;
 
-/// The writer connection and the batch open on it.
-pub(crate) struct Batch {
-    conn: SqliteConnection,
-    /// A batch transaction is open on `conn`.
-    open: bool,
-    /// A write's savepoint is open (its owner was dropped before cleaning up).
-    member_open: bool,
-    /// Counts batches, so a write that timed out waiting commits only its own batch.
-    id: u64,
-    opened: Instant,
-    /// Writes that finished in this batch and wait for its commit.
-    waiting: Vec<oneshot::Sender<Outcome>>,
+/// Tells a write's caller its result once its batch's outcome is known.
+type Reply = Box<dyn FnOnce(Outcome) + Send>;
+
+/// What the thread does with a queued write.
+enum Start<'a> {
+    /// Run it on the connection, inside its savepoint.
+    Run(&'a Connection),
+    /// Refuse it unrun, with this reason.
+    Refuse(&'a str),
 }
 
-/// One database's writer: its connection behind a lock, and the batch on it.
+/// A queued write: run (or refused), it says whether it succeeded and how to answer
+/// its caller; `None` when it did not run.
+type Work = Box<dyn FnOnce(Start<'_>) -> Option<(bool, Reply)> + Send>;
+
+enum Job {
+    Write {
+        work: Work,
+        queued: Instant,
+    },
+    /// Runs outside any transaction, after the open batch committed.
+    Exclusive(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+/// One database's writer thread, and the queue to it. Cloning shares the thread; it
+/// ends when the last clone is dropped (after finishing the batch it is in).
 #[derive(Clone)]
 pub(crate) struct Writer {
-    batch: Arc<Mutex<Batch>>,
-    /// Writes waiting for the lock: a finishing write hands the open batch on to them
-    /// instead of committing while any are queued.
-    queued: Arc<AtomicUsize>,
-    limits: GroupCommit,
-    acquire_timeout: Duration,
+    jobs: SyncSender<Job>,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("Writer").finish_non_exhaustive()
     }
 }
 
-/// Counts a write as queued for as long as it waits for the lock, even if its future
-/// is dropped while waiting.
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(count)
-    }
+thread_local! {
+    /// Counts the batches of the writer thread this runs on (tests tell batches
+    /// apart by it).
+    static BATCH: Cell<u64> = const { Cell::new(0) };
 }
 
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+/// The batch the calling write runs in (on a writer thread).
+#[cfg(test)]
+pub(crate) fn current_batch() -> u64 {
+    BATCH.with(Cell::get)
 }
 
-const SAVEPOINT: &str = "SAVEPOINT sr_write";
-const RELEASE: &str = "RELEASE sr_write";
-const ROLLBACK_TO: &str = "ROLLBACK TO sr_write";
+fn busy(why: &str) -> StoreError {
+    StoreError::unavailable(format!("the database's writer {why}; retry"))
+}
 
-fn failed(e: &Arc<str>) -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::other(format!(
-        "the batch this write belonged to did not commit: {e}"
-    )))
+fn batch_failed(why: &str) -> StoreError {
+    StoreError::unavailable(format!(
+        "the batch this write belonged to did not commit: {why}"
+    ))
 }
 
 impl Writer {
-    /// Takes over `conn` (the database's only writer connection).
-    pub(crate) fn new(
-        conn: SqliteConnection,
+    /// Starts the writer thread on `conn` (the database's only read-write
+    /// connection). A write that waited `stale_after` in the queue is refused.
+    pub(crate) fn start(
+        conn: Connection,
         limits: GroupCommit,
-        acquire_timeout: Duration,
-    ) -> Self {
-        Self {
-            batch: Arc::new(Mutex::new(Batch {
-                conn,
-                open: false,
-                member_open: false,
-                id: 0,
-                opened: Instant::now(),
-                waiting: Vec::new(),
-            })),
-            queued: Arc::new(AtomicUsize::new(0)),
-            limits: GroupCommit {
-                max_batch: limits.max_batch.max(1),
-                max_wait: limits.max_wait,
-            },
-            acquire_timeout,
-        }
+        stale_after: Duration,
+        name: &str,
+    ) -> Result<Self, StoreError> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
+        let limits = GroupCommit {
+            max_batch: limits.max_batch.max(1),
+            max_wait: limits.max_wait,
+        };
+        std::thread::Builder::new()
+            .name(format!("sqlite writer {name}"))
+            .spawn(move || serve(&conn, &queue, limits, stale_after))
+            .map_err(|e| StoreError::Unavailable {
+                context: "starting the database's writer thread".into(),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(Self { jobs })
     }
 
-    async fn lock(&self) -> Result<OwnedMutexGuard<Batch>, StoreError> {
-        let _queued = Queued::enter(&self.queued);
-        tokio::time::timeout(self.acquire_timeout, self.batch.clone().lock_owned())
-            .await
-            .map_err(|_| StoreError::unavailable("the database's writer is busy; retry"))
-    }
-
-    /// Starts a write: the lock, the batch transaction (opened if none is), and a
-    /// savepoint of this write's own. Runs in a task of its own, so a request dropped
-    /// half-way cannot leave the connection between `BEGIN` and its bookkeeping; if
-    /// the request is gone by the time the write is open, that task rolls the empty
-    /// savepoint back and hands the batch on (or commits it) itself, so SQLite's write
-    /// lock is never left held by nobody.
-    pub(crate) async fn begin(&self) -> Result<WriteTx, StoreError> {
-        let writer = self.clone();
-        let (hand, take) = oneshot::channel();
-        tokio::spawn(async move {
-            let opened = writer.open_write().await;
-            if let Err(Ok(mut guard)) = hand.send(opened) {
-                recover(&mut guard).await;
-                writer.finish(guard);
-            }
-        });
-        let guard = take
-            .await
-            .map_err(|_| StoreError::unavailable("the database's writer task failed; retry"))??;
-        Ok(WriteTx {
-            guard: Some(guard),
-            writer: self.clone(),
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => busy("has too many writes queued"),
+            TrySendError::Disconnected(_) => busy("has stopped"),
         })
     }
 
-    async fn open_write(&self) -> Result<OwnedMutexGuard<Batch>, StoreError> {
-        let mut guard = self.lock().await?;
-        recover(&mut guard).await;
-        if guard.open && self.full(&guard) {
-            commit_batch(&mut guard).await;
-        }
-        if !guard.open {
-            guard
-                .conn
-                .execute("BEGIN IMMEDIATE")
-                .await
-                .map_err(crate::error::db)?;
-            guard.open = true;
-            guard.id = guard.id.wrapping_add(1);
-            guard.opened = Instant::now();
-        }
-        if let Err(e) = guard.conn.execute(SAVEPOINT).await {
-            abort_batch(&mut guard, &e.to_string()).await;
-            return Err(crate::error::db(e));
-        }
-        guard.member_open = true;
-        Ok(guard)
-    }
-
-    /// The open batch must commit before another write joins it.
-    fn full(&self, batch: &Batch) -> bool {
-        batch.waiting.len() >= self.limits.max_batch as usize
-            || batch.opened.elapsed() >= self.limits.max_wait
-    }
-
-    /// Commits the open batch, if any, and hands out the bare connection (for
-    /// statements that cannot run inside a transaction, like a WAL checkpoint).
-    pub(crate) async fn exclusive(&self) -> Result<Exclusive, StoreError> {
-        let writer = self.clone();
-        let guard = detached(async move {
-            let mut guard = writer.lock().await?;
-            commit_batch(&mut guard).await;
-            Ok::<_, StoreError>(guard)
-        })
-        .await??;
-        Ok(Exclusive(guard))
-    }
-
-    /// After a write released its savepoint: commit now, or leave the batch to the
-    /// writes queued behind it.
-    fn finish(&self, mut guard: OwnedMutexGuard<Batch>) {
-        if guard.open && (self.queued.load(Ordering::SeqCst) == 0 || self.full(&guard)) {
-            // In a task of its own, so the COMMIT and the news of it cannot be lost
-            // with a request whose client went away.
-            tokio::spawn(async move { commit_batch(&mut guard).await });
-        }
-    }
-
-    /// Waits for the batch `id` to commit; if nobody commits it within `max_wait`
-    /// (the writes it was left to were abandoned), commits it.
-    async fn settle(
-        &self,
-        id: u64,
-        mut done: oneshot::Receiver<Outcome>,
-    ) -> Result<(), sqlx::Error> {
-        // Never answer before the batch's outcome is known: a write reported as
-        // failed must not commit afterwards (a retry would then write it twice).
-        let outcome = match tokio::time::timeout(self.limits.max_wait, &mut done).await {
-            Ok(outcome) => outcome,
-            Err(_) => tokio::select! {
-                outcome = &mut done => outcome,
-                guard = self.batch.clone().lock_owned() => {
-                    // Our batch, or a later one left open by writes that gave up:
-                    // commit it rather than wait again.
-                    if guard.open && (guard.id == id || self.queued.load(Ordering::SeqCst) == 0) {
-                        let mut guard = guard;
-                        tokio::spawn(async move { commit_batch(&mut guard).await });
-                    }
-                    done.await
+    /// Runs `f` as one write and returns once it is durable (or failed). `f` runs on
+    /// the writer thread inside a savepoint of the open batch: returning `Err` rolls
+    /// back everything it did, and nothing else.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tell, answer) = oneshot::channel::<Result<T, StoreError>>();
+        let work: Work = Box::new(move |start| {
+            let conn = match start {
+                Start::Run(conn) if !tell.is_closed() => conn,
+                // Nobody waits for it any more: it does not run.
+                Start::Run(_) => return None,
+                Start::Refuse(why) => {
+                    let _ = tell.send(Err(busy(why)));
+                    return None;
                 }
+            };
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(StoreError::backend("a write failed unexpectedly")));
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |batch: Outcome| {
+                let answer = match (result, batch) {
+                    (Err(e), _) => Err(e),
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(_), Err(why)) => Err(batch_failed(&why)),
+                };
+                // A caller that went away no longer listens.
+                let _ = tell.send(answer);
+            });
+            Some((ok, reply))
+        });
+        self.send(Job::Write {
+            work,
+            queued: Instant::now(),
+        })?;
+        answer.await.map_err(|_| busy("stopped"))?
+    }
+
+    /// Runs `f` on the writer connection outside any transaction (for statements
+    /// that cannot run in one, like a WAL checkpoint), after the open batch
+    /// committed; no write runs meanwhile.
+    pub(crate) async fn exclusive<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tell, answer) = oneshot::channel::<Result<T, StoreError>>();
+        self.send(Job::Exclusive(Box::new(move |conn| {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(StoreError::backend("a maintenance step failed")));
+            let _ = tell.send(result);
+        })))?;
+        answer.await.map_err(|_| busy("stopped"))?
+    }
+}
+
+/// The writer thread: batches until every [`Writer`] is dropped.
+fn serve(conn: &Connection, queue: &Receiver<Job>, limits: GroupCommit, stale_after: Duration) {
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
             },
         };
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(&e)),
-            Err(_) => Err(failed(&Arc::from("the writer went away"))),
+        match job {
+            Job::Exclusive(f) => f(conn),
+            Job::Write { work, queued } => {
+                next = batch(conn, queue, limits, stale_after, work, queued);
+            }
         }
     }
 }
 
-/// Runs `work` in a task of its own, so dropping the caller does not interrupt it.
-pub(crate) async fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = T> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|_| StoreError::unavailable("the database's writer task failed; retry"))
-}
-
-/// The writer connection, outside any transaction, held exclusively.
-pub(crate) struct Exclusive(OwnedMutexGuard<Batch>);
-
-impl Deref for Exclusive {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.0.conn
-    }
-}
-
-impl DerefMut for Exclusive {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.0.conn
-    }
-}
-
-/// Rolls back a savepoint left open by a write that was dropped mid-way. If even that
-/// fails, nothing in the batch can be trusted: it is rolled back whole.
-async fn recover(batch: &mut Batch) {
-    if !batch.member_open {
-        return;
-    }
-    let undone = async {
-        batch.conn.execute(ROLLBACK_TO).await?;
-        batch.conn.execute(RELEASE).await
-    }
-    .await;
-    match undone {
-        Ok(_) => batch.member_open = false,
-        Err(e) => abort_batch(batch, &e.to_string()).await,
-    }
-}
-
-/// Commits the open batch and tells every write in it.
-async fn commit_batch(batch: &mut Batch) {
-    recover(batch).await;
-    if !batch.open {
-        return;
-    }
-    let outcome: Outcome = match batch.conn.execute("COMMIT").await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            // SQLite may already have rolled back; a second ROLLBACK only fails.
-            let _ = batch.conn.execute("ROLLBACK").await;
-            Err(Arc::from(e.to_string()))
-        }
-    };
-    batch.open = false;
-    for w in batch.waiting.drain(..) {
-        // A write whose request is gone no longer listens; nothing to tell it.
-        let _ = w.send(outcome.clone());
-    }
+/// Rolls a write's savepoint back.
+fn undo(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(ROLLBACK_TO)
 }
 
 /// Rolls back the whole batch and fails every write waiting in it.
-async fn abort_batch(batch: &mut Batch, why: &str) {
-    if batch.open {
-        let _ = batch.conn.execute("ROLLBACK").await;
+fn abort(conn: &Connection, waiting: Vec<Reply>, why: &str) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    batch.open = false;
-    batch.member_open = false;
     let why: Arc<str> = Arc::from(why);
-    for w in batch.waiting.drain(..) {
-        let _ = w.send(Err(why.clone()));
+    for reply in waiting {
+        reply(Err(why.clone()));
     }
 }
 
-/// One write in a batch: derefs to the writer connection inside the write's savepoint.
-/// Dropped without [`commit`](Self::commit), the write is rolled back alone.
-pub(crate) struct WriteTx {
-    /// `Some` until `commit` or `drop` hands the lock on.
-    guard: Option<OwnedMutexGuard<Batch>>,
-    writer: Writer,
-}
-
-impl WriteTx {
-    /// Keeps this write in its batch and returns once the batch is durable. The
-    /// savepoint's release and the hand-over run in a task of their own: a request
-    /// dropped half-way through must not leave a released savepoint marked open (the
-    /// next writer's rollback of it would fail and take the whole batch down).
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let Some(mut guard) = self.guard.take() else {
-            return Err(failed(&Arc::from("write already finished")));
-        };
-        let writer = self.writer.clone();
-        let joined = tokio::spawn(async move {
-            if let Err(e) = guard.conn.execute(RELEASE).await {
-                // This write fails alone: its savepoint is rolled back, the batch
-                // goes on.
-                recover(&mut guard).await;
-                writer.finish(guard);
-                return Err(e);
+/// Runs one write in its savepoint. `Err` means the batch can no longer be trusted
+/// (a savepoint could not be opened or rolled back): the caller aborts it.
+fn run_one(conn: &Connection, work: Work, waiting: &mut Vec<Reply>) -> Result<(), String> {
+    if let Err(e) = conn.execute_batch(SAVEPOINT) {
+        let why = e.to_string();
+        work(Start::Refuse(&why));
+        return Err(why);
+    }
+    match work(Start::Run(conn)) {
+        // It did not run: its savepoint is empty.
+        None => conn.execute_batch(RELEASE).map_err(|e| e.to_string()),
+        Some((true, reply)) => {
+            if let Err(e) = conn.execute_batch(RELEASE) {
+                // This write fails alone, unless even its rollback fails.
+                if let Err(e2) = undo(conn) {
+                    waiting.push(reply);
+                    return Err(e2.to_string());
+                }
+                reply(Err(Arc::from(e.to_string())));
+            } else {
+                waiting.push(reply);
             }
-            guard.member_open = false;
-            let (tell, done) = oneshot::channel();
-            guard.waiting.push(tell);
-            let id = guard.id;
-            writer.finish(guard);
-            Ok((id, done))
-        })
-        .await;
-        let (id, done) = match joined {
-            Ok(released) => released?,
-            Err(_) => return Err(failed(&Arc::from("the writer task failed"))),
-        };
-        self.writer.settle(id, done).await
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        let Some(mut guard) = self.guard.take() else {
-            return;
-        };
-        let writer = self.writer.clone();
-        // Roll the savepoint back now rather than when the next write comes, so the
-        // writes already in the batch are not kept waiting. Without a runtime (at
-        // shutdown) the next writer, or `settle`'s timeout, cleans up instead.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                recover(&mut guard).await;
-                writer.finish(guard);
-            });
+            Ok(())
+        }
+        Some((false, reply)) => {
+            if let Err(e) = undo(conn) {
+                // Nothing in the batch can be trusted any more.
+                waiting.push(reply);
+                return Err(e.to_string());
+            }
+            // Its own error is its answer; it does not wait for the batch.
+            reply(Ok(()));
+            Ok(())
         }
     }
 }
 
-impl Deref for WriteTx {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        match &self.guard {
-            Some(g) => &g.conn,
-            None => unreachable!(
-                "the lock is handed on only by commit and drop, which consume the write"
-            ),
+/// Runs one batch, starting with `work`; returns an exclusive job that arrived while
+/// it ran (it runs after the batch's commit).
+fn batch(
+    conn: &Connection,
+    queue: &Receiver<Job>,
+    limits: GroupCommit,
+    stale_after: Duration,
+    work: Work,
+    queued: Instant,
+) -> Option<Job> {
+    BATCH.with(|b| b.set(b.get().wrapping_add(1)));
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        work(Start::Refuse(&format!(
+            "could not start a transaction ({e})"
+        )));
+        return None;
+    }
+    let opened = Instant::now();
+    let mut waiting: Vec<Reply> = Vec::new();
+    let mut after = None;
+    let mut current = Some((work, queued));
+    while let Some((work, queued)) = current.take() {
+        if queued.elapsed() > stale_after {
+            work(Start::Refuse("is busy"));
+        } else if let Err(why) = run_one(conn, work, &mut waiting) {
+            abort(conn, waiting, &why);
+            return None;
+        }
+        if waiting.len() >= limits.max_batch as usize || opened.elapsed() >= limits.max_wait {
+            break;
+        }
+        match queue.try_recv() {
+            Ok(Job::Write { work, queued }) => current = Some((work, queued)),
+            Ok(exclusive) => {
+                after = Some(exclusive);
+                break;
+            }
+            Err(_) => break,
         }
     }
-}
-
-impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match &mut self.guard {
-            Some(g) => &mut g.conn,
-            None => unreachable!(
-                "the lock is handed on only by commit and drop, which consume the write"
-            ),
+    let outcome: Outcome = match conn.execute_batch("COMMIT") {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // SQLite may already have rolled back; a second ROLLBACK only fails.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(Arc::from(e.to_string()))
         }
+    };
+    for reply in waiting {
+        reply(outcome.clone());
     }
+    after
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::str::FromStr;
 
-    use sqlx::{Connection, Row};
-
+    use super::super::connection::{query, query_scalar};
     use super::*;
+    use crate::error::db;
 
-    async fn writer(dir: &tempfile::TempDir, limits: GroupCommit) -> (Writer, sqlx::SqlitePool) {
+    fn writer(dir: &tempfile::TempDir, limits: GroupCommit) -> (Writer, Connection) {
         let path = dir.path().join("t.db");
-        let options =
-            sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-                .unwrap()
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL)")
-            .await
-            .unwrap();
-        conn.execute("INSERT INTO t VALUES (0, 0)").await.unwrap();
-        let reader = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        (Writer::new(conn, limits, Duration::from_secs(10)), reader)
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL); INSERT INTO t VALUES (0, 0);",
+        )
+        .unwrap();
+        let reader = Connection::open(&path).unwrap();
+        (
+            Writer::start(conn, limits, Duration::from_secs(60), "test").unwrap(),
+            reader,
+        )
     }
 
-    async fn rows(reader: &sqlx::SqlitePool) -> BTreeMap<i64, i64> {
-        sqlx::query("SELECT id, batch FROM t WHERE id > 0")
+    fn rows(reader: &Connection) -> BTreeMap<i64, i64> {
+        query("SELECT id, batch FROM t WHERE id > 0")
             .fetch_all(reader)
-            .await
             .unwrap()
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.try_get(0usize).unwrap(), r.try_get(1usize).unwrap()))
             .collect()
+    }
+
+    /// Holds the writer thread until the returned sender is dropped or sent to, so
+    /// the writes queued meanwhile are all waiting when it lets go.
+    fn gate(w: &Writer) -> std::sync::mpsc::Sender<()> {
+        let (open, wait) = std::sync::mpsc::channel::<()>();
+        w.send(Job::Exclusive(Box::new(move |_| {
+            let _ = wait.recv();
+        })))
+        .unwrap();
+        open
+    }
+
+    async fn settle() {
+        // Let the spawned tasks reach the queue (no assertion depends on timing:
+        // late writes only make smaller batches).
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     /// Each task inserts its id (tagged with its batch); every third also inserts a
     /// duplicate of row 0 and so fails.
-    async fn run(
-        w: &Writer,
-        reader: &sqlx::SqlitePool,
-        n: i64,
-    ) -> Vec<(i64, Result<(), sqlx::Error>)> {
+    async fn run(w: &Writer, n: i64) -> Vec<(i64, Result<(), StoreError>)> {
+        let open = gate(w);
         let tasks: Vec<_> = (1..=n)
             .map(|i| {
-                let (w, reader) = (w.clone(), reader.clone());
+                let w = w.clone();
                 tokio::spawn(async move {
-                    let mut tx = w.begin().await.unwrap();
-                    let batch = tx.guard.as_ref().unwrap().id;
-                    sqlx::query("INSERT INTO t VALUES (?, ?)")
-                        .bind(i)
-                        .bind(i64::try_from(batch).unwrap())
-                        .execute(&mut *tx)
-                        .await
-                        .unwrap();
-                    tokio::task::yield_now().await;
-                    if i % 3 == 0 {
-                        let dup = sqlx::query("INSERT INTO t VALUES (0, 0)")
-                            .execute(&mut *tx)
-                            .await;
-                        return (i, dup.map(|_| ()));
-                    }
-                    let committed = tx.commit().await;
-                    if committed.is_ok() {
-                        // Acknowledged means committed: another connection sees it now.
-                        let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM t WHERE id = ?")
-                            .bind(i)
-                            .fetch_optional(&reader)
-                            .await
-                            .unwrap();
-                        assert_eq!(seen, Some(i), "write {i} acknowledged but not visible");
-                    }
-                    (i, committed)
+                    let r = w
+                        .write(move |c| {
+                            let batch = i64::try_from(current_batch()).unwrap();
+                            query("INSERT INTO t VALUES (?, ?)")
+                                .bind(i)
+                                .bind(batch)
+                                .execute(c)
+                                .map_err(db)?;
+                            if i % 3 == 0 {
+                                query("INSERT INTO t VALUES (0, 0)")
+                                    .execute(c)
+                                    .map_err(db)?;
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    (i, r)
                 })
             })
             .collect();
+        settle().await;
+        drop(open);
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.unwrap());
@@ -505,12 +440,15 @@ mod tests {
             max_batch: 8,
             max_wait: Duration::from_secs(5),
         };
-        let (w, reader) = writer(&dir, limits).await;
-        let results = run(&w, &reader, 120).await;
-        let stored = rows(&reader).await;
+        let (w, reader) = writer(&dir, limits);
+        let results = run(&w, 120).await;
+        let stored = rows(&reader);
         for (i, r) in &results {
             if i % 3 == 0 {
-                assert!(r.is_err(), "write {i} inserted a duplicate and must fail");
+                assert!(
+                    matches!(r, Err(StoreError::Conflict { .. })),
+                    "write {i} inserted a duplicate and must fail: {r:?}"
+                );
                 assert!(!stored.contains_key(i), "failed write {i} left its row");
             } else {
                 r.as_ref().unwrap();
@@ -524,8 +462,30 @@ mod tests {
         assert!(per_batch.values().all(|n| *n <= 8), "{per_batch:?}");
         assert!(
             per_batch.len() < stored.len(),
-            "80 concurrent writes never shared a commit: {per_batch:?}"
+            "80 queued writes never shared a commit: {per_batch:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_acknowledged_write_is_visible_to_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, reader) = writer(&dir, GroupCommit::default());
+        for i in 1..=20i64 {
+            w.write(move |c| {
+                query("INSERT INTO t VALUES (?, 0)")
+                    .bind(i)
+                    .execute(c)
+                    .map_err(db)
+                    .map(|_| ())
+            })
+            .await
+            .unwrap();
+            let seen: Option<i64> = query_scalar("SELECT id FROM t WHERE id = ?")
+                .bind(i)
+                .fetch_optional(&reader)
+                .unwrap();
+            assert_eq!(seen, Some(i), "write {i} acknowledged but not visible");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,54 +495,71 @@ mod tests {
             max_batch: 1,
             max_wait: Duration::from_secs(5),
         };
-        let (w, reader) = writer(&dir, limits).await;
-        run(&w, &reader, 30).await;
-        let stored = rows(&reader).await;
+        let (w, reader) = writer(&dir, limits);
+        run(&w, 30).await;
+        let stored = rows(&reader);
         let batches: std::collections::BTreeSet<_> = stored.values().collect();
         assert_eq!(batches.len(), stored.len(), "{stored:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_abandoned_write_is_undone_and_its_batch_still_commits() {
+    async fn an_abandoned_or_panicking_write_is_undone_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, reader) = writer(&dir, GroupCommit::default()).await;
-        // `first` holds the writer while a write is dropped half-way (`dropped`) and
-        // another is cancelled while it queues (`cancelled`).
-        let mut first = w.begin().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1, 0)")
-            .execute(&mut *first)
-            .await
-            .unwrap();
-        let dropped = {
+        let (w, reader) = writer(&dir, GroupCommit::default());
+        let open = gate(&w);
+        // Queued behind the gate, then abandoned by its caller: it never runs.
+        let abandoned = {
             let w = w.clone();
             tokio::spawn(async move {
-                let mut tx = w.begin().await.unwrap();
-                sqlx::query("INSERT INTO t VALUES (2, 0)")
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                // Dropped here without commit, like a request whose client left.
+                w.write(|c| {
+                    query("INSERT INTO t VALUES (2, 0)")
+                        .execute(c)
+                        .map_err(db)
+                        .map(|_| ())
+                })
+                .await
             })
         };
-        let cancelled = {
+        // Writes, then panics: rolled back alone.
+        let panicking = {
             let w = w.clone();
             tokio::spawn(async move {
-                let tx = w.begin();
-                // The future is dropped while it waits for the lock.
-                let _ = tokio::time::timeout(Duration::from_millis(1), tx).await;
+                w.write(|c| -> Result<(), StoreError> {
+                    query("INSERT INTO t VALUES (4, 0)")
+                        .execute(c)
+                        .map_err(db)?;
+                    panic!("a bug in a write");
+                })
+                .await
             })
         };
-        cancelled.await.unwrap();
-        first.commit().await.unwrap();
-        dropped.await.unwrap();
-        // A later write sees a clean connection and commits.
-        let mut third = w.begin().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (3, 0)")
-            .execute(&mut *third)
-            .await
-            .unwrap();
-        third.commit().await.unwrap();
-        let stored = rows(&reader).await;
+        let kept = {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.write(|c| {
+                    query("INSERT INTO t VALUES (1, 0)")
+                        .execute(c)
+                        .map_err(db)
+                        .map(|_| ())
+                })
+                .await
+            })
+        };
+        settle().await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        drop(open);
+        assert!(panicking.await.unwrap().is_err());
+        kept.await.unwrap().unwrap();
+        w.write(|c| {
+            query("INSERT INTO t VALUES (3, 0)")
+                .execute(c)
+                .map_err(db)
+                .map(|_| ())
+        })
+        .await
+        .unwrap();
+        let stored = rows(&reader);
         assert_eq!(stored.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
     }
 
@@ -593,63 +570,87 @@ mod tests {
             max_batch: 64,
             max_wait: Duration::from_secs(5),
         };
-        let (w, reader) = writer(&dir, limits).await;
+        let (w, reader) = writer(&dir, limits);
         // A deferred foreign key is checked only at COMMIT: one write breaking it makes
-        // the batch's COMMIT fail, whichever write the batch commits with.
-        let mut setup = w.begin().await.unwrap();
-        setup
-            .execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        // the batch's COMMIT fail, whichever writes the batch holds.
+        w.write(|c| {
+            c.execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .map_err(db)
+        })
+        .await
+        .unwrap();
+        // foreign_keys cannot change inside a transaction: set it on the connection.
+        w.exclusive(|c| c.execute_batch("PRAGMA foreign_keys = ON").map_err(db))
             .await
             .unwrap();
-        setup
-            .execute("CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
-            .await
-            .unwrap();
-        setup.commit().await.unwrap();
-        // Hold the writer so the next writes queue into one batch.
-        let gate = w.begin().await.unwrap();
-        let writes: Vec<_> = (1..=8)
+        let open = gate(&w);
+        let writes: Vec<_> = (1..=8i64)
             .map(|i| {
                 let w = w.clone();
                 tokio::spawn(async move {
-                    let mut tx = w.begin().await.unwrap();
-                    let parent = if i == 4 { 999 } else { i };
-                    if i != 4 {
-                        sqlx::query("INSERT INTO parent VALUES (?)")
+                    w.write(move |c| {
+                        let parent = if i == 4 { 999 } else { i };
+                        if i != 4 {
+                            query("INSERT INTO parent VALUES (?)")
+                                .bind(i)
+                                .execute(c)
+                                .map_err(db)?;
+                        }
+                        query("INSERT INTO child VALUES (?, ?)")
                             .bind(i)
-                            .execute(&mut *tx)
-                            .await
-                            .unwrap();
-                    }
-                    sqlx::query("INSERT INTO child VALUES (?, ?)")
-                        .bind(i)
-                        .bind(parent)
-                        .execute(&mut *tx)
-                        .await
-                        .unwrap();
-                    tx.commit().await
+                            .bind(parent)
+                            .execute(c)
+                            .map_err(db)?;
+                        Ok(())
+                    })
+                    .await
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // The gate wrote nothing; it shares the batch, so it may fail with it.
-        let gate = tokio::spawn(gate.commit());
+        settle().await;
+        drop(open);
         let mut failed = 0i64;
         for t in writes {
             if t.await.unwrap().is_err() {
                 failed += 1;
             }
         }
-        let (children, parents): (i64, i64) =
-            sqlx::query_as("SELECT (SELECT count(*) FROM child), (SELECT count(*) FROM parent)")
-                .fetch_one(&reader)
-                .await
-                .unwrap();
-        let _ = gate.await.unwrap();
+        let children: i64 = query_scalar("SELECT count(*) FROM child")
+            .fetch_one(&reader)
+            .unwrap();
+        let parents: i64 = query_scalar("SELECT count(*) FROM parent")
+            .fetch_one(&reader)
+            .unwrap();
         assert!(failed >= 1, "the batch holding the broken write failed");
         assert!(failed > 1, "the broken write's batch-mates failed with it");
         // Every write that failed left nothing; every acknowledged one is there.
         assert_eq!(children, 8 - failed, "children");
         assert_eq!(parents, 8 - failed, "parents");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_as_busy_not_queued_without_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _reader) = writer(&dir, GroupCommit::default());
+        let open = gate(&w);
+        settle().await;
+        let mut refused = false;
+        let mut held = Vec::new();
+        for _ in 0..=QUEUE + 1 {
+            let (tell, _answer) = oneshot::channel::<()>();
+            let job = Job::Exclusive(Box::new(move |_| drop(tell)));
+            match w.send(job) {
+                Ok(()) => held.push(()),
+                Err(e) => {
+                    assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        assert!(refused, "{} jobs were queued without a bound", held.len());
+        drop(open);
     }
 }

@@ -2,73 +2,61 @@
 //! binds `tenant_id` from a [`TenantScope`].
 
 use async_trait::async_trait;
-use sqlx::Row;
 use strongroom_core::access::TenantScope;
 use strongroom_core::store::{
     AuditEvent, KeyStore, PendingWork, StoreError, StoredDek, StoredKek, TenantKeys,
 };
 
-use super::{SqliteStore, WriteTx, int, tid, u32_col, u64_col};
+use super::{Connection, SqliteStore, int, query, query_scalar, tid, u32_col, u64_col};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
-pub(super) async fn insert_keks_and_deks(
-    tx: &mut WriteTx,
+pub(super) fn insert_keks_and_deks(
+    tx: &Connection,
     scope: &TenantScope,
     keys: &TenantKeys,
 ) -> Result<(), StoreError> {
     for k in &keys.keks {
-        insert_kek(tx, scope, k).await?;
+        insert_kek(tx, scope, k)?;
     }
     for d in &keys.deks {
-        insert_dek(tx, scope, d).await?;
+        insert_dek(tx, scope, d)?;
     }
     Ok(())
 }
 
-async fn insert_kek(
-    tx: &mut WriteTx,
-    scope: &TenantScope,
-    k: &StoredKek,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO tenant_keks (tenant_id, version, provider, wrapped, created_at) VALUES (?, ?, ?, ?, ?)")
+fn insert_kek(tx: &Connection, scope: &TenantScope, k: &StoredKek) -> Result<(), StoreError> {
+    query("INSERT INTO tenant_keks (tenant_id, version, provider, wrapped, created_at) VALUES (?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(i64::from(k.version))
         .bind(&k.provider)
         .bind(&k.wrapped)
         .bind(to_micros(k.created_at))
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(|e| map(e, "key-encryption key version"))?;
     Ok(())
 }
 
-async fn insert_dek(
-    tx: &mut WriteTx,
-    scope: &TenantScope,
-    d: &StoredDek,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO data_keys (tenant_id, version, kek_version, wrapped, created_at, seals_reserved) VALUES (?, ?, ?, ?, ?, ?)")
+fn insert_dek(tx: &Connection, scope: &TenantScope, d: &StoredDek) -> Result<(), StoreError> {
+    query("INSERT INTO data_keys (tenant_id, version, kek_version, wrapped, created_at, seals_reserved) VALUES (?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(i64::from(d.version))
         .bind(i64::from(d.kek_version))
         .bind(&d.wrapped)
         .bind(to_micros(d.created_at))
         .bind(int(d.seals_reserved)?)
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(|e| map(e, "data key version"))?;
     Ok(())
 }
 
 /// Fails when the tenant's keys were destroyed: nothing may be added after shredding.
-pub(super) async fn require_live(tx: &mut WriteTx, scope: &TenantScope) -> Result<(), StoreError> {
-    let live: Option<i64> = sqlx::query_scalar(
+pub(super) fn require_live(tx: &Connection, scope: &TenantScope) -> Result<(), StoreError> {
+    let live: Option<i64> = query_scalar(
         "SELECT COUNT(*) FROM tenant_homes WHERE tenant_id = ? AND keys_destroyed_at IS NULL",
     )
     .bind(tid(scope))
-    .fetch_optional(&mut **tx)
-    .await
+    .fetch_optional(tx)
     .map_err(db)?;
     if live == Some(1) {
         Ok(())
@@ -87,15 +75,14 @@ impl KeyStore for SqliteStore {
         // every seal and every open. Columns by kind: 0 (home) `version` holds
         // keys_destroyed_at; 1 (KEK) `owner` is the provider; 2 (DEK) `owner` is the
         // wrapping KEK's version.
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT 0 AS kind, keys_destroyed_at AS version, NULL AS owner, NULL AS wrapped, NULL AS created_at, NULL AS seals_reserved FROM tenant_homes WHERE tenant_id = ?1 \
              UNION ALL SELECT 1, version, provider, wrapped, created_at, NULL FROM tenant_keks WHERE tenant_id = ?1 \
              UNION ALL SELECT 2, version, kek_version, wrapped, created_at, seals_reserved FROM data_keys WHERE tenant_id = ?1 \
              ORDER BY kind, version",
         )
         .bind(tid(scope))
-        .fetch_all(self.region(scope)?.read())
-        .await
+        .fetch_all(self.region(scope)?.read()?)
         .map_err(db)?;
         let (mut keks, mut deks, mut destroyed) = (Vec::new(), Vec::new(), None);
         for r in &rows {
@@ -130,19 +117,22 @@ impl KeyStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        require_live(&mut tx, scope).await?;
-        insert_dek(&mut tx, scope, d).await?;
-        // Objects under the older keys are now to be moved to this one.
-        super::directory::mark_pending(
-            &mut tx,
-            scope,
-            PendingWork::Reencrypt,
-            u64::from(d.version),
-        )
-        .await?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)
+        let (scope, d, audit) = (scope.clone(), d.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                require_live(tx, &scope)?;
+                insert_dek(tx, &scope, &d)?;
+                // Objects under the older keys are now to be moved to this one.
+                super::directory::mark_pending(
+                    tx,
+                    &scope,
+                    PendingWork::Reencrypt,
+                    u64::from(d.version),
+                )?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn replace_kek(
@@ -153,48 +143,54 @@ impl KeyStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        require_live(&mut tx, scope).await?;
-        insert_kek(&mut tx, scope, kek).await?;
-        for d in rewrapped {
-            let done = sqlx::query(
-                "UPDATE data_keys SET kek_version = ?, wrapped = ? WHERE tenant_id = ? AND version = ?",
-            )
-            .bind(i64::from(d.kek_version))
-            .bind(&d.wrapped)
-            .bind(tid(scope))
-            .bind(i64::from(d.version))
-            .execute(&mut *tx)
+        let (scope, kek, rewrapped, audit) = (
+            scope.clone(),
+            kek.clone(),
+            rewrapped.to_vec(),
+            audit.clone(),
+        );
+        region
+            .write(move |tx| {
+                require_live(tx, &scope)?;
+                insert_kek(tx, &scope, &kek)?;
+                for d in &rewrapped {
+                    let done = query(
+                        "UPDATE data_keys SET kek_version = ?, wrapped = ? WHERE tenant_id = ? AND version = ?",
+                    )
+                    .bind(i64::from(d.kek_version))
+                    .bind(&d.wrapped)
+                    .bind(tid(&scope))
+                    .bind(i64::from(d.version))
+                    .execute(tx)
+                    .map_err(db)?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Conflict {
+                            what: "data key set changed during KEK rotation; retry",
+                        });
+                    }
+                }
+                // Every data key must now be wrapped by the new KEK, or the old KEK cannot go.
+                let stale: i64 = query_scalar(
+                    "SELECT COUNT(*) FROM data_keys WHERE tenant_id = ? AND kek_version <> ?",
+                )
+                .bind(tid(&scope))
+                .bind(i64::from(kek.version))
+                .fetch_one(tx)
+                .map_err(db)?;
+                if stale != 0 {
+                    return Err(StoreError::Conflict {
+                        what: "data key set changed during KEK rotation; retry",
+                    });
+                }
+                query("DELETE FROM tenant_keks WHERE tenant_id = ? AND version <> ?")
+                    .bind(tid(&scope))
+                    .bind(i64::from(kek.version))
+                    .execute(tx)
+                    .map_err(db)?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
             .await
-            .map_err(db)?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Conflict {
-                    what: "data key set changed during KEK rotation; retry",
-                });
-            }
-        }
-        // Every data key must now be wrapped by the new KEK, or the old KEK cannot go.
-        let stale: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM data_keys WHERE tenant_id = ? AND kek_version <> ?",
-        )
-        .bind(tid(scope))
-        .bind(i64::from(kek.version))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if stale != 0 {
-            return Err(StoreError::Conflict {
-                what: "data key set changed during KEK rotation; retry",
-            });
-        }
-        sqlx::query("DELETE FROM tenant_keks WHERE tenant_id = ? AND version <> ?")
-            .bind(tid(scope))
-            .bind(i64::from(kek.version))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)
     }
 
     async fn reserve_seals(
@@ -204,17 +200,19 @@ impl KeyStore for SqliteStore {
         n: u64,
     ) -> Result<u64, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let total: Option<i64> = sqlx::query_scalar(
-            "UPDATE data_keys SET seals_reserved = seals_reserved + ? WHERE tenant_id = ? AND version = ? RETURNING seals_reserved",
-        )
-        .bind(int(n)?)
-        .bind(tid(scope))
-        .bind(i64::from(version))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let (tenant, n) = (tid(scope), int(n)?);
+        let total: Option<i64> = region
+            .write(move |tx| {
+                query_scalar(
+                    "UPDATE data_keys SET seals_reserved = seals_reserved + ? WHERE tenant_id = ? AND version = ? RETURNING seals_reserved",
+                )
+                .bind(n)
+                .bind(&tenant)
+                .bind(i64::from(version))
+                .fetch_optional(tx)
+                .map_err(db)
+            })
+            .await?;
         let total = total.ok_or(StoreError::Conflict {
             what: "destroyed tenant keys",
         })?;
@@ -227,26 +225,25 @@ impl KeyStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        for sql in [
-            "DELETE FROM data_keys WHERE tenant_id = ?",
-            "DELETE FROM tenant_keks WHERE tenant_id = ?",
-        ] {
-            sqlx::query(sql)
-                .bind(tid(scope))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        sqlx::query("UPDATE tenant_homes SET keys_destroyed_at = COALESCE(keys_destroyed_at, ?) WHERE tenant_id = ?")
-            .bind(to_micros(audit.at))
-            .bind(tid(scope))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        super::audit::erase_all_subjects(&mut tx, scope, audit.at).await?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)?;
+        let (scope, audit) = (scope.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                for sql in [
+                    "DELETE FROM data_keys WHERE tenant_id = ?",
+                    "DELETE FROM tenant_keks WHERE tenant_id = ?",
+                ] {
+                    query(sql).bind(tid(&scope)).execute(tx).map_err(db)?;
+                }
+                query("UPDATE tenant_homes SET keys_destroyed_at = COALESCE(keys_destroyed_at, ?) WHERE tenant_id = ?")
+                    .bind(to_micros(audit.at))
+                    .bind(tid(&scope))
+                    .execute(tx)
+                    .map_err(db)?;
+                super::audit::erase_all_subjects(tx, &scope, audit.at)?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
+            .await?;
         region.purge_log().await
     }
 }

@@ -1,17 +1,21 @@
 //! The SQLite adapter: one control database plus one database per region.
 //!
-//! Each database has one writer connection (SQLite serialises writers anyway; one
-//! connection makes that explicit and keeps write transactions short and ordered) and a
-//! small read-only pool. Concurrent writes share a transaction and its flush (group
-//! commit, see [`commit`]). Write transactions start with `BEGIN IMMEDIATE` so a second
-//! process (the CLI next to a running server) waits on `busy_timeout` instead of
-//! failing half-way through.
+//! Each database has one writer thread owning its only read-write connection (SQLite
+//! serialises writers anyway; one connection makes that explicit and keeps write
+//! transactions short and ordered) and a small pool of read-only connections. A write
+//! is a closure run on the writer thread; concurrent writes share a transaction and its
+//! flush (group commit, see [`commit`]). Write transactions start with
+//! `BEGIN IMMEDIATE` so a second process (the CLI next to a running server) waits on
+//! `busy_timeout` instead of failing half-way through. The driver is rusqlite
+//! (decision 0007); statements, rows and connections are in [`connection`].
 
 mod applications;
 mod audit;
 mod commit;
+mod connection;
 mod directory;
 mod keys;
+mod migrate;
 mod objects;
 mod operators;
 mod records;
@@ -21,14 +25,12 @@ mod users;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use commit::GroupCommit;
-pub(crate) use commit::WriteTx;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+pub(crate) use connection::{Builder, ReadConn, SqliteRow, dynamic, query, query_scalar};
+pub(crate) use rusqlite::Connection;
 use strongroom_core::access::Scoped;
 use strongroom_core::store::StoreError;
 use strongroom_core::tenant::RegionName;
@@ -40,11 +42,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// While purging the log: how long one checkpoint attempt waits for readers, and the
 /// pause between attempts.
 const PURGE_BUSY: Duration = Duration::from_millis(50);
-const _: () = assert!(PURGE_BUSY.as_millis() == 50 && BUSY_TIMEOUT.as_millis() == 5000);
 /// Checkpoint attempts before the purge reports failure (about two seconds).
 const PURGE_ATTEMPTS: u32 = 20;
-/// Read connections per database.
-const READERS: u32 = 4;
+/// Idle read connections kept per database.
+const READERS: usize = 4;
 
 /// How an SQLite store commits: the durability of an acknowledged write, and the
 /// bounds of group commit.
@@ -66,59 +67,57 @@ impl Default for SqliteTuning {
     }
 }
 
-/// One SQLite database: a single writer and a read-only pool.
+/// One SQLite database: a writer thread and a pool of read-only connections.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
     writer: commit::Writer,
-    reader: SqlitePool,
-    path: PathBuf,
+    readers: Arc<connection::Readers>,
+    path: Arc<Path>,
 }
 
 impl Db {
     async fn open(
         path: &Path,
-        migrator: &sqlx::migrate::Migrator,
+        migrations: &'static [migrate::Migration],
         tuning: SqliteTuning,
     ) -> Result<Self, StoreError> {
-        let options = connect_options(path, tuning.synchronous_full)?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(BUSY_TIMEOUT * 2)
-            .connect_with(options.clone().create_if_missing(true))
-            .await
-            .map_err(db)?;
-        migrator
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Backend {
-                context: format!("migrating {}", path.display()),
+        let at = path.to_owned();
+        let conn = tokio::task::spawn_blocking(move || {
+            let conn = connection::open_writer(&at, tuning.synchronous_full, BUSY_TIMEOUT)?;
+            migrate::run(&conn, migrations).map_err(|e| StoreError::Backend {
+                context: format!("migrating {}", at.display()),
                 source: Some(Box::new(e)),
             })?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(BUSY_TIMEOUT * 2)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(db)?;
-        // The migrating pool's one connection becomes the group-commit writer's.
-        let conn = writer.acquire().await.map_err(db)?.detach();
-        writer.close().await;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|_| StoreError::unavailable("opening the database failed unexpectedly"))??;
+        let name = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Self {
-            writer: commit::Writer::new(conn, tuning.group_commit, BUSY_TIMEOUT * 2),
-            reader,
-            path: path.to_owned(),
+            writer: commit::Writer::start(conn, tuning.group_commit, BUSY_TIMEOUT * 2, &name)?,
+            readers: Arc::new(connection::Readers::new(path, BUSY_TIMEOUT, READERS)),
+            path: Arc::from(path),
         })
     }
 
-    /// Starts a write: a savepoint in the batch transaction, which holds SQLite's write
-    /// lock from its first statement. Nothing is durable until its `commit` returns.
-    pub(crate) async fn write(&self) -> Result<WriteTx, StoreError> {
-        self.writer.begin().await
+    /// Runs `f` as one write on the database's writer thread, inside its own
+    /// savepoint of the open batch; returns once the batch is durable. `f` returning
+    /// `Err` undoes everything it wrote, and only that.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.write(f).await
     }
 
-    /// The read pool.
-    pub(crate) fn read(&self) -> &SqlitePool {
-        &self.reader
+    /// A read-only connection (reads see the last committed batch).
+    pub(crate) fn read(&self) -> Result<ReadConn<'_>, StoreError> {
+        self.readers.get()
     }
 
     /// Checkpoints the write-ahead log and truncates it, so bytes deleted by the last
@@ -127,102 +126,54 @@ impl Db {
     /// back, so it is retried for about two seconds — with the writer's busy timeout
     /// lowered meanwhile, because a TRUNCATE checkpoint waits on that timeout for every
     /// reader, and the writer is the region's only one: a long reader must not stall
-    /// every write for minutes.
+    /// every write for minutes. Runs on the writer thread, between batches.
     pub(crate) async fn purge_log(&self) -> Result<(), StoreError> {
-        // In a task of its own: a caller dropped mid-way must not leave the writer
-        // with the lowered busy timeout.
-        let db = self.clone();
-        commit::detached(async move { db.purge_log_now().await }).await?
+        let path = self.path.clone();
+        self.writer
+            .exclusive(move |conn| {
+                conn.busy_timeout(PURGE_BUSY).map_err(db)?;
+                let mut purged = Ok(false);
+                for _ in 0..PURGE_ATTEMPTS {
+                    purged = query_scalar::<i64>("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .fetch_one(conn)
+                        .map(|busy| busy == 0);
+                    if !matches!(purged, Ok(false)) {
+                        break;
+                    }
+                    std::thread::sleep(PURGE_BUSY);
+                }
+                // Writes would otherwise fail at once on another process's lock
+                // instead of waiting (this fails only if the connection is broken).
+                conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+                match purged.map_err(db)? {
+                    true => Ok(()),
+                    false => Err(StoreError::unavailable(format!(
+                        "{}: the write-ahead log could not be checkpointed (readers busy); retry",
+                        path.display()
+                    ))),
+                }
+            })
+            .await
     }
 
-    async fn purge_log_now(&self) -> Result<(), StoreError> {
-        let mut conn = self.writer.exclusive().await?;
-        sqlx::query("PRAGMA busy_timeout = 50") // PURGE_BUSY
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-        let mut purged = Ok(false);
-        for _ in 0..PURGE_ATTEMPTS {
-            purged = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&mut *conn)
-                .await
-                .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 0))
-                .map(|busy| busy == 0);
-            if !matches!(purged, Ok(false)) {
-                break;
-            }
-            tokio::time::sleep(PURGE_BUSY).await;
-        }
-        let mut restored = Ok(());
-        for _ in 0..3 {
-            restored = sqlx::query("PRAGMA busy_timeout = 5000") // BUSY_TIMEOUT
-                .execute(&mut *conn)
-                .await
-                .map(|_| ());
-            if restored.is_ok() {
-                break;
-            }
-        }
-        if let Err(e) = restored {
-            // Writes would now fail at once on another process's lock instead of
-            // waiting (setting a pragma fails only if the connection is broken).
-            return Err(db(e));
-        }
-        match purged.map_err(db)? {
-            true => Ok(()),
-            false => Err(StoreError::unavailable(format!(
-                "{}: the write-ahead log could not be checkpointed (readers busy); retry",
-                self.path.display()
-            ))),
-        }
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                context: self.path.display().to_string(),
-                source: Some(Box::new(e)),
-            })?;
-        Ok(())
+    fn ping(&self) -> Result<(), StoreError> {
+        self.readers.ping()
     }
 }
 
-pub(crate) use crate::codec::{int, tid, u32_col, u64_col};
+pub(crate) use crate::codec::{int, tid};
 
-/// Connection settings, applied in this order on every connection:
-///
-/// 1. `journal_mode=WAL` — readers never block the writer and vice versa.
-/// 2. `synchronous=FULL` — a committed, acknowledged write survives power loss
-///    (`NORMAL` when so configured: it survives the process crashing, and a power
-///    loss may lose the last commits but never corrupts the database).
-/// 3. `foreign_keys=ON` — declared references are enforced.
-/// 4. `busy_timeout` — wait for another process's lock instead of failing at once.
-/// 5. `secure_delete=ON` — deleted content is overwritten, so erased or shredded data
-///    does not linger in free pages.
-/// 6. `trusted_schema=OFF` — schema content cannot call application functions.
-fn connect_options(path: &Path, full: bool) -> Result<SqliteConnectOptions, StoreError> {
-    let url = format!("sqlite://{}", path.display());
-    let options = SqliteConnectOptions::from_str(&url).map_err(|e| StoreError::Backend {
-        context: format!("database path {}", path.display()),
-        source: Some(Box::new(e)),
-    })?;
-    Ok(options
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(if full {
-            SqliteSynchronous::Full
-        } else {
-            SqliteSynchronous::Normal
-        })
-        .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT)
-        .pragma("secure_delete", "ON")
-        .pragma("trusted_schema", "OFF"))
+/// A non-negative integer column as `u32`; anything else is corruption.
+pub(crate) fn u32_col(r: &SqliteRow, col: &str) -> Result<u32, StoreError> {
+    let v: i64 = r.try_get(col).map_err(db)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
 }
 
-static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite/control");
-static REGION_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite/region");
+/// A non-negative integer column as `u64`; anything else is corruption.
+pub(crate) fn u64_col(r: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = r.try_get(col).map_err(db)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
+}
 
 /// Strongroom's storage on SQLite files.
 #[derive(Debug, Clone)]
@@ -247,7 +198,7 @@ impl SqliteStore {
         regions: &BTreeMap<RegionName, PathBuf>,
         tuning: SqliteTuning,
     ) -> Result<Self, StoreError> {
-        let control = Db::open(control_path, &CONTROL_MIGRATIONS, tuning).await?;
+        let control = Db::open(control_path, migrate::CONTROL, tuning).await?;
         let mut opened = BTreeMap::new();
         for (name, dir) in regions {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
@@ -256,7 +207,7 @@ impl SqliteStore {
             })?;
             opened.insert(
                 name.clone(),
-                Db::open(&dir.join("strongroom.db"), &REGION_MIGRATIONS, tuning).await?,
+                Db::open(&dir.join("strongroom.db"), migrate::REGION, tuning).await?,
             );
         }
         Ok(Self {
@@ -281,7 +232,7 @@ impl SqliteStore {
     /// Regions whose tenants exist in the directory but are not configured, for a
     /// start-up check that fails loudly instead of hiding tenants.
     pub async fn unconfigured_regions(&self) -> Result<Vec<String>, StoreError> {
-        let used = directory::regions_in_use(&self.control).await?;
+        let used = directory::regions_in_use(&self.control)?;
         Ok(used
             .into_iter()
             .filter(|r| !self.regions.keys().any(|k| k.as_str() == r))

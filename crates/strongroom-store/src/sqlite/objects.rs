@@ -3,13 +3,11 @@
 //! on the version (or file) the caller read.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use strongroom_core::access::{TenantScope, WritableScope};
 use strongroom_core::store::{AuditEvent, ObjectStore, StoreError, StoredBlob, StoredSealed};
 
 use super::keys::require_live;
-use super::{SqliteStore, int, tid, u32_col, u64_col};
+use super::{SqliteRow, SqliteStore, int, query, tid, u32_col, u64_col};
 use crate::error::{db, map};
 
 fn sealed_from_row(r: &SqliteRow) -> Result<StoredSealed, StoreError> {
@@ -41,38 +39,39 @@ impl ObjectStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        require_live(&mut tx, scope).await?;
-        let done = if expected == 0 {
-            sqlx::query("INSERT INTO sealed_values (tenant_id, kind, id, version, dek_version, sealed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(tid(scope))
-                .bind(kind)
-                .bind(&v.id)
-                .bind(int(v.version)?)
-                .bind(i64::from(v.dek_version))
-                .bind(&v.sealed)
-                .execute(&mut *tx)
-                .await
-        } else {
-            sqlx::query("UPDATE sealed_values SET version = ?, dek_version = ?, sealed = ? WHERE tenant_id = ? AND kind = ? AND id = ? AND version = ?")
-                .bind(int(v.version)?)
-                .bind(i64::from(v.dek_version))
-                .bind(&v.sealed)
-                .bind(tid(scope))
-                .bind(kind)
-                .bind(&v.id)
-                .bind(int(expected)?)
-                .execute(&mut *tx)
-                .await
-        }
-        .map_err(db)?;
-        let written = done.rows_affected() == 1;
-        if written {
-            super::directory::mark_if_stale(&mut tx, scope, v.dek_version).await?;
-            super::audit::append(&mut tx, scope, audit).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(written)
+        let (scope, kind, v, audit) = (scope.clone(), kind.to_owned(), v.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                require_live(tx, &scope)?;
+                let done = if expected == 0 {
+                    query("INSERT INTO sealed_values (tenant_id, kind, id, version, dek_version, sealed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                        .bind(tid(&scope))
+                        .bind(&kind)
+                        .bind(&v.id)
+                        .bind(int(v.version)?)
+                        .bind(i64::from(v.dek_version))
+                        .bind(&v.sealed)
+                        .execute(tx)
+                } else {
+                    query("UPDATE sealed_values SET version = ?, dek_version = ?, sealed = ? WHERE tenant_id = ? AND kind = ? AND id = ? AND version = ?")
+                        .bind(int(v.version)?)
+                        .bind(i64::from(v.dek_version))
+                        .bind(&v.sealed)
+                        .bind(tid(&scope))
+                        .bind(&kind)
+                        .bind(&v.id)
+                        .bind(int(expected)?)
+                        .execute(tx)
+                }
+                .map_err(db)?;
+                let written = done.rows_affected() == 1;
+                if written {
+                    super::directory::mark_if_stale(tx, &scope, v.dek_version)?;
+                    super::audit::append(tx, &scope, &audit)?;
+                }
+                Ok(written)
+            })
+            .await
     }
 
     async fn sealed(
@@ -82,12 +81,11 @@ impl ObjectStore for SqliteStore {
         id: &str,
     ) -> Result<Option<StoredSealed>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT id, version, dek_version, sealed FROM sealed_values WHERE tenant_id = ? AND kind = ? AND id = ?")
+        query("SELECT id, version, dek_version, sealed FROM sealed_values WHERE tenant_id = ? AND kind = ? AND id = ?")
             .bind(tid(scope))
             .bind(kind)
             .bind(id)
-            .fetch_optional(region.read())
-            .await
+            .fetch_optional(region.read()?)
             .map_err(db)?
             .as_ref()
             .map(sealed_from_row)
@@ -102,13 +100,12 @@ impl ObjectStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<StoredSealed>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT id, version, dek_version, sealed FROM sealed_values WHERE tenant_id = ? AND kind = ? AND dek_version < ? ORDER BY id LIMIT ?")
+        query("SELECT id, version, dek_version, sealed FROM sealed_values WHERE tenant_id = ? AND kind = ? AND dek_version < ? ORDER BY id LIMIT ?")
             .bind(tid(scope))
             .bind(kind)
             .bind(i64::from(current))
             .bind(i64::from(limit))
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(sealed_from_row)
@@ -124,24 +121,34 @@ impl ObjectStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let done = sqlx::query("UPDATE sealed_values SET dek_version = ?, sealed = ? WHERE tenant_id = ? AND kind = ? AND id = ? AND version = ? AND dek_version = ?")
-            .bind(i64::from(new.dek_version))
-            .bind(&new.sealed)
-            .bind(tid(scope))
-            .bind(kind)
-            .bind(&old.id)
-            .bind(int(old.version)?)
-            .bind(i64::from(old.dek_version))
-            .execute(&mut *tx)
+        let (scope, kind, old, new, audit) = (
+            scope.clone(),
+            kind.to_owned(),
+            old.clone(),
+            new.clone(),
+            audit.clone(),
+        );
+        region
+            .write(move |tx| {
+                let done = query("UPDATE sealed_values SET dek_version = ?, sealed = ? WHERE tenant_id = ? AND kind = ? AND id = ? AND version = ? AND dek_version = ?")
+                    .bind(i64::from(new.dek_version))
+                    .bind(&new.sealed)
+                    .bind(tid(&scope))
+                    .bind(&kind)
+                    .bind(&old.id)
+                    .bind(int(old.version)?)
+                    .bind(i64::from(old.dek_version))
+                    .execute(tx)
+                    .map_err(db)?;
+                // (tenant_id, kind, id) is the key: the update changed one row or none,
+                // so when it changed none nothing was written and `Ok` keeps nothing.
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(true)
+            })
             .await
-            .map_err(db)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 
     async fn insert_blob(
@@ -151,31 +158,33 @@ impl ObjectStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        require_live(&mut tx, scope).await?;
-        sqlx::query(
-            "INSERT INTO blobs (tenant_id, id, dek_version, size, file) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tid(scope))
-        .bind(&b.id)
-        .bind(i64::from(b.dek_version))
-        .bind(int(b.size)?)
-        .bind(&b.file)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map(e, "blob id"))?;
-        super::directory::mark_if_stale(&mut tx, scope, b.dek_version).await?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)
+        let (scope, b, audit) = (scope.clone(), b.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                require_live(tx, &scope)?;
+                query(
+                    "INSERT INTO blobs (tenant_id, id, dek_version, size, file) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(tid(&scope))
+                .bind(&b.id)
+                .bind(i64::from(b.dek_version))
+                .bind(int(b.size)?)
+                .bind(&b.file)
+                .execute(tx)
+                .map_err(|e| map(e, "blob id"))?;
+                super::directory::mark_if_stale(tx, &scope, b.dek_version)?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn blob(&self, scope: &TenantScope, id: &str) -> Result<Option<StoredBlob>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT id, dek_version, size, file FROM blobs WHERE tenant_id = ? AND id = ?")
+        query("SELECT id, dek_version, size, file FROM blobs WHERE tenant_id = ? AND id = ?")
             .bind(tid(scope))
             .bind(id)
-            .fetch_optional(region.read())
-            .await
+            .fetch_optional(region.read()?)
             .map_err(db)?
             .as_ref()
             .map(blob_from_row)
@@ -189,12 +198,11 @@ impl ObjectStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<StoredBlob>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT id, dek_version, size, file FROM blobs WHERE tenant_id = ? AND dek_version < ? ORDER BY id LIMIT ?")
+        query("SELECT id, dek_version, size, file FROM blobs WHERE tenant_id = ? AND dek_version < ? ORDER BY id LIMIT ?")
             .bind(tid(scope))
             .bind(i64::from(current))
             .bind(i64::from(limit))
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(blob_from_row)
@@ -209,23 +217,27 @@ impl ObjectStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        let done = sqlx::query("UPDATE blobs SET dek_version = ?, file = ?, size = ? WHERE tenant_id = ? AND id = ? AND file = ? AND dek_version = ?")
-            .bind(i64::from(new.dek_version))
-            .bind(&new.file)
-            .bind(int(new.size)?)
-            .bind(tid(scope))
-            .bind(&old.id)
-            .bind(&old.file)
-            .bind(i64::from(old.dek_version))
-            .execute(&mut *tx)
+        let (scope, old, new, audit) = (scope.clone(), old.clone(), new.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                let done = query("UPDATE blobs SET dek_version = ?, file = ?, size = ? WHERE tenant_id = ? AND id = ? AND file = ? AND dek_version = ?")
+                    .bind(i64::from(new.dek_version))
+                    .bind(&new.file)
+                    .bind(int(new.size)?)
+                    .bind(tid(&scope))
+                    .bind(&old.id)
+                    .bind(&old.file)
+                    .bind(i64::from(old.dek_version))
+                    .execute(tx)
+                    .map_err(db)?;
+                // (tenant_id, id) is the key: the update changed one row or none, so when
+                // it changed none nothing was written and `Ok` keeps nothing.
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(true)
+            })
             .await
-            .map_err(db)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 }

@@ -3,15 +3,13 @@
 //! the same database) in the same transaction.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use strongroom_core::access::{PlatformScope, platform_log};
 use strongroom_core::identity::Email;
 use strongroom_core::identity::operator::{Operator, OperatorCredentials, OperatorId};
 use strongroom_core::store::{AuditEvent, OperatorStore, StoreError, StoredSigningKey};
 
-use super::SqliteStore;
 use super::directory::{corrupt, uuid};
+use super::{SqliteRow, SqliteStore, dynamic, query};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
@@ -48,18 +46,26 @@ impl OperatorStore for SqliteStore {
         hash: &str,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.control.write().await?;
-        sqlx::query("INSERT INTO operators (id, email, email_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(op.id.as_uuid().to_string())
-            .bind(op.email.as_str())
-            .bind(op.email.as_str().to_lowercase())
-            .bind(hash)
-            .bind(to_micros(op.created_at))
-            .execute(&mut *tx)
+        let (log, op, hash, audit) = (
+            platform_log(scope),
+            op.clone(),
+            hash.to_owned(),
+            audit.clone(),
+        );
+        self.control
+            .write(move |tx| {
+                query("INSERT INTO operators (id, email, email_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(op.id.as_uuid().to_string())
+                    .bind(op.email.as_str())
+                    .bind(op.email.as_str().to_lowercase())
+                    .bind(&hash)
+                    .bind(to_micros(op.created_at))
+                    .execute(tx)
+                    .map_err(|e| map(e, "operator e-mail"))?;
+                super::audit::append(tx, &log, &audit)?;
+                Ok(())
+            })
             .await
-            .map_err(|e| map(e, "operator e-mail"))?;
-        super::audit::append(&mut tx, &platform_log(scope), audit).await?;
-        tx.commit().await.map_err(db)
     }
 
     async fn operator_credentials(
@@ -67,10 +73,9 @@ impl OperatorStore for SqliteStore {
         email: &Email,
     ) -> Result<Option<OperatorCredentials>, StoreError> {
         let sql = format!("{OPERATOR} WHERE email_key = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = dynamic(sql)
             .bind(email.as_str().to_lowercase())
-            .fetch_optional(self.control.read())
-            .await
+            .fetch_optional(self.control.read()?)
             .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(OperatorCredentials {
@@ -82,10 +87,9 @@ impl OperatorStore for SqliteStore {
 
     async fn operator(&self, id: OperatorId) -> Result<Option<Operator>, StoreError> {
         let sql = format!("{OPERATOR} WHERE id = ?");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        dynamic(sql)
             .bind(id.as_uuid().to_string())
-            .fetch_optional(self.control.read())
-            .await
+            .fetch_optional(self.control.read()?)
             .map_err(db)?
             .as_ref()
             .map(operator_from_row)
@@ -94,10 +98,9 @@ impl OperatorStore for SqliteStore {
 
     async fn operators(&self, _: &PlatformScope, limit: u32) -> Result<Vec<Operator>, StoreError> {
         let sql = format!("{OPERATOR} ORDER BY email_key LIMIT ?");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        dynamic(sql)
             .bind(i64::from(limit))
-            .fetch_all(self.control.read())
-            .await
+            .fetch_all(self.control.read()?)
             .map_err(db)?
             .iter()
             .map(operator_from_row)
@@ -110,22 +113,25 @@ impl OperatorStore for SqliteStore {
         id: OperatorId,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.control.write().await?;
-        let done = sqlx::query(
-            "UPDATE operators SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL",
-        )
-        .bind(to_micros(audit.at))
-        .bind(id.as_uuid().to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if done == 0 {
-            return Ok(false);
-        }
-        super::audit::append(&mut tx, &platform_log(scope), audit).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
+        let (log, audit) = (platform_log(scope), audit.clone());
+        self.control
+            .write(move |tx| {
+                let done = query(
+                    "UPDATE operators SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL",
+                )
+                .bind(to_micros(audit.at))
+                .bind(id.as_uuid().to_string())
+                .execute(tx)
+                .map_err(db)?
+                .rows_affected();
+                // Nothing was written when no row changed: `Ok` keeps nothing.
+                if done == 0 {
+                    return Ok(false);
+                }
+                super::audit::append(tx, &log, &audit)?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn set_operator_mfa(
@@ -135,17 +141,24 @@ impl OperatorStore for SqliteStore {
         wrapped: Option<&[u8]>,
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.control.write().await?;
-        sqlx::query("UPDATE operators SET mfa = ? WHERE id = ?")
-            .bind(wrapped)
-            .bind(id.as_uuid().to_string())
-            .execute(&mut *tx)
+        let (log, wrapped, audit) = (
+            platform_log(scope),
+            wrapped.map(<[u8]>::to_vec),
+            audit.cloned(),
+        );
+        self.control
+            .write(move |tx| {
+                query("UPDATE operators SET mfa = ? WHERE id = ?")
+                    .bind(wrapped)
+                    .bind(id.as_uuid().to_string())
+                    .execute(tx)
+                    .map_err(db)?;
+                if let Some(event) = &audit {
+                    super::audit::append(tx, &log, event)?;
+                }
+                Ok(())
+            })
             .await
-            .map_err(db)?;
-        if let Some(event) = audit {
-            super::audit::append(&mut tx, &platform_log(scope), event).await?;
-        }
-        tx.commit().await.map_err(db)
     }
 
     async fn replace_operator_mfa(
@@ -155,22 +168,24 @@ impl OperatorStore for SqliteStore {
         old: &[u8],
         new: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.control.write().await?;
-        let done = sqlx::query("UPDATE operators SET mfa = ? WHERE id = ? AND mfa = ?")
-            .bind(new)
-            .bind(id.as_uuid().to_string())
-            .bind(old)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let (old, new) = (old.to_vec(), new.to_vec());
+        let done = self
+            .control
+            .write(move |tx| {
+                query("UPDATE operators SET mfa = ? WHERE id = ? AND mfa = ?")
+                    .bind(new)
+                    .bind(id.as_uuid().to_string())
+                    .bind(old)
+                    .execute(tx)
+                    .map_err(db)
+            })
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        sqlx::query("SELECT kid, public_key, wrapped_private_key, created_at, revoked_at FROM signing_keys ORDER BY created_at DESC, kid")
-            .fetch_all(self.control.read())
-            .await
+        query("SELECT kid, public_key, wrapped_private_key, created_at, revoked_at FROM signing_keys ORDER BY created_at DESC, kid")
+            .fetch_all(self.control.read()?)
             .map_err(db)?
             .iter()
             .map(key_from_row)
@@ -183,29 +198,35 @@ impl OperatorStore for SqliteStore {
         key: &StoredSigningKey,
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.control.write().await?;
-        sqlx::query("INSERT INTO signing_keys (kid, public_key, wrapped_private_key, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&key.kid)
-            .bind(&key.public_key)
-            .bind(&key.wrapped_private_key)
-            .bind(to_micros(key.created_at))
-            .execute(&mut *tx)
+        let (log, key, audit) = (platform_log(scope), key.clone(), audit.cloned());
+        self.control
+            .write(move |tx| {
+                query("INSERT INTO signing_keys (kid, public_key, wrapped_private_key, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(&key.kid)
+                    .bind(&key.public_key)
+                    .bind(&key.wrapped_private_key)
+                    .bind(to_micros(key.created_at))
+                    .execute(tx)
+                    .map_err(|e| map(e, "signing key"))?;
+                if let Some(event) = &audit {
+                    super::audit::append(tx, &log, event)?;
+                }
+                Ok(())
+            })
             .await
-            .map_err(|e| map(e, "signing key"))?;
-        if let Some(event) = audit {
-            super::audit::append(&mut tx, &platform_log(scope), event).await?;
-        }
-        tx.commit().await.map_err(db)
     }
 
     async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
-        let mut tx = self.control.write().await?;
-        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
-            .bind(kid)
-            .execute(&mut *tx)
+        let kid = kid.to_owned();
+        self.control
+            .write(move |tx| {
+                query("DELETE FROM signing_keys WHERE kid = ?")
+                    .bind(&kid)
+                    .execute(tx)
+                    .map_err(db)?;
+                Ok(())
+            })
             .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
     }
 
     async fn revoke_signing_key(
@@ -214,21 +235,24 @@ impl OperatorStore for SqliteStore {
         kid: &str,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.control.write().await?;
-        let done = sqlx::query(
-            "UPDATE signing_keys SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL",
-        )
-        .bind(to_micros(audit.at))
-        .bind(kid)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if done == 0 {
-            return Ok(false);
-        }
-        super::audit::append(&mut tx, &platform_log(scope), audit).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
+        let (log, kid, audit) = (platform_log(scope), kid.to_owned(), audit.clone());
+        self.control
+            .write(move |tx| {
+                let done = query(
+                    "UPDATE signing_keys SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL",
+                )
+                .bind(to_micros(audit.at))
+                .bind(&kid)
+                .execute(tx)
+                .map_err(db)?
+                .rows_affected();
+                // Nothing was written when no row changed: `Ok` keeps nothing.
+                if done == 0 {
+                    return Ok(false);
+                }
+                super::audit::append(tx, &log, &audit)?;
+                Ok(true)
+            })
+            .await
     }
 }

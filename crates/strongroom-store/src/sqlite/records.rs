@@ -4,8 +4,6 @@
 //! trigger refuses it anyway), so no path in this file can change an approved version.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
 use strongroom_core::access::{TenantScope, WritableScope};
 use strongroom_core::audit::merkle::Hash;
 use strongroom_core::store::{
@@ -15,7 +13,10 @@ use strongroom_core::store::{
 };
 
 use super::keys::require_live;
-use super::{SqliteStore, WriteTx, int, tid, u32_col, u64_col};
+use super::{
+    Builder, Connection, SqliteRow, SqliteStore, dynamic, int, query, query_scalar, tid, u32_col,
+    u64_col,
+};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
@@ -96,13 +97,13 @@ fn signature_from_row(r: &SqliteRow) -> Result<StoredSignature, StoreError> {
     })
 }
 
-async fn insert_version(
-    tx: &mut WriteTx,
+fn insert_version(
+    tx: &Connection,
     scope: &TenantScope,
     record: &str,
     v: &StoredVersion,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO record_versions (tenant_id, record_id, version, type_version, state, revision, content_hash, created_by, created_at, approved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    query("INSERT INTO record_versions (tenant_id, record_id, version, type_version, state, revision, content_hash, created_by, created_at, approved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(record)
         .bind(int(v.version)?)
@@ -113,19 +114,18 @@ async fn insert_version(
         .bind(&v.created_by)
         .bind(to_micros(v.created_at))
         .bind(v.approved_at.map(to_micros))
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(|e| map(e, "record version"))?;
     Ok(())
 }
 
-async fn insert_revision(
-    tx: &mut WriteTx,
+fn insert_revision(
+    tx: &Connection,
     scope: &TenantScope,
     record: &str,
     r: &StoredRevision,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO record_revisions (tenant_id, record_id, version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    query("INSERT INTO record_revisions (tenant_id, record_id, version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(record)
         .bind(int(r.version)?)
@@ -136,54 +136,60 @@ async fn insert_revision(
         .bind(r.content_hash.as_slice())
         .bind(&r.saved_by)
         .bind(to_micros(r.saved_at))
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(|e| map(e, "record revision"))?;
     Ok(())
 }
 
 /// Sets the record's blind-index tokens: one statement to drop the old ones (none for
 /// a record created in this transaction) and one per thousand new ones.
-async fn replace_index(
-    tx: &mut WriteTx,
+fn replace_index(
+    tx: &Connection,
     scope: &TenantScope,
     record: &str,
     tokens: &[(String, Hash)],
     fresh: bool,
 ) -> Result<(), StoreError> {
     if !fresh {
-        sqlx::query("DELETE FROM record_index WHERE tenant_id = ? AND record_id = ?")
+        query("DELETE FROM record_index WHERE tenant_id = ? AND record_id = ?")
             .bind(tid(scope))
             .bind(record)
-            .execute(&mut **tx)
-            .await
+            .execute(tx)
             .map_err(db)?;
     }
     // At most 1,000 rows (4,000 parameters) per statement, far below SQLite's limit.
     for chunk in tokens.chunks(1000) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = Builder::new(
             "INSERT OR IGNORE INTO record_index (tenant_id, record_id, field, token) ",
         );
-        q.push_values(chunk, |mut row, (field, token)| {
-            row.push_bind(tid(scope))
-                .push_bind(record.to_owned())
-                .push_bind(field.clone())
-                .push_bind(token.to_vec());
-        });
-        q.build().execute(&mut **tx).await.map_err(db)?;
+        // `VALUES (?, ?, ?, ?), (?, ?, ?, ?), ...`: one tuple per token.
+        q.push("VALUES ");
+        let mut rows = q.separated(", ");
+        for (field, token) in chunk {
+            rows.push("(")
+                .push_bind_unseparated(tid(scope))
+                .push_unseparated(", ")
+                .push_bind_unseparated(record)
+                .push_unseparated(", ")
+                .push_bind_unseparated(field)
+                .push_unseparated(", ")
+                .push_bind_unseparated(token.as_slice())
+                .push_unseparated(")");
+        }
+        q.build().execute(tx).map_err(db)?;
     }
     Ok(())
 }
 
 /// The one statement that changes a version row: never an approved one (the
 /// statement excludes it; the schema's trigger would refuse it anyway).
-async fn update_version(
-    tx: &mut WriteTx,
+fn update_version(
+    tx: &Connection,
     scope: &TenantScope,
     record: &str,
     u: &VersionUpdate,
 ) -> Result<(), StoreError> {
-    let n = sqlx::query("UPDATE record_versions SET state = ?, revision = ?, content_hash = ?, approved_at = ? WHERE tenant_id = ? AND record_id = ? AND version = ? AND state <> 'approved'")
+    let n = query("UPDATE record_versions SET state = ?, revision = ?, content_hash = ?, approved_at = ? WHERE tenant_id = ? AND record_id = ? AND version = ? AND state <> 'approved'")
         .bind(&u.state)
         .bind(int(u.revision)?)
         .bind(u.content_hash.as_slice())
@@ -191,8 +197,7 @@ async fn update_version(
         .bind(tid(scope))
         .bind(record)
         .bind(int(u.version)?)
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(db)?
         .rows_affected();
     if n != 1 {
@@ -203,14 +208,14 @@ async fn update_version(
     Ok(())
 }
 
-async fn insert_signature(
-    tx: &mut WriteTx,
+fn insert_signature(
+    tx: &Connection,
     scope: &TenantScope,
     record: &str,
     s: &StoredSignature,
     audit_seq: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO signatures (tenant_id, id, record_id, version, signer_id, printed_name, meaning, comment, signed_at, content_hash, session_id, reauth, signature_hash, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    query("INSERT INTO signatures (tenant_id, id, record_id, version, signer_id, printed_name, meaning, comment, signed_at, content_hash, session_id, reauth, signature_hash, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(&s.id)
         .bind(record)
@@ -225,20 +230,19 @@ async fn insert_signature(
         .bind(&s.reauth)
         .bind(s.signature_hash.as_slice())
         .bind(int(audit_seq)?)
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(|e| map(e, "signature id"))?;
     Ok(())
 }
 
-async fn insert_event(
-    tx: &mut WriteTx,
+fn insert_event(
+    tx: &Connection,
     scope: &TenantScope,
     record: &str,
     e: &StoredRecordEvent,
     audit_seq: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO record_events (tenant_id, record_id, seq, version, action, actor, reason, at, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    query("INSERT INTO record_events (tenant_id, record_id, seq, version, action, actor, reason, at, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(tid(scope))
         .bind(record)
         .bind(int(e.seq)?)
@@ -248,8 +252,7 @@ async fn insert_event(
         .bind(&e.reason)
         .bind(to_micros(e.at))
         .bind(int(audit_seq)?)
-        .execute(&mut **tx)
-        .await
+        .execute(tx)
         .map_err(db)?;
     Ok(())
 }
@@ -263,20 +266,23 @@ impl RecordStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        require_live(&mut tx, scope).await?;
-        sqlx::query("INSERT INTO record_types (tenant_id, name, version, definition, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(tid(scope))
-            .bind(&t.name)
-            .bind(int(t.version)?)
-            .bind(&t.definition)
-            .bind(&t.created_by)
-            .bind(to_micros(t.created_at))
-            .execute(&mut *tx)
+        let (scope, t, audit) = (scope.clone(), t.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                require_live(tx, &scope)?;
+                query("INSERT INTO record_types (tenant_id, name, version, definition, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                    .bind(tid(&scope))
+                    .bind(&t.name)
+                    .bind(int(t.version)?)
+                    .bind(&t.definition)
+                    .bind(&t.created_by)
+                    .bind(to_micros(t.created_at))
+                    .execute(tx)
+                    .map_err(|e| map(e, "record type version"))?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
             .await
-            .map_err(|e| map(e, "record type version"))?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)
     }
 
     async fn record_type(
@@ -287,16 +293,15 @@ impl RecordStore for SqliteStore {
     ) -> Result<Option<StoredRecordType>, StoreError> {
         let region = self.region(scope)?;
         let q = match version {
-            Some(v) => sqlx::query("SELECT name, version, definition, created_by, created_at FROM record_types WHERE tenant_id = ? AND name = ? AND version = ?")
+            Some(v) => query("SELECT name, version, definition, created_by, created_at FROM record_types WHERE tenant_id = ? AND name = ? AND version = ?")
                 .bind(tid(scope))
                 .bind(name)
                 .bind(int(v)?),
-            None => sqlx::query("SELECT name, version, definition, created_by, created_at FROM record_types WHERE tenant_id = ? AND name = ? ORDER BY version DESC LIMIT 1")
+            None => query("SELECT name, version, definition, created_by, created_at FROM record_types WHERE tenant_id = ? AND name = ? ORDER BY version DESC LIMIT 1")
                 .bind(tid(scope))
                 .bind(name),
         };
-        q.fetch_optional(region.read())
-            .await
+        q.fetch_optional(region.read()?)
             .map_err(db)?
             .as_ref()
             .map(type_from_row)
@@ -305,10 +310,9 @@ impl RecordStore for SqliteStore {
 
     async fn record_types(&self, scope: &TenantScope) -> Result<Vec<StoredRecordType>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT name, version, definition, created_by, created_at FROM record_types t WHERE tenant_id = ?1 AND version = (SELECT MAX(version) FROM record_types u WHERE u.tenant_id = ?1 AND u.name = t.name) ORDER BY name LIMIT 1000")
+        query("SELECT name, version, definition, created_by, created_at FROM record_types t WHERE tenant_id = ?1 AND version = (SELECT MAX(version) FROM record_types u WHERE u.tenant_id = ?1 AND u.name = t.name) ORDER BY name LIMIT 1000")
             .bind(tid(scope))
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(type_from_row)
@@ -325,26 +329,36 @@ impl RecordStore for SqliteStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        require_live(&mut tx, scope).await?;
-        sqlx::query("INSERT INTO records (tenant_id, id, type_name, current_version, status, seq, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(tid(scope))
-            .bind(&r.id)
-            .bind(&r.type_name)
-            .bind(int(r.current_version)?)
-            .bind(&r.status)
-            .bind(int(r.seq)?)
-            .bind(&r.created_by)
-            .bind(to_micros(r.created_at))
-            .bind(to_micros(r.updated_at))
-            .execute(&mut *tx)
+        let (scope, r, version, revision, index, audit) = (
+            scope.clone(),
+            r.clone(),
+            version.clone(),
+            revision.clone(),
+            index.to_vec(),
+            audit.clone(),
+        );
+        region
+            .write(move |tx| {
+                require_live(tx, &scope)?;
+                query("INSERT INTO records (tenant_id, id, type_name, current_version, status, seq, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    .bind(tid(&scope))
+                    .bind(&r.id)
+                    .bind(&r.type_name)
+                    .bind(int(r.current_version)?)
+                    .bind(&r.status)
+                    .bind(int(r.seq)?)
+                    .bind(&r.created_by)
+                    .bind(to_micros(r.created_at))
+                    .bind(to_micros(r.updated_at))
+                    .execute(tx)
+                    .map_err(|e| map(e, "record id"))?;
+                insert_version(tx, &scope, &r.id, &version)?;
+                insert_revision(tx, &scope, &r.id, &revision)?;
+                replace_index(tx, &scope, &r.id, &index, true)?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
             .await
-            .map_err(|e| map(e, "record id"))?;
-        insert_version(&mut tx, scope, &r.id, version).await?;
-        insert_revision(&mut tx, scope, &r.id, revision).await?;
-        replace_index(&mut tx, scope, &r.id, index, true).await?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)
     }
 
     async fn record(
@@ -354,13 +368,12 @@ impl RecordStore for SqliteStore {
     ) -> Result<Option<StoredRecord>, StoreError> {
         let region = self.region(scope)?;
         // Only our own constant column list is formatted in; values are bound.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        dynamic(format!(
             "SELECT {RECORD_COLUMNS} FROM records WHERE tenant_id = ? AND id = ?"
-        )))
+        ))
         .bind(tid(scope))
         .bind(id)
-        .fetch_optional(region.read())
-        .await
+        .fetch_optional(region.read()?)
         .map_err(db)?
         .as_ref()
         .map(record_from_row)
@@ -375,7 +388,7 @@ impl RecordStore for SqliteStore {
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let region = self.region(scope)?;
         // Only constant SQL is pushed; every value is bound.
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        let mut q = Builder::new(format!(
             "SELECT {RECORD_COLUMNS} FROM records r WHERE tenant_id = "
         ));
         let tenant = tid(scope);
@@ -412,8 +425,7 @@ impl RecordStore for SqliteStore {
         q.push(" ORDER BY id LIMIT ")
             .push_bind(i64::from(page.limit));
         q.build()
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(record_from_row)
@@ -426,11 +438,10 @@ impl RecordStore for SqliteStore {
         id: &str,
     ) -> Result<Vec<StoredVersion>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT version, type_version, state, revision, content_hash, created_by, created_at, approved_at FROM record_versions WHERE tenant_id = ? AND record_id = ? ORDER BY version")
+        query("SELECT version, type_version, state, revision, content_hash, created_by, created_at, approved_at FROM record_versions WHERE tenant_id = ? AND record_id = ? ORDER BY version")
             .bind(tid(scope))
             .bind(id)
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(version_from_row)
@@ -444,11 +455,10 @@ impl RecordStore for SqliteStore {
     ) -> Result<Vec<StoredRevision>, StoreError> {
         let region = self.region(scope)?;
         // `X''` in place of the ciphertext: the row shape without reading it.
-        sqlx::query("SELECT version, revision, dek_version, X'' AS sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? ORDER BY version, revision")
+        query("SELECT version, revision, dek_version, X'' AS sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? ORDER BY version, revision")
             .bind(tid(scope))
             .bind(id)
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(revision_from_row)
@@ -463,13 +473,12 @@ impl RecordStore for SqliteStore {
         revision: u64,
     ) -> Result<Option<StoredRevision>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? AND version = ? AND revision = ?")
+        query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? AND version = ? AND revision = ?")
             .bind(tid(scope))
             .bind(id)
             .bind(int(version)?)
             .bind(int(revision)?)
-            .fetch_optional(region.read())
-            .await
+            .fetch_optional(region.read()?)
             .map_err(db)?
             .as_ref()
             .map(revision_from_row)
@@ -483,12 +492,11 @@ impl RecordStore for SqliteStore {
         version: u64,
     ) -> Result<Option<StoredRevision>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? AND version = ? ORDER BY revision DESC LIMIT 1")
+        query("SELECT version, revision, dek_version, sealed, attachments, content_hash, saved_by, saved_at FROM record_revisions WHERE tenant_id = ? AND record_id = ? AND version = ? ORDER BY revision DESC LIMIT 1")
             .bind(tid(scope))
             .bind(id)
             .bind(int(version)?)
-            .fetch_optional(region.read())
-            .await
+            .fetch_optional(region.read()?)
             .map_err(db)?
             .as_ref()
             .map(revision_from_row)
@@ -501,21 +509,20 @@ impl RecordStore for SqliteStore {
         id: &str,
     ) -> Result<Vec<String>, StoreError> {
         let region = self.region(scope)?;
-        let mut editors: Vec<String> = sqlx::query_scalar(
+        let conn = region.read()?;
+        let mut editors: Vec<String> = query_scalar(
             "SELECT DISTINCT saved_by FROM record_revisions WHERE tenant_id = ? AND record_id = ?",
         )
         .bind(tid(scope))
         .bind(id)
-        .fetch_all(region.read())
-        .await
+        .fetch_all(&conn)
         .map_err(db)?;
-        let starters: Vec<String> = sqlx::query_scalar(
+        let starters: Vec<String> = query_scalar(
             "SELECT DISTINCT created_by FROM record_versions WHERE tenant_id = ? AND record_id = ?",
         )
         .bind(tid(scope))
         .bind(id)
-        .fetch_all(region.read())
-        .await
+        .fetch_all(&conn)
         .map_err(db)?;
         editors.extend(starters);
         Ok(editors)
@@ -527,11 +534,10 @@ impl RecordStore for SqliteStore {
         id: &str,
     ) -> Result<Vec<StoredSignature>, StoreError> {
         let region = self.region(scope)?;
-        sqlx::query("SELECT id, record_id, version, signer_id, printed_name, meaning, comment, signed_at, content_hash, session_id, reauth, signature_hash, audit_seq FROM signatures WHERE tenant_id = ? AND record_id = ? ORDER BY version, audit_seq")
+        query("SELECT id, record_id, version, signer_id, printed_name, meaning, comment, signed_at, content_hash, session_id, reauth, signature_hash, audit_seq FROM signatures WHERE tenant_id = ? AND record_id = ? ORDER BY version, audit_seq")
             .bind(tid(scope))
             .bind(id)
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?
             .iter()
             .map(signature_from_row)
@@ -544,11 +550,10 @@ impl RecordStore for SqliteStore {
         id: &str,
     ) -> Result<Vec<StoredRecordEvent>, StoreError> {
         let region = self.region(scope)?;
-        let rows = sqlx::query("SELECT seq, version, action, actor, reason, at, audit_seq FROM record_events WHERE tenant_id = ? AND record_id = ? ORDER BY seq")
+        let rows = query("SELECT seq, version, action, actor, reason, at, audit_seq FROM record_events WHERE tenant_id = ? AND record_id = ? ORDER BY seq")
             .bind(tid(scope))
             .bind(id)
-            .fetch_all(region.read())
-            .await
+            .fetch_all(region.read()?)
             .map_err(db)?;
         rows.iter()
             .map(|r| {
@@ -571,14 +576,12 @@ impl RecordStore for SqliteStore {
         session: &str,
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM signatures WHERE tenant_id = ? AND session_id = ? LIMIT 1",
-        )
-        .bind(tid(scope))
-        .bind(session)
-        .fetch_optional(region.read())
-        .await
-        .map_err(db)?;
+        let found: Option<i64> =
+            query_scalar("SELECT 1 FROM signatures WHERE tenant_id = ? AND session_id = ? LIMIT 1")
+                .bind(tid(scope))
+                .bind(session)
+                .fetch_optional(region.read()?)
+                .map_err(db)?;
         Ok(found.is_some())
     }
 
@@ -589,52 +592,59 @@ impl RecordStore for SqliteStore {
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let region = self.region(scope)?;
-        let mut tx = region.write().await?;
-        require_live(&mut tx, scope).await?;
-        // The compare-and-swap on the change counter: a stale writer changes nothing.
-        let moved = sqlx::query("UPDATE records SET seq = seq + 1, status = ?, current_version = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND seq = ? AND status <> 'retired'")
-            .bind(&c.status)
-            .bind(int(c.current_version)?)
-            .bind(to_micros(c.at))
-            .bind(tid(scope))
-            .bind(&c.record)
-            .bind(int(c.expected_seq)?)
-            .execute(&mut *tx)
+        let (scope, c, audit) = (scope.clone(), c.clone(), audit.to_vec());
+        region
+            .write(move |tx| {
+                require_live(tx, &scope)?;
+                // The compare-and-swap on the change counter: a stale writer changes nothing.
+                let moved = query("UPDATE records SET seq = seq + 1, status = ?, current_version = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND seq = ? AND status <> 'retired'")
+                    .bind(&c.status)
+                    .bind(int(c.current_version)?)
+                    .bind(to_micros(c.at))
+                    .bind(tid(&scope))
+                    .bind(&c.record)
+                    .bind(int(c.expected_seq)?)
+                    .execute(tx)
+                    .map_err(db)?
+                    .rows_affected();
+                if moved != 1 {
+                    // Nothing was written before this point (`require_live` only reads
+                    // and the update matched no row), so keeping the savepoint keeps
+                    // nothing: "false, nothing written", as the port promises.
+                    return Ok(false);
+                }
+                // From here on every refusal is an `Err`, which rolls back the
+                // counter's move and everything after it.
+                let mut seqs = Vec::with_capacity(audit.len());
+                for event in &audit {
+                    seqs.push(super::audit::append(tx, &scope, event)?);
+                }
+                if let Some(v) = &c.new_version {
+                    insert_version(tx, &scope, &c.record, v)?;
+                }
+                if let Some(u) = &c.version_update {
+                    update_version(tx, &scope, &c.record, u)?;
+                }
+                if let Some(r) = &c.revision {
+                    insert_revision(tx, &scope, &c.record, r)?;
+                }
+                if let Some(s) = &c.signature {
+                    let audit_seq = *seqs
+                        .first()
+                        .ok_or_else(|| StoreError::backend("a signature needs its audit entry"))?;
+                    insert_signature(tx, &scope, &c.record, s, audit_seq)?;
+                }
+                if let Some(e) = &c.event {
+                    let audit_seq = *seqs
+                        .last()
+                        .ok_or_else(|| StoreError::backend("a record event needs its audit entry"))?;
+                    insert_event(tx, &scope, &c.record, e, audit_seq)?;
+                }
+                if let Some(index) = &c.index {
+                    replace_index(tx, &scope, &c.record, index, false)?;
+                }
+                Ok(true)
+            })
             .await
-            .map_err(db)?
-            .rows_affected();
-        if moved != 1 {
-            return Ok(false);
-        }
-        let mut seqs = Vec::with_capacity(audit.len());
-        for event in audit {
-            seqs.push(super::audit::append(&mut tx, scope, event).await?);
-        }
-        if let Some(v) = &c.new_version {
-            insert_version(&mut tx, scope, &c.record, v).await?;
-        }
-        if let Some(u) = &c.version_update {
-            update_version(&mut tx, scope, &c.record, u).await?;
-        }
-        if let Some(r) = &c.revision {
-            insert_revision(&mut tx, scope, &c.record, r).await?;
-        }
-        if let Some(s) = &c.signature {
-            let audit_seq = *seqs
-                .first()
-                .ok_or_else(|| StoreError::backend("a signature needs its audit entry"))?;
-            insert_signature(&mut tx, scope, &c.record, s, audit_seq).await?;
-        }
-        if let Some(e) = &c.event {
-            let audit_seq = *seqs
-                .last()
-                .ok_or_else(|| StoreError::backend("a record event needs its audit entry"))?;
-            insert_event(&mut tx, scope, &c.record, e, audit_seq).await?;
-        }
-        if let Some(index) = &c.index {
-            replace_index(&mut tx, scope, &c.record, index, false).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 }

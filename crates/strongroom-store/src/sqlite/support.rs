@@ -3,15 +3,13 @@
 //! expired, each with its audit entry in the same transaction.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use strongroom_core::access::{Scoped, TenantScope, WritableScope};
 use strongroom_core::identity::operator::OperatorId;
 use strongroom_core::store::{AuditEvent, StoreError, SupportGrant, SupportScope, SupportStore};
 use time::OffsetDateTime;
 
 use super::directory::uuid;
-use super::{SqliteStore, tid};
+use super::{SqliteRow, SqliteStore, dynamic, query, tid};
 use crate::error::db;
 use crate::time_codec::{from_micros, to_micros};
 
@@ -43,22 +41,26 @@ impl SupportStore for SqliteStore {
         g: &SupportGrant,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.region(scope)?.write().await?;
-        sqlx::query("INSERT INTO support_grants (tenant_id, id, operator_id, scope, personal_data, reason, granted_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(tid(scope))
-            .bind(&g.id)
-            .bind(g.operator.as_uuid().to_string())
-            .bind(g.scope.as_str())
-            .bind(i64::from(g.personal_data))
-            .bind(&g.reason)
-            .bind(&g.granted_by)
-            .bind(to_micros(g.created_at))
-            .bind(to_micros(g.expires_at))
-            .execute(&mut *tx)
+        let region = self.region(scope)?;
+        let (scope, g, audit) = (scope.clone(), g.clone(), audit.clone());
+        region
+            .write(move |tx| {
+                query("INSERT INTO support_grants (tenant_id, id, operator_id, scope, personal_data, reason, granted_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    .bind(tid(&scope))
+                    .bind(&g.id)
+                    .bind(g.operator.as_uuid().to_string())
+                    .bind(g.scope.as_str())
+                    .bind(i64::from(g.personal_data))
+                    .bind(&g.reason)
+                    .bind(&g.granted_by)
+                    .bind(to_micros(g.created_at))
+                    .bind(to_micros(g.expires_at))
+                    .execute(tx)
+                    .map_err(db)?;
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(())
+            })
             .await
-            .map_err(db)?;
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)
     }
 
     async fn support_grants(
@@ -69,11 +71,10 @@ impl SupportStore for SqliteStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM support_grants WHERE tenant_id = ? ORDER BY created_at DESC, id LIMIT ?"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        dynamic(sql)
             .bind(tid(scope))
             .bind(i64::from(limit))
-            .fetch_all(self.region(scope)?.read())
-            .await
+            .fetch_all(self.region(scope)?.read()?)
             .map_err(db)?
             .iter()
             .map(grant_from_row)
@@ -90,13 +91,12 @@ impl SupportStore for SqliteStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM support_grants WHERE tenant_id = ? AND operator_id = ? AND scope = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY expires_at DESC LIMIT 1"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        dynamic(sql)
             .bind(tid(scope))
             .bind(operator.as_uuid().to_string())
             .bind(what.as_str())
             .bind(to_micros(now))
-            .fetch_optional(self.region(scope)?.read())
-            .await
+            .fetch_optional(self.region(scope)?.read()?)
             .map_err(db)?
             .as_ref()
             .map(grant_from_row)
@@ -109,22 +109,26 @@ impl SupportStore for SqliteStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.region(scope)?.write().await?;
-        let done = sqlx::query("UPDATE support_grants SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL AND expires_at > ?")
-            .bind(to_micros(audit.at))
-            .bind(tid(scope))
-            .bind(id)
-            .bind(to_micros(audit.at))
-            .execute(&mut *tx)
+        let region = self.region(scope)?;
+        let (scope, id, audit) = (scope.clone(), id.to_owned(), audit.clone());
+        region
+            .write(move |tx| {
+                let done = query("UPDATE support_grants SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL AND expires_at > ?")
+                    .bind(to_micros(audit.at))
+                    .bind(tid(&scope))
+                    .bind(&id)
+                    .bind(to_micros(audit.at))
+                    .execute(tx)
+                    .map_err(db)?
+                    .rows_affected();
+                // Nothing was written when no row changed: `Ok` keeps nothing.
+                if done == 0 {
+                    return Ok(false);
+                }
+                super::audit::append(tx, &scope, &audit)?;
+                Ok(true)
+            })
             .await
-            .map_err(db)?
-            .rows_affected();
-        if done == 0 {
-            return Ok(false);
-        }
-        super::audit::append(&mut tx, scope, audit).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 
     async fn unrecorded_expiries(
@@ -135,11 +139,10 @@ impl SupportStore for SqliteStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM support_grants WHERE tenant_id = ? AND revoked_at IS NULL AND expiry_recorded = 0 AND expires_at <= ? LIMIT 100"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        dynamic(sql)
             .bind(tid(scope))
             .bind(to_micros(now))
-            .fetch_all(self.region(scope)?.read())
-            .await
+            .fetch_all(self.region(scope)?.read()?)
             .map_err(db)?
             .iter()
             .map(grant_from_row)
@@ -152,17 +155,21 @@ impl SupportStore for SqliteStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.region(scope)?.write().await?;
-        let done = sqlx::query("UPDATE support_grants SET expiry_recorded = 1 WHERE tenant_id = ? AND id = ? AND expiry_recorded = 0")
-            .bind(tid(scope))
-            .bind(id)
-            .execute(&mut *tx)
+        let region = self.region(scope)?;
+        let (scope, id, audit) = (scope.clone(), id.to_owned(), audit.clone());
+        region
+            .write(move |tx| {
+                let done = query("UPDATE support_grants SET expiry_recorded = 1 WHERE tenant_id = ? AND id = ? AND expiry_recorded = 0")
+                    .bind(tid(&scope))
+                    .bind(&id)
+                    .execute(tx)
+                    .map_err(db)?
+                    .rows_affected();
+                if done == 1 {
+                    super::audit::append(tx, &scope, &audit)?;
+                }
+                Ok(())
+            })
             .await
-            .map_err(db)?
-            .rows_affected();
-        if done == 1 {
-            super::audit::append(&mut tx, scope, audit).await?;
-        }
-        tx.commit().await.map_err(db)
     }
 }

@@ -41,12 +41,17 @@ impl Backend for Sqlite {
 
     async fn break_audit_appends(&self, scope: &TenantScope) {
         // A temporary trigger lives on the connection that made it: the single writer.
-        let mut tx = self.store.region(scope).unwrap().write().await.unwrap();
-        sqlx::query("CREATE TEMP TRIGGER inject_failure BEFORE INSERT ON main.audit_entries BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END")
-            .execute(&mut *tx)
+        self.store
+            .region(scope)
+            .unwrap()
+            .write(|tx| {
+                query("CREATE TEMP TRIGGER inject_failure BEFORE INSERT ON main.audit_entries BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END")
+                    .execute(tx)
+                    .map_err(db)
+                    .map(|_| ())
+            })
             .await
             .unwrap();
-        tx.commit().await.unwrap();
     }
 
     async fn rewrite_audit(&self, scope: &TenantScope) -> Vec<Option<String>> {
@@ -56,28 +61,38 @@ impl Backend for Sqlite {
             "UPDATE audit_entries SET action = 'x'",
             "DELETE FROM audit_entries",
         ] {
-            let mut tx = region.write().await.unwrap();
             refused.push(
-                sqlx::query(sql)
-                    .execute(&mut *tx)
+                region
+                    .write(move |tx| query(sql).execute(tx).map_err(db).map(|_| ()))
                     .await
                     .err()
-                    .map(|e| e.to_string()),
+                    .map(|e| {
+                        format!(
+                            "{e} {:?}",
+                            std::error::Error::source(&e).map(ToString::to_string)
+                        )
+                    }),
             );
         }
         refused
     }
 
     async fn occupy_home(&self, tenant: &Tenant) {
-        let db = self.store.regions.get(&tenant.region).unwrap();
-        let mut tx = db.write().await.unwrap();
-        sqlx::query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES (?, ?, 0)")
-            .bind(tenant.id.as_uuid().to_string())
-            .bind(tenant.slug.as_str())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        let db_ = self.store.regions.get(&tenant.region).unwrap();
+        let (id, slug) = (
+            tenant.id.as_uuid().to_string(),
+            tenant.slug.as_str().to_owned(),
+        );
+        db_.write(move |tx| {
+            query("INSERT INTO tenant_homes (tenant_id, slug, created_at) VALUES (?, ?, 0)")
+                .bind(&id)
+                .bind(&slug)
+                .execute(tx)
+                .map_err(db)
+                .map(|_| ())
+        })
+        .await
+        .unwrap();
     }
 }
 

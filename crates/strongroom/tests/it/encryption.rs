@@ -1120,7 +1120,6 @@ async fn a_download_whose_file_is_replaced_by_re_encryption_still_succeeds() {
 #[tokio::test]
 async fn a_shred_whose_journal_purge_fails_still_drops_cached_keys() {
     crate::support::sqlite_only!("breaks the SQLite journal purge");
-    use sqlx::Connection;
     let s = crate::support::start().await;
     let token = s.operator_token().await;
     new_tenant(&s, &token, "shredded").await;
@@ -1137,13 +1136,12 @@ async fn a_shred_whose_journal_purge_fails_still_drops_cached_keys() {
         b"v"
     );
     let db = s.data_dir().join("regions/eu/strongroom.db");
-    let mut reader = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
-    sqlx::query("SELECT count(*) FROM tenant_homes")
-        .fetch_one(&mut reader)
-        .await
+    let reader =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM tenant_homes", [], |r| r.get(0))
         .unwrap();
     assert!(p.cached_keys() > 0);
     let shred = p.shred_tenant_keys(&me, &t, "contract ended".into()).await;
@@ -1153,7 +1151,7 @@ async fn a_shred_whose_journal_purge_fails_still_drops_cached_keys() {
     );
     assert_eq!(p.cached_keys(), 0, "destroyed keys still held in memory");
     assert!(p.tenant_secret(&me, &t, "smtp").await.is_err());
-    sqlx::query("ROLLBACK").execute(&mut reader).await.unwrap();
+    reader.execute_batch("ROLLBACK").unwrap();
 }
 
 /// A root key on the token that the token would reveal (created by another tool as
