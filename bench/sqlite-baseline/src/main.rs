@@ -4,7 +4,7 @@
 //! `sqlite-baseline <dir> <secs>` prints three lines of `name value unit`:
 //! durable inserts per second one per transaction, the same batched 100 per
 //! transaction, and microseconds per trivial statement (`SELECT ?1`, prepared and
-//! cached), so the driver's own cost can be set beside sqlx's measured the same way.
+//! cached): the driver's own cost, the floor under every statement of the adapter.
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,7 @@
-//! Column codecs both adapters share: counts and versions as the signed 64-bit
-//! integers both databases store, and tenant ids as text. One definition, so the two
-//! backends cannot drift on what a stored number means.
+//! Column codecs: counts and versions as the signed 64-bit integers both databases
+//! store, and tenant ids as text. `tid` and `int` are shared by both adapters;
+//! `u32_col`/`u64_col` here decode sqlx rows (PostgreSQL), and `sqlite::{u32_col,
+//! u64_col}` apply the same rule to the SQLite adapter's rows.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use strongroom_core::access::Scoped;

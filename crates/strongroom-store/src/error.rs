@@ -55,7 +55,8 @@ impl DriverError for rusqlite::Error {
                 StoreError::Conflict { what: unique }
             }
             // Another process holds the lock past the busy timeout, the disk is full
-            // or failing, or the file cannot be opened: try again later, a 503.
+            // or failing, the file cannot be opened, is damaged or was replaced, or a
+            // read ran past its deadline: not the client's doing; a 503.
             rusqlite::Error::SqliteFailure(f, _)
                 if matches!(
                     f.code,
@@ -65,6 +66,11 @@ impl DriverError for rusqlite::Error {
                         | ffi::ErrorCode::DiskFull
                         | ffi::ErrorCode::CannotOpen
                         | ffi::ErrorCode::OutOfMemory
+                        | ffi::ErrorCode::DatabaseCorrupt
+                        | ffi::ErrorCode::NotADatabase
+                        | ffi::ErrorCode::ReadOnly
+                        | ffi::ErrorCode::FileLockingProtocolFailed
+                        | ffi::ErrorCode::OperationInterrupted
                 ) =>
             {
                 unavailable(e)

@@ -17,16 +17,26 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{FromSql, ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use strongroom_core::store::StoreError;
 
-/// Prepared statements kept per connection: every statement the adapter has, with
-/// room for the lists whose SQL varies with their filters.
-const STATEMENT_CACHE: usize = 512;
+/// Prepared statements kept per connection: every statement the adapter has (about
+/// 170), with room for the lists whose SQL varies with their filters (a bounded set
+/// of shapes: no statement's SQL depends on how many values a request carries).
+const STATEMENT_CACHE: usize = 256;
+
+/// The longest one read may run. Reads run on the calling task's thread, so a read
+/// the indexes cannot narrow would otherwise hold a runtime worker (and every request
+/// queued on it); past this it is interrupted and answered 503.
+const READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// SQLite virtual-machine steps between checks of the read deadline.
+const READ_CHECK_EVERY: i32 = 10_000;
 
 /// One row, read out of SQLite (values are copied, so the row outlives its
 /// statement). Columns are found by name or by position.
@@ -290,7 +300,7 @@ impl<T: FromSql> Scalar<T> {
 }
 
 /// SQL assembled from constant pieces, with a `?` and a bound value for every
-/// value. For lists whose filters vary and for multi-row inserts.
+/// value. For lists whose filters vary.
 #[derive(Debug)]
 pub(crate) struct Builder {
     query: Query,
@@ -319,60 +329,9 @@ impl Builder {
         self
     }
 
-    /// A list whose items are joined by `sep`.
-    pub(crate) fn separated(&mut self, sep: &'static str) -> Separated<'_> {
-        Separated {
-            builder: self,
-            sep,
-            first: true,
-        }
-    }
-
     /// The statement.
     pub(crate) fn build(&mut self) -> Query {
         std::mem::replace(&mut self.query, query(""))
-    }
-}
-
-/// Items of a list in a [`Builder`].
-pub(crate) struct Separated<'a> {
-    builder: &'a mut Builder,
-    sep: &'static str,
-    first: bool,
-}
-
-impl Separated<'_> {
-    fn next(&mut self) {
-        if !self.first {
-            self.builder.push(self.sep);
-        }
-        self.first = false;
-    }
-
-    /// Appends constant SQL as the next item.
-    pub(crate) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
-        self.next();
-        self.builder.push(sql);
-        self
-    }
-
-    /// Appends a bound value as the next item.
-    pub(crate) fn push_bind<V: ToSql>(&mut self, v: V) -> &mut Self {
-        self.next();
-        self.builder.push_bind(v);
-        self
-    }
-
-    /// Appends a bound value to the current item (no separator).
-    pub(crate) fn push_bind_unseparated<V: ToSql>(&mut self, v: V) -> &mut Self {
-        self.builder.push_bind(v);
-        self
-    }
-
-    /// Appends constant SQL to the current item (no separator).
-    pub(crate) fn push_unseparated(&mut self, sql: impl std::fmt::Display) -> &mut Self {
-        self.builder.push(sql);
-        self
     }
 }
 
@@ -388,6 +347,8 @@ impl Separated<'_> {
 ///    does not linger in free pages.
 /// 6. `trusted_schema=OFF` — schema content cannot call application functions.
 fn configure(c: &Connection, writer: bool, full: bool, busy: Duration) -> rusqlite::Result<()> {
+    // First, so that the pragmas below wait for another process's lock too.
+    c.busy_timeout(busy)?;
     if writer {
         let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -398,7 +359,6 @@ fn configure(c: &Connection, writer: bool, full: bool, busy: Duration) -> rusqli
     }
     c.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
     c.pragma_update(None, "foreign_keys", "ON")?;
-    c.busy_timeout(busy)?;
     c.pragma_update(None, "secure_delete", "ON")?;
     c.pragma_update(None, "trusted_schema", "OFF")?;
     c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -428,14 +388,29 @@ pub(crate) fn open_writer(
 
 /// A database's read-only connections: taken for one port call on the caller's
 /// thread and put back after. Reads are short (indexed lookups and bounded pages), so
-/// they run where they are asked for instead of paying a thread hop.
+/// they run where they are asked for instead of paying a thread hop; each connection
+/// carries a deadline ([`READ_LIMIT`] from when it was taken) that interrupts a read
+/// running longer.
 #[derive(Debug)]
 pub(crate) struct Readers {
     path: PathBuf,
     busy: Duration,
-    /// Connections kept open between reads.
-    idle: Mutex<Vec<Connection>>,
+    /// Connections kept open between reads, with their deadlines.
+    idle: Mutex<Vec<Pooled>>,
     keep: usize,
+    /// What deadlines are measured from.
+    epoch: Instant,
+}
+
+/// A read connection and its deadline (nanoseconds after the pool's epoch).
+#[derive(Debug)]
+struct Pooled {
+    conn: Connection,
+    deadline: Arc<AtomicU64>,
+}
+
+fn since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Readers {
@@ -447,26 +422,41 @@ impl Readers {
             busy,
             idle: Mutex::new(Vec::new()),
             keep,
+            epoch: Instant::now(),
         }
     }
 
     /// A read-only connection for as long as the guard lives.
     pub(crate) fn get(&self) -> Result<ReadConn<'_>, StoreError> {
         let pooled = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-        let conn = match pooled {
-            Some(c) => c,
-            None => {
-                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                let c = Connection::open_with_flags(&self.path, flags)
-                    .map_err(|e| opened(&self.path, e))?;
-                configure(&c, false, true, self.busy).map_err(|e| opened(&self.path, e))?;
-                c
-            }
+        let pooled = match pooled {
+            Some(p) => p,
+            None => self.open()?,
         };
+        let limit = u64::try_from(READ_LIMIT.as_nanos()).unwrap_or(u64::MAX);
+        pooled
+            .deadline
+            .store(since(self.epoch).saturating_add(limit), Ordering::Relaxed);
         Ok(ReadConn {
-            conn: Some(conn),
+            conn: Some(pooled),
             pool: self,
         })
+    }
+
+    fn open(&self) -> Result<Pooled, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(&self.path, flags).map_err(|e| opened(&self.path, e))?;
+        configure(&conn, false, true, self.busy).map_err(|e| opened(&self.path, e))?;
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let (watch, epoch) = (deadline.clone(), self.epoch);
+        // Returning true interrupts the statement (SQLITE_INTERRUPT, a 503).
+        conn.progress_handler(
+            READ_CHECK_EVERY,
+            Some(move || since(epoch) > watch.load(Ordering::Relaxed)),
+        )
+        .map_err(|e| opened(&self.path, e))?;
+        Ok(Pooled { conn, deadline })
     }
 
     /// Answers `SELECT 1`, or says why the database cannot be read.
@@ -484,7 +474,7 @@ impl Readers {
 
 /// A pooled read-only connection.
 pub(crate) struct ReadConn<'a> {
-    conn: Option<Connection>,
+    conn: Option<Pooled>,
     pool: &'a Readers,
 }
 
@@ -493,7 +483,7 @@ impl Deref for ReadConn<'_> {
 
     fn deref(&self) -> &Connection {
         match &self.conn {
-            Some(c) => c,
+            Some(p) => &p.conn,
             None => unreachable!("the connection leaves only when the guard is dropped"),
         }
     }
@@ -504,7 +494,7 @@ impl Drop for ReadConn<'_> {
         let Some(c) = self.conn.take() else { return };
         // A connection left inside a transaction (a read that failed half-way) is
         // closed, not reused.
-        if !c.is_autocommit() {
+        if !c.conn.is_autocommit() {
             return;
         }
         if let Ok(mut idle) = self.pool.idle.lock()
@@ -512,5 +502,50 @@ impl Drop for ReadConn<'_> {
         {
             idle.push(c);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::db;
+
+    #[test]
+    fn a_read_that_never_ends_is_interrupted_and_answered_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        drop(open_writer(&path, true, Duration::from_secs(1)).unwrap());
+        let readers = Readers::new(&path, Duration::from_secs(1), 1);
+        let endless = query_scalar::<i64>(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+        )
+        .fetch_one(readers.get().unwrap())
+        .map_err(db);
+        assert!(
+            matches!(endless, Err(StoreError::Unavailable { .. })),
+            "{endless:?}"
+        );
+        // The interrupted connection went back to the pool and serves the next read.
+        let one = query_scalar::<i64>("SELECT 1")
+            .fetch_one(readers.get().unwrap())
+            .unwrap();
+        assert_eq!(one, 1);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_corruption_not_a_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let c = open_writer(&path, true, Duration::from_secs(1)).unwrap();
+        let row = query("SELECT 'text' AS t, 7 AS n, NULL AS z")
+            .fetch_one(&c)
+            .unwrap();
+        assert!(matches!(
+            row.try_get::<i64, _>("t").map_err(db),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 7);
+        assert_eq!(row.try_get::<Option<String>, _>("z").unwrap(), None);
+        assert!(row.try_get::<i64, _>("missing").is_err());
     }
 }

@@ -12,7 +12,7 @@ use strongroom_core::tenant::{DisplayName, RegionName, Slug, Tenant, TenantId, T
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Builder, Connection, Db, SqliteRow, SqliteStore, query, query_scalar, tid};
+use super::{Connection, Db, SqliteRow, SqliteStore, query, query_scalar, tid};
 use crate::error::{db, map};
 use crate::time_codec::{from_micros, to_micros};
 
@@ -262,19 +262,19 @@ impl DirectoryStore for SqliteStore {
         ids: &BTreeSet<TenantId>,
     ) -> Result<Vec<Tenant>, StoreError> {
         let ids: Vec<String> = ids.iter().map(|i| i.as_uuid().to_string()).collect();
-        let mut out = Vec::new();
-        for chunk in ids.chunks(500) {
-            let mut q = Builder::new(
-                "SELECT id, slug, display_name, region, status, created_at FROM tenants WHERE id IN (",
-            );
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.clone());
-            }
-            q.push(") ORDER BY slug");
-            let rows = q.build().fetch_all(self.control.read()?).map_err(db)?;
-            for r in &rows {
-                out.push(tenant_from_row(r)?);
+        // One cached lookup per id (by primary key) on one connection, rather than
+        // an `IN (...)` list whose every length is another cached statement.
+        let conn = self.control.read()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let row = query(
+                "SELECT id, slug, display_name, region, status, created_at FROM tenants WHERE id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&conn)
+            .map_err(db)?;
+            if let Some(r) = row {
+                out.push(tenant_from_row(&r)?);
             }
         }
         out.sort_by(|a, b| a.slug.as_str().cmp(b.slug.as_str()));

@@ -71,8 +71,8 @@ pub(super) fn require_live(tx: &Connection, scope: &TenantScope) -> Result<(), S
 impl KeyStore for SqliteStore {
     async fn tenant_keys(&self, scope: &TenantScope) -> Result<TenantKeys, StoreError> {
         // One statement, so one consistent snapshot (a concurrent KEK rotation is seen
-        // entirely or not at all) for one trip to the driver's thread: this runs for
-        // every seal and every open. Columns by kind: 0 (home) `version` holds
+        // entirely or not at all) without a read transaction: this runs for every seal
+        // and every open. Columns by kind: 0 (home) `version` holds
         // keys_destroyed_at; 1 (KEK) `owner` is the provider; 2 (DEK) `owner` is the
         // wrapping KEK's version.
         let rows = query(

@@ -76,8 +76,11 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// Opens the database at `path`; `name` (`control` or the region's) names its
+    /// writer thread (`sqlw-<name>` in `top -H`).
     async fn open(
         path: &Path,
+        name: &str,
         migrations: &'static [migrate::Migration],
         tuning: SqliteTuning,
     ) -> Result<Self, StoreError> {
@@ -92,13 +95,8 @@ impl Db {
         })
         .await
         .map_err(|_| StoreError::unavailable("opening the database failed unexpectedly"))??;
-        let name = path
-            .parent()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         Ok(Self {
-            writer: commit::Writer::start(conn, tuning.group_commit, BUSY_TIMEOUT * 2, &name)?,
+            writer: commit::Writer::start(conn, tuning.group_commit, BUSY_TIMEOUT * 2, name)?,
             readers: Arc::new(connection::Readers::new(path, BUSY_TIMEOUT, READERS)),
             path: Arc::from(path),
         })
@@ -198,7 +196,7 @@ impl SqliteStore {
         regions: &BTreeMap<RegionName, PathBuf>,
         tuning: SqliteTuning,
     ) -> Result<Self, StoreError> {
-        let control = Db::open(control_path, migrate::CONTROL, tuning).await?;
+        let control = Db::open(control_path, "control", migrate::CONTROL, tuning).await?;
         let mut opened = BTreeMap::new();
         for (name, dir) in regions {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
@@ -207,7 +205,13 @@ impl SqliteStore {
             })?;
             opened.insert(
                 name.clone(),
-                Db::open(&dir.join("strongroom.db"), migrate::REGION, tuning).await?,
+                Db::open(
+                    &dir.join("strongroom.db"),
+                    name.as_str(),
+                    migrate::REGION,
+                    tuning,
+                )
+                .await?,
             );
         }
         Ok(Self {

@@ -139,8 +139,8 @@ impl UserStore for SqliteStore {
     }
 
     async fn user(&self, scope: &dyn Scoped, id: UserId) -> Result<Option<User>, StoreError> {
-        // The account and its grants in one statement: one snapshot, and one trip to
-        // the driver's thread on every authenticated request.
+        // The account and its grants in one statement: one snapshot without a read
+        // transaction, on every authenticated request.
         let row = query(
             "SELECT id, email, full_name, status, created_at, (SELECT group_concat(role, ' ') FROM role_grants g WHERE g.tenant_id = u.tenant_id AND g.user_id = u.id) AS roles FROM users u WHERE tenant_id = ? AND id = ?",
         )

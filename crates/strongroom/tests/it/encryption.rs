@@ -974,10 +974,17 @@ async fn the_server_re_encrypts_in_the_background_after_a_cli_rotation() {
             name.as_bytes()
         );
     }
-    assert!(
-        s.log()
-            .contains("re-encrypted objects under the current data keys")
-    );
+    // The server logs the round after its last write is visible: wait for the line.
+    while !s
+        .log()
+        .contains("re-encrypted objects under the current data keys")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not log its re-encryption round"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// A blob store that, the first time a given file is opened, first lets a concurrent
