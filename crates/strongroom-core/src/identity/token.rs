@@ -201,6 +201,19 @@ pub struct Jwks {
     pub keys: Vec<PublicJwk>,
 }
 
+/// Tokens whose signature is remembered as verified, at most; past this the memory is
+/// cleared and refilled by the next requests.
+const VERIFIED_CACHE: usize = 8192;
+
+/// A token whose signature was verified: by which key, and what it says.
+struct Verified {
+    kid: String,
+    /// The key's public bytes when it verified the token: a key id that comes back
+    /// with other bytes does not vouch for the token.
+    key: Vec<u8>,
+    claims: Claims,
+}
+
 /// Signs and verifies tokens with the deployment's signing keys.
 pub struct TokenService {
     issuer: String,
@@ -208,6 +221,13 @@ pub struct TokenService {
     /// Behind a lock so that a revocation can take keys out even when a full reload
     /// (which needs the root provider) fails: revocation never fails open.
     verifying: std::sync::RwLock<HashMap<String, Vec<u8>>>,
+    /// Tokens already verified, by SHA-256 of the token: every request of a session
+    /// presents the same access token, and an Ed25519 verification was an eighth of a
+    /// read's CPU time. Whether a signature is valid under a key never changes, so what
+    /// is remembered is only that; the key must still be in `verifying` (a revoked key
+    /// stops its tokens at once, cached or not), and audience, issuer and times are
+    /// checked on every use.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
     clock: SharedClock,
 }
 
@@ -237,6 +257,7 @@ impl TokenService {
             issuer,
             active,
             verifying: std::sync::RwLock::new(verifying),
+            verified: std::sync::Mutex::new(HashMap::new()),
             clock,
         }
     }
@@ -325,6 +346,89 @@ impl TokenService {
         if token.len() > 8 * 1024 {
             return Err(TokenError::Malformed);
         }
+        let digest: [u8; 32] = {
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            let mut out = [0u8; 32];
+            out.copy_from_slice(d.as_ref());
+            out
+        };
+        if let Some(claims) = self.remembered(&digest) {
+            if claims.iss != self.issuer || !auds.contains(&claims.aud.as_str()) {
+                return Err(TokenError::WrongAudience);
+            }
+            self.check_times(&claims)?;
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token, auds)?;
+        self.remember(digest, &claims, token);
+        Ok(claims)
+    }
+
+    /// The claims of a token verified before, if the key that verified it is still
+    /// trusted with the same bytes.
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Claims> {
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = cache.get(digest)?;
+        let trusted = self
+            .verifying
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&v.kid)
+            .is_some_and(|key| *key == v.key);
+        if trusted {
+            Some(v.claims.clone())
+        } else {
+            cache.remove(digest);
+            None
+        }
+    }
+
+    /// Remembers a token that just verified.
+    fn remember(&self, digest: [u8; 32], claims: &Claims, token: &str) {
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return;
+        };
+        let Some(kid) = header.kid else { return };
+        let Some(key) = self
+            .verifying
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&kid)
+            .cloned()
+        else {
+            return;
+        };
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(
+            digest,
+            Verified {
+                kid,
+                key,
+                claims: claims.clone(),
+            },
+        );
+    }
+
+    /// Remembered verified tokens (tests).
+    #[cfg(test)]
+    fn remembered_len(&self) -> usize {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// The full check: header, key, signature, issuer, audience, times.
+    fn verify_signed(&self, token: &str, auds: &[&str]) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::UnknownKey);

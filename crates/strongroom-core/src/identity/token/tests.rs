@@ -160,3 +160,55 @@ fn user_tokens_carry_tenant_claims_and_other_issuers_are_refused() {
         Err(TokenError::WrongAudience)
     );
 }
+
+#[test]
+fn a_remembered_token_is_still_checked_for_key_audience_and_time() {
+    let clock = clock();
+    let s = service(&clock);
+    let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900).access_token;
+    // Verified once: remembered.
+    assert_eq!(s.verify(&t, OPERATOR_AUDIENCE).unwrap().sub, "operator:x");
+    assert_eq!(s.remembered_len(), 1);
+    // Again from memory, the same claims.
+    assert_eq!(s.verify(&t, OPERATOR_AUDIENCE).unwrap().sub, "operator:x");
+    // Another audience is refused even from memory.
+    assert_eq!(
+        s.verify(&t, "strongroom:tenant"),
+        Err(TokenError::WrongAudience)
+    );
+    // A tampered copy is not the remembered token.
+    let mut tampered = t.clone();
+    tampered.pop();
+    tampered.push(if t.ends_with('A') { 'B' } else { 'A' });
+    assert!(s.verify(&tampered, OPERATOR_AUDIENCE).is_err());
+    // Expiry is checked on every use.
+    clock.advance(Duration::seconds(900 + LEEWAY_SECS + 1));
+    assert_eq!(s.verify(&t, OPERATOR_AUDIENCE), Err(TokenError::Expired));
+}
+
+#[test]
+fn revoking_the_key_stops_a_remembered_token_at_once() {
+    let clock = clock();
+    let s = service(&clock);
+    let t = s.issue(OPERATOR_AUDIENCE, "operator:x", 900).access_token;
+    s.verify(&t, OPERATOR_AUDIENCE).unwrap();
+    assert_eq!(s.remembered_len(), 1);
+    s.keep_only(&std::collections::HashSet::new());
+    assert_eq!(s.verify(&t, OPERATOR_AUDIENCE), Err(TokenError::UnknownKey));
+    assert_eq!(
+        s.remembered_len(),
+        0,
+        "the entry of a revoked key is dropped"
+    );
+}
+
+#[test]
+fn the_memory_of_verified_tokens_is_bounded() {
+    let clock = clock();
+    let s = service(&clock);
+    for i in 0..(VERIFIED_CACHE + 10) {
+        let t = s.issue(OPERATOR_AUDIENCE, &format!("operator:{i}"), 900);
+        s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap();
+        assert!(s.remembered_len() <= VERIFIED_CACHE);
+    }
+}
