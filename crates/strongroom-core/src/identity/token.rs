@@ -359,54 +359,55 @@ impl TokenService {
             self.check_times(&claims)?;
             return Ok(claims);
         }
-        let claims = self.verify_signed(token, auds)?;
-        self.remember(digest, &claims, token);
+        let (kid, key, claims) = self.verify_signed(token, auds)?;
+        self.remember(digest, kid, key, &claims);
         Ok(claims)
     }
 
     /// The claims of a token verified before, if the key that verified it is still
-    /// trusted with the same bytes.
+    /// trusted with the same bytes. Lock order: `verified` is never held while
+    /// `verifying` is taken.
     fn remembered(&self, digest: &[u8; 32]) -> Option<Claims> {
-        let mut cache = self
-            .verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let v = cache.get(digest)?;
+        let (kid, key, claims) = {
+            let cache = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let v = cache.get(digest)?;
+            (v.kid.clone(), v.key.clone(), v.claims.clone())
+        };
         let trusted = self
             .verifying
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&v.kid)
-            .is_some_and(|key| *key == v.key);
+            .get(&kid)
+            .is_some_and(|k| *k == key);
         if trusted {
-            Some(v.claims.clone())
+            Some(claims)
         } else {
-            cache.remove(digest);
+            self.verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(digest);
             None
         }
     }
 
-    /// Remembers a token that just verified.
-    fn remember(&self, digest: [u8; 32], claims: &Claims, token: &str) {
-        let Ok(header) = jsonwebtoken::decode_header(token) else {
-            return;
-        };
-        let Some(kid) = header.kid else { return };
-        let Some(key) = self
-            .verifying
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&kid)
-            .cloned()
-        else {
-            return;
-        };
+    /// Remembers a token that just verified under `kid` (`key` its bytes then). When
+    /// the memory is full, expired tokens go first; if that frees nothing, all of it
+    /// goes, freed outside the lock.
+    fn remember(&self, digest: [u8; 32], kid: String, key: Vec<u8>, claims: &Claims) {
+        let now = self.clock.now().unix_timestamp();
         let mut cache = self
             .verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut old = None;
         if cache.len() >= VERIFIED_CACHE {
-            cache.clear();
+            cache.retain(|_, v| now <= v.claims.exp.saturating_add(LEEWAY_SECS));
+            if cache.len() >= VERIFIED_CACHE {
+                old = Some(std::mem::take(&mut *cache));
+            }
         }
         cache.insert(
             digest,
@@ -416,6 +417,8 @@ impl TokenService {
                 claims: claims.clone(),
             },
         );
+        drop(cache);
+        drop(old);
     }
 
     /// Remembered verified tokens (tests).
@@ -427,15 +430,19 @@ impl TokenService {
             .len()
     }
 
-    /// The full check: header, key, signature, issuer, audience, times.
-    fn verify_signed(&self, token: &str, auds: &[&str]) -> Result<Claims, TokenError> {
+    /// The full check: header, key, signature, issuer, audience, times. Returns the
+    /// key id and key that verified it with the claims.
+    fn verify_signed(
+        &self,
+        token: &str,
+        auds: &[&str],
+    ) -> Result<(String, Vec<u8>, Claims), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::UnknownKey);
         }
-        let public = header
-            .kid
-            .as_ref()
+        let kid = header.kid.clone().ok_or(TokenError::UnknownKey)?;
+        let public = Some(&kid)
             .and_then(|k| {
                 self.verifying
                     .read()
@@ -461,7 +468,7 @@ impl TokenService {
                 }
             })?;
         self.check_times(&data.claims)?;
-        Ok(data.claims)
+        Ok((kid, public, data.claims))
     }
 
     fn check_times(&self, c: &Claims) -> Result<(), TokenError> {

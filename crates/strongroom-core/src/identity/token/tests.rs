@@ -176,11 +176,28 @@ fn a_remembered_token_is_still_checked_for_key_audience_and_time() {
         s.verify(&t, "strongroom:tenant"),
         Err(TokenError::WrongAudience)
     );
-    // A tampered copy is not the remembered token.
+    // A tampered copy is not the remembered token, and is not remembered.
     let mut tampered = t.clone();
     tampered.pop();
     tampered.push(if t.ends_with('A') { 'B' } else { 'A' });
     assert!(s.verify(&tampered, OPERATOR_AUDIENCE).is_err());
+    assert_eq!(s.remembered_len(), 1);
+    // A token verified for either audience is still refused for the other one alone.
+    let u = s.issue("strongroom:tenant", "user:y", 900).access_token;
+    s.verify_any(&u, &[OPERATOR_AUDIENCE, "strongroom:tenant"])
+        .unwrap();
+    assert_eq!(s.remembered_len(), 2);
+    assert_eq!(
+        s.verify(&u, OPERATOR_AUDIENCE),
+        Err(TokenError::WrongAudience)
+    );
+    // Not yet valid, from memory too.
+    clock.advance(Duration::seconds(-(LEEWAY_SECS + 5)));
+    assert_eq!(
+        s.verify(&t, OPERATOR_AUDIENCE),
+        Err(TokenError::NotYetValid)
+    );
+    clock.advance(Duration::seconds(LEEWAY_SECS + 5));
     // Expiry is checked on every use.
     clock.advance(Duration::seconds(900 + LEEWAY_SECS + 1));
     assert_eq!(s.verify(&t, OPERATOR_AUDIENCE), Err(TokenError::Expired));
@@ -211,4 +228,64 @@ fn the_memory_of_verified_tokens_is_bounded() {
         s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap();
         assert!(s.remembered_len() <= VERIFIED_CACHE);
     }
+    // Full of live tokens, it was emptied once and refilled by the last ten.
+    assert_eq!(s.remembered_len(), 10);
+}
+
+#[test]
+fn when_full_expired_tokens_are_forgotten_first() {
+    let clock = clock();
+    let s = service(&clock);
+    for i in 0..(VERIFIED_CACHE - 1) {
+        let t = s.issue(OPERATOR_AUDIENCE, &format!("operator:{i}"), 60);
+        s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap();
+    }
+    clock.advance(Duration::seconds(120 + LEEWAY_SECS));
+    let live = s
+        .issue(OPERATOR_AUDIENCE, "operator:live", 900)
+        .access_token;
+    s.verify(&live, OPERATOR_AUDIENCE).unwrap();
+    assert_eq!(s.remembered_len(), VERIFIED_CACHE);
+    let next = s
+        .issue(OPERATOR_AUDIENCE, "operator:next", 900)
+        .access_token;
+    s.verify(&next, OPERATOR_AUDIENCE).unwrap();
+    // The expired ones went; the two live ones stayed.
+    assert_eq!(s.remembered_len(), 2);
+}
+
+#[test]
+fn revoking_an_older_key_stops_only_its_remembered_tokens() {
+    let clock = clock();
+    let (old_key, old_pkcs8) = SigningKey::generate().unwrap();
+    let (new_key, _) = SigningKey::generate().unwrap();
+    let new_kid = new_key.kid().to_owned();
+    let before = TokenService::new(
+        "strongroom-test".into(),
+        SigningKey::from_pkcs8(&old_pkcs8).unwrap(),
+        vec![],
+        Arc::new(clock.clone()),
+    );
+    let old_token = before
+        .issue(OPERATOR_AUDIENCE, "operator:old", 900)
+        .access_token;
+    let s = TokenService::new(
+        "strongroom-test".into(),
+        new_key,
+        vec![old_key],
+        Arc::new(clock.clone()),
+    );
+    let new_token = s.issue(OPERATOR_AUDIENCE, "operator:new", 900).access_token;
+    s.verify(&old_token, OPERATOR_AUDIENCE).unwrap();
+    s.verify(&new_token, OPERATOR_AUDIENCE).unwrap();
+    assert_eq!(s.remembered_len(), 2);
+    s.keep_only(&std::iter::once(new_kid).collect());
+    assert_eq!(
+        s.verify(&old_token, OPERATOR_AUDIENCE),
+        Err(TokenError::UnknownKey)
+    );
+    assert_eq!(
+        s.verify(&new_token, OPERATOR_AUDIENCE).unwrap().sub,
+        "operator:new"
+    );
 }
