@@ -3,7 +3,9 @@
 //! Signing is done here with aws-lc-rs, so the private key never leaves a type that
 //! wipes it; verification — the part that parses hostile input — is done by the
 //! `jsonwebtoken` crate, pinned to `EdDSA` only, with expiry checked against the
-//! injected [`Clock`] rather than the system clock.
+//! injected [`Clock`] rather than the system clock. A token whose signature verified
+//! is remembered (bounded) so its next requests skip the signature check; its key,
+//! audience and times are checked again on every use.
 
 use std::collections::HashMap;
 
@@ -194,6 +196,11 @@ pub struct PublicJwk {
     pub use_: &'static str,
 }
 
+/// Whether claims are past their expiry (with the leeway) at `now`.
+fn expired(now: i64, c: &Claims) -> bool {
+    now > c.exp.saturating_add(LEEWAY_SECS)
+}
+
 /// A JWK Set (RFC 7517 §5).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Jwks {
@@ -201,16 +208,14 @@ pub struct Jwks {
     pub keys: Vec<PublicJwk>,
 }
 
-/// Tokens whose signature is remembered as verified, at most; past this the memory is
-/// cleared and refilled by the next requests.
-const VERIFIED_CACHE: usize = 8192;
+/// Tokens remembered as verified, at most (about 2 MB of claims). Enough for every
+/// session active at once on a large node; past it, expired entries are dropped, and
+/// if that frees too little the memory starts again empty.
+const MAX_REMEMBERED_TOKENS: usize = 8192;
 
 /// A token whose signature was verified: by which key, and what it says.
 struct Verified {
     kid: String,
-    /// The key's public bytes when it verified the token: a key id that comes back
-    /// with other bytes does not vouch for the token.
-    key: Vec<u8>,
     claims: Claims,
 }
 
@@ -225,8 +230,12 @@ pub struct TokenService {
     /// presents the same access token, and an Ed25519 verification was an eighth of a
     /// read's CPU time. Whether a signature is valid under a key never changes, so what
     /// is remembered is only that; the key must still be in `verifying` (a revoked key
-    /// stops its tokens at once, cached or not), and audience, issuer and times are
-    /// checked on every use.
+    /// stops its tokens at once, remembered or not), and audience and times are
+    /// checked on every use. The digest must stay a cryptographic hash: a collision
+    /// would let a forged token borrow a verified token's claims. A key id is the
+    /// thumbprint of its key (`SigningKey::from_pkcs8`), and `verifying` only ever
+    /// loses keys (a reload builds a new service), so the kid names the very key that
+    /// verified. Lock order: `verifying`, then `verified`.
     verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
     clock: SharedClock,
 }
@@ -353,59 +362,51 @@ impl TokenService {
             out
         };
         if let Some(claims) = self.remembered(&digest) {
-            if claims.iss != self.issuer || !auds.contains(&claims.aud.as_str()) {
+            // The issuer was checked when it was remembered, and is this service's.
+            if !auds.contains(&claims.aud.as_str()) {
                 return Err(TokenError::WrongAudience);
             }
             self.check_times(&claims)?;
             return Ok(claims);
         }
-        let (kid, key, claims) = self.verify_signed(token, auds)?;
-        self.remember(digest, kid, key, &claims);
+        let (kid, claims) = self.verify_signed(token, auds)?;
+        self.remember(digest, kid, &claims);
         Ok(claims)
     }
 
     /// The claims of a token verified before, if the key that verified it is still
-    /// trusted with the same bytes. Lock order: `verified` is never held while
-    /// `verifying` is taken.
+    /// trusted.
     fn remembered(&self, digest: &[u8; 32]) -> Option<Claims> {
-        let (kid, key, claims) = {
-            let cache = self
-                .verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let v = cache.get(digest)?;
-            (v.kid.clone(), v.key.clone(), v.claims.clone())
-        };
-        let trusted = self
+        let keys = self
             .verifying
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&kid)
-            .is_some_and(|k| *k == key);
-        if trusted {
-            Some(claims)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = cache.get(digest)?;
+        if keys.contains_key(&v.kid) {
+            Some(v.claims.clone())
         } else {
-            self.verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(digest);
+            cache.remove(digest);
             None
         }
     }
 
-    /// Remembers a token that just verified under `kid` (`key` its bytes then). When
-    /// the memory is full, expired tokens go first; if that frees nothing, all of it
-    /// goes, freed outside the lock.
-    fn remember(&self, digest: [u8; 32], kid: String, key: Vec<u8>, claims: &Claims) {
+    /// Remembers a token that just verified under `kid`. When the memory is full,
+    /// expired tokens go first; if that frees less than a quarter of it, all of it goes
+    /// (freed outside the lock), so a full memory is not scanned on every miss.
+    fn remember(&self, digest: [u8; 32], kid: String, claims: &Claims) {
         let now = self.clock.now().unix_timestamp();
         let mut cache = self
             .verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut old = None;
-        if cache.len() >= VERIFIED_CACHE {
-            cache.retain(|_, v| now <= v.claims.exp.saturating_add(LEEWAY_SECS));
-            if cache.len() >= VERIFIED_CACHE {
+        if cache.len() >= MAX_REMEMBERED_TOKENS {
+            cache.retain(|_, v| !expired(now, &v.claims));
+            if cache.len() > MAX_REMEMBERED_TOKENS - MAX_REMEMBERED_TOKENS / 4 {
                 old = Some(std::mem::take(&mut *cache));
             }
         }
@@ -413,7 +414,6 @@ impl TokenService {
             digest,
             Verified {
                 kid,
-                key,
                 claims: claims.clone(),
             },
         );
@@ -431,25 +431,19 @@ impl TokenService {
     }
 
     /// The full check: header, key, signature, issuer, audience, times. Returns the
-    /// key id and key that verified it with the claims.
-    fn verify_signed(
-        &self,
-        token: &str,
-        auds: &[&str],
-    ) -> Result<(String, Vec<u8>, Claims), TokenError> {
+    /// id of the key that verified it with the claims.
+    fn verify_signed(&self, token: &str, auds: &[&str]) -> Result<(String, Claims), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::UnknownKey);
         }
-        let kid = header.kid.clone().ok_or(TokenError::UnknownKey)?;
-        let public = Some(&kid)
-            .and_then(|k| {
-                self.verifying
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(k)
-                    .cloned()
-            })
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let public = self
+            .verifying
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&kid)
+            .cloned()
             .ok_or(TokenError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::EdDSA);
         v.validate_exp = false; // checked below against the injected clock
@@ -468,12 +462,12 @@ impl TokenService {
                 }
             })?;
         self.check_times(&data.claims)?;
-        Ok((kid, public, data.claims))
+        Ok((kid, data.claims))
     }
 
     fn check_times(&self, c: &Claims) -> Result<(), TokenError> {
         let now = self.clock.now().unix_timestamp();
-        if now > c.exp.saturating_add(LEEWAY_SECS) {
+        if expired(now, c) {
             return Err(TokenError::Expired);
         }
         if now < c.nbf.saturating_sub(LEEWAY_SECS) {

@@ -176,12 +176,26 @@ fn a_remembered_token_is_still_checked_for_key_audience_and_time() {
         s.verify(&t, "strongroom:tenant"),
         Err(TokenError::WrongAudience)
     );
-    // A tampered copy is not the remembered token, and is not remembered.
+    // A copy with a changed signature is not the remembered token, and is not
+    // remembered (a character in the middle of the signature: still valid base64).
+    let at = t.rfind('.').unwrap() + 20;
     let mut tampered = t.clone();
-    tampered.pop();
-    tampered.push(if t.ends_with('A') { 'B' } else { 'A' });
-    assert!(s.verify(&tampered, OPERATOR_AUDIENCE).is_err());
+    let swapped = if &t[at..=at] == "A" { "B" } else { "A" };
+    tampered.replace_range(at..=at, swapped);
+    assert_eq!(
+        s.verify(&tampered, OPERATOR_AUDIENCE),
+        Err(TokenError::BadSignature)
+    );
     assert_eq!(s.remembered_len(), 1);
+    // A token refused on its first check is not remembered either.
+    let expired_token = s.issue(OPERATOR_AUDIENCE, "operator:z", 1).access_token;
+    clock.advance(Duration::seconds(1 + LEEWAY_SECS + 1));
+    assert_eq!(
+        s.verify(&expired_token, OPERATOR_AUDIENCE),
+        Err(TokenError::Expired)
+    );
+    assert_eq!(s.remembered_len(), 1);
+    clock.advance(Duration::seconds(-(1 + LEEWAY_SECS + 1)));
     // A token verified for either audience is still refused for the other one alone.
     let u = s.issue("strongroom:tenant", "user:y", 900).access_token;
     s.verify_any(&u, &[OPERATOR_AUDIENCE, "strongroom:tenant"])
@@ -223,10 +237,10 @@ fn revoking_the_key_stops_a_remembered_token_at_once() {
 fn the_memory_of_verified_tokens_is_bounded() {
     let clock = clock();
     let s = service(&clock);
-    for i in 0..(VERIFIED_CACHE + 10) {
+    for i in 0..(MAX_REMEMBERED_TOKENS + 10) {
         let t = s.issue(OPERATOR_AUDIENCE, &format!("operator:{i}"), 900);
         s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap();
-        assert!(s.remembered_len() <= VERIFIED_CACHE);
+        assert!(s.remembered_len() <= MAX_REMEMBERED_TOKENS);
     }
     // Full of live tokens, it was emptied once and refilled by the last ten.
     assert_eq!(s.remembered_len(), 10);
@@ -236,7 +250,7 @@ fn the_memory_of_verified_tokens_is_bounded() {
 fn when_full_expired_tokens_are_forgotten_first() {
     let clock = clock();
     let s = service(&clock);
-    for i in 0..(VERIFIED_CACHE - 1) {
+    for i in 0..(MAX_REMEMBERED_TOKENS - 1) {
         let t = s.issue(OPERATOR_AUDIENCE, &format!("operator:{i}"), 60);
         s.verify(&t.access_token, OPERATOR_AUDIENCE).unwrap();
     }
@@ -245,7 +259,7 @@ fn when_full_expired_tokens_are_forgotten_first() {
         .issue(OPERATOR_AUDIENCE, "operator:live", 900)
         .access_token;
     s.verify(&live, OPERATOR_AUDIENCE).unwrap();
-    assert_eq!(s.remembered_len(), VERIFIED_CACHE);
+    assert_eq!(s.remembered_len(), MAX_REMEMBERED_TOKENS);
     let next = s
         .issue(OPERATOR_AUDIENCE, "operator:next", 900)
         .access_token;
@@ -288,4 +302,30 @@ fn revoking_an_older_key_stops_only_its_remembered_tokens() {
         s.verify(&new_token, OPERATOR_AUDIENCE).unwrap().sub,
         "operator:new"
     );
+}
+
+#[test]
+fn a_remembered_tenant_token_returns_exactly_the_claims_it_was_verified_with() {
+    let clock = clock();
+    let s = service(&clock);
+    let claims = |tid: &str, tenant: &str, sid: &str| TenantClaims {
+        tid: tid.into(),
+        tenant: tenant.into(),
+        sid: sid.into(),
+        perms: vec!["records:read".into()],
+        app: None,
+    };
+    let mine = s
+        .issue_for_tenant("user:a", 900, claims("t-1", "acme", "sid-a"))
+        .access_token;
+    let theirs = s
+        .issue_for_tenant("user:b", 900, claims("t-2", "other", "sid-b"))
+        .access_token;
+    let first_mine = s.verify(&mine, TENANT_AUDIENCE).unwrap();
+    let first_theirs = s.verify(&theirs, TENANT_AUDIENCE).unwrap();
+    assert_eq!(s.remembered_len(), 2);
+    assert_eq!(s.verify(&mine, TENANT_AUDIENCE).unwrap(), first_mine);
+    assert_eq!(s.verify(&theirs, TENANT_AUDIENCE).unwrap(), first_theirs);
+    assert_eq!(first_mine.tid.as_deref(), Some("t-1"));
+    assert_eq!(first_theirs.sid.as_deref(), Some("sid-b"));
 }
