@@ -1,7 +1,7 @@
 //! Column codecs: counts and versions as the signed 64-bit integers both databases
-//! store, and tenant ids as text. `tid` and `int` are shared by both adapters;
-//! `u32_col`/`u64_col` here decode sqlx rows (PostgreSQL), and `sqlite::{u32_col,
-//! u64_col}` apply the same rule to the SQLite adapter's rows.
+//! store, and tenant ids as text. `tid`, `int`, `as_u32` and `as_u64` are shared by
+//! both adapters; `u32_col`/`u64_col` here decode sqlx rows (PostgreSQL), and
+//! `sqlite::{u32_col, u64_col}` decode the SQLite adapter's rows with the same rule.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use strongroom_core::access::Scoped;
@@ -35,8 +35,7 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let v = i64_col(r, col)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
+    as_u32(i64_col(r, col)?, col)
 }
 
 /// A non-negative integer column as `u64`; anything else is corruption.
@@ -46,6 +45,16 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let v = i64_col(r, col)?;
+    as_u64(i64_col(r, col)?, col)
+}
+
+/// A stored integer as `u32`; a negative or too large one is corruption (one rule for
+/// both adapters' row types).
+pub(crate) fn as_u32(v: i64, col: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
+}
+
+/// A stored integer as `u64`; a negative one is corruption.
+pub(crate) fn as_u64(v: i64, col: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
 }

@@ -99,6 +99,18 @@ pub(crate) struct Writer {
     jobs: SyncSender<Job>,
     /// How long a write may wait for the thread to reach it.
     stale_after: Duration,
+    /// False once the thread has ended (only by a bug: a panic outside a write), so
+    /// readiness can say so instead of every write timing out.
+    running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Marks the writer stopped when its thread ends, however it ends.
+struct Running(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A queued write's state, shared by its caller and the writer thread, so that exactly
@@ -138,14 +150,28 @@ impl Writer {
             max_batch: limits.max_batch.max(1),
             max_wait: limits.max_wait,
         };
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let guard = Running(running.clone());
         std::thread::Builder::new()
             .name(format!("sqlw-{name}"))
-            .spawn(move || serve(&conn, &queue, limits, stale_after))
+            .spawn(move || {
+                let _running = guard;
+                serve(&conn, &queue, limits, stale_after);
+            })
             .map_err(|e| StoreError::Unavailable {
                 context: "starting the database's writer thread".into(),
                 source: Some(Box::new(e)),
             })?;
-        Ok(Self { jobs, stale_after })
+        Ok(Self {
+            jobs,
+            stale_after,
+            running,
+        })
+    }
+
+    /// Whether the writer thread is still serving.
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -690,5 +716,26 @@ mod tests {
         // The gate may or may not have left the queue yet.
         assert!(queued >= QUEUE - 1, "{queued}");
         drop(open);
+    }
+
+    #[tokio::test]
+    async fn a_writer_thread_that_died_says_so() {
+        let f = fixture(limits(128), Duration::from_secs(60));
+        assert!(f.w.is_running());
+        // A bug outside any write's guard (raw jobs are never sent by the adapter
+        // itself unwrapped): the thread ends.
+        f.w.send(Job::Exclusive(Box::new(|_| panic!("a bug in maintenance"))))
+            .unwrap();
+        for _ in 0..1000 {
+            if !f.w.is_running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!f.w.is_running());
+        assert!(matches!(
+            insert(&f, 1).await,
+            Err(StoreError::Unavailable { .. })
+        ));
     }
 }

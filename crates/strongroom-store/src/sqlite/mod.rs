@@ -154,7 +154,14 @@ impl Db {
             .await
     }
 
+    /// Readable, and its writer thread still serving.
     fn ping(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::unavailable(format!(
+                "{}: the database's writer has stopped; restart the server",
+                self.path.display()
+            )));
+        }
         self.readers.ping()
     }
 }
@@ -163,14 +170,12 @@ pub(crate) use crate::codec::{int, tid};
 
 /// A non-negative integer column as `u32`; anything else is corruption.
 pub(crate) fn u32_col(r: &SqliteRow, col: &str) -> Result<u32, StoreError> {
-    let v: i64 = r.try_get(col).map_err(db)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
+    crate::codec::as_u32(r.try_get(col).map_err(db)?, col)
 }
 
 /// A non-negative integer column as `u64`; anything else is corruption.
 pub(crate) fn u64_col(r: &SqliteRow, col: &str) -> Result<u64, StoreError> {
-    let v: i64 = r.try_get(col).map_err(db)?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
+    crate::codec::as_u64(r.try_get(col).map_err(db)?, col)
 }
 
 /// Strongroom's storage on SQLite files.
