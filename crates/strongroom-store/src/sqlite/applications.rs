@@ -129,11 +129,7 @@ impl ApplicationStore for SqliteStore {
                     .execute(tx)
                     .map_err(db)?
                     .rows_affected();
-                if n == 0 {
-                    return Ok(false);
-                }
-                super::audit::append(tx, &scope, &audit)?;
-                Ok(true)
+                super::audit::append_if(tx, n != 0, &scope, &audit)
             })
             .await
     }

@@ -66,6 +66,21 @@ pub(super) fn append(
     Ok(seq)
 }
 
+/// Appends `event` only if the change it records happened (`changed`), and returns
+/// `changed`: a guarded update that matched no row wrote nothing, so returning
+/// `Ok(false)` from the write keeps nothing and there is nothing to audit.
+pub(super) fn append_if(
+    tx: &Connection,
+    changed: bool,
+    scope: &TenantScope,
+    event: &AuditEvent,
+) -> Result<bool, StoreError> {
+    if changed {
+        append(tx, scope, event)?;
+    }
+    Ok(changed)
+}
+
 fn entry_from_row(r: &SqliteRow) -> Result<StoredEntry, StoreError> {
     let seq: i64 = r.try_get("seq").map_err(db)?;
     let hash: Vec<u8> = r.try_get("leaf_hash").map_err(db)?;

@@ -142,11 +142,7 @@ impl ObjectStore for SqliteStore {
                     .map_err(db)?;
                 // (tenant_id, kind, id) is the key: the update changed one row or none,
                 // so when it changed none nothing was written and `Ok` keeps nothing.
-                if done.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                super::audit::append(tx, &scope, &audit)?;
-                Ok(true)
+                super::audit::append_if(tx, done.rows_affected() == 1, &scope, &audit)
             })
             .await
     }
@@ -232,11 +228,7 @@ impl ObjectStore for SqliteStore {
                     .map_err(db)?;
                 // (tenant_id, id) is the key: the update changed one row or none, so when
                 // it changed none nothing was written and `Ok` keeps nothing.
-                if done.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                super::audit::append(tx, &scope, &audit)?;
-                Ok(true)
+                super::audit::append_if(tx, done.rows_affected() == 1, &scope, &audit)
             })
             .await
     }

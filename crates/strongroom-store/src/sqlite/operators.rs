@@ -125,11 +125,7 @@ impl OperatorStore for SqliteStore {
                 .map_err(db)?
                 .rows_affected();
                 // Nothing was written when no row changed: `Ok` keeps nothing.
-                if done == 0 {
-                    return Ok(false);
-                }
-                super::audit::append(tx, &log, &audit)?;
-                Ok(true)
+                super::audit::append_if(tx, done != 0, &log, &audit)
             })
             .await
     }
@@ -247,11 +243,7 @@ impl OperatorStore for SqliteStore {
                 .map_err(db)?
                 .rows_affected();
                 // Nothing was written when no row changed: `Ok` keeps nothing.
-                if done == 0 {
-                    return Ok(false);
-                }
-                super::audit::append(tx, &log, &audit)?;
-                Ok(true)
+                super::audit::append_if(tx, done != 0, &log, &audit)
             })
             .await
     }

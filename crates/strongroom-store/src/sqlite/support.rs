@@ -122,11 +122,7 @@ impl SupportStore for SqliteStore {
                     .map_err(db)?
                     .rows_affected();
                 // Nothing was written when no row changed: `Ok` keeps nothing.
-                if done == 0 {
-                    return Ok(false);
-                }
-                super::audit::append(tx, &scope, &audit)?;
-                Ok(true)
+                super::audit::append_if(tx, done != 0, &scope, &audit)
             })
             .await
     }
