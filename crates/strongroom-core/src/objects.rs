@@ -36,6 +36,8 @@ pub enum Kind {
     Blob,
     /// The tenant's blind-index key (searchable record fields).
     IndexKey,
+    /// A link from an identity provider's subject to a user (single sign-on).
+    SsoLink,
     /// One saved revision of a record version's content (stored in the records
     /// tables, append-only; never re-encrypted in place).
     RecordRevision,
@@ -43,12 +45,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind stored as a small sealed value: what re-encryption walks.
-    pub const VALUES: [Kind; 5] = [
+    pub const VALUES: [Kind; 6] = [
         Self::TenantSecret,
         Self::UserMfa,
         Self::UserPasskeys,
         Self::TenantPolicy,
         Self::IndexKey,
+        Self::SsoLink,
     ];
 
     /// The stable name bound into ciphertexts and stored with each row.
@@ -60,6 +63,7 @@ impl Kind {
             Self::TenantPolicy => "tenant-policy",
             Self::Blob => "blob",
             Self::IndexKey => "index-key",
+            Self::SsoLink => "sso-link",
             Self::RecordRevision => "record-revision",
         }
     }
@@ -237,6 +241,30 @@ impl Objects {
     ) -> Result<StoredSealed, ObjectError> {
         self.put(scope, kind, id, plaintext, action, reason, None)
             .await
+    }
+
+    /// [`Objects::put_value_because`] only if the stored value is still at version
+    /// `read` (0 = absent): `Ok(false)`, nothing written, if another writer changed it
+    /// since the caller read it (settings edited by two administrators at once).
+    #[allow(clippy::too_many_arguments)] // the write, its audit and its precondition
+    pub async fn put_value_if(
+        &self,
+        scope: &WritableScope,
+        kind: Kind,
+        id: &str,
+        plaintext: &[u8],
+        action: Action,
+        reason: Option<String>,
+        read: u64,
+    ) -> Result<bool, ObjectError> {
+        match self
+            .put(scope, kind, id, plaintext, action, reason, Some(read))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ObjectError::Contended) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes security bookkeeping that a sign-in must update even in a read-only

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use crate::problem::{self, ProblemKind};
 use crate::routes::{
     applications, audit, health, invitations, meta, mfa, operator, passkeys, platform, records,
-    sessions, support, tenants, users,
+    sessions, sso, support, tenants, users,
 };
 use crate::state::AppState;
 
@@ -48,6 +48,7 @@ use crate::state::AppState;
         (name = "audit", description = "A tenant's audit trail as a transparency log (C2SP tlog-tiles)"),
         (name = "records", description = "Record types, records, versions, electronic signatures, attachments, history and verification"),
         (name = "support", description = "A tenant's grants of support access to platform operators"),
+        (name = "sso", description = "Single sign-on: a tenant's OpenID Connect identity providers, SSO policy and the browser round trip"),
     )
 )]
 pub struct ApiDoc;
@@ -112,6 +113,11 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(applications::patch_application))
         .routes(routes!(applications::token))
+        .routes(routes!(sso::get_settings))
+        .routes(routes!(sso::put_provider, sso::delete_provider))
+        .routes(routes!(sso::put_policy))
+        .routes(routes!(sso::login))
+        .routes(routes!(sso::callback))
         .routes(routes!(support::grant, support::list))
         .routes(routes!(support::revoke))
         .routes(routes!(platform::checkpoint))
@@ -135,6 +141,7 @@ fn record_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(records::get_version))
         .routes(routes!(records::sign))
         .routes(routes!(records::signature_passkey_challenge))
+        .routes(routes!(sso::sign_challenge))
         .routes(routes!(records::diff))
         .routes(routes!(records::history))
         .routes(routes!(records::verify))

@@ -175,6 +175,20 @@ pub const SIGNING_NOT_PERMITTED: ProblemKind = ProblemKind {
     title: "This kind of credential can never sign",
     status: 403,
 };
+/// A single sign-on (or a signature's re-authentication at an identity provider) was
+/// refused: the provider's answer failed a check, or the attempt is unknown, used,
+/// expired or from another browser. The detail says which; the attempt is audited.
+pub const SSO_FAILED: ProblemKind = ProblemKind {
+    slug: "sso-failed",
+    title: "Single sign-on failed",
+    status: 401,
+};
+/// The identity provider could not be reached, or answered something unusable.
+pub const IDP_UNAVAILABLE: ProblemKind = ProblemKind {
+    slug: "idp-unavailable",
+    title: "The identity provider is unavailable",
+    status: 502,
+};
 /// A `Range` header that names no part of the file (one range is accepted).
 pub const RANGE_NOT_SATISFIABLE: ProblemKind = ProblemKind {
     slug: "range-not-satisfiable",
@@ -209,6 +223,8 @@ pub const ALL: &[&ProblemKind] = &[
     &REAUTHENTICATION_FAILED,
     &SIGNING_NOT_PERMITTED,
     &RANGE_NOT_SATISFIABLE,
+    &SSO_FAILED,
+    &IDP_UNAVAILABLE,
 ];
 
 impl ProblemKind {
@@ -385,6 +401,13 @@ impl From<PlatformError> for Problem {
                 unauthenticated("The credentials are missing or invalid.")
             }
             PlatformError::Forbidden(m) => Problem::new(&FORBIDDEN, m),
+            PlatformError::SsoRefused(why) => {
+                Problem::new(&SSO_FAILED, format!("Single sign-on failed: {why}."))
+            }
+            PlatformError::IdpUnavailable(why) => Problem::new(
+                &IDP_UNAVAILABLE,
+                format!("Identity provider unavailable: {why}."),
+            ),
             PlatformError::NotFound(what) => Problem::new(&NOT_FOUND, format!("No such {what}.")),
             PlatformError::Conflict(m) => Problem::new(&CONFLICT, m),
             PlatformError::Unavailable(cause) => {

@@ -27,6 +27,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A reply read from a response of any client (e.g. a cookie-keeping browser).
+    pub async fn from_response(r: reqwest::Response) -> Self {
+        read(r).await
+    }
+
     /// The body as JSON (`Null` if it is not JSON).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod backend;
+pub mod idp;
 pub mod openapi;
 mod scenario;
 mod softhsm;

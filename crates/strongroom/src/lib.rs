@@ -7,6 +7,7 @@
 pub mod cli;
 mod database;
 pub mod datadir;
+mod idp;
 mod logging;
 mod server;
 pub mod tls;
@@ -73,7 +74,7 @@ pub async fn app(config: &Config, opened: datadir::Opened) -> anyhow::Result<axu
 
 /// The platform over an opened data directory.
 pub async fn platform(config: &Config, opened: datadir::Opened) -> anyhow::Result<Arc<Platform>> {
-    let platform = Platform::open(
+    let mut platform = Platform::open(
         opened.store,
         opened.blobs,
         opened.providers,
@@ -82,6 +83,9 @@ pub async fn platform(config: &Config, opened: datadir::Opened) -> anyhow::Resul
     )
     .await
     .context("starting the platform")?;
+    platform.set_idp_transport(Arc::new(
+        idp::ReqwestIdp::new().context("the HTTP client for identity providers")?,
+    ));
     Ok(Arc::new(platform))
 }
 

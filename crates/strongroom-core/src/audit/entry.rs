@@ -127,11 +127,16 @@ pub enum Action {
     UserNameSet,
     /// The tenant's blind-index key was created.
     IndexKeyCreate,
+    /// The tenant's single sign-on settings changed (a provider added, replaced or
+    /// removed; SSO required or not; break-glass users).
+    SsoConfigure,
+    /// An identity provider's subject was linked to a user at their first sign-in.
+    SsoLink,
 }
 
 impl Action {
     /// Every action, for documentation and filters.
-    pub const ALL: [Action; 53] = [
+    pub const ALL: [Action; 55] = [
         Self::TenantCreate,
         Self::TenantSecretSet,
         Self::KeyRotate,
@@ -185,6 +190,8 @@ impl Action {
         Self::SignatureFailed,
         Self::UserNameSet,
         Self::IndexKeyCreate,
+        Self::SsoConfigure,
+        Self::SsoLink,
     ];
 
     /// The stable name, e.g. `key.rotate`.
@@ -243,6 +250,8 @@ impl Action {
             Self::SignatureFailed => "signature.failed",
             Self::UserNameSet => "user.name_set",
             Self::IndexKeyCreate => "key.index_create",
+            Self::SsoConfigure => "sso.configure",
+            Self::SsoLink => "sso.link",
         }
     }
 

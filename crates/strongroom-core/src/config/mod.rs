@@ -48,6 +48,42 @@ pub struct Config {
     pub operators: OperatorsConfig,
     /// Which database engine holds the control and region databases.
     pub database: DatabaseConfig,
+    /// Single sign-on: where identity providers may be, and how strictly they are timed.
+    pub sso: SsoConfig,
+}
+
+/// Single sign-on, server-wide. Each tenant configures its own identity providers; these
+/// settings bound what a tenant may configure and how answers are judged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsoConfig {
+    /// The public base URL browsers reach this server at (scheme, host, port), from
+    /// which the callback URLs registered at identity providers are formed. Empty:
+    /// `webauthn.origin`.
+    pub public_url: String,
+    /// Accept `http://` issuers on a loopback address (a local test IdP). Off: issuers
+    /// must be `https` and public.
+    pub allow_http_loopback: bool,
+    /// When not empty, the only hosts an issuer may name.
+    pub allowed_hosts: Vec<String>,
+    /// Clock difference tolerated between this server and an identity provider, in
+    /// seconds, when judging `iat`, `auth_time` and `AuthnInstant` (at most 60).
+    pub clock_skew_secs: u64,
+    /// How long a browser has to come back from the identity provider, in seconds
+    /// (60 to 1800).
+    pub flow_ttl_secs: u64,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        Self {
+            public_url: String::new(),
+            allow_http_loopback: false,
+            allowed_hosts: Vec::new(),
+            clock_skew_secs: 5,
+            flow_ttl_secs: 600,
+        }
+    }
 }
 
 /// The database engine: embedded SQLite files in the data directory (the default), or
@@ -168,6 +204,7 @@ impl Default for Config {
             webauthn: WebauthnConfig::default(),
             operators: OperatorsConfig::default(),
             database: DatabaseConfig::default(),
+            sso: SsoConfig::default(),
         }
     }
 }
@@ -526,6 +563,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_limits_and_tokens()?;
         self.validate_database()?;
+        self.validate_sso()?;
         let p = &self.passwords;
         check(
             p.argon2_memory_kib,
@@ -554,6 +592,21 @@ impl Config {
 }
 
 impl Config {
+    fn validate_sso(&self) -> Result<(), ConfigError> {
+        let s = &self.sso;
+        check(s.clock_skew_secs, 0, 60, "sso.clock_skew_secs")?;
+        check(s.flow_ttl_secs, 60, 1800, "sso.flow_ttl_secs")?;
+        if !s.public_url.is_empty()
+            && (!s.public_url.starts_with("https://") || s.public_url.ends_with('/'))
+        {
+            return Err(invalid(
+                "sso.public_url",
+                "an https:// origin without a trailing slash",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_limits_and_tokens(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         check(l.max_body_bytes, 1024, 1 << 30, "limits.max_body_bytes")?;

@@ -88,6 +88,13 @@ pub enum PlatformError {
     /// Content that breaks its record type's schema (→ 422, one error per violation).
     #[error("the content does not satisfy the record type's schema")]
     SchemaViolation(Vec<crate::records::definition::Violation>),
+    /// An identity provider's answer was refused (→ 401): a sign-in or a signature's
+    /// re-authentication by SSO failed, for the reason given (safe to show; audited).
+    #[error("single sign-on failed: {0}")]
+    SsoRefused(String),
+    /// An identity provider could not be reached or answered nonsense (→ 502).
+    #[error("identity provider unavailable: {0}")]
+    IdpUnavailable(String),
     /// Temporarily unable to serve; retry later (→ 503). The cause is for the log.
     #[error("temporarily unavailable")]
     Unavailable(#[source] Cause),

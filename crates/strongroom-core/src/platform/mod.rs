@@ -14,6 +14,7 @@ mod mfa;
 mod operators;
 mod passkeys;
 mod records;
+mod sso;
 mod support;
 mod users;
 
@@ -42,6 +43,10 @@ pub use records::{
     AttachmentView, HistoryItem, MAX_ATTACHMENTS, MAX_REVISIONS, RecordQuery, RecordSummary,
     RecordTypeView, RecordView, SignRequest, SignatureView, VerifyFailure, VerifyReport,
     VersionView, etag,
+};
+pub use sso::{
+    BINDING_COOKIE_PREFIX, CallbackOutcome, CallbackQuery, FlowStart, OidcInput, ProviderInput,
+    ProviderView, SsoReauthEvidence, SsoSettingsView, binding_cookie_name,
 };
 pub use support::{MAX_GRANT_HOURS, SupportGrantView, SupportRequest};
 pub use users::{Credential, UserPatch, UserTokens};
@@ -98,6 +103,8 @@ pub struct Platform {
     mfa_policies: std::sync::Mutex<
         std::collections::HashMap<crate::tenant::TenantId, (std::time::Instant, mfa::MfaPolicy)>,
     >,
+    /// Single sign-on: the transport, cached provider metadata, flows in progress.
+    sso: sso::SsoRuntime,
 }
 
 impl std::fmt::Debug for Platform {
@@ -169,6 +176,7 @@ impl Readiness {
 impl Platform {
     /// Assembles the platform, creating the token-signing key on first start. The
     /// signing key is wrapped by the root provider.
+    #[allow(clippy::too_many_lines)] // one line per field of the platform
     pub async fn open(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
@@ -201,10 +209,11 @@ impl Platform {
             providers.root(),
             &config.tokens.issuer,
         );
-        let throttle =
-            crate::identity::throttle::SignInThrottle::new(&config.passwords, clock.clone());
         Ok(Self {
-            throttle,
+            throttle: crate::identity::throttle::SignInThrottle::new(
+                &config.passwords,
+                clock.clone(),
+            ),
             mfa_lock: AccountLocks::default(),
             webauthn: passkeys::relying_party(&config.webauthn)?,
             ceremonies: passkeys::Ceremonies::default(),
@@ -213,6 +222,7 @@ impl Platform {
             max_attachment_bytes: config.limits.max_attachment_bytes,
             type_cache: records::TypeCache::default(),
             mfa_policies: std::sync::Mutex::new(Default::default()),
+            sso: sso::SsoRuntime::new(config),
             store,
             providers,
             keyring,

@@ -240,8 +240,11 @@ pub struct SignRequest {
     pub comment: Option<String>,
     /// The login identifier (required for the first signature in a session).
     pub email: Option<Email>,
-    /// The password.
-    pub password: SecretString,
+    /// The password (not with `sso_challenge`).
+    pub password: Option<SecretString>,
+    /// A completed re-authentication at the signer's identity provider (the challenge
+    /// id from `Platform::sso_sign_begin`), instead of the password.
+    pub sso_challenge: Option<String>,
     /// A current TOTP code (when the signer's second factor is TOTP).
     pub totp: Option<OneTimeCode>,
     /// A passkey assertion: the challenge id and the authenticator's
@@ -1542,46 +1545,40 @@ impl Platform {
                 "set your printed name (full_name) before signing".into(),
             ));
         }
-        let first = !self
-            .store
-            .session_has_signed(&scope, user.session())
-            .await?;
-        let mut method = Vec::new();
-        if first || request.email.is_some() {
-            let Some(given) = &request.email else {
-                return Err(PlatformError::Invalid {
-                    field: Some("email"),
-                    message: "the first signature in a session needs your login identifier (`email`) as well as your password".into(),
-                });
+        let reauth = if let Some(challenge) = &request.sso_challenge {
+            let intent = crate::identity::sso::SigningIntent {
+                session: user.session().to_owned(),
+                user: user.user(),
+                record: loaded.record.id.clone(),
+                version: v.version,
+                content_hash: v.content_hash,
+                meaning: request.meaning.clone(),
             };
-            if given.as_str().to_lowercase() != stored_user.email.as_str().to_lowercase() {
-                // A wrong login identifier is a failed credential like a wrong password.
-                let account = format!("{slug}/{}", stored_user.email.as_str());
-                self.throttle
-                    .begin(&account, request.client)
-                    .map_err(super::users::too_many)?
-                    .failed();
-                self.signature_failed(
-                    &scope,
-                    &loaded.record.id,
-                    v.version,
-                    "wrong login identifier",
-                )
-                .await?;
-                return Err(PlatformError::ReauthenticationFailed);
+            match self.spend_sso_reauth(challenge, &intent) {
+                Ok(evidence) => evidence.method(),
+                Err(e) => {
+                    self.signature_failed(
+                        &scope,
+                        &loaded.record.id,
+                        v.version,
+                        "SSO re-authentication unknown, spent, expired or for another signature",
+                    )
+                    .await?;
+                    return Err(e);
+                }
             }
-            method.push("login-id");
-        }
-        self.reauthenticate_signer(
-            &scope,
-            slug,
-            &stored_user,
-            &request,
-            (user.session(), &loaded.record.id, v.version),
-            &mut method,
-        )
-        .await?;
-        let reauth = method.join("+");
+        } else {
+            self.password_reauth(
+                &scope,
+                slug,
+                &user,
+                &stored_user,
+                &loaded.record.id,
+                v.version,
+                &request,
+            )
+            .await?
+        };
         // The signature and, if it completes the policy, the approval.
         let now = self.clock.now();
         let sig_id = uuid::Uuid::now_v7().to_string();
@@ -1679,6 +1676,67 @@ impl Platform {
         self.record_view(&scope, id).await
     }
 
+    /// The password path of a signature's re-authentication: the login identifier
+    /// (first signature in the session), the password, the second factor. Refused when
+    /// the tenant requires SSO (unless the signer is a break-glass user). Returns the
+    /// method, e.g. `login-id+password+totp`.
+    #[allow(clippy::too_many_arguments)]
+    async fn password_reauth(
+        &self,
+        scope: &TenantScope,
+        slug: &Slug,
+        user: &crate::access::TenantUser,
+        stored_user: &crate::identity::user::User,
+        record: &str,
+        version: u64,
+        request: &SignRequest,
+    ) -> Result<String, PlatformError> {
+        let (allowed, _) = self.password_allowed(user.tenant(), user.user()).await?;
+        if !allowed {
+            return Err(PlatformError::SigningNotPermitted(
+                "this tenant requires single sign-on: re-authenticate at your identity provider (POST …/signatures/sso-challenge) and sign with sso_challenge".into(),
+            ));
+        }
+        if request.password.is_none() {
+            return Err(PlatformError::Invalid {
+                field: Some("password"),
+                message: "a signature needs your password (or an sso_challenge)".into(),
+            });
+        }
+        let first = !self.store.session_has_signed(scope, user.session()).await?;
+        let mut method = Vec::new();
+        if first || request.email.is_some() {
+            let Some(given) = &request.email else {
+                return Err(PlatformError::Invalid {
+                    field: Some("email"),
+                    message: "the first signature in a session needs your login identifier (`email`) as well as your password".into(),
+                });
+            };
+            if given.as_str().to_lowercase() != stored_user.email.as_str().to_lowercase() {
+                // A wrong login identifier is a failed credential like a wrong password.
+                let account = format!("{slug}/{}", stored_user.email.as_str());
+                self.throttle
+                    .begin(&account, request.client)
+                    .map_err(super::users::too_many)?
+                    .failed();
+                self.signature_failed(scope, record, version, "wrong login identifier")
+                    .await?;
+                return Err(PlatformError::ReauthenticationFailed);
+            }
+            method.push("login-id");
+        }
+        self.reauthenticate_signer(
+            scope,
+            slug,
+            stored_user,
+            request,
+            (user.session(), record, version),
+            &mut method,
+        )
+        .await?;
+        Ok(method.join("+"))
+    }
+
     /// The password and second-factor part of a signature's re-authentication,
     /// throttled and counted exactly like a sign-in (a wrong password here is a guess
     /// at the account's password).
@@ -1693,6 +1751,9 @@ impl Platform {
         (session, record, version): (&str, &str, u64),
         method: &mut Vec<&'static str>,
     ) -> Result<(), PlatformError> {
+        let Some(password) = request.password.as_ref() else {
+            return Err(PlatformError::ReauthenticationFailed);
+        };
         let account = format!("{slug}/{}", user.email.as_str());
         let attempt = self
             .throttle
@@ -1701,12 +1762,10 @@ impl Platform {
         let creds = self.store.user_credentials(scope, &user.email).await?;
         let ok = match &creds {
             Some(c) if c.user.id == user.id => {
-                self.passwords
-                    .verify(&request.password, &c.password_hash)
-                    .await?
+                self.passwords.verify(password, &c.password_hash).await?
             }
             _ => {
-                self.passwords.verify_dummy(&request.password).await?;
+                self.passwords.verify_dummy(password).await?;
                 false
             }
         };
@@ -1774,6 +1833,33 @@ impl Platform {
         self.recorder.record(scope, entry).await?;
         tracing::warn!(tenant = %scope.tenant(), record = %record, "signature re-authentication failed");
         Ok(())
+    }
+
+    /// The record id and content hash of version `n` if the caller could sign it now
+    /// (the current version, in review): what an SSO re-authentication is bound to.
+    pub(super) async fn signable_hash(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        id: &RecordId,
+        n: u64,
+    ) -> Result<(String, [u8; 32]), PlatformError> {
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let loaded = self.load(&scope, id).await?;
+        if n != loaded.record.current_version {
+            return Err(PlatformError::RecordState(
+                "only the current version can be signed".into(),
+            ));
+        }
+        let v = loaded.current()?;
+        if v.state != "in_review" || loaded.record.status != "in_review" {
+            return Err(PlatformError::RecordState(
+                "only a version in review can be signed: submit it first".into(),
+            ));
+        }
+        Ok((loaded.record.id.clone(), v.content_hash))
     }
 
     /// A passkey challenge for signing version `n` of a record in the caller's own

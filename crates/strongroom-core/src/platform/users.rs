@@ -130,14 +130,14 @@ fn name_hash(user: UserId, name: &str) -> [u8; 32] {
     ])
 }
 
-fn refresh_hash(token: &str) -> [u8; 32] {
+pub(super) fn refresh_hash(token: &str) -> [u8; 32] {
     sha256(&[token.as_bytes()])
 }
 
 /// A new refresh token of `tenant`: `srr_<slug>.<256 random bits, base64url>`. The
 /// slug lets the tenant-less OAuth token endpoint find the tenant; only the token's
 /// SHA-256 is stored.
-fn new_refresh_token(tenant: &Slug) -> Result<String, PlatformError> {
+pub(super) fn new_refresh_token(tenant: &Slug) -> Result<String, PlatformError> {
     let mut raw = [0u8; 32];
     aws_lc_rs::rand::fill(&mut raw).map_err(|_| PlatformError::internal("system RNG failed"))?;
     Ok(format!(
@@ -155,7 +155,7 @@ fn refresh_tenant(token: &str) -> Option<Slug> {
     Slug::parse(slug).ok()
 }
 
-fn user_target(id: Option<UserId>) -> Target {
+pub(super) fn user_target(id: Option<UserId>) -> Target {
     Target::of(
         "user",
         id.map_or_else(|| "unknown".into(), |u| u.to_string()),
@@ -469,6 +469,21 @@ impl Platform {
         };
         match creds {
             Some(c) if verified && c.user.status == UserStatus::Active => {
+                let (allowed, _) = self.password_allowed(&tenant, c.user.id).await?;
+                if !allowed {
+                    // The password was right, so this is no guess; the answer is the
+                    // same as for a wrong one (nothing to learn about the account).
+                    attempt.succeeded();
+                    let scope = self.sign_in_scope(&tenant).anonymous(&tenant);
+                    let entry = NewEntry::by(
+                        &scope,
+                        Action::SessionLoginFailed,
+                        user_target(Some(c.user.id)),
+                        Some("password refused: the tenant requires single sign-on".into()),
+                    );
+                    self.recorder.record(&scope, entry).await?;
+                    return Err(IdentityError::InvalidCredentials.into());
+                }
                 Ok((tenant, c.user, c.password_hash, attempt))
             }
             other => {
@@ -523,9 +538,21 @@ impl Platform {
             ..session
         };
         let refresh = new_refresh_token(&tenant.slug)?;
-        let event = self
-            .user_event(&scope, Action::SessionLogin, Some(user.id))
-            .await?;
+        // A password sign-in while the tenant requires SSO is a break-glass use.
+        let (_, sso_required) = self.password_allowed(&tenant, user.id).await?;
+        let reason = sso_required.then(|| {
+            "break-glass: password sign-in while the tenant requires single sign-on".to_owned()
+        });
+        if sso_required {
+            tracing::warn!(tenant = %slug, user = %user.id, "break-glass password sign-in");
+        }
+        let entry = NewEntry::by(
+            &scope,
+            Action::SessionLogin,
+            user_target(Some(user.id)),
+            reason,
+        );
+        let event = self.recorder.event(&scope, entry).await?;
         self.store
             .create_session(&scope, &session, &refresh_hash(&refresh), &event)
             .await?;
@@ -536,7 +563,7 @@ impl Platform {
     }
 
     /// A session for `user` starting now (not yet stored).
-    fn new_session(&self, user: &User) -> StoredSession {
+    pub(super) fn new_session(&self, user: &User) -> StoredSession {
         StoredSession {
             id: uuid::Uuid::new_v4().to_string(),
             user: user.id,
@@ -647,7 +674,7 @@ impl Platform {
     /// Access and refresh tokens for `user`'s `session`. A restricted session's token
     /// claims no permissions (the server would grant none anyway: rights are re-derived
     /// per request).
-    fn user_tokens(
+    pub(super) fn user_tokens(
         &self,
         tenant: &Tenant,
         user: &User,

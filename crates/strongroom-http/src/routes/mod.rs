@@ -12,6 +12,7 @@ pub(crate) mod passkeys;
 pub(crate) mod platform;
 pub(crate) mod records;
 pub(crate) mod sessions;
+pub(crate) mod sso;
 pub(crate) mod support;
 pub(crate) mod tenants;
 pub(crate) mod users;

@@ -581,9 +581,15 @@ pub(crate) struct SignBody {
     /// Your login identifier: required for the first signature in a session.
     #[serde(default)]
     email: Option<Email>,
-    /// Your password.
-    #[schema(value_type = String, format = Password)]
-    password: SecretString,
+    /// Your password (not with `sso_challenge`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    password: Option<SecretString>,
+    /// Instead of the password: the challenge id of a completed re-authentication at
+    /// your identity provider (`POST …/signatures/sso-challenge`, then the provider's
+    /// callback). Required for SSO users when the tenant requires SSO.
+    #[serde(default)]
+    sso_challenge: Option<String>,
     /// A current TOTP code, if your second factor is TOTP.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -621,6 +627,7 @@ pub(crate) async fn sign(
         comment: body.comment,
         email: body.email,
         password: body.password,
+        sso_challenge: body.sso_challenge,
         totp: body.totp,
         passkey: body.passkey.map(|p| (p.challenge_id, p.credential)),
         client,

@@ -13,9 +13,15 @@
 //   POST /__test/stale-login?secs=N   later logins report auth_time = now - N s, as an IdP that
 //                                     ignored prompt=login/max_age and reused an old session would
 //                                     (0 = real time).
+//   POST /__test/tamper?mode=M        the next token response's ID token is altered, as an
+//                                     attacker on the path (or a broken IdP) would: signature
+//                                     (a flipped signature byte), payload (a changed claim, the
+//                                     signature kept), aud / nonce / iss / expired / azp (re-signed
+//                                     with the IdP's own key), kid (signed by a key the JWKS does
+//                                     not publish), none (alg none, no signature).
 //   GET  /__test/keys                 the public JWKS (kids in signing order).
 import { createServer } from 'node:http';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import Provider from 'oidc-provider';
 
@@ -51,6 +57,77 @@ function newSigningKeys() {
 }
 
 let idTokenTtl = 3600;
+let tamperMode = null;
+
+const b64u = (x) => Buffer.from(x).toString('base64url');
+function signJwt(header, payload, jwk) {
+  const input = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify(payload))}`;
+  const key = createPrivateKey({ key: jwk, format: 'jwk' });
+  const sig = jwk.kty === 'EC'
+    ? sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' })
+    : sign('sha256', Buffer.from(input), key);
+  return `${input}.${b64u(sig)}`;
+}
+
+function tamper(idToken, mode) {
+  const [h, p, s] = idToken.split('.');
+  const header = JSON.parse(Buffer.from(h, 'base64url'));
+  const payload = JSON.parse(Buffer.from(p, 'base64url'));
+  const own = keys.find((k) => k.kid === header.kid);
+  const now = Math.floor(Date.now() / 1000);
+  switch (mode) {
+    case 'signature': {
+      const sig = Buffer.from(s, 'base64url');
+      sig[Math.floor(sig.length / 2)] ^= 0x01;
+      return `${h}.${p}.${b64u(sig)}`;
+    }
+    case 'payload':
+      return `${h}.${b64u(JSON.stringify({ ...payload, email: 'mallory@example.test', sub: 'mallory' }))}.${s}`;
+    case 'aud': return signJwt(header, { ...payload, aud: 'another-client' }, own);
+    case 'azp': return signJwt(header, { ...payload, aud: [payload.aud, 'another-client'], azp: 'another-client' }, own);
+    case 'nonce': return signJwt(header, { ...payload, nonce: 'not-the-nonce' }, own);
+    case 'iss': return signJwt(header, { ...payload, iss: 'http://127.0.0.1:1' }, own);
+    case 'expired': return signJwt(header, { ...payload, iat: now - 120, exp: now - 60 }, own);
+    case 'kid': {
+      const rogue = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+      return signJwt({ ...header, alg: 'RS256', kid: `rogue-${randomUUID()}` }, payload, rogue);
+    }
+    case 'none':
+      return `${b64u(JSON.stringify({ alg: 'none', typ: 'JWT' }))}.${p}.`;
+    default: throw new Error(`unknown tamper mode ${mode}`);
+  }
+}
+
+// Rewrites the body of one token response (koa sets its headers, then calls end once).
+function tamperTokenResponse(res, mode) {
+  const chunks = [];
+  const end = res.end.bind(res);
+  const write = res.write;
+  const writeHead = res.writeHead;
+  let head = null;
+  res.writeHead = (...args) => { head = args; return res; };
+  res.write = (chunk) => { if (chunk) chunks.push(Buffer.from(chunk)); return true; };
+  res.end = (chunk, ...rest) => {
+    if (chunk && typeof chunk !== 'function') chunks.push(Buffer.from(chunk));
+    let body = Buffer.concat(chunks).toString();
+    try {
+      const json = JSON.parse(body);
+      if (json.id_token) { json.id_token = tamper(json.id_token, mode); body = JSON.stringify(json); }
+    } catch (e) { console.error('tamper failed', e); }
+    // Node's end() writes implicit headers through res.writeHead: put the originals back.
+    res.write = write;
+    res.writeHead = writeHead;
+    if (head) {
+      const [code, ...more] = head;
+      const headers = { ...(more.find((x) => x && typeof x === 'object') ?? {}) };
+      for (const k of Object.keys(headers)) if (k.toLowerCase() === 'content-length') delete headers[k];
+      res.writeHead(code, { ...headers, 'content-length': Buffer.byteLength(body) });
+    } else if (!res.headersSent) {
+      res.setHeader('content-length', Buffer.byteLength(body));
+    }
+    return end(body);
+  };
+}
 let staleLoginSecs = 0;
 let keys = newSigningKeys(); // the first key of an alg signs; the rest are only published
 const cookieKeys = [randomUUID(), randomUUID()];
@@ -169,8 +246,16 @@ function handle(req, res) {
       staleLoginSecs = Number(url.searchParams.get('secs'));
       return reply(200, { staleLoginSecs });
     }
+    if (req.method === 'POST' && url.pathname === '/__test/tamper') {
+      tamperMode = url.searchParams.get('mode');
+      return reply(200, { tamperMode });
+    }
     if (req.method === 'GET' && url.pathname === '/__test/keys') return reply(200, publicJwks());
     return reply(404, { error: 'not_found' });
+  }
+  if (tamperMode && req.method === 'POST' && url.pathname === '/token') {
+    tamperTokenResponse(res, tamperMode);
+    tamperMode = null;
   }
   return callback(req, res);
 }

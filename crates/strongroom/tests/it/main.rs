@@ -22,5 +22,6 @@ mod operators;
 mod records;
 mod scale_out;
 mod security;
+mod sso;
 mod support;
 mod tls;

@@ -1,0 +1,1578 @@
+//! Single sign-on by OpenID Connect: a tenant administrator's identity providers, the
+//! browser's round trip (authorization code with PKCE, `state` and `nonce`), the
+//! verification of the ID token, and the re-authentication at the provider that an
+//! SSO user's electronic signature needs (21 CFR 11.200: `prompt=login`, `max_age=0`,
+//! an `auth_time` no older than the challenge, the nonce bound to what is signed).
+//!
+//! Flows in progress are held in memory on the node that started them (like passkey
+//! ceremonies), bounded in number and time; the browser is bound to its flow by a
+//! cookie whose hash the flow keeps, so a callback URL is useless in another browser
+//! (login CSRF) and works once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
+};
+use openidconnect::{
+    AsyncHttpClient, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
+    HttpRequest, HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use zeroize::Zeroizing;
+
+use super::users::{new_refresh_token, refresh_hash, user_target};
+use super::{Platform, PlatformError, UserTokens};
+use crate::access::rbac::{Permission, Role, permissions_of};
+use crate::access::{self, Principal, TenantScope};
+use crate::audit::entry::{Action, NewEntry, Target};
+use crate::audit::merkle::sha256;
+use crate::identity::Email;
+use crate::identity::sso::{
+    Asserted, IdpTransport, IssuerPolicy, MAX_BREAK_GLASS, MAX_PROVIDERS, OidcSettings, Provider,
+    ProviderName, SigningIntent, SsoError, SsoSettings, link_id,
+};
+use crate::identity::user::{StoredSession, User, UserId, UserStatus};
+use crate::objects::Kind;
+use crate::store::{NewUserRow, UserChange};
+use crate::tenant::{Slug, Tenant, TenantId};
+
+/// Kind and id of the sealed SSO settings.
+const SETTINGS_KIND: Kind = Kind::TenantPolicy;
+const SETTINGS_ID: &str = "sso";
+/// Most flows in progress on this node, per tenant and in all.
+const MAX_FLOWS_PER_TENANT: usize = 1_000;
+const MAX_FLOWS: usize = 10_000;
+/// How long a completed re-authentication may wait for its signature.
+const REAUTH_TTL: Duration = Duration::from_secs(300);
+/// A provider's discovery document is re-read after this long.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// Keys are re-fetched for an unknown `kid` at most this often per provider.
+const JWKS_REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// Prefix of the browser-binding cookie's name (the rest names the flow).
+pub const BINDING_COOKIE_PREFIX: &str = "sr_sso_";
+
+/// The server-wide SSO machinery: the transport, what the operator allows, cached
+/// provider metadata and the flows in progress.
+pub(super) struct SsoRuntime {
+    transport: Option<Arc<dyn IdpTransport>>,
+    policy: IssuerPolicy,
+    public_url: String,
+    skew: i64,
+    flow_ttl: Duration,
+    providers: Mutex<HashMap<String, Arc<CachedProvider>>>,
+    flows: Mutex<HashMap<String, Flow>>,
+    reauths: Mutex<HashMap<String, Reauthenticated>>,
+}
+
+impl SsoRuntime {
+    pub(super) fn new(config: &crate::config::Config) -> Self {
+        let public_url = if config.sso.public_url.is_empty() {
+            config.webauthn.origin.trim_end_matches('/').to_owned()
+        } else {
+            config.sso.public_url.clone()
+        };
+        Self {
+            transport: None,
+            policy: IssuerPolicy {
+                allow_http_loopback: config.sso.allow_http_loopback,
+                allowed_hosts: config.sso.allowed_hosts.clone(),
+            },
+            public_url,
+            skew: i64::try_from(config.sso.clock_skew_secs).unwrap_or(5),
+            flow_ttl: Duration::from_secs(config.sso.flow_ttl_secs),
+            providers: Mutex::default(),
+            flows: Mutex::default(),
+            reauths: Mutex::default(),
+        }
+    }
+
+    fn transport(&self) -> Result<Http, PlatformError> {
+        self.transport
+            .clone()
+            .map(Http)
+            .ok_or_else(|| PlatformError::unavailable("no transport to identity providers"))
+    }
+
+    /// Stores a flow under its `state`, dropping expired ones and, past the bounds, the
+    /// oldest.
+    fn put_flow(&self, state: String, flow: Flow) {
+        let mut map = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+        let ttl = self.flow_ttl;
+        map.retain(|_, f| f.started.elapsed() < ttl);
+        let tenant = flow.tenant;
+        if map.values().filter(|f| f.tenant == tenant).count() >= MAX_FLOWS_PER_TENANT {
+            drop_oldest(&mut map, |f| f.tenant == tenant);
+        }
+        if map.len() >= MAX_FLOWS {
+            drop_oldest(&mut map, |_| true);
+        }
+        map.insert(state, flow);
+    }
+
+    /// Takes (and so spends) the flow of `state`, if it is live.
+    fn take_flow(&self, state: &str) -> Option<Flow> {
+        let mut map = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(state)
+            .filter(|f| f.started.elapsed() < self.flow_ttl)
+    }
+
+    fn put_reauth(&self, challenge: String, r: Reauthenticated) {
+        let mut map = self.reauths.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, x| x.at.elapsed() < REAUTH_TTL);
+        if map.len() >= MAX_FLOWS {
+            return;
+        }
+        map.insert(challenge, r);
+    }
+
+    /// Takes the completed re-authentication `challenge` if it is live.
+    fn take_reauth(&self, challenge: &str) -> Option<Reauthenticated> {
+        let mut map = self.reauths.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(challenge)
+            .filter(|r| r.at.elapsed() < REAUTH_TTL)
+    }
+}
+
+fn drop_oldest(map: &mut HashMap<String, Flow>, which: impl Fn(&Flow) -> bool) {
+    let oldest = map
+        .iter()
+        .filter(|(_, f)| which(f))
+        .min_by_key(|(_, f)| f.started)
+        .map(|(k, _)| k.clone());
+    if let Some(k) = oldest {
+        map.remove(&k);
+    }
+}
+
+/// openidconnect's HTTP seam over our [`IdpTransport`].
+#[derive(Clone)]
+struct Http(Arc<dyn IdpTransport>);
+
+impl<'c> AsyncHttpClient<'c> for Http {
+    type Error = crate::identity::sso::IdpTransportError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        let t = self.0.clone();
+        Box::pin(async move { t.send(request).await })
+    }
+}
+
+/// A provider's discovery document and keys, as last fetched.
+struct CachedProvider {
+    metadata: Mutex<CoreProviderMetadata>,
+    fetched: Instant,
+    keys_fetched: Mutex<Option<Instant>>,
+}
+
+/// A browser's round trip in progress.
+struct Flow {
+    tenant: TenantId,
+    provider: ProviderName,
+    issuer: String,
+    nonce: String,
+    verifier: Zeroizing<String>,
+    /// SHA-256 of the browser-binding cookie's value.
+    binding: [u8; 32],
+    started: Instant,
+    /// When it started, seconds since the epoch (what `iat` and `auth_time` are judged
+    /// against).
+    started_at: i64,
+    purpose: Purpose,
+}
+
+/// What a flow is for.
+enum Purpose {
+    SignIn,
+    Sign {
+        challenge: String,
+        intent: SigningIntent,
+    },
+}
+
+/// A re-authentication at the provider, waiting for its signature.
+struct Reauthenticated {
+    intent: SigningIntent,
+    provider: ProviderName,
+    auth_time: i64,
+    /// SHA-256 of the ID token the provider returned.
+    digest: [u8; 32],
+    at: Instant,
+}
+
+/// How a signature's re-authentication at an identity provider went, for the
+/// signature's record (`reauth`).
+#[derive(Debug, Clone)]
+pub struct SsoReauthEvidence {
+    /// The provider.
+    pub provider: String,
+    /// When the person authenticated there (the ID token's `auth_time`), RFC 3339.
+    pub auth_time: String,
+    /// SHA-256 (hex) of the ID token it returned.
+    pub response_digest: String,
+}
+
+impl SsoReauthEvidence {
+    /// The signature's `reauth` text: `oidc:<provider> auth_time=<RFC 3339> id_token_sha256=<hex>`.
+    pub fn method(&self) -> String {
+        format!(
+            "oidc:{} auth_time={} id_token_sha256={}",
+            self.provider, self.auth_time, self.response_digest
+        )
+    }
+}
+
+/// An identity provider as the tenant administrator gives it: every setting, the client
+/// secret optional when replacing (kept if omitted).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderInput {
+    /// What the sign-in button says.
+    pub display_name: String,
+    /// Whether sign-ins through it are accepted (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Create unknown users at their first sign-in (default false).
+    #[serde(default)]
+    pub jit: bool,
+    /// Link a first sign-in to the existing user with the provider's verified e-mail
+    /// (default true).
+    #[serde(default = "default_true")]
+    pub link_by_email: bool,
+    /// Group → roles; when given, each sign-in sets the user's roles from their groups.
+    #[serde(default)]
+    pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// The OpenID Connect settings.
+    pub oidc: OidcInput,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// OpenID Connect settings as given (the secret write-only).
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcInput {
+    /// The issuer URL (`https://…`; discovery is read from it).
+    pub issuer: String,
+    /// Our client id at the provider.
+    pub client_id: String,
+    /// Our client secret; omit to keep the stored one.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub client_secret: Option<crate::secret::SecretString>,
+    /// Scopes besides `openid` (default `email`, `profile`).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Claim holding the e-mail (default `email`).
+    #[serde(default)]
+    pub email_claim: Option<String>,
+    /// Claim holding the full name (default `name`).
+    #[serde(default)]
+    pub name_claim: Option<String>,
+    /// Claim holding the groups (default `groups`).
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// Accepted ID-token algorithms (default `RS256`, `ES256`).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for OidcInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcInput")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configured identity provider as shown (never the secret).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProviderView {
+    /// Its name in the tenant.
+    pub name: String,
+    /// What the sign-in button says.
+    pub display_name: String,
+    /// `oidc`.
+    pub protocol: &'static str,
+    /// Whether sign-ins through it are accepted.
+    pub enabled: bool,
+    /// Just-in-time user creation.
+    pub jit: bool,
+    /// First sign-ins linked by verified e-mail.
+    pub link_by_email: bool,
+    /// Group → roles.
+    pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// The issuer.
+    pub issuer: String,
+    /// Our client id.
+    pub client_id: String,
+    /// Always true: a secret is stored (it is never shown).
+    pub client_secret_set: bool,
+    /// Scopes besides `openid`.
+    pub scopes: Vec<String>,
+    /// Claim names: e-mail, name, groups.
+    pub email_claim: String,
+    /// The name claim.
+    pub name_claim: String,
+    /// The groups claim.
+    pub groups_claim: String,
+    /// Accepted ID-token algorithms.
+    pub algorithms: Vec<String>,
+    /// The callback (redirect) URL to register at the provider.
+    pub redirect_uri: String,
+    /// Where a browser starts signing in through this provider.
+    pub login_url: String,
+}
+
+/// The tenant's SSO settings as shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SsoSettingsView {
+    /// Local passwords refused except for `break_glass`.
+    pub require_sso: bool,
+    /// User ids that may still use a password.
+    pub break_glass: Vec<String>,
+    /// The identity providers.
+    pub providers: Vec<ProviderView>,
+}
+
+/// What the end of a round trip produced.
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    /// A sign-in: the same tokens as a password sign-in.
+    SignedIn(UserTokens),
+    /// A signature's re-authentication, to be used by its signature request.
+    Reauthenticated {
+        /// The challenge id to give as `sso_challenge`.
+        challenge_id: String,
+        /// The provider's `auth_time`, RFC 3339.
+        auth_time: String,
+    },
+}
+
+/// The start of a round trip: where to send the browser and the cookie that binds it.
+#[derive(Debug)]
+pub struct FlowStart {
+    /// The provider's authorization URL.
+    pub authorization_url: String,
+    /// Name of the browser-binding cookie.
+    pub cookie_name: String,
+    /// Its value (random; only its hash is kept).
+    pub cookie_value: String,
+    /// Path the cookie is scoped to.
+    pub cookie_path: String,
+    /// Seconds the cookie (and the flow) lives.
+    pub max_age_secs: u64,
+    /// For a signature's re-authentication: its challenge id.
+    pub challenge_id: Option<String>,
+}
+
+/// The query of the provider's redirect back to us.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackQuery {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// Our `state`.
+    pub state: Option<String>,
+    /// RFC 9207 `iss`.
+    pub iss: Option<String>,
+    /// An error the provider reported instead of a code.
+    pub error: Option<String>,
+}
+
+/// The name of the binding cookie of the flow with `state`.
+pub fn binding_cookie_name(state: &str) -> String {
+    let h = sha256(&[b"strongroom-sso-binding-name\n", state.as_bytes()]);
+    format!("{BINDING_COOKIE_PREFIX}{}", hex::encode(&h[..8]))
+}
+
+fn random_token() -> Result<String, PlatformError> {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| PlatformError::internal("no randomness"))?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+fn now_secs(p: &Platform) -> i64 {
+    p.clock.now().unix_timestamp()
+}
+
+fn refused(why: impl Into<String>) -> SsoError {
+    SsoError::Refused(why.into())
+}
+
+impl From<SsoError> for PlatformError {
+    fn from(e: SsoError) -> Self {
+        match e {
+            SsoError::Invalid(field, message) => PlatformError::Invalid {
+                field: Some(field),
+                message,
+            },
+            SsoError::Refused(why) => PlatformError::SsoRefused(why),
+            SsoError::Unavailable(why) => PlatformError::IdpUnavailable(why),
+        }
+    }
+}
+
+impl Platform {
+    /// Sets the transport to identity providers (the server's HTTP client). Without
+    /// one, SSO answers 503.
+    pub fn set_idp_transport(&mut self, transport: Arc<dyn IdpTransport>) {
+        self.sso.transport = Some(transport);
+    }
+
+    /// The tenant's SSO settings (none yet: the defaults).
+    async fn sso_settings_of(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<(u64, SsoSettings), PlatformError> {
+        let Some((version, bytes)) = self
+            .objects
+            .value(scope, SETTINGS_KIND, SETTINGS_ID)
+            .await?
+        else {
+            return Ok((0, SsoSettings::default()));
+        };
+        let s = serde_json::from_slice(bytes.expose())
+            .map_err(|e| PlatformError::internal(format!("SSO settings unreadable: {e}")))?;
+        Ok((version, s))
+    }
+
+    /// The SSO settings of a tenant, read with the server's own rights (sign-in paths).
+    pub(super) async fn sso_settings_for(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<SsoSettings, PlatformError> {
+        let scope = access::provisioning_scope(&access::system_scope(), tenant);
+        Ok(self.sso_settings_of(&scope).await?.1)
+    }
+
+    /// Replaces the settings if they are still at `read`, with one `sso.configure`
+    /// entry saying what changed.
+    async fn store_sso_settings(
+        &self,
+        scope: &TenantScope,
+        settings: &SsoSettings,
+        read: u64,
+        what: String,
+    ) -> Result<(), PlatformError> {
+        let scope = scope.clone().writable()?;
+        let json =
+            Zeroizing::new(serde_json::to_vec(settings).map_err(PlatformError::internal_from)?);
+        let stored = self
+            .objects
+            .put_value_if(
+                &scope,
+                SETTINGS_KIND,
+                SETTINGS_ID,
+                &json,
+                Action::SsoConfigure,
+                Some(what),
+                read,
+            )
+            .await?;
+        if !stored {
+            return Err(PlatformError::PreconditionFailed);
+        }
+        Ok(())
+    }
+
+    fn view(&self, slug: &Slug, s: &SsoSettings) -> SsoSettingsView {
+        SsoSettingsView {
+            require_sso: s.require_sso,
+            break_glass: s.break_glass.iter().map(ToString::to_string).collect(),
+            providers: s
+                .providers
+                .iter()
+                .map(|p| self.provider_view(slug, p))
+                .collect(),
+        }
+    }
+
+    fn provider_view(&self, slug: &Slug, p: &Provider) -> ProviderView {
+        ProviderView {
+            name: p.name.to_string(),
+            display_name: p.display_name.clone(),
+            protocol: "oidc",
+            enabled: p.enabled,
+            jit: p.jit,
+            link_by_email: p.link_by_email,
+            group_roles: p.group_roles.clone(),
+            issuer: p.oidc.issuer.clone(),
+            client_id: p.oidc.client_id.clone(),
+            client_secret_set: true,
+            scopes: p.oidc.scopes.clone(),
+            email_claim: p.oidc.email_claim.clone(),
+            name_claim: p.oidc.name_claim.clone(),
+            groups_claim: p.oidc.groups_claim.clone(),
+            algorithms: p.oidc.algorithms.clone(),
+            redirect_uri: self.redirect_uri(slug, &p.name),
+            login_url: format!("{}/v1/t/{slug}/sso/{}/login", self.sso.public_url, p.name),
+        }
+    }
+
+    fn redirect_uri(&self, slug: &Slug, name: &ProviderName) -> String {
+        format!("{}/v1/t/{slug}/sso/{name}/callback", self.sso.public_url)
+    }
+
+    /// The tenant's SSO settings (`users:manage`).
+    pub async fn sso_settings(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<SsoSettingsView, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        let (_, s) = self.sso_settings_of(&scope).await?;
+        Ok(self.view(slug, &s))
+    }
+
+    /// Adds or replaces the identity provider `name` (`users:manage`): its discovery
+    /// document is fetched and checked first, so a wrong issuer is found now rather
+    /// than at someone's first sign-in.
+    pub async fn put_sso_provider(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        name: &ProviderName,
+        input: ProviderInput,
+    ) -> Result<ProviderView, PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        let (read, mut settings) = self.sso_settings_of(&scope).await?;
+        let existing = settings.provider(name).cloned();
+        let provider = provider_from(name, input, existing.as_ref())?;
+        provider.validate(&self.sso.policy)?;
+        if existing.is_none() && settings.providers.len() >= MAX_PROVIDERS {
+            return Err(PlatformError::Invalid {
+                field: None,
+                message: format!("a tenant has at most {MAX_PROVIDERS} identity providers"),
+            });
+        }
+        // Discovery now: the issuer must answer for itself.
+        self.sso
+            .providers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cache_key(scope.tenant(), &provider));
+        self.metadata(scope.tenant(), &provider).await?;
+        let what = format!(
+            "{} oidc provider {name}: issuer {}, client {}, enabled={}, jit={}, link_by_email={}, groups mapped {}{}",
+            if existing.is_some() { "replace" } else { "add" },
+            provider.oidc.issuer,
+            provider.oidc.client_id,
+            provider.enabled,
+            provider.jit,
+            provider.link_by_email,
+            provider.group_roles.len(),
+            if input_secret_changed(existing.as_ref(), &provider) {
+                ", new client secret"
+            } else {
+                ""
+            },
+        );
+        settings.providers.retain(|p| &p.name != name);
+        settings.providers.push(provider.clone());
+        settings.providers.sort_by(|a, b| a.name.cmp(&b.name));
+        self.store_sso_settings(&scope, &settings, read, what)
+            .await?;
+        tracing::info!(tenant = %slug, provider = %name, "identity provider configured");
+        Ok(self.provider_view(slug, &provider))
+    }
+
+    /// Removes the identity provider `name` (`users:manage`). Links of its subjects
+    /// stay, bound to its issuer, and are unused unless it is added back.
+    pub async fn delete_sso_provider(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        name: &ProviderName,
+    ) -> Result<(), PlatformError> {
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        let (read, mut settings) = self.sso_settings_of(&scope).await?;
+        if settings.provider(name).is_none() {
+            return Err(PlatformError::NotFound("identity provider"));
+        }
+        settings.providers.retain(|p| &p.name != name);
+        if settings.require_sso && settings.providers.iter().all(|p| !p.enabled) {
+            return Err(PlatformError::Conflict(
+                "the tenant requires SSO: keep an enabled identity provider, or turn require_sso off first".into(),
+            ));
+        }
+        self.store_sso_settings(&scope, &settings, read, format!("remove provider {name}"))
+            .await
+    }
+
+    /// Sets whether the tenant requires SSO, and who may still use a password
+    /// (`users:manage`). Requiring SSO needs an enabled provider and at least one
+    /// break-glass administrator, so the tenant cannot lock itself out.
+    pub async fn set_sso_policy(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        require_sso: bool,
+        break_glass: Vec<UserId>,
+    ) -> Result<SsoSettingsView, PlatformError> {
+        if break_glass.len() > MAX_BREAK_GLASS {
+            return Err(PlatformError::Invalid {
+                field: Some("break_glass"),
+                message: format!("at most {MAX_BREAK_GLASS} break-glass users"),
+            });
+        }
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        let (read, mut settings) = self.sso_settings_of(&scope).await?;
+        let mut glass = Vec::new();
+        for id in break_glass {
+            let user = self
+                .store
+                .user(&scope, id)
+                .await?
+                .filter(|u| u.status == UserStatus::Active)
+                .ok_or_else(|| PlatformError::Invalid {
+                    field: Some("break_glass"),
+                    message: format!("{id} is not an active user of this tenant"),
+                })?;
+            if !glass.contains(&user.id) {
+                glass.push(user.id);
+            }
+        }
+        if require_sso {
+            if !settings.providers.iter().any(|p| p.enabled) {
+                return Err(PlatformError::Conflict(
+                    "configure and enable an identity provider before requiring SSO".into(),
+                ));
+            }
+            let mut admin = false;
+            for id in &glass {
+                if let Some(u) = self.store.user(&scope, *id).await? {
+                    admin |= u.roles.contains(&Role::Admin);
+                }
+            }
+            if !admin {
+                return Err(PlatformError::Invalid {
+                    field: Some("break_glass"),
+                    message: "requiring SSO needs at least one break-glass administrator".into(),
+                });
+            }
+        }
+        settings.require_sso = require_sso;
+        settings.break_glass = glass;
+        let what = format!(
+            "require_sso={require_sso}; break_glass={}",
+            settings
+                .break_glass
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        self.store_sso_settings(&scope, &settings, read, what)
+            .await?;
+        Ok(self.view(slug, &settings))
+    }
+
+    /// The provider's discovery document (cached for an hour).
+    async fn metadata(
+        &self,
+        tenant: TenantId,
+        provider: &Provider,
+    ) -> Result<Arc<CachedProvider>, PlatformError> {
+        let key = cache_key(tenant, provider);
+        let cached = self
+            .sso
+            .providers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|c| c.fetched.elapsed() < METADATA_TTL)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let http = self.sso.transport()?;
+        let issuer = IssuerUrl::new(provider.oidc.issuer.clone())
+            .map_err(|e| SsoError::Invalid("oidc/issuer", e.to_string()))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
+            .await
+            .map_err(|e| {
+                SsoError::Unavailable(format!(
+                    "discovery at {} failed: {}",
+                    provider.oidc.issuer,
+                    super::chain(&e)
+                ))
+            })?;
+        // Every endpoint the browser or this server will use must pass the same policy
+        // as the issuer (no http, no internal addresses).
+        for (what, url) in [
+            (
+                "authorization_endpoint",
+                Some(metadata.authorization_endpoint().as_str()),
+            ),
+            (
+                "token_endpoint",
+                metadata.token_endpoint().map(|u| u.as_str()),
+            ),
+            ("jwks_uri", Some(metadata.jwks_uri().as_str())),
+        ] {
+            let url = url.ok_or_else(|| {
+                SsoError::Unavailable(format!("the provider's discovery names no {what}"))
+            })?;
+            self.sso.policy.check("oidc/issuer", url).map_err(|_| {
+                SsoError::Unavailable(format!(
+                    "the provider's {what} ({url}) is not one this server may use"
+                ))
+            })?;
+        }
+        let entry = Arc::new(CachedProvider {
+            metadata: Mutex::new(metadata),
+            fetched: Instant::now(),
+            keys_fetched: Mutex::new(None),
+        });
+        self.sso
+            .providers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, entry.clone());
+        Ok(entry)
+    }
+
+    /// The tenant and its enabled provider `name`, for the anonymous start of a
+    /// sign-in: an unknown tenant and an unknown or disabled provider look alike.
+    async fn sign_in_provider(
+        &self,
+        slug: &Slug,
+        name: &ProviderName,
+    ) -> Result<(Tenant, SsoSettings, Provider), PlatformError> {
+        let tenant = self
+            .tenant_by_slug(slug)
+            .await?
+            .ok_or(PlatformError::NotFound("identity provider"))?;
+        let settings = self.sso_settings_for(&tenant).await?;
+        let provider = settings
+            .provider(name)
+            .filter(|p| p.enabled)
+            .cloned()
+            .ok_or(PlatformError::NotFound("identity provider"))?;
+        Ok((tenant, settings, provider))
+    }
+
+    /// Starts a sign-in through the tenant's provider `name`: where to send the browser
+    /// (the authorization request with PKCE S256, `state` and `nonce`) and the cookie
+    /// that binds the browser to this flow.
+    pub async fn sso_begin(
+        &self,
+        slug: &Slug,
+        name: &ProviderName,
+    ) -> Result<FlowStart, PlatformError> {
+        let (tenant, _, provider) = self.sign_in_provider(slug, name).await?;
+        let nonce = random_token()?;
+        self.begin(&tenant, &provider, nonce, Purpose::SignIn).await
+    }
+
+    async fn begin(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        nonce: String,
+        purpose: Purpose,
+    ) -> Result<FlowStart, PlatformError> {
+        let cached = self.metadata(tenant.id, provider).await?;
+        let client = self.client(tenant, provider, &cached)?;
+        let state = random_token()?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (state_for, nonce_for) = (state.clone(), nonce.clone());
+        let mut request = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            move || CsrfToken::new(state_for),
+            move || Nonce::new(nonce_for),
+        );
+        for s in &provider.oidc.scopes {
+            request = request.add_scope(Scope::new(s.clone()));
+        }
+        request = request.set_pkce_challenge(challenge);
+        let challenge_id = match &purpose {
+            Purpose::Sign { challenge, .. } => {
+                request = request
+                    .add_prompt(CoreAuthPrompt::Login)
+                    .set_max_age(Duration::ZERO);
+                Some(challenge.clone())
+            }
+            Purpose::SignIn => None,
+        };
+        let (url, _, _) = request.url();
+        let cookie_value = random_token()?;
+        self.sso.put_flow(
+            state.clone(),
+            Flow {
+                tenant: tenant.id,
+                provider: provider.name.clone(),
+                issuer: provider.oidc.issuer.clone(),
+                nonce,
+                verifier: Zeroizing::new(verifier.secret().clone()),
+                binding: sha256(&[cookie_value.as_bytes()]),
+                started: Instant::now(),
+                started_at: now_secs(self),
+                purpose,
+            },
+        );
+        Ok(FlowStart {
+            authorization_url: url.to_string(),
+            cookie_name: binding_cookie_name(&state),
+            cookie_value,
+            cookie_path: format!("/v1/t/{}/sso/", tenant.slug),
+            max_age_secs: self.sso.flow_ttl.as_secs(),
+            challenge_id,
+        })
+    }
+
+    fn client(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        cached: &CachedProvider,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        PlatformError,
+    > {
+        let metadata = cached
+            .metadata
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let redirect = RedirectUrl::new(self.redirect_uri(&tenant.slug, &provider.name))
+            .map_err(|e| PlatformError::internal(format!("redirect URL: {e}")))?;
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(provider.oidc.client_id.clone()),
+            Some(ClientSecret::new(provider.oidc.client_secret.to_string())),
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    /// Starts the re-authentication at the identity provider that an SSO user's
+    /// signature of version `n` with `meaning` needs: the caller's own session, a
+    /// version they could sign now. Returns the flow (the browser goes to the provider,
+    /// which must make the person log in again) with its challenge id.
+    pub async fn sso_sign_begin(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+        record: &crate::records::RecordId,
+        n: u64,
+        meaning: &str,
+        name: &ProviderName,
+    ) -> Result<FlowStart, PlatformError> {
+        let Principal::User(user) = principal else {
+            return Err(PlatformError::SigningNotPermitted(
+                "only a user's own session can sign".into(),
+            ));
+        };
+        if user.via().is_some() {
+            return Err(PlatformError::SigningNotPermitted(
+                "an application acting for a user (a delegated token) can never sign".into(),
+            ));
+        }
+        let (tenant, scope) = self.own_scope(principal, slug).await?;
+        let (_, settings) = self.sso_settings_of(&scope).await?;
+        let provider = settings
+            .provider(name)
+            .filter(|p| p.enabled)
+            .cloned()
+            .ok_or(PlatformError::NotFound("identity provider"))?;
+        let (record, content_hash) = self.signable_hash(principal, slug, record, n).await?;
+        let challenge = random_token()?;
+        let intent = SigningIntent {
+            session: user.session().to_owned(),
+            user: user.user(),
+            record,
+            version: n,
+            content_hash,
+            meaning: meaning.to_owned(),
+        };
+        let nonce = intent.nonce(&challenge);
+        self.begin(
+            &tenant,
+            &provider,
+            nonce,
+            Purpose::Sign { challenge, intent },
+        )
+        .await
+    }
+
+    /// Completes a round trip: the provider's redirect with `query`, from the browser
+    /// holding the binding cookie `binding` (the value of the cookie named for the
+    /// flow's state). A sign-in ends in a session; a signature's re-authentication in
+    /// a challenge its signature request can spend.
+    pub async fn sso_callback(
+        &self,
+        slug: &Slug,
+        name: &ProviderName,
+        query: CallbackQuery,
+        binding: Option<&str>,
+        client_addr: IpAddr,
+    ) -> Result<CallbackOutcome, PlatformError> {
+        let _ = client_addr;
+        let state = query
+            .state
+            .as_deref()
+            .filter(|s| s.len() <= 128)
+            .ok_or_else(|| refused("the callback carries no state"))?;
+        // Spent whatever happens next: a callback works once.
+        let flow = self
+            .sso
+            .take_flow(state)
+            .ok_or_else(|| refused("unknown, used or expired sign-in attempt (state)"))?;
+        let tenant = self
+            .tenant_by_slug(slug)
+            .await?
+            .filter(|t| t.id == flow.tenant)
+            .ok_or_else(|| refused("this sign-in attempt belongs to another tenant"))?;
+        if &flow.provider != name {
+            return Err(
+                refused("this sign-in attempt belongs to another identity provider").into(),
+            );
+        }
+        let bound = binding.is_some_and(|b| {
+            subtle::ConstantTimeEq::ct_eq(&sha256(&[b.as_bytes()])[..], &flow.binding[..]).into()
+        });
+        let result = if bound {
+            self.finish(&tenant, &flow, &query).await
+        } else {
+            Err(refused("the browser that started this sign-in must finish it (binding cookie missing or wrong)").into())
+        };
+        match (&flow.purpose, result) {
+            (_, Ok(outcome)) => Ok(outcome),
+            (Purpose::SignIn, Err(e)) => {
+                self.sso_login_failed(&tenant, name, &e).await?;
+                Err(e)
+            }
+            (Purpose::Sign { intent, .. }, Err(e)) => {
+                self.sso_signature_failed(&tenant, intent, name, &e).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        tenant: &Tenant,
+        flow: &Flow,
+        query: &CallbackQuery,
+    ) -> Result<CallbackOutcome, PlatformError> {
+        if let Some(error) = &query.error {
+            let e: String = error
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(64)
+                .collect();
+            return Err(refused(format!("the identity provider answered {e}")).into());
+        }
+        let settings = self.sso_settings_for(tenant).await?;
+        let provider = settings
+            .provider(&flow.provider)
+            .filter(|p| p.enabled && p.oidc.issuer == flow.issuer)
+            .cloned()
+            .ok_or_else(|| refused("the identity provider was disabled or changed meanwhile"))?;
+        // RFC 9207: the authorization response names its issuer (mix-up defence).
+        match &query.iss {
+            Some(iss) if iss != &provider.oidc.issuer => {
+                return Err(refused("the response names another issuer (iss)").into());
+            }
+            _ => {}
+        }
+        let code = query
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty() && c.len() <= 2048)
+            .ok_or_else(|| refused("the callback carries no code"))?;
+        let cached = self.metadata(tenant.id, &provider).await?;
+        let (asserted, digest) = self.redeem(tenant, &provider, &cached, flow, code).await?;
+        match &flow.purpose {
+            Purpose::SignIn => {
+                let tokens = self.sso_session(tenant, &provider, &asserted).await?;
+                Ok(CallbackOutcome::SignedIn(tokens))
+            }
+            Purpose::Sign { challenge, intent } => {
+                self.reauthenticated(tenant, &provider, &asserted, digest, challenge, intent)
+                    .await
+            }
+        }
+    }
+
+    /// A signature's re-authentication came back: it must name the signer (by their
+    /// link) and carry `auth_time` (checked against the challenge by the verifier).
+    async fn reauthenticated(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        asserted: &Asserted,
+        digest: [u8; 32],
+        challenge: &str,
+        intent: &SigningIntent,
+    ) -> Result<CallbackOutcome, PlatformError> {
+        let auth_time = asserted
+            .auth_time
+            .ok_or_else(|| refused("the ID token has no auth_time"))?;
+        let user = self.linked_user(tenant, provider, asserted).await?;
+        if user.map(|u| u.id) != Some(intent.user) {
+            return Err(
+                refused("the identity provider signed in someone other than the signer").into(),
+            );
+        }
+        self.sso.put_reauth(
+            challenge.to_owned(),
+            Reauthenticated {
+                intent: intent.clone(),
+                provider: provider.name.clone(),
+                auth_time,
+                digest,
+                at: Instant::now(),
+            },
+        );
+        Ok(CallbackOutcome::Reauthenticated {
+            challenge_id: challenge.to_owned(),
+            auth_time: rfc3339(auth_time),
+        })
+    }
+
+    /// Exchanges the code (with the PKCE verifier) and verifies the ID token: issuer,
+    /// audience (and `azp`), expiry, `iat`, the nonce, the signature against the
+    /// provider's keys (re-fetched once for an unknown key id, at most every 30 s), and
+    /// for a signature an `auth_time` no older than the challenge.
+    async fn redeem(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        cached: &CachedProvider,
+        flow: &Flow,
+        code: &str,
+    ) -> Result<(Asserted, [u8; 32]), PlatformError> {
+        let http = self.sso.transport()?;
+        let client = self.client(tenant, provider, cached)?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| SsoError::Unavailable(format!("token endpoint: {e}")))?
+            .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.to_string()))
+            .request_async(&http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => refused(format!(
+                    "the identity provider refused the code: {}",
+                    r.error()
+                )),
+                other => SsoError::Unavailable(format!("token request: {}", super::chain(&other))),
+            })?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| refused("the token response has no ID token"))?
+            .clone();
+        let raw = id_token.to_string();
+        let digest = sha256(&[raw.as_bytes()]);
+        let reauth_after = match flow.purpose {
+            Purpose::Sign { .. } => Some(flow.started_at - self.sso.skew),
+            Purpose::SignIn => None,
+        };
+        let nonce = Nonce::new(flow.nonce.clone());
+        let mut refreshed = false;
+        loop {
+            let client = self.client(tenant, provider, cached)?;
+            let verifier = self.verifier(&client, provider, flow, reauth_after)?;
+            match id_token.claims(&verifier, &nonce) {
+                Ok(_) => break,
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) if !refreshed => {
+                    refreshed = true;
+                    if !self.refresh_keys(cached, &http).await? {
+                        return Err(refused(
+                            "the ID token is signed with a key the provider does not publish",
+                        )
+                        .into());
+                    }
+                }
+                Err(e) => return Err(refused(format!("the ID token was refused: {e}")).into()),
+            }
+        }
+        // The verified payload's claims (the library checked these very bytes).
+        let payload = raw
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|b| {
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok()
+            })
+            .ok_or_else(|| refused("the ID token's claims are unreadable"))?;
+        Ok((Asserted::from_claims(&provider.oidc, &payload)?, digest))
+    }
+
+    fn verifier<'a>(
+        &self,
+        client: &'a CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        provider: &Provider,
+        flow: &Flow,
+        reauth_after: Option<i64>,
+    ) -> Result<openidconnect::core::CoreIdTokenVerifier<'a>, PlatformError> {
+        let algs: Vec<CoreJwsSigningAlgorithm> = provider
+            .oidc
+            .algorithms
+            .iter()
+            .filter_map(|a| match a.as_str() {
+                "RS256" => Some(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
+                "ES256" => Some(CoreJwsSigningAlgorithm::EcdsaP256Sha256),
+                "PS256" => Some(CoreJwsSigningAlgorithm::RsaSsaPssSha256),
+                "EdDSA" => Some(CoreJwsSigningAlgorithm::EdDsa),
+                _ => None,
+            })
+            .collect();
+        let skew = self.sso.skew;
+        let earliest = flow.started_at - skew;
+        let latest = now_secs(self) + skew;
+        Ok(client
+            .id_token_verifier()
+            .set_allowed_algs(algs)
+            // Issued for this flow: not before it started, not in the future.
+            .set_issue_time_verifier_fn(move |iat| {
+                let t = iat.timestamp();
+                if t < earliest || t > latest {
+                    Err(format!("iat {t} is outside this sign-in ({earliest}..{latest})"))
+                } else {
+                    Ok(())
+                }
+            })
+            .set_auth_time_verifier_fn(move |at| match (reauth_after, at) {
+                (None, _) => Ok(()),
+                (Some(after), Some(t)) if t.timestamp() >= after => Ok(()),
+                (Some(_), Some(t)) => Err(format!(
+                    "auth_time {} is older than the signing challenge: the provider did not re-authenticate",
+                    t.timestamp()
+                )),
+                (Some(_), None) => Err("auth_time is missing: re-authentication cannot be shown".into()),
+            }))
+    }
+
+    /// Re-reads the provider's keys unless that was done in the last 30 s; whether it
+    /// did.
+    async fn refresh_keys(
+        &self,
+        cached: &CachedProvider,
+        http: &Http,
+    ) -> Result<bool, PlatformError> {
+        {
+            let mut last = cached
+                .keys_fetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_EVERY) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        let uri = cached
+            .metadata
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .jwks_uri()
+            .clone();
+        let keys = CoreJsonWebKeySet::fetch_async(&uri, http)
+            .await
+            .map_err(|e| SsoError::Unavailable(format!("keys: {}", super::chain(&e))))?;
+        let mut m = cached.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        *m = m.clone().set_jwks(keys);
+        Ok(true)
+    }
+
+    /// The user a provider's subject is linked to, if the link and the user exist.
+    async fn linked_user(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        asserted: &Asserted,
+    ) -> Result<Option<User>, PlatformError> {
+        let scope = access::provisioning_scope(&access::system_scope(), tenant);
+        let id = link_id(&provider.name, &provider.oidc.issuer, &asserted.subject);
+        let Some((_, bytes)) = self.objects.value(&scope, Kind::SsoLink, &id).await? else {
+            return Ok(None);
+        };
+        let link: Link = serde_json::from_slice(bytes.expose())
+            .map_err(|e| PlatformError::internal(format!("SSO link unreadable: {e}")))?;
+        Ok(self.store.user(&scope, link.user).await?)
+    }
+
+    /// Finds (linking by verified e-mail, or creating just in time, as the provider
+    /// allows) the user a sign-in names, applies the provider's roles, and opens a
+    /// session exactly like a password sign-in's.
+    async fn sso_session(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        asserted: &Asserted,
+    ) -> Result<UserTokens, PlatformError> {
+        let user = match self.linked_user(tenant, provider, asserted).await? {
+            Some(u) => u,
+            None => self.first_sign_in(tenant, provider, asserted).await?,
+        };
+        if user.status != UserStatus::Active {
+            return Err(refused("the account is disabled").into());
+        }
+        let user = self.sync_roles(tenant, provider, asserted, user).await?;
+        let session = StoredSession {
+            // The provider vouched for the authentication, second factor included.
+            second_factor: true,
+            ..self.new_session(&user)
+        };
+        let principal = access::signed_in_user(
+            tenant.clone(),
+            user.id,
+            session.id.clone(),
+            None,
+            permissions_of(&user.roles),
+        );
+        let scope = access::own_account(&principal)?;
+        let refresh = new_refresh_token(&tenant.slug)?;
+        let entry = NewEntry::by(
+            &scope,
+            Action::SessionLogin,
+            user_target(Some(user.id)),
+            Some(format!("sso: {}", provider.name)),
+        );
+        let event = self.recorder.event(&scope, entry).await?;
+        self.store
+            .create_session(&scope, &session, &refresh_hash(&refresh), &event)
+            .await?;
+        tracing::info!(tenant = %tenant.slug, user = %user.id, provider = %provider.name, "user signed in by SSO");
+        Ok(self.user_tokens(tenant, &user, &session, refresh))
+    }
+
+    /// A subject's first sign-in: link to the user with the verified e-mail, or create
+    /// one, as the provider allows; otherwise refused.
+    async fn first_sign_in(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        asserted: &Asserted,
+    ) -> Result<User, PlatformError> {
+        let system = access::provisioning_scope(&access::system_scope(), tenant);
+        let email = asserted.email.as_deref().and_then(|e| Email::parse(e).ok());
+        let by_email = match (&email, provider.link_by_email && asserted.email_verified) {
+            (Some(e), true) => self
+                .store
+                .user_credentials(&system, e)
+                .await?
+                .map(|c| c.user),
+            _ => None,
+        };
+        let user = match by_email {
+            Some(u) => u,
+            None if provider.jit => {
+                let email = email.ok_or_else(|| {
+                    refused("the provider gave no usable e-mail address to create the account with")
+                })?;
+                if !asserted.email_verified {
+                    return Err(refused(
+                        "the provider does not say the e-mail address is verified",
+                    )
+                    .into());
+                }
+                self.create_jit_user(tenant, provider, asserted, email)
+                    .await?
+            }
+            None => {
+                return Err(refused(
+                    "no account in this tenant for this identity (ask an administrator to invite you)",
+                )
+                .into());
+            }
+        };
+        let link = Link {
+            user: user.id,
+            provider: provider.name.to_string(),
+            issuer: provider.oidc.issuer.clone(),
+            subject: asserted.subject.clone(),
+        };
+        let json = serde_json::to_vec(&link).map_err(PlatformError::internal_from)?;
+        let id = link_id(&provider.name, &provider.oidc.issuer, &asserted.subject);
+        self.objects
+            .put_state(&system, Kind::SsoLink, &id, &json, Action::SsoLink)
+            .await?;
+        Ok(user)
+    }
+
+    async fn create_jit_user(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        asserted: &Asserted,
+        email: Email,
+    ) -> Result<User, PlatformError> {
+        let scope = access::provisioning_scope(&access::system_scope(), tenant).writable()?;
+        // No password anyone knows: a hash of 32 random bytes.
+        let unusable = crate::secret::SecretString::new(random_token()?);
+        let hash = self.passwords.hash(&unusable).await?;
+        let full_name = asserted
+            .name
+            .as_deref()
+            .map(|n| {
+                n.chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        let user = User {
+            id: UserId::generate(),
+            email,
+            full_name,
+            status: UserStatus::Active,
+            roles: provider.roles_for(&asserted.groups).unwrap_or_default(),
+            created_at: self.clock.now(),
+        };
+        let entry = NewEntry::by(
+            &scope,
+            Action::UserCreate,
+            user_target(Some(user.id)),
+            Some(format!(
+                "just in time, at the first sign-in through {}",
+                provider.name
+            )),
+        );
+        let event = self.recorder.event(&scope, entry).await?;
+        let row = NewUserRow {
+            user: user.clone(),
+            password_hash: hash,
+            granted_by: format!("sso:{}", provider.name),
+        };
+        self.store.insert_user(&scope, &row, &event).await?;
+        Ok(user)
+    }
+
+    /// Sets the user's roles from the provider's groups when the provider manages
+    /// roles and they differ (audited `user.update`, actor: the system).
+    async fn sync_roles(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        asserted: &Asserted,
+        user: User,
+    ) -> Result<User, PlatformError> {
+        let Some(roles) = provider.roles_for(&asserted.groups) else {
+            return Ok(user);
+        };
+        let mut current = user.roles.clone();
+        current.sort_by_key(|r| Role::ALL.iter().position(|x| x == r));
+        if current == roles {
+            return Ok(user);
+        }
+        let Ok(scope) = access::provisioning_scope(&access::system_scope(), tenant).writable()
+        else {
+            return Ok(user); // a read-only tenant keeps its grants
+        };
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let entry = NewEntry::by(
+            &scope,
+            Action::UserUpdate,
+            user_target(Some(user.id)),
+            Some(format!(
+                "roles={} (from {}'s groups)",
+                names.join(","),
+                provider.name
+            )),
+        );
+        let event = self.recorder.event(&scope, entry).await?;
+        let change = UserChange {
+            status: None,
+            roles: Some(roles),
+            granted_by: format!("sso:{}", provider.name),
+            at: self.clock.now(),
+        };
+        Ok(self
+            .store
+            .update_user(&scope, user.id, &change, &event)
+            .await?
+            .unwrap_or(user))
+    }
+
+    async fn sso_login_failed(
+        &self,
+        tenant: &Tenant,
+        name: &ProviderName,
+        e: &PlatformError,
+    ) -> Result<(), PlatformError> {
+        let scope = self.sign_in_scope(tenant).anonymous(tenant);
+        let entry = NewEntry::by(
+            &scope,
+            Action::SessionLoginFailed,
+            Target::of("identity-provider", name.as_str()),
+            Some(failure_reason(name, e)),
+        );
+        self.recorder.record(&scope, entry).await?;
+        tracing::info!(tenant = %tenant.slug, provider = %name, error = %e, "SSO sign-in refused");
+        Ok(())
+    }
+
+    async fn sso_signature_failed(
+        &self,
+        tenant: &Tenant,
+        intent: &SigningIntent,
+        name: &ProviderName,
+        e: &PlatformError,
+    ) -> Result<(), PlatformError> {
+        let scope = self.sign_in_scope(tenant).anonymous(tenant);
+        let entry = NewEntry::by(
+            &scope,
+            Action::SignatureFailed,
+            Target::of("record", intent.record.clone()).at_version(intent.version),
+            Some(failure_reason(name, e)),
+        );
+        self.recorder.record(&scope, entry).await?;
+        tracing::warn!(tenant = %tenant.slug, provider = %name, error = %e, "SSO re-authentication for a signature refused");
+        Ok(())
+    }
+
+    /// Spends the completed re-authentication `challenge` for a signature by `intent`'s
+    /// signer: it must be theirs, from this session, for this version, content and
+    /// meaning, and fresh.
+    pub(super) fn spend_sso_reauth(
+        &self,
+        challenge: &str,
+        intent: &SigningIntent,
+    ) -> Result<SsoReauthEvidence, PlatformError> {
+        let r = self
+            .sso
+            .take_reauth(challenge)
+            .ok_or(PlatformError::ReauthenticationFailed)?;
+        if &r.intent != intent {
+            return Err(PlatformError::ReauthenticationFailed);
+        }
+        Ok(SsoReauthEvidence {
+            provider: r.provider.to_string(),
+            auth_time: rfc3339(r.auth_time),
+            response_digest: hex::encode(r.digest),
+        })
+    }
+
+    /// Whether `user` may use a password in `tenant` now (not when the tenant requires
+    /// SSO, unless they are a break-glass user); `Some(true)` for a break-glass use.
+    pub(super) async fn password_allowed(
+        &self,
+        tenant: &Tenant,
+        user: UserId,
+    ) -> Result<(bool, bool), PlatformError> {
+        let s = self.sso_settings_for(tenant).await?;
+        Ok((!s.password_refused(user), s.require_sso))
+    }
+}
+
+/// The provider an administrator's input describes; the stored client secret is kept
+/// when none is given (for the same issuer only: a secret never follows a provider to
+/// another issuer).
+fn provider_from(
+    name: &ProviderName,
+    input: ProviderInput,
+    existing: Option<&Provider>,
+) -> Result<Provider, PlatformError> {
+    let secret = match (&input.oidc.client_secret, existing) {
+        (Some(s), _) => Zeroizing::new(s.expose().to_owned()),
+        (None, Some(e)) if e.oidc.issuer == input.oidc.issuer => e.oidc.client_secret.clone(),
+        (None, _) => {
+            return Err(PlatformError::Invalid {
+                field: Some("oidc/client_secret"),
+                message: "a new provider (or a new issuer) needs its client secret".into(),
+            });
+        }
+    };
+    let defaults: OidcSettings = serde_json::from_value(serde_json::json!({
+        "issuer": "", "client_id": "", "client_secret": ""
+    }))
+    .map_err(PlatformError::internal_from)?;
+    let o = input.oidc;
+    Ok(Provider {
+        name: name.clone(),
+        display_name: input.display_name,
+        enabled: input.enabled,
+        jit: input.jit,
+        link_by_email: input.link_by_email,
+        group_roles: input.group_roles,
+        oidc: OidcSettings {
+            issuer: o.issuer,
+            client_id: o.client_id,
+            client_secret: secret,
+            scopes: o.scopes.unwrap_or(defaults.scopes),
+            email_claim: o.email_claim.unwrap_or(defaults.email_claim),
+            name_claim: o.name_claim.unwrap_or(defaults.name_claim),
+            groups_claim: o.groups_claim.unwrap_or(defaults.groups_claim),
+            algorithms: o.algorithms.unwrap_or(defaults.algorithms),
+        },
+    })
+}
+
+/// A provider subject's link to a user (sealed, kind `sso-link`).
+#[derive(Serialize, Deserialize)]
+struct Link {
+    user: UserId,
+    provider: String,
+    issuer: String,
+    subject: String,
+}
+
+fn cache_key(tenant: TenantId, provider: &Provider) -> String {
+    format!(
+        "{}/{}/{}",
+        tenant.as_uuid(),
+        provider.name,
+        provider.oidc.issuer
+    )
+}
+
+fn input_secret_changed(existing: Option<&Provider>, new: &Provider) -> bool {
+    existing.is_none_or(|e| e.oidc.client_secret.as_str() != new.oidc.client_secret.as_str())
+}
+
+fn failure_reason(name: &ProviderName, e: &PlatformError) -> String {
+    let why = match e {
+        PlatformError::SsoRefused(w) | PlatformError::IdpUnavailable(w) => w.clone(),
+        other => other.to_string(),
+    };
+    format!("sso {name}: {why}").chars().take(500).collect()
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
