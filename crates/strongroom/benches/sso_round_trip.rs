@@ -35,6 +35,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+#[allow(clippy::too_many_lines)] // one linear script of measurements
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -72,8 +73,15 @@ fn main() {
         let out = s
             .cli(
                 &[
-                    "user", "create", "--tenant", "bench", "--email", "admin@bench.example",
-                    "--role", "admin", "--password-stdin",
+                    "user",
+                    "create",
+                    "--tenant",
+                    "bench",
+                    "--email",
+                    "admin@bench.example",
+                    "--role",
+                    "admin",
+                    "--password-stdin",
                 ],
                 Some(USER_PASSWORD),
             )
@@ -116,7 +124,10 @@ fn main() {
         let base = median(password);
         println!("sso: {ROUNDS} rounds each, medians; baseline = password sign-in");
         println!("sso: password sign-in           {base:7.1} ms   1.00x");
-        for (name, v) in [("OIDC, first login", first), ("OIDC, provider session", again)] {
+        for (name, v) in [
+            ("OIDC, first login", first),
+            ("OIDC, provider session", again),
+        ] {
             let m = median(v);
             println!("sso: {name:<26} {m:7.1} ms   {:.2}x", m / base);
         }

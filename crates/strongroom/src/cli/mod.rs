@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod banner;
 mod records;
+mod sso;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ enum Command {
     /// bindings.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// A tenant's single sign-on: OpenID Connect providers and whether SSO is required.
+    #[command(subcommand)]
+    Sso(SsoCommand),
     /// The database schema (PostgreSQL): `db migrate` before the first `serve` and
     /// after every upgrade, as the owner role; `serve` refuses a schema that is behind.
     #[command(subcommand)]
@@ -128,6 +132,80 @@ enum RecordsCommand {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SsoCommand {
+    /// Print the tenant's SSO settings (JSON; secrets are never shown).
+    Show {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Add or replace an OpenID Connect provider (its discovery document is checked
+    /// first).
+    SetOidc(SetOidc),
+    /// Remove a provider.
+    Remove {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The provider's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Require SSO (passwords refused except for the break-glass users) or not.
+    Policy {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Refuse local passwords.
+        #[arg(long)]
+        require_sso: bool,
+        /// A user id that may still use a password (repeatable; at least one
+        /// administrator when requiring SSO).
+        #[arg(long = "break-glass", value_name = "USER_ID")]
+        break_glass: Vec<String>,
+    },
+}
+
+/// `sso set-oidc`'s settings.
+#[derive(Debug, Args)]
+struct SetOidc {
+    /// The tenant's slug.
+    #[arg(long)]
+    tenant: String,
+    /// The provider's name in the tenant (a-z, 0-9, '-').
+    #[arg(long)]
+    name: String,
+    /// What the sign-in button says.
+    #[arg(long, value_name = "TEXT")]
+    display_name: String,
+    /// The issuer URL.
+    #[arg(long, value_name = "URL")]
+    issuer: String,
+    /// Our client id at the provider.
+    #[arg(long, value_name = "ID")]
+    client_id: String,
+    /// Read the client secret from the first line of standard input (required for a
+    /// new provider; without it a replacement keeps the stored secret).
+    #[arg(long)]
+    client_secret_stdin: bool,
+    /// A scope besides openid (repeatable; default email, profile).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// GROUP=ROLE (repeatable): sign-ins then set roles from the provider's groups.
+    #[arg(long = "group-role", value_name = "GROUP=ROLE")]
+    group_roles: Vec<String>,
+    /// Create unknown users at their first sign-in.
+    #[arg(long)]
+    jit: bool,
+    /// Do not link first sign-ins to existing users by verified e-mail.
+    #[arg(long)]
+    no_link_by_email: bool,
+    /// Store the provider disabled.
+    #[arg(long)]
+    disabled: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -472,6 +550,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         },
         Command::Audit(cmd) => audit::run(&open(&config).await?, cmd).await,
         Command::Records(cmd) => records::run(&open(&config).await?, cmd).await,
+        Command::Sso(cmd) => sso::run(&open(&config).await?, cmd).await,
         Command::Db(DbCommand::Migrate) => {
             admin::println_out(&crate::database::migrate(&config).await?)
         }
@@ -494,8 +573,9 @@ async fn open(config: &Config) -> anyhow::Result<Admin> {
     let dir = crate::datadir::DataDir::existing(&config.data_dir)?;
     let opened = dir.open(config).await?;
     let clock = std::sync::Arc::new(strongroom_core::clock::SystemClock);
-    let platform =
+    let mut platform =
         Platform::open(opened.store, opened.blobs, opened.providers, clock, config).await?;
+    platform.set_idp_transport(std::sync::Arc::new(crate::idp::ReqwestIdp::new()?));
     Ok(Admin {
         platform,
         me: proof.local_admin(),

@@ -72,6 +72,14 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
             Some(json!({}))
         }
         ("put", "/v1/t/{tenant}/users/{id}/full-name") => Some(json!({"full_name": "Intruder"})),
+        ("put", "/v1/t/{tenant}/sso/providers/{provider}") => Some(json!({
+            "display_name": "Intruder IdP",
+            "oidc": {"issuer": "https://idp.example.com", "client_id": "x", "client_secret": "y"}
+        })),
+        ("put", "/v1/t/{tenant}/sso/policy") => Some(json!({"require_sso": false})),
+        ("post", "/v1/t/{tenant}/records/{id}/versions/{n}/signatures/sso-challenge") => {
+            Some(json!({"meaning": "authored", "provider": "corp"}))
+        }
         ("get" | "delete", _) => None,
         _ => panic!("the isolation suite has no body for {method} {template}: add one"),
     }
@@ -92,6 +100,7 @@ fn fill(template: &str, tenant: &str, id: &str) -> String {
         .replace("{tenant}", tenant)
         .replace("{id}", id)
         .replace("{n}", "1")
+        .replace("{provider}", "corp")
         .replace("{name}", "smtp")
         .replace("{path}", "entries/000.p/1")
 }

@@ -402,6 +402,57 @@ async fn provider_settings_are_validated_and_only_for_the_tenants_admins() {
     api.create_user(&lab.admin, t, "alice@example.test", &["viewer"])
         .await;
     sso_sign_in(&lab, t, "alice").await;
+
+    // The same from the CLI, next to the running server.
+    let out = lab
+        .s
+        .cli(
+            &[
+                "sso",
+                "set-oidc",
+                "--tenant",
+                t,
+                "--name",
+                "cli-idp",
+                "--display-name",
+                "CLI",
+                "--issuer",
+                &idp.issuer,
+                "--client-id",
+                "acme-client",
+                "--client-secret-stdin",
+                "--group-role",
+                "qa=reviewer",
+            ],
+            Some("acme-secret-0123456789\n"),
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/v1/t/acme/sso/cli-idp/callback"));
+    let shown = lab.s.cli(&["sso", "show", "--tenant", t], None).await;
+    let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        text.contains("\"cli-idp\"") && !text.contains("secret-0123456789"),
+        "{text}"
+    );
+    let gone = lab
+        .s
+        .cli(&["sso", "remove", "--tenant", t, "--name", "cli-idp"], None)
+        .await;
+    assert!(gone.status.success());
+    let entries = api.audit_entries(&lab.admin, t).await;
+    assert!(entries.iter().any(|e| {
+        e["action"] == "sso.configure"
+            && e["actor"]["kind"] == "local-admin"
+            && e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("remove provider cli-idp")
+    }));
 }
 
 fn param(url: &str, name: &str) -> String {
