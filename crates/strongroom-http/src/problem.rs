@@ -183,6 +183,13 @@ pub const SSO_FAILED: ProblemKind = ProblemKind {
     title: "Single sign-on failed",
     status: 401,
 };
+/// The tenant requires single sign-on: a password is not accepted here (a signature
+/// re-authenticates at the identity provider instead).
+pub const SSO_REQUIRED: ProblemKind = ProblemKind {
+    slug: "sso-required",
+    title: "This tenant requires single sign-on",
+    status: 403,
+};
 /// The identity provider could not be reached, or answered something unusable.
 pub const IDP_UNAVAILABLE: ProblemKind = ProblemKind {
     slug: "idp-unavailable",
@@ -224,6 +231,7 @@ pub const ALL: &[&ProblemKind] = &[
     &SIGNING_NOT_PERMITTED,
     &RANGE_NOT_SATISFIABLE,
     &SSO_FAILED,
+    &SSO_REQUIRED,
     &IDP_UNAVAILABLE,
 ];
 
@@ -401,6 +409,7 @@ impl From<PlatformError> for Problem {
                 unauthenticated("The credentials are missing or invalid.")
             }
             PlatformError::Forbidden(m) => Problem::new(&FORBIDDEN, m),
+            PlatformError::SsoRequired(m) => Problem::new(&SSO_REQUIRED, m),
             PlatformError::SsoRefused(why) => {
                 Problem::new(&SSO_FAILED, format!("Single sign-on failed: {why}."))
             }

@@ -92,6 +92,9 @@ impl OidcIdp {
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
+        // Keep reading what it prints: a closed pipe would kill it at its next line
+        // (oidc-provider logs some events to stdout).
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Some(Self {
             issuer,
             child,
@@ -142,7 +145,8 @@ pub struct Browser {
 pub struct Landing {
     /// The callback URL the provider sent the browser to (on the real server).
     pub callback: String,
-    /// How many requests it took.
+    /// How many pages of the provider it went through (each a GET, some also a form
+    /// POST), the redirect back included.
     pub requests: usize,
 }
 

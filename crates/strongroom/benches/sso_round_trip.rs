@@ -55,7 +55,7 @@ fn main() {
             Path::new(env!("CARGO_BIN_EXE_strongroom")),
             Options {
                 config: Some(format!(
-                    "[sso]\npublic_url = \"{PUBLIC_URL}\"\nallow_http_loopback = true\n"
+                    "[sso]\npublic_url = \"{PUBLIC_URL}\"\nallow_http_loopback = true\nper_address_per_minute = 100000\n"
                 )),
                 ..Options::default()
             },

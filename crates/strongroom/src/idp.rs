@@ -1,22 +1,57 @@
 //! The transport to identity providers: the core's [`IdpTransport`] port over reqwest
 //! (rustls on aws-lc-rs, the system's roots). It follows no redirects (a redirect from
-//! a token endpoint is an SSRF vector), bounds every request's time, and reads at most
-//! [`MAX_IDP_RESPONSE`] bytes of any answer.
+//! a token endpoint is an SSRF vector), bounds every request's time, reads at most
+//! [`MAX_IDP_RESPONSE`] bytes of any answer, speaks only `https` (plain `http` only when
+//! loopback test IdPs are allowed), and connects only to public addresses: names are
+//! resolved here and every internal address dropped, so neither a tenant's issuer nor
+//! DNS (rebinding included: the check is at connect time) can reach the server's own
+//! network.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use strongroom_core::identity::sso::{IdpTransport, IdpTransportError, MAX_IDP_RESPONSE};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use strongroom_core::identity::sso::{
+    IdpTransport, IdpTransportError, MAX_IDP_RESPONSE, address_allowed,
+};
+
+/// Resolves names with the system resolver, keeping only addresses the server may reach.
+struct PublicOnly {
+    allow_loopback: bool,
+}
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        let allow_loopback = self.allow_loopback;
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| address_allowed(a.ip(), allow_loopback))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} resolves to no address this server may reach").into());
+            }
+            Ok(Box::new(found.into_iter()) as Addrs)
+        })
+    }
+}
 
 /// reqwest, configured for talking to identity providers.
 #[derive(Debug, Clone)]
 pub(crate) struct ReqwestIdp(reqwest::Client);
 
 impl ReqwestIdp {
-    /// A client with no redirects, a 5 s connect and a 10 s overall timeout.
-    pub(crate) fn new() -> anyhow::Result<Self> {
+    /// A client with no redirects, a 5 s connect and a 10 s overall timeout, `https`
+    /// and public addresses only (plus loopback, over `http` too, with `allow_loopback`:
+    /// `sso.allow_http_loopback`).
+    pub(crate) fn new(allow_loopback: bool) -> anyhow::Result<Self> {
         Ok(Self(
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .https_only(!allow_loopback)
+                .dns_resolver(Arc::new(PublicOnly { allow_loopback }))
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(10))
                 .user_agent(concat!("strongroom/", env!("CARGO_PKG_VERSION")))

@@ -84,7 +84,8 @@ pub async fn platform(config: &Config, opened: datadir::Opened) -> anyhow::Resul
     .await
     .context("starting the platform")?;
     platform.set_idp_transport(Arc::new(
-        idp::ReqwestIdp::new().context("the HTTP client for identity providers")?,
+        idp::ReqwestIdp::new(config.sso.allow_http_loopback)
+            .context("the HTTP client for identity providers")?,
     ));
     Ok(Arc::new(platform))
 }

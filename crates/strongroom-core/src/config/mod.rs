@@ -67,11 +67,15 @@ pub struct SsoConfig {
     /// When not empty, the only hosts an issuer may name.
     pub allowed_hosts: Vec<String>,
     /// Clock difference tolerated between this server and an identity provider, in
-    /// seconds, when judging `iat`, `auth_time` and `AuthnInstant` (at most 60).
+    /// seconds, when judging `iat` and `auth_time` (at most 60).
     pub clock_skew_secs: u64,
     /// How long a browser has to come back from the identity provider, in seconds
     /// (60 to 1800).
     pub flow_ttl_secs: u64,
+    /// SSO requests (sign-in starts and callbacks) accepted per client address (IPv6:
+    /// per /64) per minute; more get 429. Bounds what one address can do to the table
+    /// of sign-ins in progress and to the audit trail.
+    pub per_address_per_minute: u32,
 }
 
 impl Default for SsoConfig {
@@ -82,6 +86,7 @@ impl Default for SsoConfig {
             allowed_hosts: Vec::new(),
             clock_skew_secs: 5,
             flow_ttl_secs: 600,
+            per_address_per_minute: 120,
         }
     }
 }
@@ -596,12 +601,20 @@ impl Config {
         let s = &self.sso;
         check(s.clock_skew_secs, 0, 60, "sso.clock_skew_secs")?;
         check(s.flow_ttl_secs, 60, 1800, "sso.flow_ttl_secs")?;
-        if !s.public_url.is_empty()
-            && (!s.public_url.starts_with("https://") || s.public_url.ends_with('/'))
-        {
+        check(
+            s.per_address_per_minute,
+            2,
+            100_000,
+            "sso.per_address_per_minute",
+        )?;
+        let origin_only = s
+            .public_url
+            .strip_prefix("https://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', '@']));
+        if !s.public_url.is_empty() && !origin_only {
             return Err(invalid(
                 "sso.public_url",
-                "an https:// origin without a trailing slash",
+                "an https:// origin (scheme, host, port; no path, no trailing slash)",
             ));
         }
         Ok(())

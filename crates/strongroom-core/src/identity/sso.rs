@@ -53,8 +53,9 @@ fn invalid(field: &'static str, message: impl Into<String>) -> SsoError {
 
 /// A provider's name within its tenant: 1-32 characters of a-z, 0-9 and '-', starting
 /// with a letter. It appears in URLs (`/v1/t/{tenant}/sso/{provider}/…`) and in the
-/// audit trail, and never changes meaning: removing a provider and adding another under
-/// the same name makes a new provider whose sign-ins are linked afresh.
+/// audit trail. Links of subjects to users are bound to (name, issuer): a provider
+/// removed and added back with the same name and issuer finds its links again; one
+/// pointed at another issuer links afresh.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ProviderName(String);
 
@@ -104,8 +105,9 @@ impl<'de> Deserialize<'de> for ProviderName {
 /// passwords are still accepted. Stored whole as one sealed value (kind
 /// `tenant-policy`, id `sso`), replaced by compare-and-swap, so two administrators
 /// changing it at once cannot lose each other's change.
+// Stored types read leniently (a field a later version adds must not make every
+// sign-in of the tenant fail after a downgrade); the API's input types are strict.
 #[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SsoSettings {
     /// Local passwords are refused (sign-in and signatures) except for `break_glass`.
     #[serde(default)]
@@ -142,7 +144,6 @@ impl SsoSettings {
 
 /// One identity provider the tenant trusts.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Provider {
     /// Its name in the tenant.
     pub name: ProviderName,
@@ -218,7 +219,6 @@ impl Provider {
 /// An OpenID Connect provider: the authorization-code flow with PKCE, `state` and
 /// `nonce`, against the provider's discovery document.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OidcSettings {
     /// The issuer (`iss`), whose `/.well-known/openid-configuration` is fetched; the
     /// document must name exactly this issuer.
@@ -341,12 +341,30 @@ pub struct IssuerPolicy {
 }
 
 impl IssuerPolicy {
-    /// Checks `url` for `field`.
+    /// Checks the issuer `url` for `field`.
     pub fn check(&self, field: &'static str, url: &str) -> Result<(), SsoError> {
+        self.check_url(field, url, false)
+    }
+
+    /// Checks an endpoint a provider's discovery document names (a query string is
+    /// allowed there, as some providers need one).
+    pub fn check_endpoint(&self, url: &str) -> Result<(), SsoError> {
+        self.check_url("endpoint", url, true)
+    }
+
+    fn check_url(&self, field: &'static str, url: &str, query: bool) -> Result<(), SsoError> {
         text(field, url, 1, MAX_SETTING_LEN)?;
         let parsed = url::Url::parse(url).map_err(|e| invalid(field, format!("not a URL: {e}")))?;
-        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
+        if (parsed.query().is_some() && !query)
+            || parsed.fragment().is_some()
+            || !parsed.username().is_empty()
         {
+            return Err(invalid(
+                field,
+                "an issuer has no query, fragment or user info",
+            ));
+        }
+        if parsed.password().is_some() {
             return Err(invalid(
                 field,
                 "an issuer has no query, fragment or user info",
@@ -355,23 +373,7 @@ impl IssuerPolicy {
         let host = parsed
             .host()
             .ok_or_else(|| invalid(field, "the URL names no host"))?;
-        let loopback = match &host {
-            url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-            url::Host::Ipv4(a) => a.is_loopback(),
-            url::Host::Ipv6(a) => a.is_loopback(),
-        };
-        let internal = loopback
-            || match &host {
-                url::Host::Ipv4(a) => {
-                    a.is_private() || a.is_link_local() || a.is_unspecified() || a.is_broadcast()
-                }
-                url::Host::Ipv6(a) => {
-                    a.is_unspecified()
-                        || (a.segments()[0] & 0xfe00) == 0xfc00
-                        || (a.segments()[0] & 0xffc0) == 0xfe80
-                }
-                url::Host::Domain(_) => false,
-            };
+        let (loopback, internal) = classify(&host);
         match parsed.scheme() {
             "https" if !internal || self.allow_http_loopback && loopback => {}
             "https" => {
@@ -399,6 +401,75 @@ impl IssuerPolicy {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a URL's host is a loopback name or address, and whether it is internal
+/// (loopback, or an IP literal the server may not reach). IP literals are judged here;
+/// names are judged again when they are resolved, by the transport
+/// ([`address_allowed`]), so DNS cannot smuggle an internal address in.
+fn classify(host: &url::Host<&str>) -> (bool, bool) {
+    let loopback = match host {
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        url::Host::Ipv4(a) => a.is_loopback(),
+        url::Host::Ipv6(a) => a.is_loopback(),
+    };
+    let internal = loopback
+        || match host {
+            url::Host::Ipv4(a) => !address_allowed(std::net::IpAddr::V4(*a), false),
+            url::Host::Ipv6(a) => !address_allowed(std::net::IpAddr::V6(*a), false),
+            url::Host::Domain(_) => false,
+        };
+    (loopback, internal)
+}
+
+/// Whether the server may connect to `ip` for an identity provider: a public unicast
+/// address (never private, loopback, link-local, shared, benchmarking, documentation,
+/// multicast, reserved, or an IPv6 form that embeds one of those), or a loopback one
+/// when `allow_loopback` (a local test IdP).
+pub fn address_allowed(ip: std::net::IpAddr, allow_loopback: bool) -> bool {
+    use std::net::{IpAddr, Ipv4Addr};
+    let v4 = |a: Ipv4Addr| {
+        let [b0, b1, ..] = a.octets();
+        if a.is_loopback() {
+            return allow_loopback;
+        }
+        !(a.is_private()
+            || a.is_link_local()
+            || a.is_unspecified()
+            || a.is_broadcast()
+            || a.is_multicast()
+            || a.is_documentation()
+            || b0 == 0
+            || b0 >= 240
+            || (b0 == 100 && (64..128).contains(&b1)) // shared address space (CGNAT, cloud metadata)
+            || (b0 == 198 && (18..20).contains(&b1)) // benchmarking
+            || (b0 == 192 && b1 == 0 && a.octets()[2] == 0)) // IETF protocol assignments
+    };
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => {
+            if let Some(mapped) = a.to_ipv4_mapped() {
+                return v4(mapped);
+            }
+            if a.is_loopback() {
+                return allow_loopback;
+            }
+            let s0 = a.segments()[0];
+            let nat64 = a.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            !(a.is_unspecified()
+                || a.is_multicast()
+                || nat64
+                || s0 == 0x2002 // 6to4
+                || (s0 & 0xfe00) == 0xfc00 // unique local
+                || (s0 & 0xffc0) == 0xfe80 // link-local
+                || (s0 & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s0 == 0x2001 && a.segments()[1] == 0x0db8) // documentation
+                || a.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
+        }
     }
 }
 
@@ -465,10 +536,13 @@ impl Asserted {
         Ok(Self {
             subject,
             email: string(&settings.email_claim),
-            email_verified: claims
-                .get("email_verified")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+            // `email_verified` speaks of the `email` claim only: with another claim
+            // mapped to the address (a username, a UPN), nothing says it is verified.
+            email_verified: settings.email_claim == "email"
+                && claims
+                    .get("email_verified")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false),
             name: string(&settings.name_claim),
             groups,
             auth_time: claims.get("auth_time").and_then(serde_json::Value::as_i64),
@@ -590,6 +664,12 @@ mod tests {
             "https://169.254.169.254/latest",
             "https://[::1]/",
             "https://[fd00::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://[64:ff9b::a00:1]/",
+            "https://100.100.100.200/",
+            "https://0.1.2.3/",
+            "https://:pw@idp.example.com",
+            "https://printer.localhost/",
             "https://user@idp.example.com",
             "https://idp.example.com/?a=b",
             "ftp://idp.example.com",

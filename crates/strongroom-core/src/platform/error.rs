@@ -92,6 +92,10 @@ pub enum PlatformError {
     /// re-authentication by SSO failed, for the reason given (safe to show; audited).
     #[error("single sign-on failed: {0}")]
     SsoRefused(String),
+    /// The tenant requires single sign-on and this needs a password (→ 403): use the
+    /// identity provider (a signature: its SSO re-authentication).
+    #[error("{0}")]
+    SsoRequired(String),
     /// An identity provider could not be reached or answered nonsense (→ 502).
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),

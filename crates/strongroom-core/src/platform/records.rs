@@ -1545,6 +1545,15 @@ impl Platform {
                 "set your printed name (full_name) before signing".into(),
             ));
         }
+        if request.sso_challenge.is_some()
+            && (request.password.is_some() || request.email.is_some() || request.totp.is_some())
+        {
+            return Err(PlatformError::Invalid {
+                field: Some("sso_challenge"),
+                message: "an SSO re-authentication replaces the password: send sso_challenge alone"
+                    .into(),
+            });
+        }
         let reauth = if let Some(challenge) = &request.sso_challenge {
             let intent = crate::identity::sso::SigningIntent {
                 session: user.session().to_owned(),
@@ -1693,7 +1702,7 @@ impl Platform {
     ) -> Result<String, PlatformError> {
         let (allowed, _) = self.password_allowed(user.tenant(), user.user()).await?;
         if !allowed {
-            return Err(PlatformError::SigningNotPermitted(
+            return Err(PlatformError::SsoRequired(
                 "this tenant requires single sign-on: re-authenticate at your identity provider (POST …/signatures/sso-challenge) and sign with sso_challenge".into(),
             ));
         }
@@ -1843,6 +1852,7 @@ impl Platform {
         slug: &Slug,
         id: &RecordId,
         n: u64,
+        meaning: &str,
     ) -> Result<(String, [u8; 32]), PlatformError> {
         let scope = self
             .records_scope(principal, slug, Permission::RecordsRead)
@@ -1853,11 +1863,45 @@ impl Platform {
                 "only the current version can be signed".into(),
             ));
         }
-        let v = loaded.current()?;
+        let v = loaded.current()?.clone();
         if v.state != "in_review" || loaded.record.status != "in_review" {
             return Err(PlatformError::RecordState(
                 "only a version in review can be signed: submit it first".into(),
             ));
+        }
+        // The meaning must be the signature this version needs next, and the caller
+        // must hold its permission: nobody starts a re-authentication for a signature
+        // they could not give.
+        let t = self
+            .load_type(&scope, &loaded.record.type_name, Some(v.type_version))
+            .await?;
+        let policy = &t.definition.signature_policy;
+        let step = policy
+            .steps
+            .iter()
+            .position(|s| s.meaning == meaning)
+            .ok_or_else(|| PlatformError::Invalid {
+                field: Some("meaning"),
+                message: "not a meaning of this type's signature policy".into(),
+            })?;
+        if next_step(&t.definition, &loaded.counting(&v)) != Some(step) {
+            return Err(PlatformError::RecordState(
+                "that is not the signature this version needs next".into(),
+            ));
+        }
+        let needed = policy
+            .permission(step)
+            .ok_or_else(|| corrupt("policy permission"))?;
+        let Principal::User(user) = principal else {
+            return Err(PlatformError::SigningNotPermitted(
+                "only a user's own session can sign".into(),
+            ));
+        };
+        if !user.permissions().contains(&needed) {
+            return Err(PlatformError::Forbidden(format!(
+                "signing as `{meaning}` needs {}",
+                needed.as_str()
+            )));
         }
         Ok((loaded.record.id.clone(), v.content_hash))
     }

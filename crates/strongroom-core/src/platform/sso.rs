@@ -22,7 +22,7 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AsyncHttpClient, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
-    HttpRequest, HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    HttpRequest, HttpResponse, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
     RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -51,14 +51,25 @@ const SETTINGS_ID: &str = "sso";
 /// Most flows in progress on this node, per tenant and in all.
 const MAX_FLOWS_PER_TENANT: usize = 1_000;
 const MAX_FLOWS: usize = 10_000;
+/// Signature re-authentications in progress (and completed, unspent) per session.
+const MAX_SIGN_FLOWS_PER_SESSION: usize = 4;
+/// Cached provider documents, in all (the cache is emptied when it is full).
+const MAX_CACHED_PROVIDERS: usize = 1_024;
+/// How long a tenant's settings are reused on the sign-in paths (a change made on
+/// another node is seen within this).
+const SETTINGS_TTL: Duration = Duration::from_secs(5);
+/// A provider whose discovery failed is not asked again for this long.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a completed re-authentication may wait for its signature.
 const REAUTH_TTL: Duration = Duration::from_secs(300);
 /// A provider's discovery document is re-read after this long.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// Keys are re-fetched for an unknown `kid` at most this often per provider.
 const JWKS_REFRESH_EVERY: Duration = Duration::from_secs(30);
-/// Prefix of the browser-binding cookie's name (the rest names the flow).
-pub const BINDING_COOKIE_PREFIX: &str = "sr_sso_";
+/// Prefix of the browser-binding cookie's name (the rest names the flow). `__Host-`:
+/// the browser accepts it only from this origin, over HTTPS, for `Path=/`, so no
+/// sibling domain can plant one (cookie tossing).
+pub const BINDING_COOKIE_PREFIX: &str = "__Host-sr_sso_";
 
 /// The server-wide SSO machinery: the transport, what the operator allows, cached
 /// provider metadata and the flows in progress.
@@ -68,9 +79,18 @@ pub(super) struct SsoRuntime {
     public_url: String,
     skew: i64,
     flow_ttl: Duration,
+    per_address: u32,
     providers: Mutex<HashMap<String, Arc<CachedProvider>>>,
+    /// Providers whose discovery failed lately (not asked again for a while).
+    failures: Mutex<HashMap<String, Instant>>,
     flows: Mutex<HashMap<String, Flow>>,
     reauths: Mutex<HashMap<String, Reauthenticated>>,
+    /// SSO requests (starts and callbacks) per client address (/64 for IPv6) in the
+    /// current minute.
+    per_address_seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Tenants' settings as last read (every password sign-in asks whether SSO is
+    /// required), reused for [`SETTINGS_TTL`] and dropped when this node changes them.
+    settings: Mutex<HashMap<TenantId, (Instant, Arc<SsoSettings>)>>,
 }
 
 impl SsoRuntime {
@@ -89,9 +109,13 @@ impl SsoRuntime {
             public_url,
             skew: i64::try_from(config.sso.clock_skew_secs).unwrap_or(5),
             flow_ttl: Duration::from_secs(config.sso.flow_ttl_secs),
+            per_address: config.sso.per_address_per_minute,
             providers: Mutex::default(),
+            failures: Mutex::default(),
             flows: Mutex::default(),
             reauths: Mutex::default(),
+            per_address_seen: Mutex::default(),
+            settings: Mutex::default(),
         }
     }
 
@@ -102,20 +126,68 @@ impl SsoRuntime {
             .ok_or_else(|| PlatformError::unavailable("no transport to identity providers"))
     }
 
-    /// Stores a flow under its `state`, dropping expired ones and, past the bounds, the
-    /// oldest.
-    fn put_flow(&self, state: String, flow: Flow) {
+    /// Counts one SSO request from `client`: refused past `sso.per_address_per_minute`,
+    /// so one address cannot fill the flow table or the audit trail.
+    fn admit(&self, client: IpAddr) -> Result<(), PlatformError> {
+        let key = match client {
+            IpAddr::V6(a) => {
+                let s = a.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        let mut map = self
+            .per_address_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
+        }
+        let entry = map.entry(key).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+        if entry.1 > self.per_address {
+            let left = 60u64.saturating_sub(entry.0.elapsed().as_secs()).max(1);
+            return Err(PlatformError::TooManyRequests {
+                retry_after_secs: left,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores a flow under its `state`, dropping expired ones. Past the bounds nothing
+    /// is evicted (one tenant's or one session's flood cannot push out anyone else's
+    /// flows): the new flow is refused.
+    fn put_flow(&self, state: String, flow: Flow) -> Result<(), PlatformError> {
         let mut map = self.flows.lock().unwrap_or_else(|p| p.into_inner());
         let ttl = self.flow_ttl;
         map.retain(|_, f| f.started.elapsed() < ttl);
-        let tenant = flow.tenant;
-        if map.values().filter(|f| f.tenant == tenant).count() >= MAX_FLOWS_PER_TENANT {
-            drop_oldest(&mut map, |f| f.tenant == tenant);
-        }
-        if map.len() >= MAX_FLOWS {
-            drop_oldest(&mut map, |_| true);
+        let full = match &flow.purpose {
+            Purpose::SignIn => {
+                let tenant = flow.tenant;
+                map.values()
+                    .filter(|f| f.tenant == tenant && matches!(f.purpose, Purpose::SignIn))
+                    .count()
+                    >= MAX_FLOWS_PER_TENANT
+            }
+            Purpose::Sign { intent, .. } => {
+                let session = &intent.session;
+                map.values()
+                    .filter(|f| matches!(&f.purpose, Purpose::Sign { intent: i, .. } if &i.session == session))
+                    .count()
+                    >= MAX_SIGN_FLOWS_PER_SESSION
+            }
+        };
+        if full || map.len() >= MAX_FLOWS {
+            return Err(PlatformError::AtCapacity {
+                what: "single sign-on attempts",
+                retry_after_secs: 60,
+            });
         }
         map.insert(state, flow);
+        Ok(())
     }
 
     /// Takes (and so spends) the flow of `state`, if it is live.
@@ -125,13 +197,30 @@ impl SsoRuntime {
             .filter(|f| f.started.elapsed() < self.flow_ttl)
     }
 
-    fn put_reauth(&self, challenge: String, r: Reauthenticated) {
+    /// Keeps a completed re-authentication for its signature: at most a few per
+    /// session (a newer one replaces the session's oldest), and never more than the
+    /// table holds (then refused, not silently dropped).
+    fn put_reauth(&self, challenge: String, r: Reauthenticated) -> Result<(), PlatformError> {
         let mut map = self.reauths.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, x| x.at.elapsed() < REAUTH_TTL);
+        let mine: Vec<(String, Instant)> = map
+            .iter()
+            .filter(|(_, x)| x.intent.session == r.intent.session)
+            .map(|(k, x)| (k.clone(), x.at))
+            .collect();
+        if mine.len() >= MAX_SIGN_FLOWS_PER_SESSION
+            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, at)| *at)
+        {
+            map.remove(oldest);
+        }
         if map.len() >= MAX_FLOWS {
-            return;
+            return Err(PlatformError::AtCapacity {
+                what: "single sign-on attempts",
+                retry_after_secs: 60,
+            });
         }
         map.insert(challenge, r);
+        Ok(())
     }
 
     /// Takes the completed re-authentication `challenge` if it is live.
@@ -139,17 +228,6 @@ impl SsoRuntime {
         let mut map = self.reauths.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(challenge)
             .filter(|r| r.at.elapsed() < REAUTH_TTL)
-    }
-}
-
-fn drop_oldest(map: &mut HashMap<String, Flow>, which: impl Fn(&Flow) -> bool) {
-    let oldest = map
-        .iter()
-        .filter(|(_, f)| which(f))
-        .min_by_key(|(_, f)| f.started)
-        .map(|(k, _)| k.clone());
-    if let Some(k) = oldest {
-        map.remove(&k);
     }
 }
 
@@ -454,9 +532,26 @@ impl Platform {
     pub(super) async fn sso_settings_for(
         &self,
         tenant: &Tenant,
-    ) -> Result<SsoSettings, PlatformError> {
+    ) -> Result<Arc<SsoSettings>, PlatformError> {
+        let cached = self
+            .sso
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant.id)
+            .filter(|(at, _)| at.elapsed() < SETTINGS_TTL)
+            .map(|(_, s)| s.clone());
+        if let Some(s) = cached {
+            return Ok(s);
+        }
         let scope = access::provisioning_scope(&access::system_scope(), tenant);
-        Ok(self.sso_settings_of(&scope).await?.1)
+        let fresh = Arc::new(self.sso_settings_of(&scope).await?.1);
+        let mut map = self.sso.settings.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CACHED_PROVIDERS {
+            map.clear();
+        }
+        map.insert(tenant.id, (Instant::now(), fresh.clone()));
+        Ok(fresh)
     }
 
     /// Replaces the settings if they are still at `read`, with one `sso.configure`
@@ -471,6 +566,16 @@ impl Platform {
         let scope = scope.clone().writable()?;
         let json =
             Zeroizing::new(serde_json::to_vec(settings).map_err(PlatformError::internal_from)?);
+        if json.len() > crate::objects::MAX_VALUE_BYTES {
+            return Err(PlatformError::Invalid {
+                field: None,
+                message: format!(
+                    "the tenant's SSO settings would take {} bytes; at most {} fit (fewer providers or shorter mappings)",
+                    json.len(),
+                    crate::objects::MAX_VALUE_BYTES
+                ),
+            });
+        }
         let stored = self
             .objects
             .put_value_if(
@@ -483,8 +588,16 @@ impl Platform {
                 read,
             )
             .await?;
+        self.sso
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&scope.tenant());
         if !stored {
-            return Err(PlatformError::PreconditionFailed);
+            return Err(PlatformError::Conflict(
+                "the SSO settings were changed by someone else meanwhile; read them and try again"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -527,6 +640,34 @@ impl Platform {
         format!("{}/v1/t/{slug}/sso/{name}/callback", self.sso.public_url)
     }
 
+    /// The scope for changing SSO settings: `users:manage` in a person's own
+    /// interactive session (never an application or a delegated token: whoever
+    /// chooses the identity provider chooses who can sign in as anyone), or the local
+    /// administrator.
+    async fn sso_admin(
+        &self,
+        principal: &Principal,
+        slug: &Slug,
+    ) -> Result<TenantScope, PlatformError> {
+        match principal {
+            Principal::Application(_) => {
+                return Err(PlatformError::Forbidden(
+                    "an application cannot change single sign-on: only an administrator's own session".into(),
+                ));
+            }
+            Principal::User(u) if u.via().is_some() => {
+                return Err(PlatformError::Forbidden(
+                    "a delegated token cannot change single sign-on: only an administrator's own session".into(),
+                ));
+            }
+            _ => {}
+        }
+        let (_, scope) = self
+            .tenant_access(principal, slug, Permission::UsersManage, None)
+            .await?;
+        Ok(scope)
+    }
+
     /// The tenant's SSO settings (`users:manage`).
     pub async fn sso_settings(
         &self,
@@ -550,9 +691,7 @@ impl Platform {
         name: &ProviderName,
         input: ProviderInput,
     ) -> Result<ProviderView, PlatformError> {
-        let (_, scope) = self
-            .tenant_access(principal, slug, Permission::UsersManage, None)
-            .await?;
+        let scope = self.sso_admin(principal, slug).await?;
         let (read, mut settings) = self.sso_settings_of(&scope).await?;
         let existing = settings.provider(name).cloned();
         let provider = provider_from(name, input, existing.as_ref())?;
@@ -563,13 +702,31 @@ impl Platform {
                 message: format!("a tenant has at most {MAX_PROVIDERS} identity providers"),
             });
         }
-        // Discovery now: the issuer must answer for itself.
-        self.sso
-            .providers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&cache_key(scope.tenant(), &provider));
-        self.metadata(scope.tenant(), &provider).await?;
+        if settings.require_sso
+            && !provider.enabled
+            && !settings
+                .providers
+                .iter()
+                .any(|p| p.enabled && &p.name != name)
+        {
+            return Err(PlatformError::Conflict(
+                "the tenant requires SSO: keep an enabled identity provider, or turn require_sso off first".into(),
+            ));
+        }
+        // Discovery now: the issuer must answer for itself, and a provider that cannot
+        // is the administrator's input to fix (422), not an outage.
+        self.forget_provider(scope.tenant(), name);
+        if let Err(e) = self.metadata(scope.tenant(), &provider).await {
+            return Err(match e {
+                PlatformError::IdpUnavailable(why) => PlatformError::Invalid {
+                    field: Some("oidc/issuer"),
+                    message: format!("the issuer cannot be used: {why}"),
+                },
+                other => other,
+            });
+        }
+        // A failure cached by the check above must not outlive the fix.
+        self.forget_provider(scope.tenant(), name);
         let what = format!(
             "{} oidc provider {name}: issuer {}, client {}, enabled={}, jit={}, link_by_email={}, groups mapped {}{}",
             if existing.is_some() { "replace" } else { "add" },
@@ -602,14 +759,13 @@ impl Platform {
         slug: &Slug,
         name: &ProviderName,
     ) -> Result<(), PlatformError> {
-        let (_, scope) = self
-            .tenant_access(principal, slug, Permission::UsersManage, None)
-            .await?;
+        let scope = self.sso_admin(principal, slug).await?;
         let (read, mut settings) = self.sso_settings_of(&scope).await?;
         if settings.provider(name).is_none() {
             return Err(PlatformError::NotFound("identity provider"));
         }
         settings.providers.retain(|p| &p.name != name);
+        self.forget_provider(scope.tenant(), name);
         if settings.require_sso && settings.providers.iter().all(|p| !p.enabled) {
             return Err(PlatformError::Conflict(
                 "the tenant requires SSO: keep an enabled identity provider, or turn require_sso off first".into(),
@@ -635,9 +791,7 @@ impl Platform {
                 message: format!("at most {MAX_BREAK_GLASS} break-glass users"),
             });
         }
-        let (_, scope) = self
-            .tenant_access(principal, slug, Permission::UsersManage, None)
-            .await?;
+        let scope = self.sso_admin(principal, slug).await?;
         let (read, mut settings) = self.sso_settings_of(&scope).await?;
         let mut glass = Vec::new();
         for id in break_glass {
@@ -707,20 +861,86 @@ impl Platform {
         if let Some(c) = cached {
             return Ok(c);
         }
+        let failed_lately = self
+            .sso
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < FAILURE_BACKOFF);
+        if failed_lately {
+            return Err(SsoError::Unavailable(
+                "its discovery failed moments ago; retry shortly".into(),
+            )
+            .into());
+        }
+        let metadata = match self.discover(provider).await {
+            Ok(m) => m,
+            Err(e) => {
+                let mut failures = self.sso.failures.lock().unwrap_or_else(|p| p.into_inner());
+                if failures.len() >= MAX_CACHED_PROVIDERS {
+                    failures.clear();
+                }
+                failures.insert(key, Instant::now());
+                return Err(e);
+            }
+        };
+        let entry = Arc::new(CachedProvider {
+            metadata: Mutex::new(metadata),
+            fetched: Instant::now(),
+            keys_fetched: Mutex::new(None),
+        });
+        let mut cache = self.sso.providers.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_PROVIDERS {
+            cache.clear();
+        }
+        cache.insert(key, entry.clone());
+        Ok(entry)
+    }
+
+    /// Reads the provider's discovery document and keys by hand (not
+    /// `discover_async`, which fetches the keys before anyone has checked where they
+    /// are): the document must name exactly the configured issuer, and every endpoint
+    /// in it must pass the issuer policy before any of them is used. What went wrong
+    /// is logged; the caller hears only which step failed.
+    async fn discover(&self, provider: &Provider) -> Result<CoreProviderMetadata, PlatformError> {
         let http = self.sso.transport()?;
-        let issuer = IssuerUrl::new(provider.oidc.issuer.clone())
-            .map_err(|e| SsoError::Invalid("oidc/issuer", e.to_string()))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
+        let issuer = &provider.oidc.issuer;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let failed = |step: &str, detail: String| {
+            tracing::warn!(issuer = %issuer, detail = %detail, "identity provider discovery failed at {step}");
+            PlatformError::from(SsoError::Unavailable(format!(
+                "the provider's {step} could not be used (the server log says why)"
+            )))
+        };
+        let request = openidconnect::http::Request::builder()
+            .method(openidconnect::http::Method::GET)
+            .uri(&url)
+            .header(openidconnect::http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|e| failed("discovery document", e.to_string()))?;
+        let response = http
+            .0
+            .send(request)
             .await
-            .map_err(|e| {
-                SsoError::Unavailable(format!(
-                    "discovery at {} failed: {}",
-                    provider.oidc.issuer,
-                    super::chain(&e)
-                ))
-            })?;
-        // Every endpoint the browser or this server will use must pass the same policy
-        // as the issuer (no http, no internal addresses).
+            .map_err(|e| failed("discovery document", e.to_string()))?;
+        if response.status() != openidconnect::http::StatusCode::OK {
+            return Err(failed(
+                "discovery document",
+                format!("HTTP {}", response.status()),
+            ));
+        }
+        let metadata: CoreProviderMetadata = serde_json::from_slice(response.body())
+            .map_err(|e| failed("discovery document", e.to_string()))?;
+        if metadata.issuer().as_str() != issuer {
+            return Err(failed(
+                "discovery document",
+                format!("it names the issuer {}", metadata.issuer().as_str()),
+            ));
+        }
         for (what, url) in [
             (
                 "authorization_endpoint",
@@ -732,26 +952,32 @@ impl Platform {
             ),
             ("jwks_uri", Some(metadata.jwks_uri().as_str())),
         ] {
-            let url = url.ok_or_else(|| {
-                SsoError::Unavailable(format!("the provider's discovery names no {what}"))
-            })?;
-            self.sso.policy.check("oidc/issuer", url).map_err(|_| {
-                SsoError::Unavailable(format!(
-                    "the provider's {what} ({url}) is not one this server may use"
-                ))
-            })?;
+            let url = url.ok_or_else(|| failed(what, "missing".into()))?;
+            self.sso
+                .policy
+                .check_endpoint(url)
+                .map_err(|e| failed(what, format!("{url}: {e}")))?;
         }
-        let entry = Arc::new(CachedProvider {
-            metadata: Mutex::new(metadata),
-            fetched: Instant::now(),
-            keys_fetched: Mutex::new(None),
-        });
+        let keys = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &http)
+            .await
+            .map_err(|e| failed("keys (jwks_uri)", super::chain(&e)))?;
+        Ok(metadata.set_jwks(keys))
+    }
+
+    /// Forgets what is cached about the tenant's provider `name` (it was replaced or
+    /// removed).
+    fn forget_provider(&self, tenant: TenantId, name: &ProviderName) {
+        let prefix = format!("{}/{}/", tenant.as_uuid(), name);
         self.sso
             .providers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, entry.clone());
-        Ok(entry)
+            .retain(|k, _| !k.starts_with(&prefix));
+        self.sso
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| !k.starts_with(&prefix));
     }
 
     /// The tenant and its enabled provider `name`, for the anonymous start of a
@@ -760,7 +986,7 @@ impl Platform {
         &self,
         slug: &Slug,
         name: &ProviderName,
-    ) -> Result<(Tenant, SsoSettings, Provider), PlatformError> {
+    ) -> Result<(Tenant, Arc<SsoSettings>, Provider), PlatformError> {
         let tenant = self
             .tenant_by_slug(slug)
             .await?
@@ -781,7 +1007,9 @@ impl Platform {
         &self,
         slug: &Slug,
         name: &ProviderName,
+        client: IpAddr,
     ) -> Result<FlowStart, PlatformError> {
+        self.sso.admit(client)?;
         let (tenant, _, provider) = self.sign_in_provider(slug, name).await?;
         let nonce = random_token()?;
         self.begin(&tenant, &provider, nonce, Purpose::SignIn).await
@@ -832,12 +1060,12 @@ impl Platform {
                 started_at: now_secs(self),
                 purpose,
             },
-        );
+        )?;
         Ok(FlowStart {
             authorization_url: url.to_string(),
             cookie_name: binding_cookie_name(&state),
             cookie_value,
-            cookie_path: format!("/v1/t/{}/sso/", tenant.slug),
+            cookie_path: "/".into(),
             max_age_secs: self.sso.flow_ttl.as_secs(),
             challenge_id,
         })
@@ -904,7 +1132,9 @@ impl Platform {
             .filter(|p| p.enabled)
             .cloned()
             .ok_or(PlatformError::NotFound("identity provider"))?;
-        let (record, content_hash) = self.signable_hash(principal, slug, record, n).await?;
+        let (record, content_hash) = self
+            .signable_hash(principal, slug, record, n, meaning)
+            .await?;
         let challenge = random_token()?;
         let intent = SigningIntent {
             session: user.session().to_owned(),
@@ -936,7 +1166,7 @@ impl Platform {
         binding: Option<&str>,
         client_addr: IpAddr,
     ) -> Result<CallbackOutcome, PlatformError> {
-        let _ = client_addr;
+        self.sso.admit(client_addr)?;
         let state = query
             .state
             .as_deref()
@@ -946,7 +1176,10 @@ impl Platform {
         let flow = self
             .sso
             .take_flow(state)
-            .ok_or_else(|| refused("unknown, used or expired sign-in attempt (state)"))?;
+            .ok_or_else(|| {
+                tracing::warn!(tenant = %slug, provider = %name, "SSO callback for an unknown, used or expired attempt (several nodes without session affinity look like this)");
+                refused("unknown, used or expired sign-in attempt (state)")
+            })?;
         let tenant = self
             .tenant_by_slug(slug)
             .await?
@@ -1053,7 +1286,7 @@ impl Platform {
                 digest,
                 at: Instant::now(),
             },
-        );
+        )?;
         Ok(CallbackOutcome::Reauthenticated {
             challenge_id: challenge.to_owned(),
             auth_time: rfc3339(auth_time),
@@ -1073,20 +1306,7 @@ impl Platform {
         code: &str,
     ) -> Result<(Asserted, [u8; 32]), PlatformError> {
         let http = self.sso.transport()?;
-        let client = self.client(tenant, provider, cached)?;
-        let response = client
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .map_err(|e| SsoError::Unavailable(format!("token endpoint: {e}")))?
-            .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.to_string()))
-            .request_async(&http)
-            .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r) => refused(format!(
-                    "the identity provider refused the code: {}",
-                    r.error()
-                )),
-                other => SsoError::Unavailable(format!("token request: {}", super::chain(&other))),
-            })?;
+        let response = self.exchange(tenant, provider, cached, flow, code).await?;
         let id_token = response
             .id_token()
             .ok_or_else(|| refused("the token response has no ID token"))?
@@ -1099,35 +1319,67 @@ impl Platform {
         };
         let nonce = Nonce::new(flow.nonce.clone());
         let mut refreshed = false;
+        let verified;
         loop {
             let client = self.client(tenant, provider, cached)?;
             let verifier = self.verifier(&client, provider, flow, reauth_after)?;
             match id_token.claims(&verifier, &nonce) {
-                Ok(_) => break,
+                Ok(claims) => {
+                    verified = (
+                        claims.subject().as_str().to_owned(),
+                        claims.auth_time().map(|t| t.timestamp()),
+                        claims.authorized_party().map(|a| a.as_str().to_owned()),
+                    );
+                    break;
+                }
                 Err(ClaimsVerificationError::SignatureVerification(
                     SignatureVerificationError::NoMatchingKey,
                 )) if !refreshed => {
                     refreshed = true;
                     if !self.refresh_keys(cached, &http).await? {
                         return Err(refused(
-                            "the ID token is signed with a key the provider does not publish",
+                            "the ID token is signed with a key the provider does not publish (its keys were re-read within the last 30 s)",
                         )
                         .into());
                     }
                 }
-                Err(e) => return Err(refused(format!("the ID token was refused: {e}")).into()),
+                Err(e) => {
+                    return Err(
+                        refused(format!("the ID token was refused: {}", super::chain(&e))).into(),
+                    );
+                }
             }
         }
-        // The verified payload's claims (the library checked these very bytes).
-        let payload = raw
-            .split('.')
-            .nth(1)
-            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-            .and_then(|b| {
-                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok()
-            })
-            .ok_or_else(|| refused("the ID token's claims are unreadable"))?;
-        Ok((Asserted::from_claims(&provider.oidc, &payload)?, digest))
+        Ok((asserted_from(&raw, provider, verified)?, digest))
+    }
+
+    /// The code exchange at the token endpoint, with the flow's PKCE verifier.
+    async fn exchange(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        cached: &CachedProvider,
+        flow: &Flow,
+        code: &str,
+    ) -> Result<openidconnect::core::CoreTokenResponse, PlatformError> {
+        let http = self.sso.transport()?;
+        let client = self.client(tenant, provider, cached)?;
+        Ok(client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| SsoError::Unavailable(format!("token endpoint: {e}")))?
+            .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.to_string()))
+            .request_async(&http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => refused(format!(
+                    "the identity provider refused the code: {}",
+                    r.error()
+                )),
+                other => {
+                    tracing::warn!(provider = %provider.name, error = %super::chain(&other), "token request to the identity provider failed");
+                    SsoError::Unavailable("the token request failed (the server log says why)".into())
+                }
+            })?)
     }
 
     fn verifier<'a>(
@@ -1172,6 +1424,9 @@ impl Platform {
                 }
             })
             .set_auth_time_verifier_fn(move |at| match (reauth_after, at) {
+                (_, Some(t)) if t.timestamp() > latest => {
+                    Err(format!("auth_time {} is in the future", t.timestamp()))
+                }
                 (None, _) => Ok(()),
                 (Some(after), Some(t)) if t.timestamp() >= after => Ok(()),
                 (Some(_), Some(t)) => Err(format!(
@@ -1207,7 +1462,11 @@ impl Platform {
             .clone();
         let keys = CoreJsonWebKeySet::fetch_async(&uri, http)
             .await
-            .map_err(|e| SsoError::Unavailable(format!("keys: {}", super::chain(&e))))?;
+            .map_err(|e| {
+                tracing::warn!(error = %super::chain(&e), "re-reading an identity provider's keys failed");
+                SsoError::Unavailable("its keys could not be read (the server log says why)".into())
+            })?;
+        tracing::info!("an identity provider's keys were re-read (a token named an unknown key)");
         let mut m = cached.metadata.lock().unwrap_or_else(|p| p.into_inner());
         *m = m.clone().set_jwks(keys);
         Ok(true)
@@ -1284,13 +1543,19 @@ impl Platform {
         asserted: &Asserted,
     ) -> Result<User, PlatformError> {
         let system = access::provisioning_scope(&access::system_scope(), tenant);
+        let settings = self.sso_settings_for(tenant).await?;
         let email = asserted.email.as_deref().and_then(|e| Email::parse(e).ok());
         let by_email = match (&email, provider.link_by_email && asserted.email_verified) {
             (Some(e), true) => self
                 .store
                 .user_credentials(&system, e)
                 .await?
-                .map(|c| c.user),
+                .map(|c| c.user)
+                // Only an active account, and never a break-glass one: the way in
+                // when SSO fails must not be reachable through SSO.
+                .filter(|u| {
+                    u.status == UserStatus::Active && !settings.break_glass.contains(&u.id)
+                }),
             _ => None,
         };
         let user = match by_email {
@@ -1315,6 +1580,24 @@ impl Platform {
                 .into());
             }
         };
+        self.link(tenant, provider, asserted, &user).await?;
+        Ok(user)
+    }
+
+    /// Links the provider's subject to `user`, once: each user has at most one subject
+    /// per provider (an address the provider later gives to someone else links nobody
+    /// new) and each subject one user; both records are created only if absent, so two
+    /// first sign-ins racing cannot link twice.
+    async fn link(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        asserted: &Asserted,
+        user: &User,
+    ) -> Result<(), PlatformError> {
+        let system = access::provisioning_scope(&access::system_scope(), tenant)
+            .writable()
+            .map_err(|_| refused("the tenant is read-only: no new sign-in links"))?;
         let link = Link {
             user: user.id,
             provider: provider.name.to_string(),
@@ -1322,11 +1605,53 @@ impl Platform {
             subject: asserted.subject.clone(),
         };
         let json = serde_json::to_vec(&link).map_err(PlatformError::internal_from)?;
+        let mine = user_link_id(&provider.name, &provider.oidc.issuer, user.id);
+        if !self
+            .objects
+            .create_value(&system, Kind::SsoLink, &mine, &json, Action::SsoLink)
+            .await?
+        {
+            return Err(refused(
+                "this account is already linked to another identity at this provider",
+            )
+            .into());
+        }
         let id = link_id(&provider.name, &provider.oidc.issuer, &asserted.subject);
-        self.objects
-            .put_state(&system, Kind::SsoLink, &id, &json, Action::SsoLink)
-            .await?;
-        Ok(user)
+        if self
+            .objects
+            .create_value(&system, Kind::SsoLink, &id, &json, Action::SsoLink)
+            .await?
+        {
+            return Ok(());
+        }
+        // The subject's record exists: it is ours to replace only if the account it
+        // named is gone (deleted), never while it points at someone.
+        let (version, bytes) = self
+            .objects
+            .value(&system, Kind::SsoLink, &id)
+            .await?
+            .ok_or_else(|| refused("this identity was linked meanwhile; sign in again"))?;
+        let old: Link = serde_json::from_slice(bytes.expose())
+            .map_err(|e| PlatformError::internal(format!("SSO link unreadable: {e}")))?;
+        if self.store.user(&system, old.user).await?.is_some()
+            || !self
+                .objects
+                .put_value_if(
+                    &system,
+                    Kind::SsoLink,
+                    &id,
+                    &json,
+                    Action::SsoLink,
+                    None,
+                    version,
+                )
+                .await?
+        {
+            return Err(
+                refused("this identity was linked to an account meanwhile; sign in again").into(),
+            );
+        }
+        Ok(())
     }
 
     async fn create_jit_user(
@@ -1340,16 +1665,9 @@ impl Platform {
         // No password anyone knows: a hash of 32 random bytes.
         let unusable = crate::secret::SecretString::new(random_token()?);
         let hash = self.passwords.hash(&unusable).await?;
-        let full_name = asserted
-            .name
-            .as_deref()
-            .map(|n| {
-                n.chars()
-                    .filter(|c| !c.is_control())
-                    .take(200)
-                    .collect::<String>()
-            })
-            .unwrap_or_default();
+        // The provider's name claim, if it passes the printed-name rules (else empty:
+        // the user sets one before signing).
+        let full_name = super::users::full_name(asserted.name.as_deref()).unwrap_or_default();
         let user = User {
             id: UserId::generate(),
             email,
@@ -1389,6 +1707,16 @@ impl Platform {
         let Some(roles) = provider.roles_for(&asserted.groups) else {
             return Ok(user);
         };
+        // A break-glass user's roles are the tenant's: the provider never takes away
+        // the way in that exists for when the provider fails.
+        if self
+            .sso_settings_for(tenant)
+            .await?
+            .break_glass
+            .contains(&user.id)
+        {
+            return Ok(user);
+        }
         let mut current = user.roles.clone();
         current.sort_by_key(|r| Role::ALL.iter().position(|x| x == r));
         if current == roles {
@@ -1483,7 +1811,8 @@ impl Platform {
     }
 
     /// Whether `user` may use a password in `tenant` now (not when the tenant requires
-    /// SSO, unless they are a break-glass user); `Some(true)` for a break-glass use.
+    /// SSO, unless they are a break-glass user), and whether the tenant requires SSO
+    /// (so that an allowed password use is a break-glass one).
     pub(super) async fn password_allowed(
         &self,
         tenant: &Tenant,
@@ -1537,6 +1866,32 @@ fn provider_from(
     })
 }
 
+/// What a verified ID token asserts: its payload's claims (the library checked these
+/// very bytes), which must agree with what the library itself read — `sub` and
+/// `auth_time` (a token with duplicate keys could be read two ways) — and whose `azp`,
+/// if any, must be us (the library leaves `azp` unchecked).
+fn asserted_from(
+    raw: &str,
+    provider: &Provider,
+    verified: (String, Option<i64>, Option<String>),
+) -> Result<Asserted, PlatformError> {
+    let payload = raw
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
+        .ok_or_else(|| refused("the ID token's claims are unreadable"))?;
+    let asserted = Asserted::from_claims(&provider.oidc, &payload)?;
+    let (subject, auth_time, azp) = verified;
+    if subject != asserted.subject || auth_time != asserted.auth_time {
+        return Err(refused("the ID token's claims are ambiguous").into());
+    }
+    if azp.is_some_and(|a| a != provider.oidc.client_id) {
+        return Err(refused("the ID token was issued to another client (azp)").into());
+    }
+    Ok(asserted)
+}
+
 /// A provider subject's link to a user (sealed, kind `sso-link`).
 #[derive(Serialize, Deserialize)]
 struct Link {
@@ -1544,6 +1899,21 @@ struct Link {
     provider: String,
     issuer: String,
     subject: String,
+}
+
+/// The id of a user's own link record at a provider (`user:` + SHA-256 of provider,
+/// issuer and user id), which makes a second subject for the same user impossible.
+fn user_link_id(provider: &ProviderName, issuer: &str, user: UserId) -> String {
+    let id = user.to_string();
+    let h = sha256(&[
+        b"strongroom-sso-user-link-v1\n",
+        provider.as_str().as_bytes(),
+        b"\n",
+        issuer.as_bytes(),
+        b"\n",
+        id.as_bytes(),
+    ]);
+    format!("user-{}", hex::encode(h))
 }
 
 fn cache_key(tenant: TenantId, provider: &Provider) -> String {

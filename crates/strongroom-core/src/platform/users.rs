@@ -471,9 +471,10 @@ impl Platform {
             Some(c) if verified && c.user.status == UserStatus::Active => {
                 let (allowed, _) = self.password_allowed(&tenant, c.user.id).await?;
                 if !allowed {
-                    // The password was right, so this is no guess; the answer is the
-                    // same as for a wrong one (nothing to learn about the account).
-                    attempt.succeeded();
+                    // Answered, counted and audited exactly like a wrong password, so
+                    // neither the reply nor the lockout tells a right password from a
+                    // wrong one (the account signs in by SSO; its password is moot).
+                    attempt.failed();
                     let scope = self.sign_in_scope(&tenant).anonymous(&tenant);
                     let entry = NewEntry::by(
                         &scope,

@@ -60,8 +60,7 @@ pub(crate) async fn get_settings(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Stored", body = ProviderView),
-        (status = 412, description = "Another administrator changed the settings meanwhile; read and retry"),
-        (status = 502, description = "The issuer's discovery document could not be read"),
+        (status = 409, description = "Another administrator changed the settings meanwhile (read and retry), or the tenant requires SSO and this would leave no enabled provider"),
     )
 )]
 pub(crate) async fn put_provider(
@@ -83,7 +82,10 @@ pub(crate) async fn put_provider(
     delete, path = "/v1/t/{tenant}/sso/providers/{provider}", tag = "sso",
     params(ProviderPath),
     security(("bearer" = [])),
-    responses((status = 204, description = "Removed"))
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 409, description = "The tenant requires SSO and this is its last enabled provider, or the settings changed meanwhile"),
+    )
 )]
 pub(crate) async fn delete_provider(
     State(state): State<AppState>,
@@ -115,7 +117,10 @@ pub(crate) struct SsoPolicy {
     params(TenantPath),
     request_body = SsoPolicy,
     security(("bearer" = [])),
-    responses((status = 200, description = "The settings", body = SsoSettingsView))
+    responses(
+        (status = 200, description = "The settings", body = SsoSettingsView),
+        (status = 409, description = "No enabled provider yet, or the settings changed meanwhile"),
+    )
 )]
 pub(crate) async fn put_policy(
     State(state): State<AppState>,
@@ -147,13 +152,19 @@ fn binding_cookie(start: &FlowStart) -> Result<HeaderValue, Problem> {
     responses(
         (status = 303, description = "To the identity provider"),
         (status = 404, description = "No such tenant or enabled provider (indistinguishable)"),
+        (status = 429, description = "Too many sign-in attempts from this address; see Retry-After"),
+        (status = 502, description = "The identity provider's discovery document or keys could not be read"),
     )
 )]
 pub(crate) async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiPath(p): ApiPath<ProviderPath>,
 ) -> Result<Response, Problem> {
-    let start = state.platform.sso_begin(&p.tenant, &p.provider).await?;
+    let start = state
+        .platform
+        .sso_begin(&p.tenant, &p.provider, client)
+        .await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, binding_cookie(&start)?);
     headers.insert(
@@ -214,6 +225,8 @@ pub(crate) enum CallbackReply {
     responses(
         (status = 200, description = "Signed in, or re-authenticated for a signature", body = CallbackReply),
         (status = 401, description = "The provider's answer was refused (the reason says why; audited)"),
+        (status = 429, description = "Too many sign-in attempts from this address; see Retry-After"),
+        (status = 502, description = "The identity provider could not be reached"),
     )
 )]
 pub(crate) async fn callback(
@@ -233,10 +246,29 @@ pub(crate) async fn callback(
         iss: q.iss,
         error: q.error,
     };
-    let outcome = state
+    let clear = cookie_name.as_deref().and_then(|name| {
+        HeaderValue::from_str(&format!(
+            "{name}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+        ))
+        .ok()
+    });
+    // The attempt is spent either way: its cookie goes with it, on errors too.
+    let outcome = match state
         .platform
         .sso_callback(&p.tenant, &p.provider, query, binding.as_deref(), client)
-        .await?;
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            let problem = Problem::from(e);
+            return Ok(match clear {
+                Some(c) => problem
+                    .with_header_value(header::SET_COOKIE, c)
+                    .into_response(),
+                None => problem.into_response(),
+            });
+        }
+    };
     let reply = match outcome {
         CallbackOutcome::SignedIn(t) => CallbackReply::SignedIn(t),
         CallbackOutcome::Reauthenticated {
@@ -249,13 +281,8 @@ pub(crate) async fn callback(
     };
     let mut out = HeaderMap::new();
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(name) = cookie_name
-        && let Ok(v) = HeaderValue::from_str(&format!(
-            "{name}=; Path=/v1/t/{}/sso/; Max-Age=0; Secure; HttpOnly; SameSite=Lax",
-            p.tenant
-        ))
-    {
-        out.insert(header::SET_COOKIE, v);
+    if let Some(c) = clear {
+        out.insert(header::SET_COOKIE, c);
     }
     Ok((StatusCode::OK, out, Json(reply)).into_response())
 }
@@ -322,7 +349,11 @@ pub(crate) struct SsoChallenge {
     params(SignPath),
     request_body = SsoChallengeRequest,
     security(("bearer" = [])),
-    responses((status = 201, description = "The challenge", body = SsoChallenge))
+    responses(
+        (status = 201, description = "The challenge", body = SsoChallenge),
+        (status = 409, description = "The version is not in review, or the meaning is not the signature it needs next"),
+        (status = 502, description = "The identity provider could not be reached"),
+    )
 )]
 pub(crate) async fn sign_challenge(
     State(state): State<AppState>,

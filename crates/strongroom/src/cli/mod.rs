@@ -575,7 +575,9 @@ async fn open(config: &Config) -> anyhow::Result<Admin> {
     let clock = std::sync::Arc::new(strongroom_core::clock::SystemClock);
     let mut platform =
         Platform::open(opened.store, opened.blobs, opened.providers, clock, config).await?;
-    platform.set_idp_transport(std::sync::Arc::new(crate::idp::ReqwestIdp::new()?));
+    platform.set_idp_transport(std::sync::Arc::new(crate::idp::ReqwestIdp::new(
+        config.sso.allow_http_loopback,
+    )?));
     Ok(Admin {
         platform,
         me: proof.local_admin(),

@@ -17,7 +17,8 @@
 //                                     attacker on the path (or a broken IdP) would: signature
 //                                     (a flipped signature byte), payload (a changed claim, the
 //                                     signature kept), aud / nonce / iss / expired / azp (re-signed
-//                                     with the IdP's own key), kid (signed by a key the JWKS does
+//                                     with the IdP's own key; azp1: one audience but a foreign
+//                                     azp; future: issued an hour from now), kid (signed by a key the JWKS does
 //                                     not publish), none (alg none, no signature).
 //   GET  /__test/keys                 the public JWKS (kids in signing order).
 import { createServer } from 'node:http';
@@ -85,6 +86,8 @@ function tamper(idToken, mode) {
       return `${h}.${b64u(JSON.stringify({ ...payload, email: 'mallory@example.test', sub: 'mallory' }))}.${s}`;
     case 'aud': return signJwt(header, { ...payload, aud: 'another-client' }, own);
     case 'azp': return signJwt(header, { ...payload, aud: [payload.aud, 'another-client'], azp: 'another-client' }, own);
+    case 'azp1': return signJwt(header, { ...payload, azp: 'another-client' }, own);
+    case 'future': return signJwt(header, { ...payload, iat: now + 3600, exp: now + 7200 }, own);
     case 'nonce': return signJwt(header, { ...payload, nonce: 'not-the-nonce' }, own);
     case 'iss': return signJwt(header, { ...payload, iss: 'http://127.0.0.1:1' }, own);
     case 'expired': return signJwt(header, { ...payload, iat: now - 120, exp: now - 60 }, own);
