@@ -24,13 +24,14 @@ use crate::store::{BlobStore, ObjectStore, StoreError, StoredBlob, StoredSealed}
 /// (docs/formats/encryption.md), so a value of one kind can never be opened as another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// Tenant secrets (SSO client secrets, webhook secrets, …): write-only.
+    /// Tenant secrets (webhook secrets, …): write-only.
     TenantSecret,
     /// A user's TOTP factor and recovery-code hashes.
     UserMfa,
     /// A user's registered passkeys.
     UserPasskeys,
-    /// A tenant policy (which roles need a second factor).
+    /// A tenant policy (`mfa`: which roles need a second factor; `sso`: the single
+    /// sign-on settings, OIDC client secrets included).
     TenantPolicy,
     /// Encrypted streams (attachments, …).
     Blob,
