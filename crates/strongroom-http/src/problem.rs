@@ -463,7 +463,7 @@ fn records_problem(e: PlatformError) -> Problem {
         PlatformError::RecordState(m) => Problem::new(&RECORD_STATE, m),
         PlatformError::ReauthenticationFailed => Problem::new(
             &REAUTHENTICATION_FAILED,
-            "Re-authentication failed: check the login identifier, password and second factor. Nothing was signed.",
+            "Re-authentication failed: check the login identifier, password and second factor, or (single sign-on) re-authenticate at the identity provider again for this signature. Nothing was signed.",
         ),
         PlatformError::SigningNotPermitted(m) => Problem::new(&SIGNING_NOT_PERMITTED, m),
         PlatformError::SchemaViolation(violations) => {

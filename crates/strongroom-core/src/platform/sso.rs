@@ -250,6 +250,9 @@ impl<'c> AsyncHttpClient<'c> for Http {
 /// A provider's discovery document and keys, as last fetched.
 struct CachedProvider {
     metadata: Mutex<CoreProviderMetadata>,
+    /// The provider says its authorization responses carry `iss` (RFC 9207), so one
+    /// that does not is refused.
+    iss_in_responses: bool,
     fetched: Instant,
     keys_fetched: Mutex<Option<Instant>>,
 }
@@ -874,7 +877,7 @@ impl Platform {
             )
             .into());
         }
-        let metadata = match self.discover(provider).await {
+        let (metadata, iss_in_responses) = match self.discover(provider).await {
             Ok(m) => m,
             Err(e) => {
                 let mut failures = self.sso.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -887,6 +890,7 @@ impl Platform {
         };
         let entry = Arc::new(CachedProvider {
             metadata: Mutex::new(metadata),
+            iss_in_responses,
             fetched: Instant::now(),
             keys_fetched: Mutex::new(None),
         });
@@ -903,7 +907,10 @@ impl Platform {
     /// are): the document must name exactly the configured issuer, and every endpoint
     /// in it must pass the issuer policy before any of them is used. What went wrong
     /// is logged; the caller hears only which step failed.
-    async fn discover(&self, provider: &Provider) -> Result<CoreProviderMetadata, PlatformError> {
+    async fn discover(
+        &self,
+        provider: &Provider,
+    ) -> Result<(CoreProviderMetadata, bool), PlatformError> {
         let http = self.sso.transport()?;
         let issuer = &provider.oidc.issuer;
         let url = format!(
@@ -916,25 +923,19 @@ impl Platform {
                 "the provider's {step} could not be used (the server log says why)"
             )))
         };
-        let request = openidconnect::http::Request::builder()
-            .method(openidconnect::http::Method::GET)
-            .uri(&url)
-            .header(openidconnect::http::header::ACCEPT, "application/json")
-            .body(Vec::new())
-            .map_err(|e| failed("discovery document", e.to_string()))?;
-        let response = http
-            .0
-            .send(request)
+        let body = fetch_document(&http, &url)
             .await
+            .map_err(|detail| failed("discovery document", detail))?;
+        let metadata: CoreProviderMetadata = serde_json::from_slice(&body)
             .map_err(|e| failed("discovery document", e.to_string()))?;
-        if response.status() != openidconnect::http::StatusCode::OK {
-            return Err(failed(
-                "discovery document",
-                format!("HTTP {}", response.status()),
-            ));
-        }
-        let metadata: CoreProviderMetadata = serde_json::from_slice(response.body())
-            .map_err(|e| failed("discovery document", e.to_string()))?;
+        // Not in openidconnect's core metadata: read from the same document.
+        let iss_in_responses = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|d| {
+                d.get("authorization_response_iss_parameter_supported")?
+                    .as_bool()
+            })
+            .unwrap_or(false);
         if metadata.issuer().as_str() != issuer {
             return Err(failed(
                 "discovery document",
@@ -961,7 +962,7 @@ impl Platform {
         let keys = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &http)
             .await
             .map_err(|e| failed("keys (jwks_uri)", super::chain(&e)))?;
-        Ok(metadata.set_jwks(keys))
+        Ok((metadata.set_jwks(keys), iss_in_responses))
     }
 
     /// Forgets what is cached about the tenant's provider `name` (it was replaced or
@@ -1231,10 +1232,15 @@ impl Platform {
             .filter(|p| p.enabled && p.oidc.issuer == flow.issuer)
             .cloned()
             .ok_or_else(|| refused("the identity provider was disabled or changed meanwhile"))?;
-        // RFC 9207: the authorization response names its issuer (mix-up defence).
+        // RFC 9207: the authorization response names its issuer (mix-up defence), and
+        // must when the provider says its responses do.
+        let cached = self.metadata(tenant.id, &provider).await?;
         match &query.iss {
             Some(iss) if iss != &provider.oidc.issuer => {
                 return Err(refused("the response names another issuer (iss)").into());
+            }
+            None if cached.iss_in_responses => {
+                return Err(refused("the response does not name its issuer (iss)").into());
             }
             _ => {}
         }
@@ -1243,7 +1249,6 @@ impl Platform {
             .as_deref()
             .filter(|c| !c.is_empty() && c.len() <= 2048)
             .ok_or_else(|| refused("the callback carries no code"))?;
-        let cached = self.metadata(tenant.id, &provider).await?;
         let (asserted, digest) = self.redeem(tenant, &provider, &cached, flow, code).await?;
         match &flow.purpose {
             Purpose::SignIn => {
@@ -1890,6 +1895,21 @@ fn asserted_from(
         return Err(refused("the ID token was issued to another client (azp)").into());
     }
     Ok(asserted)
+}
+
+/// GETs a JSON document from an identity provider; its body, or what went wrong.
+async fn fetch_document(http: &Http, url: &str) -> Result<Vec<u8>, String> {
+    let request = openidconnect::http::Request::builder()
+        .method(openidconnect::http::Method::GET)
+        .uri(url)
+        .header(openidconnect::http::header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let response = http.0.send(request).await.map_err(|e| e.to_string())?;
+    if response.status() != openidconnect::http::StatusCode::OK {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    Ok(response.into_body())
 }
 
 /// A provider subject's link to a user (sealed, kind `sso-link`).

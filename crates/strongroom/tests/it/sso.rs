@@ -295,10 +295,17 @@ async fn forged_tampered_and_replayed_answers_are_refused() {
         .await
         .unwrap();
     let state = param(start.headers()["location"].to_str().unwrap(), "state");
-    let replay = format!(
-        "{}/v1/t/{t}/sso/corp/callback?code={code}&state={state}",
-        lab.s.base
-    );
+    let iss = param(&landing.callback, "iss");
+    let replay = reqwest::Url::parse_with_params(
+        &format!("{}/v1/t/{t}/sso/corp/callback", lab.s.base),
+        &[
+            ("code", code.as_str()),
+            ("state", state.as_str()),
+            ("iss", iss.as_str()),
+        ],
+    )
+    .unwrap()
+    .to_string();
     let r = finish(&browser, &replay).await;
     assert!(
         r.problem(401, "sso-failed")["detail"]
@@ -307,6 +314,46 @@ async fn forged_tampered_and_replayed_answers_are_refused() {
             .contains("invalid_grant")
     );
 
+    // The issuer in the response (RFC 9207) changed, or left out: refused.
+    for (from, to) in [("iss=http", "iss=https"), ("&iss=", "&was=")] {
+        let b = Browser::new(&lab.s);
+        let landing = b.sign_in_at_idp(t, "corp", "alice").await;
+        let edited = landing.callback.replace(from, to);
+        assert_ne!(edited, landing.callback);
+        let r = finish(&b, &edited).await;
+        assert!(
+            r.problem(401, "sso-failed")["detail"]
+                .as_str()
+                .unwrap()
+                .contains("issuer (iss)"),
+            "{from}"
+        );
+    }
+
+    // An error from the IdP (for a real attempt), no state, a made-up state: refused,
+    // never a 500.
+    let b = Browser::new(&lab.s);
+    let start = b
+        .client
+        .get(format!("{}/v1/t/{t}/sso/corp/login", lab.s.base))
+        .send()
+        .await
+        .unwrap();
+    let state = param(start.headers()["location"].to_str().unwrap(), "state");
+    let r = finish(
+        &b,
+        &format!(
+            "{}/v1/t/{t}/sso/corp/callback?error=access_denied&error_description=no&state={state}",
+            lab.s.base
+        ),
+    )
+    .await;
+    assert!(
+        r.problem(401, "sso-failed")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("access_denied")
+    );
     // No state, a made-up state, an error from the IdP: refused, never a 500.
     for q in [
         "",
@@ -840,11 +887,22 @@ async fn an_identity_provider_of_one_tenant_never_signs_anyone_into_another() {
         .await
         .unwrap();
     let state = param(start.headers()["location"].to_str().unwrap(), "state");
-    let mixed = format!(
-        "{}/v1/t/beta/sso/corp/callback?code={code}&state={state}",
-        acme.s.base
+    let iss = param(&landing.callback, "iss");
+    let mixed = reqwest::Url::parse_with_params(
+        &format!("{}/v1/t/beta/sso/corp/callback", acme.s.base),
+        &[
+            ("code", code.as_str()),
+            ("state", state.as_str()),
+            ("iss", iss.as_str()),
+        ],
+    )
+    .unwrap()
+    .to_string();
+    let p = finish(&browser, &mixed).await.problem(401, "sso-failed");
+    assert!(
+        p["detail"].as_str().unwrap().contains("invalid_grant"),
+        "{p}"
     );
-    finish(&browser, &mixed).await.problem(401, "sso-failed");
     // The acme flow itself still works, for acme only.
     let tokens = finish(&browser, &landing.callback).await.ok(200);
     let access = tokens["access_token"].as_str().unwrap();
