@@ -51,6 +51,8 @@ impl ReqwestIdp {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .https_only(!allow_loopback)
+                // A proxy would resolve the target itself, past the filter below.
+                .no_proxy()
                 .dns_resolver(Arc::new(PublicOnly { allow_loopback }))
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(10))

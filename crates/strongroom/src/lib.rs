@@ -83,6 +83,11 @@ pub async fn platform(config: &Config, opened: datadir::Opened) -> anyhow::Resul
     )
     .await
     .context("starting the platform")?;
+    if config.sso.allow_http_loopback {
+        tracing::warn!(
+            "sso.allow_http_loopback is on: tenants' identity providers may be plain-http services on this machine (for tests only)"
+        );
+    }
     platform.set_idp_transport(Arc::new(
         idp::ReqwestIdp::new(config.sso.allow_http_loopback)
             .context("the HTTP client for identity providers")?,

@@ -447,7 +447,8 @@ pub fn address_allowed(ip: std::net::IpAddr, allow_loopback: bool) -> bool {
             || b0 >= 240
             || (b0 == 100 && (64..128).contains(&b1)) // shared address space (CGNAT, cloud metadata)
             || (b0 == 198 && (18..20).contains(&b1)) // benchmarking
-            || (b0 == 192 && b1 == 0 && a.octets()[2] == 0)) // IETF protocol assignments
+            || (b0 == 192 && b1 == 0 && a.octets()[2] == 0) // IETF protocol assignments
+            || (b0 == 192 && b1 == 88 && a.octets()[2] == 99)) // 6to4 relay anycast
     };
     match ip {
         IpAddr::V4(a) => v4(a),
@@ -460,7 +461,13 @@ pub fn address_allowed(ip: std::net::IpAddr, allow_loopback: bool) -> bool {
             }
             let s0 = a.segments()[0];
             let nat64 = a.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-            !(a.is_unspecified()
+            // Only global unicast (2000::/3), less the special-purpose blocks in it.
+            if (s0 & 0xe000) != 0x2000 {
+                return false;
+            }
+            let teredo = s0 == 0x2001 && a.segments()[1] == 0;
+            !(teredo
+                || a.is_unspecified()
                 || a.is_multicast()
                 || nat64
                 || s0 == 0x2002 // 6to4
@@ -670,6 +677,9 @@ mod tests {
             "https://0.1.2.3/",
             "https://:pw@idp.example.com",
             "https://printer.localhost/",
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "https://[64:ff9b:1::a00:1]/",
+            "https://192.88.99.1/",
             "https://user@idp.example.com",
             "https://idp.example.com/?a=b",
             "ftp://idp.example.com",

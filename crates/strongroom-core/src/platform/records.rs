@@ -1546,7 +1546,10 @@ impl Platform {
             ));
         }
         if request.sso_challenge.is_some()
-            && (request.password.is_some() || request.email.is_some() || request.totp.is_some())
+            && (request.password.is_some()
+                || request.email.is_some()
+                || request.totp.is_some()
+                || request.passkey.is_some())
         {
             return Err(PlatformError::Invalid {
                 field: Some("sso_challenge"),

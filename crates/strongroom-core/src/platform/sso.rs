@@ -51,6 +51,8 @@ const SETTINGS_ID: &str = "sso";
 /// Most flows in progress on this node, per tenant and in all.
 const MAX_FLOWS_PER_TENANT: usize = 1_000;
 const MAX_FLOWS: usize = 10_000;
+/// Live (unfinished) sign-in flows per client address.
+const MAX_LIVE_PER_ADDRESS: usize = 16;
 /// Signature re-authentications in progress (and completed, unspent) per session.
 const MAX_SIGN_FLOWS_PER_SESSION: usize = 4;
 /// Cached provider documents, in all (the cache is emptied when it is full).
@@ -129,19 +131,16 @@ impl SsoRuntime {
     /// Counts one SSO request from `client`: refused past `sso.per_address_per_minute`,
     /// so one address cannot fill the flow table or the audit trail.
     fn admit(&self, client: IpAddr) -> Result<(), PlatformError> {
-        let key = match client {
-            IpAddr::V6(a) => {
-                let s = a.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-            v4 @ IpAddr::V4(_) => v4,
-        };
+        let key = crate::identity::throttle::throttle_address(client);
         let mut map = self
             .per_address_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
             map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
+            if map.len() > 50_000 {
+                map.clear(); // a spread-out flood: forget rather than grow
+            }
         }
         let entry = map.entry(key).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= Duration::from_secs(60) {
@@ -150,7 +149,8 @@ impl SsoRuntime {
         entry.1 += 1;
         if entry.1 > self.per_address {
             let left = 60u64.saturating_sub(entry.0.elapsed().as_secs()).max(1);
-            return Err(PlatformError::TooManyRequests {
+            return Err(PlatformError::AtCapacity {
+                what: "single sign-on requests from this address",
                 retry_after_secs: left,
             });
         }
@@ -166,11 +166,16 @@ impl SsoRuntime {
         map.retain(|_, f| f.started.elapsed() < ttl);
         let full = match &flow.purpose {
             Purpose::SignIn => {
-                let tenant = flow.tenant;
-                map.values()
-                    .filter(|f| f.tenant == tenant && matches!(f.purpose, Purpose::SignIn))
-                    .count()
-                    >= MAX_FLOWS_PER_TENANT
+                let (tenant, client) = (flow.tenant, flow.client);
+                let sign_ins = || {
+                    map.values()
+                        .filter(|f| matches!(f.purpose, Purpose::SignIn))
+                };
+                // Live anonymous flows per address, per tenant and in all: one address
+                // holds at most a handful, so filling a tenant takes many addresses.
+                sign_ins().filter(|f| f.client == client).count() >= MAX_LIVE_PER_ADDRESS
+                    || sign_ins().filter(|f| f.tenant == tenant).count() >= MAX_FLOWS_PER_TENANT
+                    || sign_ins().count() >= MAX_FLOWS
             }
             Purpose::Sign { intent, .. } => {
                 let session = &intent.session;
@@ -180,7 +185,8 @@ impl SsoRuntime {
                     >= MAX_SIGN_FLOWS_PER_SESSION
             }
         };
-        if full || map.len() >= MAX_FLOWS {
+        // Signatures' flows (authenticated, a few per session) have their own room.
+        if full || map.len() >= 2 * MAX_FLOWS {
             return Err(PlatformError::AtCapacity {
                 what: "single sign-on attempts",
                 retry_after_secs: 60,
@@ -260,6 +266,8 @@ struct CachedProvider {
 /// A browser's round trip in progress.
 struct Flow {
     tenant: TenantId,
+    /// The client address that started it (IPv6: its /64).
+    client: IpAddr,
     provider: ProviderName,
     issuer: String,
     nonce: String,
@@ -913,6 +921,9 @@ impl Platform {
     ) -> Result<(CoreProviderMetadata, bool), PlatformError> {
         let http = self.sso.transport()?;
         let issuer = &provider.oidc.issuer;
+        // Stored settings are judged by today's policy (it may be stricter than when
+        // they were stored).
+        self.sso.policy.check("oidc/issuer", issuer)?;
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -1013,7 +1024,8 @@ impl Platform {
         self.sso.admit(client)?;
         let (tenant, _, provider) = self.sign_in_provider(slug, name).await?;
         let nonce = random_token()?;
-        self.begin(&tenant, &provider, nonce, Purpose::SignIn).await
+        self.begin(&tenant, &provider, nonce, Purpose::SignIn, client)
+            .await
     }
 
     async fn begin(
@@ -1022,6 +1034,7 @@ impl Platform {
         provider: &Provider,
         nonce: String,
         purpose: Purpose,
+        from: IpAddr,
     ) -> Result<FlowStart, PlatformError> {
         let cached = self.metadata(tenant.id, provider).await?;
         let client = self.client(tenant, provider, &cached)?;
@@ -1052,6 +1065,7 @@ impl Platform {
             state.clone(),
             Flow {
                 tenant: tenant.id,
+                client: crate::identity::throttle::throttle_address(from),
                 provider: provider.name.clone(),
                 issuer: provider.oidc.issuer.clone(),
                 nonce,
@@ -1151,6 +1165,8 @@ impl Platform {
             &provider,
             nonce,
             Purpose::Sign { challenge, intent },
+            // Signature flows are counted per session, not per address.
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         )
         .await
     }
@@ -1510,6 +1526,18 @@ impl Platform {
         if user.status != UserStatus::Active {
             return Err(refused("the account is disabled").into());
         }
+        // A break-glass account is the way in when the provider fails or is
+        // compromised: it signs in with its password only.
+        if self
+            .sso_settings_for(tenant)
+            .await?
+            .break_glass
+            .contains(&user.id)
+        {
+            return Err(
+                refused("a break-glass account signs in with its password, not by SSO").into(),
+            );
+        }
         let user = self.sync_roles(tenant, provider, asserted, user).await?;
         let session = StoredSession {
             // The provider vouched for the authentication, second factor included.
@@ -1616,10 +1644,19 @@ impl Platform {
             .create_value(&system, Kind::SsoLink, &mine, &json, Action::SsoLink)
             .await?
         {
-            return Err(refused(
-                "this account is already linked to another identity at this provider",
-            )
-            .into());
+            // Already there: fine if it names this very subject (a first attempt that
+            // stopped between the two records), refused if another.
+            let same = match self.objects.value(&system, Kind::SsoLink, &mine).await? {
+                Some((_, bytes)) => serde_json::from_slice::<Link>(bytes.expose())
+                    .is_ok_and(|l| l.subject == asserted.subject && l.issuer == link.issuer),
+                None => false,
+            };
+            if !same {
+                return Err(refused(
+                    "this account is already linked to another identity at this provider",
+                )
+                .into());
+            }
         }
         let id = link_id(&provider.name, &provider.oidc.issuer, &asserted.subject);
         if self
@@ -1629,23 +1666,33 @@ impl Platform {
         {
             return Ok(());
         }
-        // The subject's record exists: it is ours to replace only if the account it
-        // named is gone (deleted), never while it points at someone.
+        self.replace_dangling_link(&system, &id, &json).await
+    }
+
+    /// The subject's link record exists: it is replaced only if the account it names
+    /// is gone (deleted), never while it points at someone, and only if unchanged since
+    /// read.
+    async fn replace_dangling_link(
+        &self,
+        system: &crate::access::WritableScope,
+        id: &str,
+        json: &[u8],
+    ) -> Result<(), PlatformError> {
         let (version, bytes) = self
             .objects
-            .value(&system, Kind::SsoLink, &id)
+            .value(system, Kind::SsoLink, id)
             .await?
             .ok_or_else(|| refused("this identity was linked meanwhile; sign in again"))?;
         let old: Link = serde_json::from_slice(bytes.expose())
             .map_err(|e| PlatformError::internal(format!("SSO link unreadable: {e}")))?;
-        if self.store.user(&system, old.user).await?.is_some()
+        if self.store.user(system, old.user).await?.is_some()
             || !self
                 .objects
                 .put_value_if(
-                    &system,
+                    system,
                     Kind::SsoLink,
-                    &id,
-                    &json,
+                    id,
+                    json,
                     Action::SsoLink,
                     None,
                     version,
