@@ -822,10 +822,38 @@ async fn a_tenant_that_requires_sso_refuses_passwords_except_break_glass() {
                 .unwrap_or("")
                 .contains("requires single sign-on")
     }));
-    // The last enabled provider cannot be removed while SSO is required.
+    // The last enabled provider cannot be removed, nor disabled, while SSO is required.
     api.delete(&format!("/v1/t/{t}/sso/providers/corp"), &lab.admin, None)
         .await
         .problem(409, "conflict");
+    let mut off = provider(&idp, t);
+    off["enabled"] = json!(false);
+    api.put(&format!("/v1/t/{t}/sso/providers/corp"), &lab.admin, off)
+        .await
+        .problem(409, "conflict");
+    // rob (linked by his SSO sign-in) named break-glass: from now on his way in is his
+    // password, never the identity provider.
+    let rob_id = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "rob@example.test")
+        .unwrap()["id"]
+        .clone();
+    api.put(
+        &format!("/v1/t/{t}/sso/policy"),
+        &lab.admin,
+        json!({"require_sso": true, "break_glass": [admin_id, rob_id]}),
+    )
+    .await
+    .ok(200);
+    let b = Browser::new(&lab.s);
+    let landing = b.sign_in_at_idp(t, "corp", "rob").await;
+    let p = finish(&b, &landing.callback)
+        .await
+        .problem(401, "sso-failed");
+    assert!(p["detail"].as_str().unwrap().contains("break-glass"), "{p}");
+    api.sign_in(t, "rob@example.test").await;
 }
 
 #[tokio::test]
