@@ -148,6 +148,15 @@ impl From<StoreError> for ObjectError {
     }
 }
 
+/// A pinned write's outcome: written, or not because another writer won (`false`).
+fn swapped(put: Result<StoredSealed, ObjectError>) -> Result<bool, ObjectError> {
+    match put {
+        Ok(_) => Ok(true),
+        Err(ObjectError::Contended) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// How far a re-encryption pass got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReencryptProgress {
@@ -258,14 +267,10 @@ impl Objects {
         reason: Option<String>,
         read: u64,
     ) -> Result<bool, ObjectError> {
-        match self
-            .put(scope, kind, id, plaintext, action, reason, Some(read))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(ObjectError::Contended) => Ok(false),
-            Err(e) => Err(e),
-        }
+        swapped(
+            self.put(scope, kind, id, plaintext, action, reason, Some(read))
+                .await,
+        )
     }
 
     /// Writes security bookkeeping that a sign-in must update even in a read-only
@@ -297,14 +302,10 @@ impl Objects {
         action: Action,
         read: u64,
     ) -> Result<bool, ObjectError> {
-        match self
-            .put(scope, kind, id, plaintext, action, None, Some(read))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(ObjectError::Contended) => Ok(false),
-            Err(e) => Err(e),
-        }
+        swapped(
+            self.put(scope, kind, id, plaintext, action, None, Some(read))
+                .await,
+        )
     }
 
     /// Seals and stores a new version of `kind`/`id`. With `pinned`, one attempt

@@ -1451,85 +1451,11 @@ impl Platform {
         let (scope, loaded) = self
             .writable_loaded(principal, slug, id, if_match, Permission::RecordsRead)
             .await?;
-        if n != loaded.record.current_version {
-            return Err(PlatformError::RecordState(
-                "only the current version can be signed".into(),
-            ));
-        }
-        let v = loaded.current()?.clone();
-        if v.state != "in_review" || loaded.record.status != "in_review" {
-            return Err(PlatformError::RecordState(
-                "only a version in review can be signed: submit it first".into(),
-            ));
-        }
-        let t = self
-            .load_type(&scope, &loaded.record.type_name, Some(v.type_version))
+        let (v, t, step) = self
+            .signature_step(&scope, &loaded, n, &request.meaning, &user)
             .await?;
-        let policy = &t.definition.signature_policy;
-        let step = policy
-            .steps
-            .iter()
-            .position(|s| s.meaning == request.meaning)
-            .ok_or_else(|| PlatformError::Invalid {
-                field: Some("meaning"),
-                message: format!(
-                    "not a meaning of this type's policy: {}",
-                    policy
-                        .steps
-                        .iter()
-                        .map(|s| s.meaning.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?;
-        let next = next_step(&t.definition, &loaded.counting(&v));
-        if next != Some(step) {
-            return Err(PlatformError::RecordState(match next {
-                Some(i) => format!(
-                    "the next signature this version needs is `{}`",
-                    policy.steps[i].meaning
-                ),
-                None => "this version has every signature it needs".into(),
-            }));
-        }
-        let needed = policy
-            .permission(step)
-            .ok_or_else(|| corrupt("policy permission"))?;
-        if !user.permissions().contains(&needed) {
-            return Err(PlatformError::Forbidden(format!(
-                "signing as `{}` needs {}",
-                request.meaning,
-                needed.as_str()
-            )));
-        }
-        // Separation of duties, from the stored history of the record: its editors are
-        // everyone who saved any revision of any version (a revision carries earlier
-        // versions' content forward) or started one.
+        let last = step + 1 == t.definition.signature_policy.steps.len();
         let me = user.user().to_string();
-        let mut editors: BTreeSet<String> = self
-            .store
-            .record_editors(&scope, &loaded.record.id)
-            .await?
-            .into_iter()
-            .collect();
-        editors.extend(loaded.versions.iter().map(|x| x.created_by.clone()));
-        let current_sigs = loaded.counting(&v);
-        if current_sigs.iter().any(|s| s.signer_id == me) {
-            return Err(PlatformError::SeparationOfDuties(
-                "one person gives at most one signature per review round".into(),
-            ));
-        }
-        let last = step + 1 == policy.steps.len();
-        // The approver (the last step, also in a one-step policy) is never an editor of
-        // the record; earlier signers of this round were refused just above. Unless the
-        // policy allows it, an editor does not review either.
-        if editors.contains(&me) && (last || (step > 0 && !policy.author_may_review)) {
-            return Err(PlatformError::SeparationOfDuties(if last {
-                "the approver must differ from the record's authors, editors and reviewers".into()
-            } else {
-                "the author of a version may not review it".into()
-            }));
-        }
         // Re-authentication: the login identifier (first signature in the session),
         // the password, and the second factor if the signer has one.
         let stored_user = self
@@ -1686,6 +1612,118 @@ impl Platform {
         }
         tracing::info!(tenant = %slug, record = %loaded.record.id, version = v.version, meaning = %request.meaning, "record signed");
         self.record_view(&scope, id).await
+    }
+
+    /// The version `n` a signature with `meaning` by `user` would sign, its type and
+    /// the policy step, if that signature could be given now: the current version, in
+    /// review, the step the policy needs next, the user holding its permission, and
+    /// separation of duties (one signature per person per round; the approver no
+    /// editor; an editor no reviewer unless the policy allows it). Shared by signing
+    /// and by the start of an SSO re-authentication, so nobody goes to their identity
+    /// provider for a signature they could not give.
+    async fn signature_step(
+        &self,
+        scope: &TenantScope,
+        loaded: &Loaded,
+        n: u64,
+        meaning: &str,
+        user: &crate::access::TenantUser,
+    ) -> Result<(StoredVersion, std::sync::Arc<LoadedType>, usize), PlatformError> {
+        if n != loaded.record.current_version {
+            return Err(PlatformError::RecordState(
+                "only the current version can be signed".into(),
+            ));
+        }
+        let v = loaded.current()?.clone();
+        if v.state != "in_review" || loaded.record.status != "in_review" {
+            return Err(PlatformError::RecordState(
+                "only a version in review can be signed: submit it first".into(),
+            ));
+        }
+        let t = self
+            .load_type(scope, &loaded.record.type_name, Some(v.type_version))
+            .await?;
+        let policy = &t.definition.signature_policy;
+        let step = policy
+            .steps
+            .iter()
+            .position(|s| s.meaning == meaning)
+            .ok_or_else(|| PlatformError::Invalid {
+                field: Some("meaning"),
+                message: format!(
+                    "not a meaning of this type's policy: {}",
+                    policy
+                        .steps
+                        .iter()
+                        .map(|s| s.meaning.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        let next = next_step(&t.definition, &loaded.counting(&v));
+        if next != Some(step) {
+            return Err(PlatformError::RecordState(match next {
+                Some(i) => format!(
+                    "the next signature this version needs is `{}`",
+                    policy.steps[i].meaning
+                ),
+                None => "this version has every signature it needs".into(),
+            }));
+        }
+        let needed = policy
+            .permission(step)
+            .ok_or_else(|| corrupt("policy permission"))?;
+        if !user.permissions().contains(&needed) {
+            return Err(PlatformError::Forbidden(format!(
+                "signing as `{meaning}` needs {}",
+                needed.as_str()
+            )));
+        }
+        self.separation_of_duties(scope, loaded, &v, &t, step, user)
+            .await?;
+        Ok((v, t, step))
+    }
+
+    /// Separation of duties for a signature at policy `step` of version `v`.
+    async fn separation_of_duties(
+        &self,
+        scope: &TenantScope,
+        loaded: &Loaded,
+        v: &StoredVersion,
+        t: &LoadedType,
+        step: usize,
+        user: &crate::access::TenantUser,
+    ) -> Result<(), PlatformError> {
+        let policy = &t.definition.signature_policy;
+        // Separation of duties, from the stored history of the record: its editors are
+        // everyone who saved any revision of any version (a revision carries earlier
+        // versions' content forward) or started one.
+        let me = user.user().to_string();
+        let mut editors: BTreeSet<String> = self
+            .store
+            .record_editors(scope, &loaded.record.id)
+            .await?
+            .into_iter()
+            .collect();
+        editors.extend(loaded.versions.iter().map(|x| x.created_by.clone()));
+        let current_sigs = loaded.counting(v);
+        if current_sigs.iter().any(|s| s.signer_id == me) {
+            return Err(PlatformError::SeparationOfDuties(
+                "one person gives at most one signature per review round".into(),
+            ));
+        }
+        let last = step + 1 == policy.steps.len();
+        // The approver (the last step, also in a one-step policy) is never an editor of
+        // the record; earlier signers of this round were refused just above. Unless the
+        // policy allows it, an editor does not review either.
+        if editors.contains(&me) && (last || (step > 0 && !policy.author_may_review)) {
+            return Err(PlatformError::SeparationOfDuties(if last {
+                "the approver must differ from the record's authors, editors and reviewers".into()
+            } else {
+                "the author of a version may not review it".into()
+            }));
+        }
+        Ok(())
     }
 
     /// The password path of a signature's re-authentication: the login identifier
@@ -1857,55 +1895,18 @@ impl Platform {
         n: u64,
         meaning: &str,
     ) -> Result<(String, [u8; 32]), PlatformError> {
-        let scope = self
-            .records_scope(principal, slug, Permission::RecordsRead)
-            .await?;
-        let loaded = self.load(&scope, id).await?;
-        if n != loaded.record.current_version {
-            return Err(PlatformError::RecordState(
-                "only the current version can be signed".into(),
-            ));
-        }
-        let v = loaded.current()?.clone();
-        if v.state != "in_review" || loaded.record.status != "in_review" {
-            return Err(PlatformError::RecordState(
-                "only a version in review can be signed: submit it first".into(),
-            ));
-        }
-        // The meaning must be the signature this version needs next, and the caller
-        // must hold its permission: nobody starts a re-authentication for a signature
-        // they could not give.
-        let t = self
-            .load_type(&scope, &loaded.record.type_name, Some(v.type_version))
-            .await?;
-        let policy = &t.definition.signature_policy;
-        let step = policy
-            .steps
-            .iter()
-            .position(|s| s.meaning == meaning)
-            .ok_or_else(|| PlatformError::Invalid {
-                field: Some("meaning"),
-                message: "not a meaning of this type's signature policy".into(),
-            })?;
-        if next_step(&t.definition, &loaded.counting(&v)) != Some(step) {
-            return Err(PlatformError::RecordState(
-                "that is not the signature this version needs next".into(),
-            ));
-        }
-        let needed = policy
-            .permission(step)
-            .ok_or_else(|| corrupt("policy permission"))?;
         let Principal::User(user) = principal else {
             return Err(PlatformError::SigningNotPermitted(
                 "only a user's own session can sign".into(),
             ));
         };
-        if !user.permissions().contains(&needed) {
-            return Err(PlatformError::Forbidden(format!(
-                "signing as `{meaning}` needs {}",
-                needed.as_str()
-            )));
-        }
+        let scope = self
+            .records_scope(principal, slug, Permission::RecordsRead)
+            .await?;
+        let loaded = self.load(&scope, id).await?;
+        let (v, _, _) = self
+            .signature_step(&scope, &loaded, n, meaning, user)
+            .await?;
         Ok((loaded.record.id.clone(), v.content_hash))
     }
 

@@ -187,10 +187,7 @@ impl SsoRuntime {
         };
         // Signatures' flows (authenticated, a few per session) have their own room.
         if full || map.len() >= 2 * MAX_FLOWS {
-            return Err(PlatformError::AtCapacity {
-                what: "single sign-on attempts",
-                retry_after_secs: 60,
-            });
+            return Err(table_full());
         }
         map.insert(state, flow);
         Ok(())
@@ -220,10 +217,7 @@ impl SsoRuntime {
             map.remove(oldest);
         }
         if map.len() >= MAX_FLOWS {
-            return Err(PlatformError::AtCapacity {
-                what: "single sign-on attempts",
-                retry_after_secs: 60,
-            });
+            return Err(table_full());
         }
         map.insert(challenge, r);
         Ok(())
@@ -234,6 +228,14 @@ impl SsoRuntime {
         let mut map = self.reauths.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(challenge)
             .filter(|r| r.at.elapsed() < REAUTH_TTL)
+    }
+}
+
+/// The answer when a table of SSO attempts has no room (a 429, retry in a minute).
+fn table_full() -> PlatformError {
+    PlatformError::AtCapacity {
+        what: "single sign-on attempts",
+        retry_after_secs: 60,
     }
 }
 

@@ -696,16 +696,29 @@ async fn an_sso_user_signs_only_after_a_fresh_login_at_the_identity_provider() {
             .contains("someone other")
     );
 
-    // rob's completed challenge cannot be spent by ann's session.
-    let (id, url) = challenge(&rob_browser, &lab, &sigs, &rob, "approved").await;
-    let landing = rob_browser.walk(&url, "rob").await;
-    finish(&rob_browser, &landing.callback).await.ok(200);
+    // rob, who signed this round, is refused before any trip to the IdP.
+    let r = rob_browser
+        .client
+        .post(format!("{}{sigs}/sso-challenge", lab.s.base))
+        .bearer_auth(&rob)
+        .json(&json!({"meaning": "approved", "provider": "corp"}))
+        .send()
+        .await
+        .unwrap();
+    Reply::from_response(r)
+        .await
+        .problem(403, "separation-of-duties");
+    // A challenge completed in one of ann's sessions cannot be spent by another.
+    let (id, url) = challenge(&ann_browser, &lab, &sigs, &ann, "approved").await;
+    let landing = ann_browser.walk(&url, "ann").await;
+    finish(&ann_browser, &landing.callback).await.ok(200);
+    let (_, other) = sso_sign_in(&lab, t, "ann").await;
     let stolen = json!({"meaning": "approved", "sso_challenge": id});
     lab.api
         .send_if(
             reqwest::Method::POST,
             &sigs,
-            &ann,
+            other["access_token"].as_str().unwrap(),
             Some(&etag),
             Some(&stolen),
         )
