@@ -48,7 +48,7 @@ use crate::state::AppState;
         (name = "audit", description = "A tenant's audit trail as a transparency log (C2SP tlog-tiles)"),
         (name = "records", description = "Record types, records, versions, electronic signatures, attachments, history and verification"),
         (name = "support", description = "A tenant's grants of support access to platform operators"),
-        (name = "sso", description = "Single sign-on: a tenant's OpenID Connect identity providers, SSO policy and the browser round trip"),
+        (name = "sso", description = "Single sign-on: a tenant's OpenID Connect and SAML 2.0 identity providers, SSO policy and the browser round trip"),
     )
 )]
 pub struct ApiDoc;
@@ -118,6 +118,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sso::put_policy))
         .routes(routes!(sso::login))
         .routes(routes!(sso::callback))
+        .routes(routes!(sso::acs))
+        .routes(routes!(sso::metadata))
         .routes(routes!(support::grant, support::list))
         .routes(routes!(support::revoke))
         .routes(routes!(platform::checkpoint))

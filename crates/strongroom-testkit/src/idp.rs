@@ -286,3 +286,330 @@ fn hidden(page: &str, name: &str) -> Option<String> {
     let end = page[start..].find('"')? + start;
     Some(page[start..end].to_owned())
 }
+
+/// A running `saml-idp` (npm) on `127.0.0.1` with a fresh RSA signing key, stopped
+/// when dropped. Its settings (signing, audience, lifetime, …) are per process: a test
+/// that changes them starts its own.
+#[derive(Debug)]
+pub struct SamlIdp {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its entity id.
+    pub entity_id: String,
+    /// Its signing certificate (PEM).
+    pub cert_pem: String,
+    child: Child,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// Who signs in at the SAML IdP (its form's profile fields).
+#[derive(Debug, Clone)]
+pub struct SamlUser {
+    /// The NameID (e-mail format).
+    pub name_id: String,
+    /// The `email` attribute.
+    pub email: String,
+    /// The `displayName` attribute.
+    pub display_name: String,
+    /// The `groups` attribute (comma-separated values become several).
+    pub groups: String,
+}
+
+impl SamlUser {
+    /// A user whose NameID and e-mail are `email`.
+    pub fn new(email: &str, groups: &str) -> Self {
+        Self {
+            name_id: email.into(),
+            email: email.into(),
+            display_name: format!("Test {email}"),
+            groups: groups.into(),
+        }
+    }
+}
+
+/// A SAML response the IdP's page would post to the server, not yet posted.
+#[derive(Debug, Clone)]
+pub struct SamlPost {
+    /// The ACS (on the real server).
+    pub acs: String,
+    /// The decoded response document (tests may alter it before posting).
+    pub xml: String,
+    /// `RelayState`.
+    pub relay_state: String,
+}
+
+/// A self-signed RSA-2048 certificate and its PKCS#8 key, PEM.
+fn rsa_cert(cn: &str) -> (String, String) {
+    use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
+    let key = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("key");
+    let mut name = x509::X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", cn).expect("cn");
+    let name = name.build();
+    let mut b = x509::X509::builder().expect("x509");
+    b.set_version(2).expect("version");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(&name).expect("issuer");
+    b.set_pubkey(&key).expect("pubkey");
+    let (from, until) = (
+        Asn1Time::days_from_now(0).expect("t"),
+        Asn1Time::days_from_now(2).expect("t"),
+    );
+    b.set_not_before(&from).expect("nb");
+    b.set_not_after(&until).expect("na");
+    b.sign(&key, MessageDigest::sha256()).expect("sign");
+    let cert = String::from_utf8(b.build().to_pem().expect("pem")).expect("utf8");
+    let key = String::from_utf8(key.private_key_to_pem_pkcs8().expect("pem")).expect("utf8");
+    (cert, key)
+}
+
+impl SamlIdp {
+    /// Starts the IdP for the server's tenant `tenant`, provider `provider` (its
+    /// audience and default ACS), with extra saml-idp options and environment, or
+    /// `None` when the IdPs are not installed (see [`idp_dir`]).
+    pub async fn start(
+        tenant: &str,
+        provider: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Self> {
+        let dir = idp_dir()?;
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let (cert_pem, key_pem) = rsa_cert("Strongroom Test SAML IdP");
+        std::fs::write(tmp.path().join("idp-cert.pem"), &cert_pem).expect("cert");
+        std::fs::write(tmp.path().join("idp-key.pem"), &key_pem).expect("key");
+        let log = tmp.path().join("saml-idp.log");
+        let entity_id = "urn:strongroom:test-idp".to_owned();
+        let base = format!("{PUBLIC_URL}/v1/t/{tenant}/sso/{provider}");
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("saml-idp.cjs"))
+            .arg("--cert")
+            .arg(tmp.path().join("idp-cert.pem"))
+            .arg("--key")
+            .arg(tmp.path().join("idp-key.pem"))
+            .args(["--issuer", &entity_id])
+            .args(["--acsUrl", &format!("{base}/acs")])
+            .args(["--audience", &format!("{base}/metadata")])
+            .args(extra)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::File::create(&log)
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("node (install nodejs)");
+        let out = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(out).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(u) = line.strip_prefix("READY ") {
+                    return Some(u.trim().to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "saml-idp did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Some(Self {
+            url,
+            entity_id,
+            cert_pem,
+            child,
+            log,
+            dir: tmp,
+        })
+    }
+
+    /// A path in the IdP's own temporary directory (for extra key files).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Its metadata document.
+    pub async fn metadata(&self) -> String {
+        reqwest::get(format!("{}/metadata", self.url))
+            .await
+            .expect("metadata")
+            .text()
+            .await
+            .expect("metadata text")
+    }
+
+    /// Changes IdP options at run time (saml-idp's `POST /settings`, e.g.
+    /// `signAssertion=false`).
+    pub async fn settings(&self, pairs: &[(&str, &str)]) {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .post(format!("{}/settings", self.url))
+            .form(pairs)
+            .send()
+            .await
+            .expect("settings");
+        assert!(
+            r.status().is_success() || r.status().is_redirection(),
+            "settings: {}",
+            r.status()
+        );
+    }
+
+    /// Later assertions carry `AuthnInstant = now - secs` (an IdP that ignored
+    /// `ForceAuthn`).
+    pub async fn authn_age(&self, secs: u64) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/__test/authn-age?secs={secs}", self.url))
+            .send()
+            .await
+            .expect("hook");
+        assert!(r.status().is_success());
+    }
+
+    /// The last AuthnRequest the IdP parsed (id, issuer, acsUrl, forceAuthn).
+    pub async fn last_request(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/__test/last-request", self.url))
+            .await
+            .expect("hook")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// What the IdP wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// HTML attribute unescaping of what saml-idp's templates escape.
+fn unescape(s: &str) -> String {
+    s.replace("&#x3D;", "=")
+        .replace("&#x2F;", "/")
+        .replace("&#x60;", "`")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of the input named `name` in `page`, quoted with `"` or `'`.
+fn input_value(page: &str, name: &str) -> Option<String> {
+    let tag = page
+        .split("<input")
+        .skip(1)
+        .find(|t| t.contains(&format!("name=\"{name}\"")))?;
+    let (start, quote) = ["value=\"", "value='"]
+        .iter()
+        .find_map(|n| tag.find(n).map(|i| (i + n.len(), n.as_bytes()[6] as char)))?;
+    let end = tag[start..].find(quote)? + start;
+    Some(unescape(&tag[start..end]))
+}
+
+impl Browser {
+    /// Follows a redirect to the SAML IdP (`authorization_url`: the AuthnRequest by
+    /// HTTP-Redirect) and signs in there as `user`; the response its page would post
+    /// back, not yet posted.
+    pub async fn saml_at_idp(&self, authorization_url: &str, user: &SamlUser) -> SamlPost {
+        let page = self
+            .client
+            .get(authorization_url)
+            .send()
+            .await
+            .expect("IdP SSO page");
+        assert_eq!(page.status().as_u16(), 200, "IdP SSO page");
+        let base = {
+            let u = reqwest::Url::parse(authorization_url).expect("url");
+            format!("{}://{}", u.scheme(), u.authority())
+        };
+        let page = page.text().await.expect("page");
+        let authn = input_value(&page, "_authnRequest").expect("_authnRequest");
+        let form = [
+            ("userName", user.name_id.as_str()),
+            (
+                "nameIdFormat",
+                "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            ),
+            ("firstName", "Test"),
+            ("lastName", "User"),
+            ("displayName", user.display_name.as_str()),
+            ("email", user.email.as_str()),
+            ("mobilePhone", "+1-555-0100"),
+            ("groups", user.groups.as_str()),
+            ("userType", "Employee"),
+            ("_authnRequest", authn.as_str()),
+        ];
+        let signed = self
+            .client
+            .post(format!("{base}/signin"))
+            .form(&form)
+            .send()
+            .await
+            .expect("IdP sign-in");
+        assert_eq!(signed.status().as_u16(), 200, "IdP sign-in");
+        let page = signed.text().await.expect("page");
+        let acs = attribute(&page, "action").expect("form action");
+        let response = input_value(&page, "SAMLResponse").expect("SAMLResponse");
+        let relay_state = input_value(&page, "RelayState").unwrap_or_default();
+        use base64::Engine as _;
+        let xml = base64::engine::general_purpose::STANDARD
+            .decode(response.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .expect("a base64 XML response");
+        SamlPost {
+            acs: self.local(&unescape(&acs)),
+            xml,
+            relay_state,
+        }
+    }
+
+    /// Starts a SAML sign-in at the server and signs `user` in at the IdP; the response
+    /// to post.
+    pub async fn saml_sign_in(&self, tenant: &str, provider: &str, user: &SamlUser) -> SamlPost {
+        let start = self
+            .client
+            .get(format!("{}/v1/t/{tenant}/sso/{provider}/login", self.base))
+            .send()
+            .await
+            .expect("login start");
+        assert_eq!(start.status().as_u16(), 303, "login start");
+        let to = location(&start, &self.base);
+        self.saml_at_idp(&to, user).await
+    }
+
+    /// Posts a SAML response (its document base64-encoded again) to the ACS, as the
+    /// IdP page's auto-submitting form would.
+    pub async fn post_saml(&self, post: &SamlPost) -> reqwest::Response {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(post.xml.as_bytes());
+        self.client
+            .post(&post.acs)
+            .form(&[
+                ("SAMLResponse", b64.as_str()),
+                ("RelayState", post.relay_state.as_str()),
+            ])
+            .send()
+            .await
+            .expect("ACS")
+    }
+}

@@ -9,6 +9,7 @@ mod database;
 pub mod datadir;
 mod idp;
 mod logging;
+mod saml;
 mod server;
 pub mod tls;
 
@@ -92,6 +93,7 @@ pub async fn platform(config: &Config, opened: datadir::Opened) -> anyhow::Resul
         idp::ReqwestIdp::new(config.sso.allow_http_loopback)
             .context("the HTTP client for identity providers")?,
     ));
+    platform.set_saml_engine(Arc::new(saml::XmlSecEngine));
     Ok(Arc::new(platform))
 }
 

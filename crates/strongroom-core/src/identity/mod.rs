@@ -9,6 +9,7 @@ pub mod blocklist;
 mod email;
 pub mod operator;
 pub mod password;
+pub mod saml;
 pub mod sso;
 pub mod throttle;
 pub mod token;

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::access::rbac::Role;
 use crate::audit::merkle::sha256;
+use crate::identity::saml::SamlSettings;
 use crate::identity::user::UserId;
 use openidconnect::{http, url};
 
@@ -165,8 +166,19 @@ pub struct Provider {
     /// roles are managed in the tenant and sign-ins leave them alone.
     #[serde(default)]
     pub group_roles: BTreeMap<String, Vec<String>>,
-    /// The protocol and its settings.
-    pub oidc: OidcSettings,
+    /// The protocol and its settings (stored as an `oidc` or a `saml` member).
+    #[serde(flatten)]
+    pub protocol: Protocol,
+}
+
+/// How a provider is spoken to.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OpenID Connect.
+    Oidc(OidcSettings),
+    /// SAML 2.0 (boxed: the metadata and the SP key pair are large).
+    Saml(Box<SamlSettings>),
 }
 
 fn yes() -> bool {
@@ -212,7 +224,35 @@ impl Provider {
                 ));
             }
         }
-        self.oidc.validate(policy)
+        match &self.protocol {
+            Protocol::Oidc(o) => o.validate(policy),
+            Protocol::Saml(s) => s.validate(),
+        }
+    }
+
+    /// `oidc` or `saml`.
+    pub fn protocol_name(&self) -> &'static str {
+        match &self.protocol {
+            Protocol::Oidc(_) => "oidc",
+            Protocol::Saml(_) => "saml",
+        }
+    }
+
+    /// Who issues its assertions: the OIDC issuer or the SAML IdP's entity id (links
+    /// of subjects to users are bound to it).
+    pub fn issuer(&self) -> &str {
+        match &self.protocol {
+            Protocol::Oidc(o) => &o.issuer,
+            Protocol::Saml(s) => &s.idp_entity_id,
+        }
+    }
+
+    /// Its OIDC settings, if it is an OIDC provider.
+    pub fn oidc(&self) -> Option<&OidcSettings> {
+        match &self.protocol {
+            Protocol::Oidc(o) => Some(o),
+            Protocol::Saml(_) => None,
+        }
     }
 }
 
@@ -739,7 +779,7 @@ mod tests {
             jit: false,
             link_by_email: true,
             group_roles: BTreeMap::new(),
-            oidc: oidc("https://idp.example.com"),
+            protocol: Protocol::Oidc(oidc("https://idp.example.com")),
         };
         assert_eq!(p.roles_for(&["qa".into()]), None);
         p.group_roles

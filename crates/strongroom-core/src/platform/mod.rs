@@ -14,6 +14,7 @@ mod mfa;
 mod operators;
 mod passkeys;
 mod records;
+mod saml;
 mod sso;
 mod support;
 mod users;
@@ -44,9 +45,10 @@ pub use records::{
     RecordTypeView, RecordView, SignRequest, SignatureView, VerifyFailure, VerifyReport,
     VersionView, etag,
 };
+pub use saml::{SamlInput, SamlView};
 pub use sso::{
-    BINDING_COOKIE_PREFIX, CallbackOutcome, CallbackQuery, FlowStart, OidcInput, ProviderInput,
-    ProviderView, SsoReauthEvidence, SsoSettingsView, binding_cookie_name,
+    BINDING_COOKIE_PREFIX, CallbackOutcome, CallbackQuery, FlowStart, OidcInput, OidcView,
+    ProviderInput, ProviderView, SsoReauthEvidence, SsoSettingsView, binding_cookie_name,
 };
 pub use support::{MAX_GRANT_HOURS, SupportGrantView, SupportRequest};
 pub use users::{Credential, UserPatch, UserTokens};

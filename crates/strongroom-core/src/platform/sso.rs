@@ -36,9 +36,10 @@ use crate::access::{self, Principal, TenantScope};
 use crate::audit::entry::{Action, NewEntry, Target};
 use crate::audit::merkle::sha256;
 use crate::identity::Email;
+use crate::identity::saml::SamlEngine;
 use crate::identity::sso::{
-    Asserted, IdpTransport, IssuerPolicy, MAX_BREAK_GLASS, MAX_PROVIDERS, OidcSettings, Provider,
-    ProviderName, SigningIntent, SsoError, SsoSettings, link_id,
+    Asserted, IdpTransport, IssuerPolicy, MAX_BREAK_GLASS, MAX_PROVIDERS, OidcSettings, Protocol,
+    Provider, ProviderName, SigningIntent, SsoError, SsoSettings, link_id,
 };
 use crate::identity::user::{StoredSession, User, UserId, UserStatus};
 use crate::objects::Kind;
@@ -76,11 +77,15 @@ pub const BINDING_COOKIE_PREFIX: &str = "__Host-sr_sso_";
 /// The server-wide SSO machinery: the transport, what the operator allows, cached
 /// provider metadata and the flows in progress.
 pub(super) struct SsoRuntime {
-    transport: Option<Arc<dyn IdpTransport>>,
-    policy: IssuerPolicy,
-    public_url: String,
-    skew: i64,
-    flow_ttl: Duration,
+    pub(super) transport: Option<Arc<dyn IdpTransport>>,
+    /// XML signatures and encryption for SAML (the server's xmlsec1 engine).
+    pub(super) saml: Option<Arc<dyn SamlEngine>>,
+    /// SAML assertion ids already used, until their `NotOnOrAfter`.
+    pub(super) seen_assertions: Mutex<HashMap<String, i64>>,
+    pub(super) policy: IssuerPolicy,
+    pub(super) public_url: String,
+    pub(super) skew: i64,
+    pub(super) flow_ttl: Duration,
     per_address: u32,
     providers: Mutex<HashMap<String, Arc<CachedProvider>>>,
     /// Providers whose discovery failed lately (not asked again for a while).
@@ -104,6 +109,8 @@ impl SsoRuntime {
         };
         Self {
             transport: None,
+            saml: None,
+            seen_assertions: Mutex::default(),
             policy: IssuerPolicy {
                 allow_http_loopback: config.sso.allow_http_loopback,
                 allowed_hosts: config.sso.allowed_hosts.clone(),
@@ -160,7 +167,7 @@ impl SsoRuntime {
     /// Stores a flow under its `state`, dropping expired ones. Past the bounds nothing
     /// is evicted (one tenant's or one session's flood cannot push out anyone else's
     /// flows): the new flow is refused.
-    fn put_flow(&self, state: String, flow: Flow) -> Result<(), PlatformError> {
+    pub(super) fn put_flow(&self, state: String, flow: Flow) -> Result<(), PlatformError> {
         let mut map = self.flows.lock().unwrap_or_else(|p| p.into_inner());
         let ttl = self.flow_ttl;
         map.retain(|_, f| f.started.elapsed() < ttl);
@@ -266,25 +273,27 @@ struct CachedProvider {
 }
 
 /// A browser's round trip in progress.
-struct Flow {
-    tenant: TenantId,
+pub(super) struct Flow {
+    pub(super) tenant: TenantId,
     /// The client address that started it (IPv6: its /64).
-    client: IpAddr,
-    provider: ProviderName,
-    issuer: String,
-    nonce: String,
-    verifier: Zeroizing<String>,
+    pub(super) client: IpAddr,
+    pub(super) provider: ProviderName,
+    pub(super) issuer: String,
+    /// OIDC: the nonce; SAML: the AuthnRequest's id.
+    pub(super) nonce: String,
+    /// OIDC: the PKCE verifier (SAML: empty).
+    pub(super) verifier: Zeroizing<String>,
     /// SHA-256 of the browser-binding cookie's value.
-    binding: [u8; 32],
-    started: Instant,
+    pub(super) binding: [u8; 32],
+    pub(super) started: Instant,
     /// When it started, seconds since the epoch (what `iat` and `auth_time` are judged
     /// against).
-    started_at: i64,
-    purpose: Purpose,
+    pub(super) started_at: i64,
+    pub(super) purpose: Purpose,
 }
 
 /// What a flow is for.
-enum Purpose {
+pub(super) enum Purpose {
     SignIn,
     Sign {
         challenge: String,
@@ -296,6 +305,7 @@ enum Purpose {
 struct Reauthenticated {
     intent: SigningIntent,
     provider: ProviderName,
+    protocol: &'static str,
     auth_time: i64,
     /// SHA-256 of the ID token the provider returned.
     digest: [u8; 32],
@@ -306,20 +316,30 @@ struct Reauthenticated {
 /// signature's record (`reauth`).
 #[derive(Debug, Clone)]
 pub struct SsoReauthEvidence {
+    /// `oidc` or `saml`.
+    pub protocol: &'static str,
     /// The provider.
     pub provider: String,
-    /// When the person authenticated there (the ID token's `auth_time`), RFC 3339.
+    /// When the person authenticated there (the ID token's `auth_time`, the
+    /// assertion's `AuthnInstant`), RFC 3339.
     pub auth_time: String,
-    /// SHA-256 (hex) of the ID token it returned.
+    /// SHA-256 (hex) of the ID token (OIDC) or of the decoded SAML response it returned.
     pub response_digest: String,
 }
 
 impl SsoReauthEvidence {
-    /// The signature's `reauth` text: `oidc:<provider> auth_time=<RFC 3339> id_token_sha256=<hex>`.
+    /// The signature's `reauth` text: `oidc:<provider> auth_time=<RFC 3339>
+    /// id_token_sha256=<hex>`, or `saml:<provider> auth_time=<RFC 3339>
+    /// response_sha256=<hex>`.
     pub fn method(&self) -> String {
+        let digest = if self.protocol == "saml" {
+            "response_sha256"
+        } else {
+            "id_token_sha256"
+        };
         format!(
-            "oidc:{} auth_time={} id_token_sha256={}",
-            self.provider, self.auth_time, self.response_digest
+            "{}:{} auth_time={} {digest}={}",
+            self.protocol, self.provider, self.auth_time, self.response_digest
         )
     }
 }
@@ -344,8 +364,12 @@ pub struct ProviderInput {
     /// Group → roles; when given, each sign-in sets the user's roles from their groups.
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
-    /// The OpenID Connect settings.
-    pub oidc: OidcInput,
+    /// The OpenID Connect settings (give this or `saml`).
+    #[serde(default)]
+    pub oidc: Option<OidcInput>,
+    /// The SAML 2.0 settings (give this or `oidc`).
+    #[serde(default)]
+    pub saml: Option<super::saml::SamlInput>,
 }
 
 fn default_true() -> bool {
@@ -397,7 +421,7 @@ pub struct ProviderView {
     pub name: String,
     /// What the sign-in button says.
     pub display_name: String,
-    /// `oidc`.
+    /// `oidc` or `saml`.
     pub protocol: &'static str,
     /// Whether sign-ins through it are accepted.
     pub enabled: bool,
@@ -407,15 +431,31 @@ pub struct ProviderView {
     pub link_by_email: bool,
     /// Group → roles.
     pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
-    /// The issuer.
+    /// The issuer (OIDC) or the IdP's entity id (SAML).
     pub issuer: String,
+    /// The callback to register at the provider: the redirect URI (OIDC) or the
+    /// assertion consumer service URL (SAML, HTTP-POST).
+    pub redirect_uri: String,
+    /// Where a browser starts signing in through this provider.
+    pub login_url: String,
+    /// OIDC: its settings (never the secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcView>,
+    /// SAML: its settings and our service provider's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saml: Option<super::saml::SamlView>,
+}
+
+/// An OIDC provider's settings as shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OidcView {
     /// Our client id.
     pub client_id: String,
     /// Always true: a secret is stored (it is never shown).
     pub client_secret_set: bool,
     /// Scopes besides `openid`.
     pub scopes: Vec<String>,
-    /// Claim names: e-mail, name, groups.
+    /// The e-mail claim.
     pub email_claim: String,
     /// The name claim.
     pub name_claim: String,
@@ -423,10 +463,6 @@ pub struct ProviderView {
     pub groups_claim: String,
     /// Accepted ID-token algorithms.
     pub algorithms: Vec<String>,
-    /// The callback (redirect) URL to register at the provider.
-    pub redirect_uri: String,
-    /// Where a browser starts signing in through this provider.
-    pub login_url: String,
 }
 
 /// The tenant's SSO settings as shown.
@@ -467,6 +503,10 @@ pub struct FlowStart {
     pub cookie_path: String,
     /// Seconds the cookie (and the flow) lives.
     pub max_age_secs: u64,
+    /// The round trip ends in a cross-site POST (SAML's HTTP-POST binding), so the
+    /// cookie must be `SameSite=None` to come back with it (it stays `__Host-`,
+    /// `Secure` and `HttpOnly`).
+    pub cross_site_post: bool,
     /// For a signature's re-authentication: its challenge id.
     pub challenge_id: Option<String>,
 }
@@ -482,6 +522,8 @@ pub struct CallbackQuery {
     pub iss: Option<String>,
     /// An error the provider reported instead of a code.
     pub error: Option<String>,
+    /// SAML: the `SAMLResponse` form value (base64).
+    pub saml_response: Option<String>,
 }
 
 /// The name of the binding cookie of the flow with `state`.
@@ -490,17 +532,17 @@ pub fn binding_cookie_name(state: &str) -> String {
     format!("{BINDING_COOKIE_PREFIX}{}", hex::encode(&h[..8]))
 }
 
-fn random_token() -> Result<String, PlatformError> {
+pub(super) fn random_token() -> Result<String, PlatformError> {
     let mut b = [0u8; 32];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| PlatformError::internal("no randomness"))?;
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
-fn now_secs(p: &Platform) -> i64 {
+pub(super) fn now_secs(p: &Platform) -> i64 {
     p.clock.now().unix_timestamp()
 }
 
-fn refused(why: impl Into<String>) -> SsoError {
+pub(super) fn refused(why: impl Into<String>) -> SsoError {
     SsoError::Refused(why.into())
 }
 
@@ -628,24 +670,39 @@ impl Platform {
     }
 
     fn provider_view(&self, slug: &Slug, p: &Provider) -> ProviderView {
+        let (redirect_uri, oidc, saml) = match &p.protocol {
+            Protocol::Oidc(o) => (
+                self.redirect_uri(slug, &p.name),
+                Some(OidcView {
+                    client_id: o.client_id.clone(),
+                    client_secret_set: true,
+                    scopes: o.scopes.clone(),
+                    email_claim: o.email_claim.clone(),
+                    name_claim: o.name_claim.clone(),
+                    groups_claim: o.groups_claim.clone(),
+                    algorithms: o.algorithms.clone(),
+                }),
+                None,
+            ),
+            Protocol::Saml(s) => (
+                self.saml_acs_url(slug, &p.name),
+                None,
+                Some(self.saml_view(slug, &p.name, s)),
+            ),
+        };
         ProviderView {
             name: p.name.to_string(),
             display_name: p.display_name.clone(),
-            protocol: "oidc",
+            protocol: p.protocol_name(),
             enabled: p.enabled,
             jit: p.jit,
             link_by_email: p.link_by_email,
             group_roles: p.group_roles.clone(),
-            issuer: p.oidc.issuer.clone(),
-            client_id: p.oidc.client_id.clone(),
-            client_secret_set: true,
-            scopes: p.oidc.scopes.clone(),
-            email_claim: p.oidc.email_claim.clone(),
-            name_claim: p.oidc.name_claim.clone(),
-            groups_claim: p.oidc.groups_claim.clone(),
-            algorithms: p.oidc.algorithms.clone(),
-            redirect_uri: self.redirect_uri(slug, &p.name),
+            issuer: p.issuer().to_owned(),
+            redirect_uri,
             login_url: format!("{}/v1/t/{slug}/sso/{}/login", self.sso.public_url, p.name),
+            oidc,
+            saml,
         }
     }
 
@@ -707,8 +764,6 @@ impl Platform {
         let scope = self.sso_admin(principal, slug).await?;
         let (read, mut settings) = self.sso_settings_of(&scope).await?;
         let existing = settings.provider(name).cloned();
-        let provider = provider_from(name, input, existing.as_ref())?;
-        provider.validate(&self.sso.policy)?;
         if existing.is_none() && settings.providers.len() >= MAX_PROVIDERS {
             return Err(PlatformError::Invalid {
                 field: None,
@@ -716,7 +771,7 @@ impl Platform {
             });
         }
         if settings.require_sso
-            && !provider.enabled
+            && !input.enabled
             && !settings
                 .providers
                 .iter()
@@ -726,10 +781,45 @@ impl Platform {
                 "the tenant requires SSO: keep an enabled identity provider, or turn require_sso off first".into(),
             ));
         }
-        // Discovery now: the issuer must answer for itself, and a provider that cannot
-        // is the administrator's input to fix (422), not an outage.
+        let provider = self
+            .checked_provider(&scope, slug, name, input, existing.as_ref())
+            .await?;
+        let what = describe(existing.as_ref(), &provider);
+        settings.providers.retain(|p| &p.name != name);
+        settings.providers.push(provider.clone());
+        settings.providers.sort_by(|a, b| a.name.cmp(&b.name));
+        self.store_sso_settings(&scope, &settings, read, what)
+            .await?;
+        tracing::info!(tenant = %slug, provider = %name, "identity provider configured");
+        Ok(self.provider_view(slug, &provider))
+    }
+
+    /// The provider `input` describes, checked: its fields, and its discovery document
+    /// (OIDC) or metadata (SAML) read now, so a wrong issuer is the administrator's
+    /// input to fix (422) rather than an outage at someone's first sign-in.
+    async fn checked_provider(
+        &self,
+        scope: &TenantScope,
+        slug: &Slug,
+        name: &ProviderName,
+        input: ProviderInput,
+        existing: Option<&Provider>,
+    ) -> Result<Provider, PlatformError> {
+        let provider = match (&input.oidc, &input.saml) {
+            (Some(_), None) => provider_from(name, input, existing)?,
+            (None, Some(_)) => self.saml_provider_from(slug, name, input, existing).await?,
+            _ => {
+                return Err(PlatformError::Invalid {
+                    field: None,
+                    message: "give exactly one of oidc and saml".into(),
+                });
+            }
+        };
+        provider.validate(&self.sso.policy)?;
         self.forget_provider(scope.tenant(), name);
-        if let Err(e) = self.metadata(scope.tenant(), &provider).await {
+        if let Protocol::Oidc(_) = &provider.protocol
+            && let Err(e) = self.metadata(scope.tenant(), &provider).await
+        {
             return Err(match e {
                 PlatformError::IdpUnavailable(why) => PlatformError::Invalid {
                     field: Some("oidc/issuer"),
@@ -740,28 +830,7 @@ impl Platform {
         }
         // A failure cached by the check above must not outlive the fix.
         self.forget_provider(scope.tenant(), name);
-        let what = format!(
-            "{} oidc provider {name}: issuer {}, client {}, enabled={}, jit={}, link_by_email={}, groups mapped {}{}",
-            if existing.is_some() { "replace" } else { "add" },
-            provider.oidc.issuer,
-            provider.oidc.client_id,
-            provider.enabled,
-            provider.jit,
-            provider.link_by_email,
-            provider.group_roles.len(),
-            if input_secret_changed(existing.as_ref(), &provider) {
-                ", new client secret"
-            } else {
-                ""
-            },
-        );
-        settings.providers.retain(|p| &p.name != name);
-        settings.providers.push(provider.clone());
-        settings.providers.sort_by(|a, b| a.name.cmp(&b.name));
-        self.store_sso_settings(&scope, &settings, read, what)
-            .await?;
-        tracing::info!(tenant = %slug, provider = %name, "identity provider configured");
-        Ok(self.provider_view(slug, &provider))
+        Ok(provider)
     }
 
     /// Removes the identity provider `name` (`users:manage`). Links of its subjects
@@ -922,7 +991,7 @@ impl Platform {
         provider: &Provider,
     ) -> Result<(CoreProviderMetadata, bool), PlatformError> {
         let http = self.sso.transport()?;
-        let issuer = &provider.oidc.issuer;
+        let issuer = provider.issuer();
         // Stored settings are judged by today's policy (it may be stricter than when
         // they were stored).
         self.sso.policy.check("oidc/issuer", issuer)?;
@@ -1038,6 +1107,10 @@ impl Platform {
         purpose: Purpose,
         from: IpAddr,
     ) -> Result<FlowStart, PlatformError> {
+        let oidc = match &provider.protocol {
+            Protocol::Oidc(o) => o,
+            Protocol::Saml(s) => return self.saml_begin(tenant, provider, s, nonce, purpose, from),
+        };
         let cached = self.metadata(tenant.id, provider).await?;
         let client = self.client(tenant, provider, &cached)?;
         let state = random_token()?;
@@ -1048,7 +1121,7 @@ impl Platform {
             move || CsrfToken::new(state_for),
             move || Nonce::new(nonce_for),
         );
-        for s in &provider.oidc.scopes {
+        for s in &oidc.scopes {
             request = request.add_scope(Scope::new(s.clone()));
         }
         request = request.set_pkce_challenge(challenge);
@@ -1069,7 +1142,7 @@ impl Platform {
                 tenant: tenant.id,
                 client: crate::identity::throttle::throttle_address(from),
                 provider: provider.name.clone(),
-                issuer: provider.oidc.issuer.clone(),
+                issuer: oidc.issuer.clone(),
                 nonce,
                 verifier: Zeroizing::new(verifier.secret().clone()),
                 binding: sha256(&[cookie_value.as_bytes()]),
@@ -1084,6 +1157,7 @@ impl Platform {
             cookie_value,
             cookie_path: "/".into(),
             max_age_secs: self.sso.flow_ttl.as_secs(),
+            cross_site_post: false,
             challenge_id,
         })
     }
@@ -1111,10 +1185,13 @@ impl Platform {
             .clone();
         let redirect = RedirectUrl::new(self.redirect_uri(&tenant.slug, &provider.name))
             .map_err(|e| PlatformError::internal(format!("redirect URL: {e}")))?;
+        let oidc = provider
+            .oidc()
+            .ok_or_else(|| PlatformError::internal("an OIDC client for a SAML provider"))?;
         Ok(CoreClient::from_provider_metadata(
             metadata,
-            ClientId::new(provider.oidc.client_id.clone()),
-            Some(ClientSecret::new(provider.oidc.client_secret.to_string())),
+            ClientId::new(oidc.client_id.clone()),
+            Some(ClientSecret::new(oidc.client_secret.to_string())),
         )
         .set_redirect_uri(redirect))
     }
@@ -1247,14 +1324,43 @@ impl Platform {
         let settings = self.sso_settings_for(tenant).await?;
         let provider = settings
             .provider(&flow.provider)
-            .filter(|p| p.enabled && p.oidc.issuer == flow.issuer)
+            .filter(|p| p.enabled && p.issuer() == flow.issuer)
             .cloned()
             .ok_or_else(|| refused("the identity provider was disabled or changed meanwhile"))?;
+        let (asserted, digest) = match &provider.protocol {
+            Protocol::Oidc(oidc) => {
+                self.oidc_finish(tenant, &provider, oidc, flow, query)
+                    .await?
+            }
+            Protocol::Saml(saml) => self.saml_finish(tenant, &provider, saml, flow, query)?,
+        };
+        match &flow.purpose {
+            Purpose::SignIn => {
+                let tokens = self.sso_session(tenant, &provider, &asserted).await?;
+                Ok(CallbackOutcome::SignedIn(tokens))
+            }
+            Purpose::Sign { challenge, intent } => {
+                self.reauthenticated(tenant, &provider, &asserted, digest, challenge, intent)
+                    .await
+            }
+        }
+    }
+
+    /// The OIDC half of a callback: the authorization response's `iss`, then the code
+    /// redeemed and the ID token verified.
+    async fn oidc_finish(
+        &self,
+        tenant: &Tenant,
+        provider: &Provider,
+        oidc: &OidcSettings,
+        flow: &Flow,
+        query: &CallbackQuery,
+    ) -> Result<(Asserted, [u8; 32]), PlatformError> {
         // RFC 9207: the authorization response names its issuer (mix-up defence), and
         // must when the provider says its responses do.
-        let cached = self.metadata(tenant.id, &provider).await?;
+        let cached = self.metadata(tenant.id, provider).await?;
         match &query.iss {
-            Some(iss) if iss != &provider.oidc.issuer => {
+            Some(iss) if iss != &oidc.issuer => {
                 return Err(refused("the response names another issuer (iss)").into());
             }
             None if cached.iss_in_responses => {
@@ -1267,17 +1373,7 @@ impl Platform {
             .as_deref()
             .filter(|c| !c.is_empty() && c.len() <= 2048)
             .ok_or_else(|| refused("the callback carries no code"))?;
-        let (asserted, digest) = self.redeem(tenant, &provider, &cached, flow, code).await?;
-        match &flow.purpose {
-            Purpose::SignIn => {
-                let tokens = self.sso_session(tenant, &provider, &asserted).await?;
-                Ok(CallbackOutcome::SignedIn(tokens))
-            }
-            Purpose::Sign { challenge, intent } => {
-                self.reauthenticated(tenant, &provider, &asserted, digest, challenge, intent)
-                    .await
-            }
-        }
+        self.redeem(tenant, provider, &cached, flow, code).await
     }
 
     /// A signature's re-authentication came back: it must name the signer (by their
@@ -1305,6 +1401,7 @@ impl Platform {
             Reauthenticated {
                 intent: intent.clone(),
                 provider: provider.name.clone(),
+                protocol: provider.protocol_name(),
                 auth_time,
                 digest,
                 at: Instant::now(),
@@ -1420,8 +1517,9 @@ impl Platform {
         reauth_after: Option<i64>,
     ) -> Result<openidconnect::core::CoreIdTokenVerifier<'a>, PlatformError> {
         let algs: Vec<CoreJwsSigningAlgorithm> = provider
-            .oidc
-            .algorithms
+            .oidc()
+            .map(|o| o.algorithms.as_slice())
+            .unwrap_or_default()
             .iter()
             .filter_map(|a| match a.as_str() {
                 "RS256" => Some(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
@@ -1503,7 +1601,7 @@ impl Platform {
         asserted: &Asserted,
     ) -> Result<Option<User>, PlatformError> {
         let scope = access::provisioning_scope(&access::system_scope(), tenant);
-        let id = link_id(&provider.name, &provider.oidc.issuer, &asserted.subject);
+        let id = link_id(&provider.name, provider.issuer(), &asserted.subject);
         let Some((_, bytes)) = self.objects.value(&scope, Kind::SsoLink, &id).await? else {
             return Ok(None);
         };
@@ -1636,11 +1734,11 @@ impl Platform {
         let link = Link {
             user: user.id,
             provider: provider.name.to_string(),
-            issuer: provider.oidc.issuer.clone(),
+            issuer: provider.issuer().to_owned(),
             subject: asserted.subject.clone(),
         };
         let json = serde_json::to_vec(&link).map_err(PlatformError::internal_from)?;
-        let mine = user_link_id(&provider.name, &provider.oidc.issuer, user.id);
+        let mine = user_link_id(&provider.name, provider.issuer(), user.id);
         if !self
             .objects
             .create_value(&system, Kind::SsoLink, &mine, &json, Action::SsoLink)
@@ -1660,7 +1758,7 @@ impl Platform {
                 .into());
             }
         }
-        let id = link_id(&provider.name, &provider.oidc.issuer, &asserted.subject);
+        let id = link_id(&provider.name, provider.issuer(), &asserted.subject);
         if self
             .objects
             .create_value(&system, Kind::SsoLink, &id, &json, Action::SsoLink)
@@ -1858,6 +1956,7 @@ impl Platform {
             return Err(PlatformError::ReauthenticationFailed);
         }
         Ok(SsoReauthEvidence {
+            protocol: r.protocol,
             provider: r.provider.to_string(),
             auth_time: rfc3339(r.auth_time),
             response_digest: hex::encode(r.digest),
@@ -1877,6 +1976,33 @@ impl Platform {
     }
 }
 
+/// The audit entry's words for storing `provider` over `existing`.
+fn describe(existing: Option<&Provider>, provider: &Provider) -> String {
+    let detail = match &provider.protocol {
+        Protocol::Oidc(o) => format!("issuer {}, client {}", o.issuer, o.client_id),
+        Protocol::Saml(s) => format!(
+            "IdP {}, metadata {}",
+            s.idp_entity_id,
+            s.metadata_url.as_deref().unwrap_or("given inline")
+        ),
+    };
+    format!(
+        "{} {} provider {}: {detail}, enabled={}, jit={}, link_by_email={}, groups mapped {}{}",
+        if existing.is_some() { "replace" } else { "add" },
+        provider.protocol_name(),
+        provider.name,
+        provider.enabled,
+        provider.jit,
+        provider.link_by_email,
+        provider.group_roles.len(),
+        if input_secret_changed(existing, provider) {
+            ", new client secret"
+        } else {
+            ""
+        },
+    )
+}
+
 /// The provider an administrator's input describes; the stored client secret is kept
 /// when none is given (for the same issuer only: a secret never follows a provider to
 /// another issuer).
@@ -1885,9 +2011,15 @@ fn provider_from(
     input: ProviderInput,
     existing: Option<&Provider>,
 ) -> Result<Provider, PlatformError> {
-    let secret = match (&input.oidc.client_secret, existing) {
+    let Some(o) = input.oidc else {
+        return Err(PlatformError::internal(
+            "provider_from without OIDC settings",
+        ));
+    };
+    let stored = existing.and_then(Provider::oidc);
+    let secret = match (&o.client_secret, stored) {
         (Some(s), _) => Zeroizing::new(s.expose().to_owned()),
-        (None, Some(e)) if e.oidc.issuer == input.oidc.issuer => e.oidc.client_secret.clone(),
+        (None, Some(e)) if e.issuer == o.issuer => e.client_secret.clone(),
         (None, _) => {
             return Err(PlatformError::Invalid {
                 field: Some("oidc/client_secret"),
@@ -1899,7 +2031,6 @@ fn provider_from(
         "issuer": "", "client_id": "", "client_secret": ""
     }))
     .map_err(PlatformError::internal_from)?;
-    let o = input.oidc;
     Ok(Provider {
         name: name.clone(),
         display_name: input.display_name,
@@ -1907,7 +2038,7 @@ fn provider_from(
         jit: input.jit,
         link_by_email: input.link_by_email,
         group_roles: input.group_roles,
-        oidc: OidcSettings {
+        protocol: Protocol::Oidc(OidcSettings {
             issuer: o.issuer,
             client_id: o.client_id,
             client_secret: secret,
@@ -1916,7 +2047,7 @@ fn provider_from(
             name_claim: o.name_claim.unwrap_or(defaults.name_claim),
             groups_claim: o.groups_claim.unwrap_or(defaults.groups_claim),
             algorithms: o.algorithms.unwrap_or(defaults.algorithms),
-        },
+        }),
     })
 }
 
@@ -1935,12 +2066,15 @@ fn asserted_from(
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
         .ok_or_else(|| refused("the ID token's claims are unreadable"))?;
-    let asserted = Asserted::from_claims(&provider.oidc, &payload)?;
+    let oidc = provider
+        .oidc()
+        .ok_or_else(|| PlatformError::internal("an ID token for a SAML provider"))?;
+    let asserted = Asserted::from_claims(oidc, &payload)?;
     let (subject, auth_time, azp) = verified;
     if subject != asserted.subject || auth_time != asserted.auth_time {
         return Err(refused("the ID token's claims are ambiguous").into());
     }
-    if azp.is_some_and(|a| a != provider.oidc.client_id) {
+    if azp.is_some_and(|a| a != oidc.client_id) {
         return Err(refused("the ID token was issued to another client (azp)").into());
     }
     Ok(asserted)
@@ -1990,12 +2124,16 @@ fn cache_key(tenant: TenantId, provider: &Provider) -> String {
         "{}/{}/{}",
         tenant.as_uuid(),
         provider.name,
-        provider.oidc.issuer
+        provider.issuer()
     )
 }
 
 fn input_secret_changed(existing: Option<&Provider>, new: &Provider) -> bool {
-    existing.is_none_or(|e| e.oidc.client_secret.as_str() != new.oidc.client_secret.as_str())
+    match (existing.and_then(Provider::oidc), new.oidc()) {
+        (Some(e), Some(n)) => e.client_secret.as_str() != n.client_secret.as_str(),
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
 }
 
 fn failure_reason(name: &ProviderName, e: &PlatformError) -> String {

@@ -7,6 +7,6 @@ mod params;
 mod tenant;
 
 pub use auth::{Auth, OperatorAuth};
-pub use json::{ApiJson, OptionalJson};
+pub use json::{ApiForm, ApiJson, OptionalJson};
 pub use params::{ApiPath, ApiQuery};
 pub use tenant::{ClientAddr, TenantPath};

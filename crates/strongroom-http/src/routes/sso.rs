@@ -17,7 +17,7 @@ use strongroom_core::records::RecordId;
 use strongroom_core::tenant::Slug;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ClientAddr, TenantPath};
+use crate::extract::{ApiForm, ApiJson, ApiPath, ApiQuery, Auth, ClientAddr, TenantPath};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -136,16 +136,22 @@ pub(crate) async fn put_policy(
     ))
 }
 
+/// The browser-binding cookie: `SameSite=Lax` for OIDC (the callback is a top-level
+/// GET); `SameSite=None` for SAML, whose response arrives as a cross-site POST from the
+/// IdP's page and would otherwise come without it. `__Host-`, `Secure`, `HttpOnly`
+/// either way, and useless without the flow's state.
 fn binding_cookie(start: &FlowStart) -> Result<HeaderValue, Problem> {
+    let same_site = if start.cross_site_post { "None" } else { "Lax" };
     HeaderValue::from_str(&format!(
-        "{}={}; Path={}; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        "{}={}; Path={}; Max-Age={}; Secure; HttpOnly; SameSite={same_site}",
         start.cookie_name, start.cookie_value, start.cookie_path, start.max_age_secs
     ))
     .map_err(|_| Problem::internal("binding cookie"))
 }
 
-/// Starts a sign-in through the provider: a redirect to it (authorization code flow
-/// with PKCE, `state` and `nonce`) and a cookie binding this browser to the attempt.
+/// Starts a sign-in through the provider: a redirect to it (OIDC: the authorization
+/// code flow with PKCE, `state` and `nonce`; SAML: an AuthnRequest by HTTP-Redirect)
+/// and a cookie binding this browser to the attempt.
 #[utoipa::path(
     get, path = "/v1/t/{tenant}/sso/{provider}/login", tag = "sso",
     params(ProviderPath),
@@ -245,10 +251,25 @@ pub(crate) async fn callback(
         state: q.state,
         iss: q.iss,
         error: q.error,
+        saml_response: None,
     };
+    complete(&state, &p, query, binding, client, cookie_name, "Lax").await
+}
+
+/// The end of either round trip: the platform's verdict, the binding cookie cleared
+/// whatever it is (the attempt is spent).
+async fn complete(
+    state: &AppState,
+    p: &ProviderPath,
+    query: CallbackQuery,
+    binding: Option<String>,
+    client: std::net::IpAddr,
+    cookie_name: Option<String>,
+    same_site: &str,
+) -> Result<Response, Problem> {
     let clear = cookie_name.as_deref().and_then(|name| {
         HeaderValue::from_str(&format!(
-            "{name}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+            "{name}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite={same_site}"
         ))
         .ok()
     });
@@ -285,6 +306,80 @@ pub(crate) async fn callback(
         out.insert(header::SET_COOKIE, c);
     }
     Ok((StatusCode::OK, out, Json(reply)).into_response())
+}
+
+/// A SAML response posted by the browser (HTTP-POST binding).
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct AcsForm {
+    /// The response, base64.
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+    /// Our state, echoed by the IdP.
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// The assertion consumer service (SAML HTTP-POST binding): the IdP's page posts the
+/// response here. It must answer an AuthnRequest this server sent (IdP-initiated
+/// responses are refused), in the browser that started it; every signature is
+/// verified by xmlsec1, the assertion itself must be signed, name this provider's
+/// entity id as audience, be unexpired and unused. Ends like the OIDC callback.
+#[utoipa::path(
+    post, path = "/v1/t/{tenant}/sso/{provider}/acs", tag = "sso",
+    params(ProviderPath),
+    request_body(content = AcsForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Signed in, or re-authenticated for a signature", body = CallbackReply),
+        (status = 401, description = "The response was refused (the reason says why; audited)"),
+        (status = 429, description = "Too many sign-in attempts from this address; see Retry-After"),
+    )
+)]
+pub(crate) async fn acs(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiPath(p): ApiPath<ProviderPath>,
+    headers: HeaderMap,
+    ApiForm(form): ApiForm<AcsForm>,
+) -> Result<Response, Problem> {
+    let cookie_name = form.relay_state.as_deref().map(binding_cookie_name);
+    let binding = cookie_name
+        .as_deref()
+        .and_then(|name| cookie(&headers, name));
+    let query = CallbackQuery {
+        state: form.relay_state,
+        saml_response: form.saml_response,
+        ..CallbackQuery::default()
+    };
+    complete(&state, &p, query, binding, client, cookie_name, "None").await
+}
+
+/// This server's SAML service-provider metadata for the provider (entity id, ACS,
+/// encryption certificate), for the IdP's administrator. Anonymous.
+#[utoipa::path(
+    get, path = "/v1/t/{tenant}/sso/{provider}/metadata", tag = "sso",
+    params(ProviderPath),
+    responses(
+        (status = 200, description = "The SP metadata", content_type = "application/samlmetadata+xml", body = String),
+        (status = 404, description = "No such tenant or SAML provider (indistinguishable)"),
+    )
+)]
+pub(crate) async fn metadata(
+    State(state): State<AppState>,
+    ApiPath(p): ApiPath<ProviderPath>,
+) -> Result<Response, Problem> {
+    let xml = state
+        .platform
+        .saml_sp_metadata(&p.tenant, &p.provider)
+        .await?;
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/samlmetadata+xml"),
+        )],
+        xml,
+    )
+        .into_response())
 }
 
 /// The value of cookie `name` in the request, if sent exactly once.

@@ -145,6 +145,9 @@ enum SsoCommand {
     /// Add or replace an OpenID Connect provider (its discovery document is checked
     /// first).
     SetOidc(SetOidc),
+    /// Add or replace a SAML 2.0 provider from its metadata (prints what to register
+    /// at the IdP: our entity id, ACS URL and metadata URL).
+    SetSaml(SetSaml),
     /// Remove a provider.
     Remove {
         /// The tenant's slug.
@@ -169,9 +172,9 @@ enum SsoCommand {
     },
 }
 
-/// `sso set-oidc`'s settings.
+/// What every provider has, whatever its protocol.
 #[derive(Debug, Args)]
-struct SetOidc {
+struct ProviderCommon {
     /// The tenant's slug.
     #[arg(long)]
     tenant: String,
@@ -181,6 +184,25 @@ struct SetOidc {
     /// What the sign-in button says.
     #[arg(long, value_name = "TEXT")]
     display_name: String,
+    /// GROUP=ROLE (repeatable): sign-ins then set roles from the provider's groups.
+    #[arg(long = "group-role", value_name = "GROUP=ROLE")]
+    group_roles: Vec<String>,
+    /// Create unknown users at their first sign-in.
+    #[arg(long)]
+    jit: bool,
+    /// Do not link first sign-ins to existing users by verified e-mail.
+    #[arg(long)]
+    no_link_by_email: bool,
+    /// Store the provider disabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
+/// `sso set-oidc`'s settings.
+#[derive(Debug, Args)]
+struct SetOidc {
+    #[command(flatten)]
+    common: ProviderCommon,
     /// The issuer URL.
     #[arg(long, value_name = "URL")]
     issuer: String,
@@ -194,18 +216,39 @@ struct SetOidc {
     /// A scope besides openid (repeatable; default email, profile).
     #[arg(long = "scope", value_name = "SCOPE")]
     scopes: Vec<String>,
-    /// GROUP=ROLE (repeatable): sign-ins then set roles from the provider's groups.
-    #[arg(long = "group-role", value_name = "GROUP=ROLE")]
-    group_roles: Vec<String>,
-    /// Create unknown users at their first sign-in.
+}
+
+/// `sso set-saml`'s settings.
+#[derive(Debug, Args)]
+struct SetSaml {
+    #[command(flatten)]
+    common: ProviderCommon,
+    /// The IdP's metadata XML, from a file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "metadata_url",
+        required_unless_present = "metadata_url"
+    )]
+    metadata_file: Option<std::path::PathBuf>,
+    /// Fetch the IdP's metadata from this URL (its host must be in sso.allowed_hosts).
+    #[arg(long, value_name = "URL")]
+    metadata_url: Option<String>,
+    /// The NameID format to ask for.
+    #[arg(long, value_name = "URN")]
+    name_id_format: Option<String>,
+    /// The attribute holding the e-mail (default email; "" for the NameID).
+    #[arg(long, value_name = "NAME")]
+    email_attribute: Option<String>,
+    /// The attribute holding the full name (default displayName).
+    #[arg(long, value_name = "NAME")]
+    name_attribute: Option<String>,
+    /// The attribute holding the groups (default groups).
+    #[arg(long, value_name = "NAME")]
+    groups_attribute: Option<String>,
+    /// Refuse assertions that are not encrypted to our certificate.
     #[arg(long)]
-    jit: bool,
-    /// Do not link first sign-ins to existing users by verified e-mail.
-    #[arg(long)]
-    no_link_by_email: bool,
-    /// Store the provider disabled.
-    #[arg(long)]
-    disabled: bool,
+    require_encrypted: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -578,6 +621,7 @@ async fn open(config: &Config) -> anyhow::Result<Admin> {
     platform.set_idp_transport(std::sync::Arc::new(crate::idp::ReqwestIdp::new(
         config.sso.allow_http_loopback,
     )?));
+    platform.set_saml_engine(std::sync::Arc::new(crate::saml::XmlSecEngine));
     Ok(Admin {
         platform,
         me: proof.local_admin(),

@@ -77,6 +77,10 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
             "oidc": {"issuer": "https://idp.example.com", "client_id": "x", "client_secret": "y"}
         })),
         ("put", "/v1/t/{tenant}/sso/policy") => Some(json!({"require_sso": false})),
+        // A form in real use (a JSON body answers 415 alike for every tenant).
+        ("post", "/v1/t/{tenant}/sso/{provider}/acs") => {
+            Some(json!({"SAMLResponse": "x", "RelayState": "y"}))
+        }
         ("post", "/v1/t/{tenant}/records/{id}/versions/{n}/signatures/sso-challenge") => {
             Some(json!({"meaning": "authored", "provider": "corp"}))
         }

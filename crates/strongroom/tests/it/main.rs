@@ -20,6 +20,7 @@ mod lifecycle;
 mod openapi;
 mod operators;
 mod records;
+mod saml;
 mod scale_out;
 mod security;
 mod sso;

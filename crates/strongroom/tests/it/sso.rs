@@ -24,7 +24,7 @@ fn client(slug: &str) -> Value {
     })
 }
 
-async fn sso_server() -> TestServer {
+pub(crate) async fn sso_server() -> TestServer {
     TestServer::start_with(
         bin(),
         Options {
@@ -64,7 +64,7 @@ async fn configured(s: TestServer, idp: &OidcIdp, slug: &str) -> Lab {
         .await;
     stored.lacks(&["secret-0123456789"]);
     let v = stored.ok(200);
-    assert_eq!(v["client_secret_set"], true);
+    assert_eq!(v["oidc"]["client_secret_set"], true);
     assert_eq!(
         v["redirect_uri"],
         format!("{PUBLIC_URL}/v1/t/{slug}/sso/corp/callback")
@@ -547,7 +547,7 @@ fn param(url: &str, name: &str) -> String {
 
 /// A record of the batch type in review, authored and signed `authored` by a password
 /// user; returns (signatures path, ETag).
-async fn in_review(lab: &Lab, t: &str) -> (String, String) {
+pub(crate) async fn in_review(lab: &Lab, t: &str) -> (String, String) {
     let (_, author) = lab
         .user(t, "author@acme.example", "Alice Author", &["preparer"])
         .await;
@@ -582,7 +582,7 @@ async fn in_review(lab: &Lab, t: &str) -> (String, String) {
 
 /// Asks for an SSO re-authentication challenge in `browser` (which keeps its binding
 /// cookie); returns (challenge id, authorization URL).
-async fn challenge(
+pub(crate) async fn challenge(
     browser: &Browser,
     lab: &Lab,
     sigs: &str,
