@@ -9,7 +9,11 @@
 //! * OIDC, first login — a new browser: our redirect, the provider's login form, its
 //!   redirect back, and our callback (code exchange with PKCE, ID-token verification,
 //!   the session and its audit entry);
-//! * OIDC, provider session — the same browser again: the provider skips its form.
+//! * OIDC, provider session — the same browser again: the provider skips its form;
+//! * SAML — npm `saml-idp`: our redirect (an AuthnRequest), the IdP's page and form
+//!   (which signs the Response and the Assertion, RSA-SHA256), and the browser's POST
+//!   to our ACS (xmlsec1 verification of both signatures, our checks, the session and
+//!   its audit entry); and that ACS POST alone.
 //!
 //! `cargo bench -p strongroom --bench sso_round_trip`; prints `sso:` lines.
 
@@ -25,7 +29,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
-use strongroom_testkit::idp::{Browser, OidcIdp, PUBLIC_URL};
+use strongroom_testkit::idp::{Browser, OidcIdp, PUBLIC_URL, SamlIdp, SamlUser};
 use strongroom_testkit::{Options, TestServer, USER_PASSWORD};
 
 const ROUNDS: usize = 30;
@@ -47,7 +51,10 @@ fn main() {
             "response_types": ["code"],
             "token_endpoint_auth_method": "client_secret_basic",
         }]);
-        let Some(idp) = OidcIdp::start(&clients).await else {
+        let (Some(idp), Some(saml)) = (
+            OidcIdp::start(&clients).await,
+            SamlIdp::start("bench", "saml", &[], &[]).await,
+        ) else {
             println!("sso: skipped (npm ci in crates/strongroom/tests/idp first)");
             return;
         };
@@ -97,8 +104,18 @@ fn main() {
         )
         .await
         .ok(200);
+        api.put(
+            "/v1/t/bench/sso/providers/saml",
+            &admin,
+            json!({"display_name": "Corp SAML",
+                   "saml": {"metadata_url": format!("{}/metadata", saml.url)}}),
+        )
+        .await
+        .ok(200);
         api.create_user(&admin, "bench", "alice@example.test", &["viewer"])
             .await;
+        let alice = SamlUser::new("alice@example.test", "");
+        let (mut saml_full, mut saml_acs) = (Vec::new(), Vec::new());
 
         let (mut password, mut first, mut again) = (Vec::new(), Vec::new(), Vec::new());
         let mut requests = 0;
@@ -120,6 +137,14 @@ fn main() {
             let r = browser.client.get(&landing.callback).send().await.unwrap();
             assert_eq!(r.status().as_u16(), 200);
             again.push(t.elapsed().as_secs_f64() * 1e3);
+
+            let t = Instant::now();
+            let post = browser.saml_sign_in("bench", "saml", &alice).await;
+            let at_acs = Instant::now();
+            let r = browser.post_saml(&post).await;
+            assert_eq!(r.status().as_u16(), 200);
+            saml_acs.push(at_acs.elapsed().as_secs_f64() * 1e3);
+            saml_full.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let base = median(password);
         println!("sso: {ROUNDS} rounds each, medians; baseline = password sign-in");
@@ -127,11 +152,13 @@ fn main() {
         for (name, v) in [
             ("OIDC, first login", first),
             ("OIDC, provider session", again),
+            ("SAML, whole round trip", saml_full),
+            ("SAML, the ACS POST alone", saml_acs),
         ] {
             let m = median(v);
             println!("sso: {name:<26} {m:7.1} ms   {:.2}x", m / base);
         }
         println!("sso: a first OIDC login is {requests} browser requests");
-        drop(idp);
+        drop((idp, saml));
     });
 }
