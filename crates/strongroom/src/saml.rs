@@ -20,7 +20,7 @@ use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
 use samael::schema::{Assertion, Response};
 use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
 use strongroom_core::identity::saml::{
-    IdpMetadata, MAX_ATTRIBUTES, SamlEngine, SpContext, VerifiedAssertion,
+    IdpMetadata, MAX_ATTRIBUTES, SamlEngine, SpContext, VerifiedAssertion, element_span, start_tags,
 };
 use strongroom_core::identity::sso::SsoError;
 use zeroize::Zeroizing;
@@ -37,6 +37,11 @@ const ALGORITHMS: [AllowedSignatureAlgorithm; 6] = [
 /// Key transport accepted for encrypted assertions (RSA-OAEP only: PKCS#1 v1.5 is
 /// open to padding-oracle attacks).
 const KEY_TRANSPORT: [&str; 1] = ["http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"];
+/// Data encryption accepted: AES-128-GCM only (samael decrypts CBC without removing
+/// its padding, so CBC assertions would never parse).
+const DATA_ENCRYPTION: &str = "http://www.w3.org/2009/xmlenc11#aes128-gcm";
+/// GCM's IV and tag, bytes: a shorter ciphertext would make samael slice out of range.
+const GCM_OVERHEAD: usize = 12 + 16;
 
 /// The server's SAML engine (stateless: everything comes with each call).
 pub(crate) struct XmlSecEngine;
@@ -45,14 +50,55 @@ fn refused(why: impl Into<String>) -> SsoError {
     SsoError::Refused(why.into())
 }
 
+/// Our side failed: logged with its cause, a 500 without it.
 fn internal(what: &str, e: impl std::fmt::Display) -> SsoError {
-    tracing::warn!(error = %e, "SAML engine: {what}");
-    SsoError::Refused(format!("{what} failed (the server log says why)"))
+    tracing::error!(error = %e, "SAML engine: {what}");
+    SsoError::Internal(format!("{what} failed (the server log says why)"))
 }
 
+/// IdP metadata as the administrator gives it (their input to fix).
 fn metadata(xml: &str) -> Result<EntityDescriptor, SsoError> {
     EntityDescriptor::from_str(xml)
         .map_err(|e| SsoError::Invalid("saml/idp_metadata", format!("not SAML metadata: {e}")))
+}
+
+/// IdP metadata as stored (it was read when stored, so failing now is ours).
+fn stored_metadata(xml: &str) -> Result<EntityDescriptor, SsoError> {
+    EntityDescriptor::from_str(xml).map_err(|e| internal("reading the stored IdP metadata", e))
+}
+
+/// What a samael refusal says, in fixed words: its own texts carry our request ids
+/// and URLs, which belong neither in a client's error nor in the audit trail.
+fn why(e: &samael::service_provider::Error) -> SsoError {
+    use samael::service_provider::Error as E;
+    let words = match e {
+        E::DestinationValidationError { .. } => "it is addressed to another endpoint (Destination)",
+        E::AssertionExpired { .. }
+        | E::ResponseExpired { .. }
+        | E::AssertionConditionExpired { .. }
+        | E::AssertionSubjectConfirmationExpired { .. } => "it has expired",
+        E::AssertionConditionExpiredBefore { .. }
+        | E::AssertionSubjectConfirmationExpiredBefore { .. } => "it is not valid yet",
+        E::AssertionIssuerMismatch { .. } | E::ResponseIssuerMismatch { .. } => {
+            "it was issued by another identity provider (Issuer)"
+        }
+        E::AssertionConditionAudienceRestrictionFailed { .. } => {
+            "it is for another service provider (audience)"
+        }
+        E::AssertionRecipientMismatch { .. } => "it is for another ACS (Recipient)",
+        E::AssertionInResponseToInvalid { .. } | E::ResponseInResponseToInvalid { .. } => {
+            "it answers another request (InResponseTo)"
+        }
+        E::AssertionBearerSubjectConfirmationMissing | E::AssertionSubjectConfirmationMissing => {
+            "it has no bearer SubjectConfirmation"
+        }
+        E::ResponseBadStatusCode { .. } => "the identity provider reported a failure (StatusCode)",
+        E::FailedToValidateSignature => {
+            "its signatures do not verify against the identity provider's certificates (or use a refused algorithm)"
+        }
+        _ => "it is unreadable",
+    };
+    refused(format!("the SAML response was refused: {words}"))
 }
 
 /// samael's service provider for one tenant's provider, with our limits.
@@ -71,7 +117,7 @@ fn service_provider(sp: SpContext<'_>, force_authn: bool) -> Result<ServiceProvi
         .slo_url(None::<String>)
         .key(key)
         .certificate(CertificateDer::from(cert))
-        .idp_metadata(metadata(&s.idp_metadata)?)
+        .idp_metadata(stored_metadata(&s.idp_metadata)?)
         .force_authn(force_authn)
         .allow_idp_initiated(false)
         .max_clock_skew(skew)
@@ -96,6 +142,11 @@ fn signing_certs(sp: &ServiceProvider) -> Result<Vec<CertificateDer>, SsoError> 
             format!("a certificate in the metadata is unreadable: {e}"),
         )),
     }
+}
+
+/// The stored provider's certificates (checked when stored: failing now is ours).
+fn stored_certs(sp: &ServiceProvider) -> Result<Vec<CertificateDer>, SsoError> {
+    signing_certs(sp).map_err(|e| internal("reading the stored IdP certificates", e))
 }
 
 /// Whether the assertion `id` carries its own signature, i.e. a `Signature` child
@@ -139,11 +190,25 @@ fn decrypt_and_verify(
     let (evalue, method) = enc
         .encrypted_value_info()
         .ok_or_else(|| refused("the encrypted assertion carries no data"))?;
+    if method != DATA_ENCRYPTION {
+        return Err(refused(format!(
+            "the assertion is encrypted with {method}: only AES-128-GCM is accepted"
+        )));
+    }
+    use base64::Engine as _;
+    let compact: String = evalue.value.split_whitespace().collect();
+    let long_enough = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .is_ok_and(|b| b.len() > GCM_OVERHEAD);
+    if !long_enough {
+        return Err(refused("the encrypted assertion's data is malformed"));
+    }
     let plain = Crypto::decrypt_assertion_value_info(evalue, method, &aes)
         .map_err(|_| refused("the assertion cannot be decrypted (algorithm or data)"))?;
     let plain =
         String::from_utf8(plain).map_err(|_| refused("the decrypted assertion is not UTF-8"))?;
     strongroom_core::identity::saml::screen_xml(&plain, "decrypted assertion")?;
+    strongroom_core::identity::saml::screen_signatures(&plain, "decrypted assertion")?;
     let signed = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         &plain,
         certs,
@@ -156,21 +221,6 @@ fn decrypt_and_verify(
         .map_err(|_| refused("the decrypted assertion is unreadable"))?;
     let own = signs_itself(plain.parse::<Assertion>().ok().as_ref(), &verified.id);
     Ok((verified, own, signed))
-}
-
-/// The `[start, end)` of the one `EncryptedAssertion` element in `xml`, any prefix.
-fn encrypted_element(xml: &str) -> Option<(usize, usize)> {
-    let open = xml
-        .find(":EncryptedAssertion")
-        .or_else(|| xml.find("<EncryptedAssertion"))?;
-    let start = xml[..=open].rfind('<')?;
-    let name_end = xml[start..]
-        .find(|c: char| c.is_ascii_whitespace() || c == '>')
-        .map(|i| start + i)?;
-    let name = &xml[start + 1..name_end];
-    let close = format!("</{name}>");
-    let end = xml[start..].find(&close).map(|i| start + i + close.len())?;
-    Some((start, end))
 }
 
 /// An encrypted assertion, done in steps because samael cannot read the
@@ -195,7 +245,7 @@ fn encrypted_response(
         Some(&ALGORITHMS),
     )
     .map_err(|_| refused("the SAML response's signature does not verify"))?;
-    let (start, end) = encrypted_element(&reduced)
+    let (start, end) = element_span(&reduced, "EncryptedAssertion")
         .ok_or_else(|| refused("an encrypted assertion must come in a signed Response"))?;
     // Only to read the ciphertexts out of it: a namespace declaration samael wants.
     let readable = reduced.replace(
@@ -224,9 +274,12 @@ fn encrypted_response(
     {
         d.key_descriptors.clear();
     }
+    // Nothing left to decrypt: should an encrypted assertion ever survive into that
+    // document, samael must refuse it rather than decrypt it unverified.
+    checker.key = None;
     let checked = checker
         .parse_xml_response(&verified_parts, Some(&[request_id]))
-        .map_err(|e| refused(format!("the SAML response was refused: {e}")))?;
+        .map_err(|e| why(&e))?;
     if checked.id != inner.id {
         return Err(refused("the decrypted assertion is not the one verified"));
     }
@@ -342,9 +395,11 @@ impl SamlEngine for XmlSecEngine {
             .build()
             .map_err(|e| internal("reading the metadata", e))?;
         let certs = signing_certs(&sp)?;
+        let mut fingerprints = Vec::new();
         for c in &certs {
             openssl::x509::X509::from_der(c.der_data())
                 .map_err(|_| invalid("a signing certificate in the metadata is not X.509"))?;
+            fingerprints.push(hex::encode(openssl::sha::sha256(c.der_data())));
         }
         let sso_redirect_url = sp
             .sso_binding_location(HTTP_REDIRECT_BINDING)
@@ -352,11 +407,11 @@ impl SamlEngine for XmlSecEngine {
         Ok(IdpMetadata {
             entity_id,
             sso_redirect_url,
-            signing_certificates: certs.len(),
+            signing_certificates: fingerprints,
         })
     }
 
-    fn new_sp_key_pair(&self, _common_name: &str) -> Result<(Zeroizing<String>, String), SsoError> {
+    fn new_sp_key_pair(&self) -> Result<(Zeroizing<String>, String), SsoError> {
         use openssl::{asn1::Asn1Time, bn::BigNum, hash::MessageDigest, pkey::PKey, rsa::Rsa};
         let make = || -> Result<(Zeroizing<String>, String), openssl::error::ErrorStack> {
             let key = PKey::from_rsa(Rsa::generate(3072)?)?;
@@ -377,8 +432,9 @@ impl SamlEngine for XmlSecEngine {
             b.set_not_after(&until)?;
             b.sign(&key, MessageDigest::sha256())?;
             let cert = String::from_utf8_lossy(&b.build().to_pem()?).into_owned();
+            // PEM is ASCII: the buffer becomes the string without a copy.
             let pem = Zeroizing::new(
-                String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned(),
+                String::from_utf8(key.private_key_to_pem_pkcs8()?).unwrap_or_default(),
             );
             Ok((pem, cert))
         };
@@ -407,7 +463,6 @@ impl SamlEngine for XmlSecEngine {
                 r#"<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
                 r#"<md:KeyDescriptor use="encryption"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"#,
                 r#"<md:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#aes128-gcm"/>"#,
-                r#"<md:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>"#,
                 r#"<md:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"/>"#,
                 r#"</md:KeyDescriptor>{name_id}"#,
                 r#"<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0" isDefault="true"/>"#,
@@ -450,13 +505,13 @@ impl SamlEngine for XmlSecEngine {
         request_id: &str,
     ) -> Result<VerifiedAssertion, SsoError> {
         let provider = service_provider(sp, false)?;
-        let certs = signing_certs(&provider)?;
-        if xml.contains("EncryptedAssertion") {
+        let certs = stored_certs(&provider)?;
+        if start_tags(xml).any(|t| t.local == "EncryptedAssertion") {
             return encrypted_response(&provider, &certs, xml, request_id);
         }
         let assertion = provider
             .parse_xml_response(xml, Some(&[request_id]))
-            .map_err(|e| refused(format!("the SAML response was refused: {e}")))?;
+            .map_err(|e| why(&e))?;
         let received = xml
             .parse::<Response>()
             .ok()
@@ -487,11 +542,13 @@ mod tests {
 
     fn settings() -> SamlSettings {
         let engine = XmlSecEngine;
-        let (key, cert) = engine.new_sp_key_pair("x").unwrap();
+        let (key, cert) = engine.new_sp_key_pair().unwrap();
         SamlSettings {
             idp_metadata: idp_metadata(&cert),
             metadata_url: None,
             idp_entity_id: "urn:test:idp".into(),
+            idp_sso_url: "https://idp.example.com/sso".into(),
+            idp_certificates: Vec::new(),
             name_id_format: None,
             email_attribute: "email".into(),
             name_attribute: "displayName".into(),
@@ -509,7 +566,7 @@ mod tests {
         let md = engine.read_idp_metadata(&s.idp_metadata).unwrap();
         assert_eq!(md.entity_id, "urn:test:idp");
         assert_eq!(md.sso_redirect_url, "https://idp.example.com/sso");
-        assert_eq!(md.signing_certificates, 1);
+        assert_eq!(md.signing_certificates.len(), 1);
         let sp = SpContext {
             entity_id: "https://sp/metadata",
             acs_url: "https://sp/acs",

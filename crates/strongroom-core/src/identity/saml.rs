@@ -44,6 +44,14 @@ pub struct SamlSettings {
     /// The IdP's entity id, read from the metadata: every Response and Assertion
     /// `Issuer` must be exactly this.
     pub idp_entity_id: String,
+    /// Its HTTP-Redirect single sign-on URL, read from the metadata (checked against
+    /// the operator's policy at every sign-in).
+    #[serde(default)]
+    pub idp_sso_url: String,
+    /// SHA-256 (hex) of each signing certificate the metadata names (shown, and in the
+    /// audit entry, so a change of trust anchor is visible).
+    #[serde(default)]
+    pub idp_certificates: Vec<String>,
     /// The NameID format asked for in the AuthnRequest (none: the IdP's choice).
     #[serde(default)]
     pub name_id_format: Option<String>,
@@ -125,8 +133,8 @@ pub struct IdpMetadata {
     pub entity_id: String,
     /// The `SingleSignOnService` location for the HTTP-Redirect binding.
     pub sso_redirect_url: String,
-    /// How many signing certificates it names.
-    pub signing_certificates: usize,
+    /// SHA-256 (hex) of each signing certificate it names (at least one).
+    pub signing_certificates: Vec<String>,
 }
 
 /// The service provider one tenant's provider is: what the engine needs to build
@@ -185,7 +193,7 @@ pub trait SamlEngine: Send + Sync + 'static {
     /// Reads and checks IdP metadata.
     fn read_idp_metadata(&self, xml: &str) -> Result<IdpMetadata, SsoError>;
     /// A new SP key pair: (PKCS#8 private key PEM, self-signed certificate PEM).
-    fn new_sp_key_pair(&self, common_name: &str) -> Result<(Zeroizing<String>, String), SsoError>;
+    fn new_sp_key_pair(&self) -> Result<(Zeroizing<String>, String), SsoError>;
     /// The SP's metadata document (`EntityDescriptor`).
     fn sp_metadata(&self, sp: SpContext<'_>) -> Result<String, SsoError>;
     /// The IdP URL (HTTP-Redirect binding) carrying an AuthnRequest with `request_id`
@@ -214,10 +222,10 @@ fn refused(why: impl Into<String>) -> SsoError {
 }
 
 /// Screens a `SAMLResponse` form value before any XML parser sees it: bounded size,
-/// strict base64, UTF-8, and no document type declaration, entity declaration,
-/// processing instruction (other than the leading XML declaration) or comment. XXE,
-/// entity expansion and comment-truncation tricks end here, whatever the parser's
-/// defaults.
+/// strict base64, UTF-8, then [`screen_xml`] and [`screen_signatures`], and one
+/// Response holding one assertion (a second copy of either is what signature wrapping
+/// needs, and no IdP sends one). XXE, entity expansion, comment-truncation and
+/// wrapping tricks end here, whatever the parser's defaults.
 pub fn screen_response(b64: &str) -> Result<String, SsoError> {
     if b64.len() > MAX_SAML_RESPONSE_B64 {
         return Err(refused(format!(
@@ -230,51 +238,210 @@ pub fn screen_response(b64: &str) -> Result<String, SsoError> {
         .map_err(|_| refused("the SAML response is not base64"))?;
     let xml = String::from_utf8(bytes).map_err(|_| refused("the SAML response is not UTF-8"))?;
     screen_xml(&xml, "SAML response")?;
-    // One Response holding one assertion: a second copy of either is what signature
-    // wrapping needs, and no IdP sends one.
-    for (local, what) in [
-        ("Response", "Response"),
-        ("Assertion", "assertion"),
-        ("EncryptedAssertion", "encrypted assertion"),
-    ] {
-        if elements_named(&xml, local) > 1 {
-            return Err(refused(format!(
-                "the SAML response holds more than one {what} (refused before parsing)"
-            )));
-        }
-    }
-    if elements_named(&xml, "Assertion") + elements_named(&xml, "EncryptedAssertion") > 1 {
+    let count = |local: &str| start_tags(&xml).filter(|t| t.local == local).count();
+    let (responses, clear, encrypted) = (
+        count("Response"),
+        count("Assertion"),
+        count("EncryptedAssertion"),
+    );
+    if responses > 1 || clear + encrypted > 1 {
         return Err(refused(
-            "the SAML response holds more than one assertion (refused before parsing)",
+            "the SAML response holds more than one Response or assertion (refused before parsing)",
         ));
     }
+    screen_signatures(&xml, "SAML response")?;
     Ok(xml)
 }
 
-/// How many start tags have the local name `local` (any prefix).
-fn elements_named(xml: &str, local: &str) -> usize {
-    xml.match_indices('<')
-        .filter(|(i, _)| {
-            let tag = &xml[i + 1..];
+/// A start tag found by [`start_tags`]: its local name (prefix removed) and the text of
+/// its attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct StartTag<'a> {
+    /// Byte offset of its `<`.
+    pub at: usize,
+    /// The element's local name.
+    pub local: &'a str,
+    /// Everything between the name and the closing `>` (attributes, maybe `/`).
+    pub attributes: &'a str,
+}
+
+impl StartTag<'_> {
+    /// The value of the unprefixed attribute `name`, as written (references not
+    /// expanded); `Err` when it is given twice (libxml's recovery could keep either).
+    pub fn attribute(&self, name: &str) -> Result<Option<&str>, SsoError> {
+        let mut found = None;
+        let mut rest = self.attributes;
+        while let Some(eq) = rest.find('=') {
+            let key = rest[..eq].trim();
+            let after = rest[eq + 1..].trim_start();
+            let Some(quote) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                return Err(refused("malformed attribute (refused before parsing)"));
+            };
+            let body = &after[1..];
+            let Some(close) = body.find(quote) else {
+                return Err(refused("unterminated attribute (refused before parsing)"));
+            };
+            if key == name {
+                if found.is_some() {
+                    return Err(refused(format!(
+                        "attribute {name} given twice (refused before parsing)"
+                    )));
+                }
+                found = Some(&body[..close]);
+            }
+            rest = &body[close + 1..];
+        }
+        Ok(found)
+    }
+}
+
+/// Every start tag of `xml`, in order (end tags, comments and declarations skipped;
+/// `>` inside quoted attribute values does not end a tag).
+pub fn start_tags(xml: &str) -> impl Iterator<Item = StartTag<'_>> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        loop {
+            let rel = xml[pos..].find('<')?;
+            let at = pos + rel;
+            let tag = &xml[at + 1..];
             let name_end = tag
                 .find(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/')
                 .unwrap_or(tag.len());
             let name = &tag[..name_end];
-            !name.is_empty() && !name.starts_with('/') && name.rsplit(':').next() == Some(local)
-        })
-        .count()
+            // The tag ends at the first `>` outside quotes.
+            let mut quote = None;
+            let mut end = tag.len();
+            for (i, c) in tag.char_indices() {
+                match (quote, c) {
+                    (None, '"' | '\'') => quote = Some(c),
+                    (Some(q), c) if c == q => quote = None,
+                    (None, '>') => {
+                        end = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            pos = (at + 1 + end).min(xml.len());
+            if name.is_empty() || name.starts_with(['/', '!', '?']) {
+                continue;
+            }
+            let local = name.rsplit(':').next().unwrap_or(name);
+            return Some(StartTag {
+                at,
+                local,
+                attributes: &tag[name_end..end],
+            });
+        }
+    })
 }
 
-/// Refuses XML with a DOCTYPE, ENTITY, processing instruction (except a leading XML
-/// declaration), comment, or a NUL; used on responses and on IdP metadata.
+/// `[start, end)` of the first element with local name `local` (its start tag to its
+/// matching end tag, same qualified name), if any.
+pub fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
+    let tag = start_tags(xml).find(|t| t.local == local)?;
+    let name_len =
+        xml[tag.at + 1..].find(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/')?;
+    let name = &xml[tag.at + 1..tag.at + 1 + name_len];
+    let close = format!("</{name}>");
+    let end = xml[tag.at..].find(&close)? + tag.at + close.len();
+    Some((tag.at, end))
+}
+
+const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+
+/// The XML signatures a SAML document may carry, checked before xmlsec sees them
+/// (xmlsec dereferences and transforms every `Reference` before it checks the
+/// `SignatureValue`): at most two `Signature`s with one `Reference` each, whose `URI`
+/// is `""` or `#` + an id (never a URL or a file: no fetching, no SSRF), whose only
+/// transforms are enveloped-signature and exclusive c14n (no XPath, XSLT or
+/// Base64), exclusive c14n as the canonicalisation, and no `Object`, `Manifest` or
+/// `RetrievalMethod` anywhere.
+pub fn screen_signatures(xml: &str, what: &str) -> Result<(), SsoError> {
+    let bad = |why: &str| {
+        refused(format!(
+            "the {what}'s signature {why} (refused before parsing)"
+        ))
+    };
+    let (mut signatures, mut references, mut transforms) = (0, 0, 0);
+    for tag in start_tags(xml) {
+        match tag.local {
+            "Signature" => signatures += 1,
+            "Reference" => {
+                references += 1;
+                let uri = tag.attribute("URI")?.unwrap_or("");
+                let same_document = uri.is_empty()
+                    || uri.strip_prefix('#').is_some_and(|id| {
+                        !id.is_empty()
+                            && id.len() <= 256
+                            && id
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+                    });
+                if !same_document {
+                    return Err(bad("references something outside the document"));
+                }
+            }
+            "Transform" => {
+                transforms += 1;
+                let alg = tag.attribute("Algorithm")?.unwrap_or("");
+                if alg != ENVELOPED && alg != EXC_C14N {
+                    return Err(bad(
+                        "uses a transform other than enveloped-signature and exclusive c14n",
+                    ));
+                }
+            }
+            "CanonicalizationMethod" if tag.attribute("Algorithm")?.unwrap_or("") != EXC_C14N => {
+                return Err(bad("uses a canonicalisation other than exclusive c14n"));
+            }
+            "Object"
+            | "Manifest"
+            | "RetrievalMethod"
+            | "XPath"
+            | "XSLT"
+            | "SignatureProperties" => {
+                return Err(bad("carries an Object, Manifest, RetrievalMethod or XPath"));
+            }
+            _ => {}
+        }
+    }
+    if signatures > 2 || references > signatures || transforms > 2 * signatures {
+        return Err(bad(
+            "structure is not one a SAML IdP sends (too many signatures, references or transforms)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses XML with a DOCTYPE, ENTITY, CDATA, comment, processing instruction, NUL,
+/// or a declaration naming an encoding other than UTF-8 (libxml2 would obey it, and
+/// `+ADw-` in UTF-7 is a `<` no byte scan sees); used on responses, decrypted
+/// assertions and IdP metadata.
 pub fn screen_xml(xml: &str, what: &str) -> Result<(), SsoError> {
-    let body = xml.trim_start_matches('\u{feff}').trim_start();
+    let body = xml.strip_prefix('\u{feff}').unwrap_or(xml);
     let body = match body.strip_prefix("<?xml") {
-        Some(rest) => rest
-            .find("?>")
-            .map(|i| &rest[i + 2..])
-            .ok_or_else(|| refused(format!("the {what}'s XML declaration is unterminated")))?,
-        None => body,
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_whitespace()) => {
+            let end = rest
+                .find("?>")
+                .ok_or_else(|| refused(format!("the {what}'s XML declaration is unterminated")))?;
+            let declaration = &rest[..end];
+            if let Some(i) = declaration.find("encoding") {
+                let value = declaration[i + "encoding".len()..]
+                    .trim_start()
+                    .strip_prefix('=')
+                    .map(|v| v.trim_start().trim_matches(|c| c == '"' || c == '\''))
+                    .and_then(|v| v.split(['"', '\'']).next())
+                    .unwrap_or("");
+                if !value.eq_ignore_ascii_case("utf-8") {
+                    return Err(refused(format!(
+                        "the {what} declares an encoding other than UTF-8 (refused before parsing)"
+                    )));
+                }
+            }
+            &rest[end + 2..]
+        }
+        _ => body,
     };
     if body.contains('\0') {
         return Err(refused(format!("the {what} contains a NUL")));
@@ -410,6 +577,8 @@ mod tests {
             idp_metadata: String::new(),
             metadata_url: None,
             idp_entity_id: "urn:idp".into(),
+            idp_sso_url: String::new(),
+            idp_certificates: Vec::new(),
             name_id_format: None,
             email_attribute: default_email_attribute(),
             name_attribute: default_name_attribute(),
@@ -459,10 +628,20 @@ mod tests {
             "<p:Response><a:Assertion ID=\"1\"/><a:Assertion ID=\"2\"></a:Assertion></p:Response>",
             "<p:Response><p:Response/></p:Response>",
             "<Response><Assertion/><x:EncryptedAssertion/></Response>",
+            "<Response a=\"x>\"><Assertion/><Assertion/></Response>",
         ] {
             let e = screen_response(&b64(wrapped)).unwrap_err().to_string();
             assert!(e.contains("more than one"), "{wrapped}: {e}");
         }
+        // Encodings libxml2 would honour, and a stylesheet PI dressed as a declaration.
+        for evil in [
+            "<?xml version=\"1.0\" encoding=\"UTF-7\"?><r>+ADwAIQ-DOCTYPE</r>",
+            "<?xml version='1.0' encoding='ISO-8859-1'?><r/>",
+            "<?xml-stylesheet href=\"x\"?><r/>",
+        ] {
+            assert!(screen_response(&b64(evil)).is_err(), "{evil}");
+        }
+        assert!(screen_response(&b64("<?xml version=\"1.0\" encoding=\"utf-8\"?><r/>")).is_ok());
         assert!(
             screen_response(&b64(
                 "<p:Response><a:Assertion><a:AssertionX/></a:Assertion></p:Response>"
@@ -479,6 +658,43 @@ mod tests {
         );
         let invalid_utf8 = base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe, 0x3c]);
         assert!(screen_response(&invalid_utf8).is_err());
+    }
+
+    /// A signature as saml-idp writes it, with `reference` and `transform` changed.
+    fn signed(reference: &str, transform: &str) -> String {
+        format!(
+            "<Response ID=\"_r\"><ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm=\"{EXC_C14N}\"/><ds:Reference URI=\"{reference}\"><ds:Transforms><ds:Transform Algorithm=\"{ENVELOPED}\"/><ds:Transform Algorithm=\"{transform}\"/></ds:Transforms></ds:Reference></ds:SignedInfo></ds:Signature></Response>"
+        )
+    }
+
+    #[test]
+    fn signatures_may_only_reference_the_document_itself() {
+        screen_signatures(&signed("#_r", EXC_C14N), "x").unwrap();
+        screen_signatures(&signed("", EXC_C14N), "x").unwrap();
+        for (reference, transform) in [
+            ("http://10.0.0.5/admin", EXC_C14N),
+            ("file:///dev/zero", EXC_C14N),
+            ("&#104;ttp://x", EXC_C14N),
+            ("#_r", "http://www.w3.org/TR/1999/REC-xslt-19991116"),
+            ("#_r", "http://www.w3.org/TR/1999/REC-xpath-19991116"),
+            ("#_r", "http://www.w3.org/2000/09/xmldsig#base64"),
+        ] {
+            assert!(
+                screen_signatures(&signed(reference, transform), "x").is_err(),
+                "{reference} {transform}"
+            );
+        }
+        let twice = signed("#_r", EXC_C14N).replace("URI=\"#_r\"", "URI=\"#_r\" URI=\"http://x\"");
+        assert!(screen_signatures(&twice, "x").is_err());
+        let manifest = signed("#_r", EXC_C14N).replace(
+            "</ds:SignedInfo>",
+            "</ds:SignedInfo><ds:Object><ds:Manifest/></ds:Object>",
+        );
+        assert!(screen_signatures(&manifest, "x").is_err());
+        let many = format!("<R>{}</R>", signed("#_r", EXC_C14N).repeat(3));
+        assert!(screen_signatures(&many, "x").is_err());
+        let span = element_span("<a><p:E x=\"1\"><p:E2/></p:E></a>", "E").unwrap();
+        assert_eq!(span, (3, 27));
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub enum SsoError {
     /// The identity provider could not be reached or answered nonsense.
     #[error("identity provider unavailable: {0}")]
     Unavailable(String),
+    /// Our side failed (a stored setting unreadable, the XML library): a server fault,
+    /// never blamed on the client.
+    #[error("single sign-on failed on the server: {0}")]
+    Internal(String),
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> SsoError {
@@ -790,6 +794,25 @@ mod tests {
             Some(vec![Role::Reviewer, Role::Viewer])
         );
         assert_eq!(p.roles_for(&[]), Some(vec![]));
+    }
+
+    #[test]
+    fn settings_stored_before_saml_still_read_and_round_trip() {
+        let stored = serde_json::json!({
+            "require_sso": false,
+            "providers": [{
+                "name": "corp", "display_name": "Corp", "enabled": true,
+                "oidc": {"issuer": "https://idp.example.com", "client_id": "c", "client_secret": "s"}
+            }]
+        });
+        let s: SsoSettings = serde_json::from_value(stored).unwrap();
+        let p = &s.providers[0];
+        assert_eq!(p.protocol_name(), "oidc");
+        assert_eq!(p.issuer(), "https://idp.example.com");
+        assert!(p.link_by_email);
+        let again = serde_json::to_value(&s).unwrap();
+        assert_eq!(again["providers"][0]["oidc"]["client_id"], "c");
+        assert!(again["providers"][0].get("saml").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! signature re-authentication. What is SAML's is here: building the provider from
 //! metadata, the AuthnRequest, and the response's checks beyond the engine's.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,13 +26,12 @@ use crate::identity::saml::{
     default_groups_attribute, default_name_attribute, request_id, screen_response, screen_xml,
 };
 use crate::identity::sso::{Asserted, Protocol, Provider, ProviderName, SsoError};
-use crate::tenant::{Slug, Tenant};
+use crate::tenant::{Slug, Tenant, TenantId};
 
-/// Most assertion ids remembered (each completed flow adds one; flows are bounded).
+/// Most assertion ids remembered per tenant, and in all (each completed flow adds one,
+/// kept no longer than a flow lives).
+const MAX_SEEN_PER_TENANT: usize = 10_000;
 const MAX_SEEN_ASSERTIONS: usize = 100_000;
-/// Longest an assertion id is remembered, whatever its `NotOnOrAfter` says (a replay
-/// later still needs a live flow whose random request id it answers).
-const MAX_REMEMBER_SECS: i64 = 24 * 3600;
 
 /// A SAML identity provider as the tenant administrator gives it: its metadata inline
 /// (`idp_metadata`) or by URL (`metadata_url`, fetched only from a host the operator
@@ -85,6 +85,8 @@ pub struct SamlView {
     pub sp_metadata_url: String,
     /// Our certificate (PEM) for encrypted assertions.
     pub sp_certificate: String,
+    /// SHA-256 (hex) of the IdP's signing certificates, as read from its metadata.
+    pub idp_certificates: Vec<String>,
     /// The NameID format asked for.
     pub name_id_format: Option<String>,
     /// The e-mail attribute (empty: the NameID).
@@ -116,6 +118,14 @@ impl Platform {
         format!("{}/v1/t/{slug}/sso/{name}/metadata", self.sso.public_url)
     }
 
+    /// (entity id, ACS URL) of the tenant's provider `name`.
+    fn sp_urls(&self, slug: &Slug, name: &ProviderName) -> (String, String) {
+        (
+            self.saml_entity_id(slug, name),
+            self.saml_acs_url(slug, name),
+        )
+    }
+
     /// Our assertion consumer service for the tenant's provider `name`.
     pub(super) fn saml_acs_url(&self, slug: &Slug, name: &ProviderName) -> String {
         format!("{}/v1/t/{slug}/sso/{name}/acs", self.sso.public_url)
@@ -130,6 +140,7 @@ impl Platform {
             sp_entity_id: entity,
             acs_url: self.saml_acs_url(slug, name),
             sp_certificate: s.sp_cert_pem.clone(),
+            idp_certificates: s.idp_certificates.clone(),
             name_id_format: s.name_id_format.clone(),
             email_attribute: s.email_attribute.clone(),
             name_attribute: s.name_attribute.clone(),
@@ -143,7 +154,6 @@ impl Platform {
     /// kept from the stored provider or made new.
     pub(super) async fn saml_provider_from(
         &self,
-        slug: &Slug,
         name: &ProviderName,
         input: super::ProviderInput,
         existing: Option<&Provider>,
@@ -179,18 +189,20 @@ impl Platform {
             .policy
             .check_endpoint(&meta.sso_redirect_url)
             .map_err(|e| bad(format!("its SingleSignOnService cannot be used: {e}")))?;
-        let (sp_key_pem, sp_cert_pem) = self.sp_key_pair(engine, slug, name, existing).await?;
+        let (sp_key_pem, sp_cert_pem) = Self::sp_key_pair(engine, existing).await?;
         Ok(Provider {
             name: name.clone(),
             display_name: input.display_name,
             enabled: input.enabled,
             jit: input.jit,
-            link_by_email: input.link_by_email,
+            link_by_email: input.link_by_email.unwrap_or(false),
             group_roles: input.group_roles,
             protocol: Protocol::Saml(Box::new(SamlSettings {
                 idp_metadata: xml,
                 metadata_url: saml.metadata_url,
                 idp_entity_id: meta.entity_id,
+                idp_sso_url: meta.sso_redirect_url,
+                idp_certificates: meta.signing_certificates,
                 name_id_format: saml.name_id_format,
                 email_attribute: saml.email_attribute.unwrap_or_else(default_email_attribute),
                 name_attribute: saml.name_attribute.unwrap_or_else(default_name_attribute),
@@ -207,19 +219,15 @@ impl Platform {
     /// The SP key pair: the stored provider's (the IdP encrypts to its certificate), or
     /// a new one for a new SAML provider.
     async fn sp_key_pair(
-        &self,
         engine: Arc<dyn SamlEngine>,
-        slug: &Slug,
-        name: &ProviderName,
         existing: Option<&Provider>,
     ) -> Result<(Zeroizing<String>, String), PlatformError> {
         if let Some(Protocol::Saml(s)) = existing.map(|e| &e.protocol) {
             return Ok((s.sp_key_pem.clone(), s.sp_cert_pem.clone()));
         }
         // RSA key generation takes a while: off the async workers.
-        let cn = self.saml_entity_id(slug, name);
         Ok(
-            tokio::task::spawn_blocking(move || engine.new_sp_key_pair(&cn))
+            tokio::task::spawn_blocking(move || engine.new_sp_key_pair())
                 .await
                 .map_err(|_| PlatformError::internal("SP key generation stopped"))??,
         )
@@ -298,8 +306,12 @@ impl Platform {
         from: std::net::IpAddr,
     ) -> Result<FlowStart, PlatformError> {
         let engine = self.saml_engine()?;
-        let entity = self.saml_entity_id(&tenant.slug, &provider.name);
-        let acs = self.saml_acs_url(&tenant.slug, &provider.name);
+        // Stored settings are judged by today's policy (it may be stricter than when
+        // they were stored).
+        if !saml.idp_sso_url.is_empty() {
+            self.sso.policy.check_endpoint(&saml.idp_sso_url)?;
+        }
+        let (entity, acs) = self.sp_urls(&tenant.slug, &provider.name);
         let state = random_token()?;
         let id = request_id(&token);
         let (force, challenge_id) = match &purpose {
@@ -335,10 +347,11 @@ impl Platform {
     }
 
     /// The SAML half of a callback (the ACS POST): the response screened, verified by
-    /// the engine against this flow's request id, then our rules (signed assertion,
-    /// audience, issuer, expiry, AuthnInstant for a signature), then the assertion id
-    /// spent. Returns what it asserts and the SHA-256 of the decoded response.
-    pub(super) fn saml_finish(
+    /// the engine against this flow's request id (off the async workers: XML and RSA
+    /// work), then our rules (signed assertion, audience, issuer, expiry, AuthnInstant
+    /// for a signature), then the assertion id spent. Returns what it asserts and the
+    /// SHA-256 of the decoded response.
+    pub(super) async fn saml_finish(
         &self,
         tenant: &Tenant,
         provider: &Provider,
@@ -352,56 +365,86 @@ impl Platform {
             .as_deref()
             .ok_or_else(|| refused("the POST carries no SAMLResponse"))?;
         let xml = screen_response(b64)?;
-        let entity = self.saml_entity_id(&tenant.slug, &provider.name);
-        let acs = self.saml_acs_url(&tenant.slug, &provider.name);
-        let sp = self.sp(&entity, &acs, saml);
-        let verified = engine.verify_response(sp, &xml, &flow.nonce)?;
+        let digest = sha256(&[xml.as_bytes()]);
+        let (entity, acs) = self.sp_urls(&tenant.slug, &provider.name);
+        let (settings, request, skew) = (saml.clone(), flow.nonce.clone(), self.sso.skew);
+        let (entity_c, acs_c) = (entity.clone(), acs.clone());
+        let verified = tokio::task::spawn_blocking(move || {
+            let sp = SpContext {
+                entity_id: &entity_c,
+                acs_url: &acs_c,
+                settings: &settings,
+                skew_secs: skew,
+            };
+            engine.verify_response(sp, &xml, &request)
+        })
+        .await
+        .map_err(|_| PlatformError::internal("SAML verification stopped"))??;
         let now = now_secs(self);
         let authn_after = match flow.purpose {
             Purpose::Sign { .. } => Some(flow.started_at - self.sso.skew),
             Purpose::SignIn => None,
         };
-        verified.check(sp, now, authn_after)?;
+        verified.check(self.sp(&entity, &acs, saml), now, authn_after)?;
         let asserted = verified.asserted(saml)?;
-        self.spend_assertion(
-            &verified.issuer,
-            &verified.id,
-            verified.not_on_or_after,
-            now,
-        )?;
-        Ok((asserted, sha256(&[xml.as_bytes()])))
+        self.spend_assertion(tenant.id, &verified, now)?;
+        Ok((asserted, digest))
     }
 
-    /// Remembers an assertion id until its `NotOnOrAfter` (at most a day); a second use
-    /// is refused. Full of unexpired ids: refused as busy rather than forgetting one.
+    /// Remembers an assertion (by SHA-256 of its issuer and id) for as long as a flow
+    /// could still take it — until its `NotOnOrAfter`, and never longer than a flow
+    /// lives: after that no flow exists that its `InResponseTo` could answer — and
+    /// refuses a second use. Bounded per tenant (one tenant's IdP cannot crowd out the
+    /// others) and in all; full of unexpired ids, it refuses (503) rather than forgets.
     fn spend_assertion(
         &self,
-        issuer: &str,
-        id: &str,
-        not_on_or_after: i64,
+        tenant: TenantId,
+        verified: &crate::identity::saml::VerifiedAssertion,
         now: i64,
     ) -> Result<(), PlatformError> {
-        let key = format!("{issuer}\n{id}");
+        let key = sha256(&[
+            b"strongroom-saml-assertion-v1\n",
+            verified.issuer.as_bytes(),
+            b"\n",
+            verified.id.as_bytes(),
+        ]);
+        let flow_ttl = i64::try_from(self.sso.flow_ttl.as_secs()).unwrap_or(i64::MAX);
+        let until = verified
+            .not_on_or_after
+            .min(now.saturating_add(flow_ttl))
+            .saturating_add(self.sso.skew);
         let mut seen = self
             .sso
             .seen_assertions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if seen.get(&key).is_some_and(|until| *until > now) {
+        let total: usize = seen.values().map(HashMap::len).sum();
+        let mine = seen.entry(tenant).or_default();
+        if mine.get(&key).is_some_and(|t| *t > now) {
             return Err(
                 SsoError::Refused("this assertion was already used (replay)".into()).into(),
             );
         }
-        if seen.len() >= MAX_SEEN_ASSERTIONS {
-            seen.retain(|_, until| *until > now);
-            if seen.len() >= MAX_SEEN_ASSERTIONS {
+        if mine.len() >= MAX_SEEN_PER_TENANT || total >= MAX_SEEN_ASSERTIONS {
+            mine.retain(|_, t| *t > now);
+            if mine.len() >= MAX_SEEN_PER_TENANT {
                 return Err(PlatformError::unavailable(
-                    "too many SAML sign-ins in progress; retry shortly",
+                    "too many SAML sign-ins in progress for this tenant; retry shortly",
                 ));
             }
+            if total >= MAX_SEEN_ASSERTIONS {
+                seen.retain(|_, m| {
+                    m.retain(|_, t| *t > now);
+                    !m.is_empty()
+                });
+                if seen.values().map(HashMap::len).sum::<usize>() >= MAX_SEEN_ASSERTIONS {
+                    return Err(PlatformError::unavailable(
+                        "too many SAML sign-ins in progress; retry shortly",
+                    ));
+                }
+            }
         }
-        let until = (not_on_or_after + self.sso.skew).min(now + MAX_REMEMBER_SECS);
-        seen.insert(key, until);
+        seen.entry(tenant).or_default().insert(key, until);
         Ok(())
     }
 
@@ -422,8 +465,7 @@ impl Platform {
         let Some(Protocol::Saml(saml)) = settings.provider(name).map(|p| &p.protocol) else {
             return Err(PlatformError::NotFound("identity provider"));
         };
-        let entity = self.saml_entity_id(slug, name);
-        let acs = self.saml_acs_url(slug, name);
+        let (entity, acs) = self.sp_urls(slug, name);
         Ok(engine.sp_metadata(self.sp(&entity, &acs, saml))?)
     }
 }

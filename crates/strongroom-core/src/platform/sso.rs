@@ -80,8 +80,9 @@ pub(super) struct SsoRuntime {
     pub(super) transport: Option<Arc<dyn IdpTransport>>,
     /// XML signatures and encryption for SAML (the server's xmlsec1 engine).
     pub(super) saml: Option<Arc<dyn SamlEngine>>,
-    /// SAML assertion ids already used, until their `NotOnOrAfter`.
-    pub(super) seen_assertions: Mutex<HashMap<String, i64>>,
+    /// SAML assertions already used (SHA-256 of issuer and id → until when), per
+    /// tenant.
+    pub(super) seen_assertions: Mutex<HashMap<TenantId, HashMap<[u8; 32], i64>>>,
     pub(super) policy: IssuerPolicy,
     pub(super) public_url: String,
     pub(super) skew: i64,
@@ -358,9 +359,11 @@ pub struct ProviderInput {
     #[serde(default)]
     pub jit: bool,
     /// Link a first sign-in to the existing user with the provider's verified e-mail
-    /// (default true).
-    #[serde(default = "default_true")]
-    pub link_by_email: bool,
+    /// (default: true for OIDC, whose `email_verified` says so; false for SAML, which
+    /// has no such signal — turn it on for an IdP whose users cannot choose their
+    /// address).
+    #[serde(default)]
+    pub link_by_email: Option<bool>,
     /// Group → roles; when given, each sign-in sets the user's roles from their groups.
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
@@ -555,6 +558,7 @@ impl From<SsoError> for PlatformError {
             },
             SsoError::Refused(why) => PlatformError::SsoRefused(why),
             SsoError::Unavailable(why) => PlatformError::IdpUnavailable(why),
+            SsoError::Internal(why) => PlatformError::internal(why),
         }
     }
 }
@@ -782,7 +786,7 @@ impl Platform {
             ));
         }
         let provider = self
-            .checked_provider(&scope, slug, name, input, existing.as_ref())
+            .checked_provider(&scope, name, input, existing.as_ref())
             .await?;
         let what = describe(existing.as_ref(), &provider);
         settings.providers.retain(|p| &p.name != name);
@@ -800,14 +804,13 @@ impl Platform {
     async fn checked_provider(
         &self,
         scope: &TenantScope,
-        slug: &Slug,
         name: &ProviderName,
         input: ProviderInput,
         existing: Option<&Provider>,
     ) -> Result<Provider, PlatformError> {
         let provider = match (&input.oidc, &input.saml) {
             (Some(_), None) => provider_from(name, input, existing)?,
-            (None, Some(_)) => self.saml_provider_from(slug, name, input, existing).await?,
+            (None, Some(_)) => self.saml_provider_from(name, input, existing).await?,
             _ => {
                 return Err(PlatformError::Invalid {
                     field: None,
@@ -1332,7 +1335,10 @@ impl Platform {
                 self.oidc_finish(tenant, &provider, oidc, flow, query)
                     .await?
             }
-            Protocol::Saml(saml) => self.saml_finish(tenant, &provider, saml, flow, query)?,
+            Protocol::Saml(saml) => {
+                self.saml_finish(tenant, &provider, saml, flow, query)
+                    .await?
+            }
         };
         match &flow.purpose {
             Purpose::SignIn => {
@@ -1981,9 +1987,11 @@ fn describe(existing: Option<&Provider>, provider: &Provider) -> String {
     let detail = match &provider.protocol {
         Protocol::Oidc(o) => format!("issuer {}, client {}", o.issuer, o.client_id),
         Protocol::Saml(s) => format!(
-            "IdP {}, metadata {}",
+            "IdP {}, metadata {}, signing certificates (SHA-256) {}, require_encrypted={}",
             s.idp_entity_id,
-            s.metadata_url.as_deref().unwrap_or("given inline")
+            s.metadata_url.as_deref().unwrap_or("given inline"),
+            s.idp_certificates.join(" "),
+            s.require_encrypted
         ),
     };
     format!(
@@ -2036,7 +2044,7 @@ fn provider_from(
         display_name: input.display_name,
         enabled: input.enabled,
         jit: input.jit,
-        link_by_email: input.link_by_email,
+        link_by_email: input.link_by_email.unwrap_or(true),
         group_roles: input.group_roles,
         protocol: Protocol::Oidc(OidcSettings {
             issuer: o.issuer,

@@ -309,7 +309,7 @@ async fn complete(
 }
 
 /// A SAML response posted by the browser (HTTP-POST binding).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct AcsForm {
     /// The response, base64.
     #[serde(rename = "SAMLResponse")]
@@ -317,6 +317,18 @@ pub(crate) struct AcsForm {
     /// Our state, echoed by the IdP.
     #[serde(rename = "RelayState")]
     relay_state: Option<String>,
+}
+
+/// Never the response itself: until spent it is a bearer credential.
+impl std::fmt::Debug for AcsForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcsForm")
+            .field(
+                "saml_response_len",
+                &self.saml_response.as_ref().map(String::len),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// The assertion consumer service (SAML HTTP-POST binding): the IdP's page posts the
@@ -331,7 +343,11 @@ pub(crate) struct AcsForm {
     responses(
         (status = 200, description = "Signed in, or re-authenticated for a signature", body = CallbackReply),
         (status = 401, description = "The response was refused (the reason says why; audited)"),
+        (status = 413, description = "The body is larger than the server accepts"),
+        (status = 415, description = "Not a form (`application/x-www-form-urlencoded`)"),
+        (status = 422, description = "The form has fields of the wrong shape"),
         (status = 429, description = "Too many sign-in attempts from this address; see Retry-After"),
+        (status = 503, description = "Too many SAML sign-ins in progress, or no SAML engine in this server"),
     )
 )]
 pub(crate) async fn acs(

@@ -190,9 +190,14 @@ struct ProviderCommon {
     /// Create unknown users at their first sign-in.
     #[arg(long)]
     jit: bool,
-    /// Do not link first sign-ins to existing users by verified e-mail.
-    #[arg(long)]
+    /// Do not link first sign-ins to existing users by e-mail (the OIDC default links
+    /// by verified e-mail).
+    #[arg(long, conflicts_with = "link_by_email")]
     no_link_by_email: bool,
+    /// Link first sign-ins to existing users by e-mail (off by default for SAML, whose
+    /// assertions do not say whether an address is verified).
+    #[arg(long)]
+    link_by_email: bool,
     /// Store the provider disabled.
     #[arg(long)]
     disabled: bool,

@@ -70,7 +70,7 @@ fn common_input(c: &super::ProviderCommon) -> anyhow::Result<ProviderInput> {
         display_name: c.display_name.clone(),
         enabled: !c.disabled,
         jit: c.jit,
-        link_by_email: !c.no_link_by_email,
+        link_by_email: (c.link_by_email || c.no_link_by_email).then_some(c.link_by_email),
         group_roles: mapping,
         oidc: None,
         saml: None,

@@ -77,7 +77,7 @@ fn body_for(method: &str, template: &str, a_admin: &str, a_refresh: &str) -> Opt
             "oidc": {"issuer": "https://idp.example.com", "client_id": "x", "client_secret": "y"}
         })),
         ("put", "/v1/t/{tenant}/sso/policy") => Some(json!({"require_sso": false})),
-        // A form in real use (a JSON body answers 415 alike for every tenant).
+        // Sent as a form (see `call`).
         ("post", "/v1/t/{tenant}/sso/{provider}/acs") => {
             Some(json!({"SAMLResponse": "x", "RelayState": "y"}))
         }
@@ -125,8 +125,11 @@ async fn call(
 ) -> (u16, Option<String>) {
     let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
     let mut req = s.client().request(m, s.url(url)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
+    match body {
+        // The SAML ACS takes a form (the HTTP-POST binding).
+        Some(b) if url.ends_with("/acs") => req = req.form(b),
+        Some(b) => req = req.json(b),
+        None => {}
     }
     outcome(req.send().await.unwrap()).await
 }

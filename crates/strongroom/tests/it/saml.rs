@@ -18,13 +18,15 @@ async fn store(lab: &Lab, slug: &str, saml: Value) -> Reply {
     store_with(lab, slug, saml, groups).await
 }
 
-/// Provider `corp` of tenant `slug`, with `saml` settings and `group_roles`.
+/// Provider `corp` of tenant `slug`, with `saml` settings and `group_roles`, linking
+/// first sign-ins by e-mail (the test IdP's users cannot choose their address).
 async fn store_with(lab: &Lab, slug: &str, saml: Value, group_roles: Value) -> Reply {
     lab.api
         .put(
             &format!("/v1/t/{slug}/sso/providers/corp"),
             &lab.admin,
-            json!({"display_name": "Corporate SAML", "group_roles": group_roles, "saml": saml}),
+            json!({"display_name": "Corporate SAML", "group_roles": group_roles,
+                   "link_by_email": true, "saml": saml}),
         )
         .await
 }
@@ -167,12 +169,12 @@ async fn saml_sign_in_links_by_email_maps_groups_and_is_audited() {
     let fresh = browser.saml_sign_in(t, "corp", &ada()).await;
     let other = Browser::new(&lab.s);
     assert!(refused(&post(&other, &fresh).await).contains("binding cookie"));
-    // IdP-initiated (no attempt of ours): refused.
+    // Unsolicited (IdP-initiated): no attempt of ours matches it.
     let unsolicited = SamlPost {
         relay_state: "made-up".into(),
         ..fresh
     };
-    refused(&post(&browser, &unsolicited).await);
+    assert!(refused(&post(&browser, &unsolicited).await).contains("unknown, used or expired"));
 
     let entries = api.audit_entries(&lab.admin, t).await;
     assert!(entries.iter().any(|e| {
@@ -241,7 +243,7 @@ async fn forged_wrapped_and_hostile_saml_responses_are_refused() {
         x.replace(">ada@example.test<", ">admin@acme.example<")
     })
     .await;
-    assert!(refused(&r).contains("refused"), "{r:?}");
+    assert!(refused(&r).contains("do not verify"), "{r:?}");
     // XSW: an unsigned assertion beside the signed one (before, after), or in its place
     // with the signed one hidden in Extensions; an evil Response wrapping the real one.
     let before = |x: &str| {
@@ -291,9 +293,39 @@ async fn forged_wrapped_and_hostile_saml_responses_are_refused() {
     }
     let r = tampered(&browser, t, &replaced).await;
     assert!(
-        refused(&r).contains("refused"),
+        refused(&r).contains("do not verify"),
         "evil assertion in place: {r:?}"
     );
+    // Signatures that would make xmlsec fetch or transform before it checks anything.
+    for (what, f) in [
+        (
+            "Reference to a URL",
+            Box::new(|x: &str| {
+                let i = x.find("<Reference URI=\"").unwrap() + "<Reference URI=\"".len();
+                let j = x[i..].find('"').unwrap() + i;
+                format!("{}http://127.0.0.1:1/internal{}", &x[..i], &x[j..])
+            }) as Box<dyn Fn(&str) -> String>,
+        ),
+        (
+            "XSLT transform",
+            Box::new(|x: &str| {
+                x.replacen(
+                    "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+                    "http://www.w3.org/TR/1999/REC-xslt-19991116",
+                    1,
+                )
+            }),
+        ),
+    ] {
+        let r = tampered(&browser, t, f).await;
+        assert!(refused(&r).contains("before parsing"), "{what}: {r:?}");
+    }
+    // A declared encoding libxml2 would honour (UTF-7 spells `<!` without a `<`).
+    let r = tampered(&browser, t, |x| {
+        format!("<?xml version=\"1.0\" encoding=\"UTF-7\"?>{x}")
+    })
+    .await;
+    assert!(refused(&r).contains("encoding"), "UTF-7: {r:?}");
     // XXE, entity expansion, a comment that truncates the NameID, a processing
     // instruction: refused before any parser.
     for (what, f) in [
@@ -400,7 +432,7 @@ async fn assertions_must_be_signed_for_us_and_unexpired() {
     // Nothing signed.
     idp.settings(&[("signResponse", "false"), ("signAssertion", "false")])
         .await;
-    assert!(refused(&attempt().await).contains("refused"));
+    assert!(refused(&attempt().await).contains("do not verify"));
     // Only the assertion signed: the usual profile, accepted.
     idp.settings(&[("signResponse", "false"), ("signAssertion", "true")])
         .await;
@@ -426,6 +458,19 @@ async fn assertions_must_be_signed_for_us_and_unexpired() {
     idp.settings(&[("lifetimeInSeconds", "-600")]).await;
     assert!(refused(&attempt().await).contains("expired"));
     idp.settings(&[("lifetimeInSeconds", "3600")]).await;
+    attempt().await.ok(200);
+    // SHA-1, which samael would accept by default.
+    idp.settings(&[
+        ("signatureAlgorithm", "rsa-sha1"),
+        ("digestAlgorithm", "sha1"),
+    ])
+    .await;
+    assert!(refused(&attempt().await).contains("do not verify"));
+    idp.settings(&[
+        ("signatureAlgorithm", "rsa-sha256"),
+        ("digestAlgorithm", "sha256"),
+    ])
+    .await;
     attempt().await.ok(200);
 }
 
@@ -489,10 +534,23 @@ async fn saml_settings_are_checked_and_the_sp_key_is_kept() {
         .problem(422, "validation");
 
     // Inline metadata; a replacement keeps the SP's key pair (the IdP has our
-    // certificate), and never shows the key.
-    let first = store(&lab, t, json!({"idp_metadata": metadata}))
+    // certificate), and never shows the key. Without being told, a SAML provider does
+    // not link by e-mail (SAML says nothing of an address being verified).
+    let first = lab
+        .api
+        .put(
+            &format!("/v1/t/{t}/sso/providers/corp"),
+            &lab.admin,
+            json!({"display_name": "x", "saml": {"idp_metadata": metadata}}),
+        )
         .await
         .ok(200);
+    assert_eq!(first["link_by_email"], false);
+    let fingerprint = first["saml"]["idp_certificates"][0].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 64);
+    let entries = lab.api.audit_entries(&lab.admin, t).await;
+    assert!(entries.iter().any(|e| e["action"] == "sso.configure"
+        && e["reason"].as_str().unwrap_or("").contains(fingerprint)));
     assert_eq!(first["saml"]["metadata_url"], Value::Null);
     let again = store(
         &lab,
@@ -658,7 +716,7 @@ async fn a_saml_user_signs_only_after_a_fresh_authentication_at_the_idp() {
     let p = browser
         .saml_at_idp(&url, &SamlUser::new("mallory@example.test", ""))
         .await;
-    refused(&post(&browser, &p).await);
+    assert!(refused(&post(&browser, &p).await).contains("someone other"));
 
     let (id, url) = challenge(&browser, &lab, &sigs, &rob, "reviewed").await;
     let p = browser.saml_at_idp(&url, &rob_user).await;
