@@ -362,3 +362,35 @@ pub fn record_content(data: &[u8]) {
         let _ = compiled.violations(&serde_json::Value::Object(map));
     }
 }
+
+/// The input as a SAML response (`screen_response`, over its base64) and through the
+/// screens and the tag scanner directly: no panic, and what passes holds no markup
+/// declaration, no second assertion and no reference outside the document.
+pub fn saml_screen(data: &[u8]) {
+    use base64::Engine as _;
+    use strongroom_core::identity::saml::{
+        element_span, screen_response, screen_signatures, screen_xml, start_tags,
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let screened = screen_response(&b64);
+    let Ok(text) = std::str::from_utf8(data) else {
+        assert!(screened.is_err(), "a response that is not UTF-8 passed");
+        return;
+    };
+    if let Ok(xml) = &screened {
+        assert_eq!(xml, text);
+        let assertions = start_tags(xml)
+            .filter(|t| t.local == "Assertion" || t.local == "EncryptedAssertion")
+            .count();
+        assert!(assertions <= 1, "two assertions passed the screen");
+    }
+    let _ = screen_xml(text, "fuzz");
+    let _ = screen_signatures(text, "fuzz");
+    for tag in start_tags(text) {
+        let _ = tag.attribute("URI");
+        assert!(text[tag.at..].starts_with('<'));
+    }
+    if let Some((start, end)) = element_span(text, "EncryptedAssertion") {
+        assert!(start < end && end <= text.len());
+    }
+}
