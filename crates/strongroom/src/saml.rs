@@ -589,4 +589,95 @@ mod tests {
             .replace("use=\"signing\"", "use=\"encryption\"");
         assert!(engine.read_idp_metadata(&no_key).is_err());
     }
+
+    /// A response saml-idp signed (Response and Assertion, RSA-SHA256) for request
+    /// `_abc` of `acme`'s provider `corp` (the fuzz seed); its certificate is in its
+    /// `KeyInfo`.
+    const SIGNED: &str = include_str!("../../../fuzz/seeds/saml_screen/signed-response.xml");
+
+    /// Checks `xml` as the fixture's SP would, its times judged with twenty years'
+    /// skew (the fixture is old): never through the screen, so this is samael's and
+    /// xmlsec's own defence.
+    fn verify(xml: &str, request: &str) -> Result<VerifiedAssertion, SsoError> {
+        let cert = SIGNED
+            .split("<X509Certificate>")
+            .nth(1)
+            .and_then(|r| r.split("</X509Certificate>").next())
+            .unwrap();
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{cert}\n-----END CERTIFICATE-----\n");
+        let s = SamlSettings {
+            idp_metadata: idp_metadata(&pem),
+            ..settings()
+        };
+        let sp = SpContext {
+            entity_id: "https://vault.test/v1/t/acme/sso/corp/metadata",
+            acs_url: "https://vault.test/v1/t/acme/sso/corp/acs",
+            settings: &s,
+            skew_secs: 20 * 365 * 86_400,
+        };
+        XmlSecEngine.verify_response(sp, xml, request)
+    }
+
+    fn assertion_span(xml: &str) -> (usize, usize) {
+        let start = xml.find("<saml:Assertion").unwrap();
+        let end = xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+        (start, end)
+    }
+
+    /// The assertion without its signature, naming the tenant's admin, with `id`.
+    fn evil(xml: &str, id: &str) -> String {
+        let (s, e) = assertion_span(xml);
+        let a = &xml[s..e];
+        let (ss, se) = (
+            a.find("<Signature").unwrap(),
+            a.find("</Signature>").unwrap() + "</Signature>".len(),
+        );
+        let unsigned = format!("{}{}", &a[..ss], &a[se..]);
+        let i = unsigned.find(" ID=\"").unwrap() + 5;
+        let j = unsigned[i..].find('"').unwrap() + i;
+        format!("{}{id}{}", &unsigned[..i], &unsigned[j..])
+            .replace("ada@example.com", "admin@acme.example")
+    }
+
+    #[test]
+    fn xmlsec_itself_refuses_wrapped_and_altered_responses() {
+        let ok = verify(SIGNED, "_abc").unwrap();
+        assert_eq!(ok.name_id, "ada@example.com");
+        assert!(ok.assertion_signed);
+        assert!(!ok.encrypted);
+        assert_eq!(
+            ok.audiences,
+            ["https://vault.test/v1/t/acme/sso/corp/metadata"]
+        );
+        // Another request's answer.
+        assert!(verify(SIGNED, "_other").is_err());
+        // Altered under the signatures.
+        assert!(
+            verify(
+                &SIGNED.replace("ada@example.com", "admin@acme.example"),
+                "_abc"
+            )
+            .is_err()
+        );
+        let (s, e) = assertion_span(SIGNED);
+        let wrapped = [
+            format!("{}{}{}", &SIGNED[..s], evil(SIGNED, "_evil"), &SIGNED[s..]),
+            format!("{}{}{}", &SIGNED[..e], evil(SIGNED, "_evil"), &SIGNED[e..]),
+            format!(
+                "{}<samlp:Extensions>{}</samlp:Extensions>{}{}",
+                &SIGNED[..s],
+                &SIGNED[s..e],
+                evil(SIGNED, "_evil"),
+                &SIGNED[e..]
+            ),
+            format!("{}{}{}", &SIGNED[..s], evil(SIGNED, "_evil"), &SIGNED[e..]),
+        ];
+        for (n, xml) in wrapped.iter().enumerate() {
+            // Refused, or (where xmlsec keeps only the signed copy) the real signer;
+            // never the wrapped-in admin.
+            if let Ok(v) = verify(xml, "_abc") {
+                assert_eq!(v.name_id, "ada@example.com", "wrapping {n}");
+            }
+        }
+    }
 }

@@ -251,32 +251,16 @@ impl Platform {
             });
         }
         policy.check(field, url)?;
-        let transport = self
-            .sso
-            .transport
-            .clone()
-            .ok_or_else(|| PlatformError::unavailable("no transport to identity providers"))?;
+        let http = self.sso.transport()?;
         let failed = |why: String| PlatformError::Invalid {
             field: Some(field),
             message: format!("the metadata could not be fetched: {why}"),
         };
-        let request = openidconnect::http::Request::builder()
-            .method(openidconnect::http::Method::GET)
-            .uri(url)
-            .header(
-                openidconnect::http::header::ACCEPT,
-                "application/samlmetadata+xml, application/xml",
-            )
-            .body(Vec::new())
-            .map_err(|e| failed(e.to_string()))?;
-        let response = transport
-            .send(request)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        if response.status() != openidconnect::http::StatusCode::OK {
-            return Err(failed(format!("HTTP {}", response.status())));
-        }
-        String::from_utf8(response.into_body()).map_err(|_| failed("not UTF-8".into()))
+        let body =
+            super::sso::fetch_document(&http, url, "application/samlmetadata+xml, application/xml")
+                .await
+                .map_err(failed)?;
+        String::from_utf8(body).map_err(|_| failed("not UTF-8".into()))
     }
 
     fn sp<'a>(

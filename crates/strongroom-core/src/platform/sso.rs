@@ -129,7 +129,7 @@ impl SsoRuntime {
         }
     }
 
-    fn transport(&self) -> Result<Http, PlatformError> {
+    pub(super) fn transport(&self) -> Result<Http, PlatformError> {
         self.transport
             .clone()
             .map(Http)
@@ -249,7 +249,7 @@ fn table_full() -> PlatformError {
 
 /// openidconnect's HTTP seam over our [`IdpTransport`].
 #[derive(Clone)]
-struct Http(Arc<dyn IdpTransport>);
+pub(super) struct Http(Arc<dyn IdpTransport>);
 
 impl<'c> AsyncHttpClient<'c> for Http {
     type Error = crate::identity::sso::IdpTransportError;
@@ -1008,7 +1008,7 @@ impl Platform {
                 "the provider's {step} could not be used (the server log says why)"
             )))
         };
-        let body = fetch_document(&http, &url)
+        let body = fetch_document(&http, &url, "application/json")
             .await
             .map_err(|detail| failed("discovery document", detail))?;
         let metadata: CoreProviderMetadata = serde_json::from_slice(&body)
@@ -2088,12 +2088,17 @@ fn asserted_from(
     Ok(asserted)
 }
 
-/// GETs a JSON document from an identity provider; its body, or what went wrong.
-async fn fetch_document(http: &Http, url: &str) -> Result<Vec<u8>, String> {
+/// GETs a document (`accept`: its media types) from an identity provider; its body, or
+/// what went wrong.
+pub(super) async fn fetch_document(
+    http: &Http,
+    url: &str,
+    accept: &str,
+) -> Result<Vec<u8>, String> {
     let request = openidconnect::http::Request::builder()
         .method(openidconnect::http::Method::GET)
         .uri(url)
-        .header(openidconnect::http::header::ACCEPT, "application/json")
+        .header(openidconnect::http::header::ACCEPT, accept)
         .body(Vec::new())
         .map_err(|e| e.to_string())?;
     let response = http.0.send(request).await.map_err(|e| e.to_string())?;

@@ -1429,11 +1429,12 @@ async fn attachments_stream_up_and_down_with_bounded_memory_and_ranges() {
         peak / 1_000_000
     );
     // On PostgreSQL and S3 the idle server is larger (connection pools, the HTTP
-    // client); what streaming adds is bounded the same on both.
+    // client), and since SAML the (debug) binary maps libxml2, xmlsec1 and OpenSSL
+    // too; what streaming adds is bounded the same on both (below).
     let ceiling = if strongroom_testkit::backend::postgres_selected() {
-        128_000_000
+        160_000_000
     } else {
-        100_000_000
+        128_000_000
     };
     assert!(peak < ceiling, "peak RSS {peak} bytes");
     assert!(
