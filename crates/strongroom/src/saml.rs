@@ -149,6 +149,101 @@ fn stored_certs(sp: &ServiceProvider) -> Result<Vec<CertificateDer>, SsoError> {
     signing_certs(sp).map_err(|e| internal("reading the stored IdP certificates", e))
 }
 
+const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+
+/// What [`tree_screen`] found.
+struct Shape {
+    /// The document holds an `EncryptedAssertion`.
+    encrypted: bool,
+}
+
+/// The authoritative structural check, on the tree libxml2 builds with the very
+/// parser and options samael hands to xmlsec (so no disagreement between a string
+/// scanner and libxml's recovery can hide anything), reading attributes as xmlsec
+/// does (`xmlGetProp`: namespace-blind, first match). xmlsec dereferences and
+/// transforms every `Reference` before it checks a `SignatureValue`, with every URI
+/// scheme and transform enabled, so before it sees the document: at most one
+/// Response and one assertion (clear or encrypted), at most two `Signature`s with
+/// one `Reference` each whose `URI` is absent, `""` or `#id`; transforms only
+/// enveloped-signature and exclusive c14n (its `InclusiveNamespaces` the only child
+/// allowed); exclusive c14n; no `Object`, `Manifest` or `RetrievalMethod`.
+fn tree_screen(xml: &str, what: &str) -> Result<Shape, SsoError> {
+    let bad = |why: &str| refused(format!("the {what} {why} (refused before verification)"));
+    let doc = libxml::parser::Parser::default()
+        .parse_string(xml)
+        .map_err(|_| bad("is not XML"))?;
+    let root = doc.get_root_element().ok_or_else(|| bad("is empty"))?;
+    let (mut responses, mut assertions, mut encrypted) = (0, 0, 0);
+    let (mut signatures, mut references, mut transforms) = (0, 0, 0);
+    let mut stack = vec![root];
+    let mut seen = 0usize;
+    while let Some(node) = stack.pop() {
+        seen += 1;
+        if seen > 20_000 {
+            return Err(bad("has too many elements"));
+        }
+        let name = node.get_name();
+        match name.as_str() {
+            "Response" => responses += 1,
+            "Assertion" => assertions += 1,
+            "EncryptedAssertion" => encrypted += 1,
+            "Signature" => signatures += 1,
+            "Reference" => {
+                references += 1;
+                let uri = node.get_property("URI").unwrap_or_default();
+                let same_document = uri.is_empty()
+                    || uri.strip_prefix('#').is_some_and(|id| {
+                        !id.is_empty()
+                            && id.len() <= 256
+                            && id
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+                    });
+                if !same_document {
+                    return Err(bad(
+                        "has a signature referencing something outside the document",
+                    ));
+                }
+            }
+            "Transform" => {
+                transforms += 1;
+                let alg = node.get_property("Algorithm").unwrap_or_default();
+                let children_ok = node
+                    .get_child_elements()
+                    .iter()
+                    .all(|c| alg == EXC_C14N && c.get_name() == "InclusiveNamespaces");
+                if (alg != ENVELOPED && alg != EXC_C14N) || !children_ok {
+                    return Err(bad(
+                        "has a signature transform other than enveloped-signature and exclusive c14n",
+                    ));
+                }
+            }
+            "CanonicalizationMethod" => {
+                if node.get_property("Algorithm").unwrap_or_default() != EXC_C14N {
+                    return Err(bad("has a canonicalisation other than exclusive c14n"));
+                }
+            }
+            "Object" | "Manifest" | "RetrievalMethod" => {
+                return Err(bad("has a signature Object, Manifest or RetrievalMethod"));
+            }
+            _ => {}
+        }
+        stack.extend(node.get_child_elements());
+    }
+    if responses > 1 || assertions + encrypted > 1 {
+        return Err(bad("holds more than one Response or assertion"));
+    }
+    if signatures > 2 || references > signatures || transforms > 2 * signatures {
+        return Err(bad(
+            "has a signature structure no SAML IdP sends (too many signatures, references or transforms)",
+        ));
+    }
+    Ok(Shape {
+        encrypted: encrypted == 1,
+    })
+}
+
 /// Whether the assertion `id` carries its own signature, i.e. a `Signature` child
 /// whose one reference is `#id`. Asked of the document as received (xmlsec's reduced
 /// output drops enveloped signatures), after every signature in it has verified and
@@ -209,6 +304,11 @@ fn decrypt_and_verify(
         String::from_utf8(plain).map_err(|_| refused("the decrypted assertion is not UTF-8"))?;
     strongroom_core::identity::saml::screen_xml(&plain, "decrypted assertion")?;
     strongroom_core::identity::saml::screen_signatures(&plain, "decrypted assertion")?;
+    if tree_screen(&plain, "decrypted assertion")?.encrypted {
+        return Err(refused(
+            "the decrypted assertion holds another encrypted assertion",
+        ));
+    }
     let signed = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         &plain,
         certs,
@@ -504,9 +604,10 @@ impl SamlEngine for XmlSecEngine {
         xml: &str,
         request_id: &str,
     ) -> Result<VerifiedAssertion, SsoError> {
+        let shape = tree_screen(xml, "SAML response")?;
         let provider = service_provider(sp, false)?;
         let certs = stored_certs(&provider)?;
-        if start_tags(xml).any(|t| t.local == "EncryptedAssertion") {
+        if shape.encrypted {
             return encrypted_response(&provider, &certs, xml, request_id);
         }
         let assertion = provider
@@ -678,6 +779,38 @@ mod tests {
             if let Ok(v) = verify(xml, "_abc") {
                 assert_eq!(v.name_id, "ada@example.com", "wrapping {n}");
             }
+        }
+    }
+
+    #[test]
+    fn what_libxml_would_see_is_screened_not_what_a_scanner_sees() {
+        let sig_method =
+            "<SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>";
+        assert!(SIGNED.contains(sig_method));
+        for (what, xml) in [
+            (
+                "a prefixed URI (xmlGetProp reads it as URI)",
+                SIGNED.replacen("<Reference URI=\"", "<Reference xmlns:x=\"urn:x\" x:URI=\"http://169.254.169.254/\" y=\"", 1),
+            ),
+            (
+                "a Reference hidden in a quoted attribute that libxml ends at `<`",
+                SIGNED.replacen(
+                    sig_method,
+                    "<SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\" x='<Reference URI=\"file:///etc/passwd\"><DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><DigestValue>AA==</DigestValue></Reference>'/>",
+                    1,
+                ),
+            ),
+            (
+                "an XSLT transform under a prefixed Algorithm",
+                SIGNED.replacen(
+                    "<Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>",
+                    "<Transform xmlns:x=\"urn:x\" x:Algorithm=\"http://www.w3.org/TR/1999/REC-xslt-19991116\" Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>",
+                    1,
+                ),
+            ),
+        ] {
+            let e = verify(&xml, "_abc").map(|v| v.name_id).unwrap_err().to_string();
+            assert!(e.contains("refused before verification"), "{what}: {e}");
         }
     }
 }

@@ -351,9 +351,11 @@ pub fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 
-/// The XML signatures a SAML document may carry, checked before xmlsec sees them
-/// (xmlsec dereferences and transforms every `Reference` before it checks the
-/// `SignatureValue`): at most two `Signature`s with one `Reference` each, whose `URI`
+/// The XML signatures a SAML document may carry, a first cheap pass on the text (the
+/// server's SAML engine checks the same again, authoritatively, on the tree libxml2
+/// builds, since a string scanner and libxml's recovery can disagree): xmlsec
+/// dereferences and transforms every `Reference` before it checks the
+/// `SignatureValue`, so at most two `Signature`s with one `Reference` each, whose `URI`
 /// is `""` or `#` + an id (never a URL or a file: no fetching, no SSRF), whose only
 /// transforms are enveloped-signature and exclusive c14n (no XPath, XSLT or
 /// Base64), exclusive c14n as the canonicalisation, and no `Object`, `Manifest` or
@@ -426,6 +428,13 @@ pub fn screen_xml(xml: &str, what: &str) -> Result<(), SsoError> {
                 .find("?>")
                 .ok_or_else(|| refused(format!("the {what}'s XML declaration is unterminated")))?;
             let declaration = &rest[..end];
+            // libxml2 ends an unfinished declaration at the first `>`: one holding a
+            // `<` or `>` would end elsewhere there than here.
+            if declaration.contains(['<', '>']) {
+                return Err(refused(format!(
+                    "the {what}'s XML declaration is malformed (refused before parsing)"
+                )));
+            }
             if let Some(i) = declaration.find("encoding") {
                 let value = declaration[i + "encoding".len()..]
                     .trim_start()
@@ -638,6 +647,7 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-7\"?><r>+ADwAIQ-DOCTYPE</r>",
             "<?xml version='1.0' encoding='ISO-8859-1'?><r/>",
             "<?xml-stylesheet href=\"x\"?><r/>",
+            "<?xml version=\"1.0\"><!DOCTYPE r [<!ENTITY z \"?>\">]><r/>",
         ] {
             assert!(screen_response(&b64(evil)).is_err(), "{evil}");
         }

@@ -1112,7 +1112,11 @@ impl Platform {
     ) -> Result<FlowStart, PlatformError> {
         let oidc = match &provider.protocol {
             Protocol::Oidc(o) => o,
-            Protocol::Saml(s) => return self.saml_begin(tenant, provider, s, nonce, purpose, from),
+            Protocol::Saml(s) => {
+                return self
+                    .saml_begin(tenant, provider, s, nonce, purpose, from)
+                    .await;
+            }
         };
         let cached = self.metadata(tenant.id, provider).await?;
         let client = self.client(tenant, provider, &cached)?;
