@@ -20,7 +20,7 @@ use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
 use samael::schema::{Assertion, Response};
 use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
 use strongroom_core::identity::saml::{
-    IdpMetadata, MAX_ATTRIBUTES, SamlEngine, SpContext, VerifiedAssertion, element_span, start_tags,
+    IdpMetadata, MAX_ATTRIBUTES, SamlEngine, SpContext, VerifiedAssertion, element_span,
 };
 use strongroom_core::identity::sso::SsoError;
 use zeroize::Zeroizing;
@@ -174,8 +174,7 @@ fn tree_screen(xml: &str, what: &str) -> Result<Shape, SsoError> {
         .parse_string(xml)
         .map_err(|_| bad("is not XML"))?;
     let root = doc.get_root_element().ok_or_else(|| bad("is empty"))?;
-    let (mut responses, mut assertions, mut encrypted) = (0, 0, 0);
-    let (mut signatures, mut references, mut transforms) = (0, 0, 0);
+    let mut c = Counts::default();
     let mut stack = vec![root];
     let mut seen = 0usize;
     while let Some(node) = stack.pop() {
@@ -183,65 +182,81 @@ fn tree_screen(xml: &str, what: &str) -> Result<Shape, SsoError> {
         if seen > 20_000 {
             return Err(bad("has too many elements"));
         }
-        let name = node.get_name();
-        match name.as_str() {
-            "Response" => responses += 1,
-            "Assertion" => assertions += 1,
-            "EncryptedAssertion" => encrypted += 1,
-            "Signature" => signatures += 1,
-            "Reference" => {
-                references += 1;
-                let uri = node.get_property("URI").unwrap_or_default();
-                let same_document = uri.is_empty()
-                    || uri.strip_prefix('#').is_some_and(|id| {
-                        !id.is_empty()
-                            && id.len() <= 256
-                            && id
-                                .bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-                    });
-                if !same_document {
-                    return Err(bad(
-                        "has a signature referencing something outside the document",
-                    ));
-                }
-            }
-            "Transform" => {
-                transforms += 1;
-                let alg = node.get_property("Algorithm").unwrap_or_default();
-                let children_ok = node
-                    .get_child_elements()
-                    .iter()
-                    .all(|c| alg == EXC_C14N && c.get_name() == "InclusiveNamespaces");
-                if (alg != ENVELOPED && alg != EXC_C14N) || !children_ok {
-                    return Err(bad(
-                        "has a signature transform other than enveloped-signature and exclusive c14n",
-                    ));
-                }
-            }
-            "CanonicalizationMethod" => {
-                if node.get_property("Algorithm").unwrap_or_default() != EXC_C14N {
-                    return Err(bad("has a canonicalisation other than exclusive c14n"));
-                }
-            }
-            "Object" | "Manifest" | "RetrievalMethod" => {
-                return Err(bad("has a signature Object, Manifest or RetrievalMethod"));
-            }
-            _ => {}
-        }
+        screen_node(&node, &mut c).map_err(&bad)?;
         stack.extend(node.get_child_elements());
     }
-    if responses > 1 || assertions + encrypted > 1 {
+    if c.responses > 1 || c.assertions + c.encrypted > 1 {
         return Err(bad("holds more than one Response or assertion"));
     }
-    if signatures > 2 || references > signatures || transforms > 2 * signatures {
+    if c.signatures > 2 || c.references > c.signatures || c.transforms > 2 * c.signatures {
         return Err(bad(
             "has a signature structure no SAML IdP sends (too many signatures, references or transforms)",
         ));
     }
     Ok(Shape {
-        encrypted: encrypted == 1,
+        encrypted: c.encrypted == 1,
     })
+}
+
+/// What [`tree_screen`] counts.
+#[derive(Default)]
+struct Counts {
+    responses: usize,
+    assertions: usize,
+    encrypted: usize,
+    signatures: usize,
+    references: usize,
+    transforms: usize,
+}
+
+/// One element of the tree: counted, and its signature attributes checked as xmlsec
+/// reads them; why it is refused, if it is.
+fn screen_node(node: &libxml::tree::Node, c: &mut Counts) -> Result<(), &'static str> {
+    let name = node.get_name();
+    match name.as_str() {
+        "Response" => c.responses += 1,
+        "Assertion" => c.assertions += 1,
+        "EncryptedAssertion" => c.encrypted += 1,
+        "Signature" => c.signatures += 1,
+        "Reference" => {
+            c.references += 1;
+            let uri = node.get_property("URI").unwrap_or_default();
+            let same_document = uri.is_empty()
+                || uri.strip_prefix('#').is_some_and(|id| {
+                    !id.is_empty()
+                        && id.len() <= 256
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+                });
+            if !same_document {
+                return Err("has a signature referencing something outside the document");
+            }
+        }
+        "Transform" => {
+            c.transforms += 1;
+            let alg = node.get_property("Algorithm").unwrap_or_default();
+            let children_ok = node
+                .get_child_elements()
+                .iter()
+                .all(|ch| alg == EXC_C14N && ch.get_name() == "InclusiveNamespaces");
+            if (alg != ENVELOPED && alg != EXC_C14N) || !children_ok {
+                return Err(
+                    "has a signature transform other than enveloped-signature and exclusive c14n",
+                );
+            }
+        }
+        "CanonicalizationMethod"
+            if node.get_property("Algorithm").unwrap_or_default() != EXC_C14N =>
+        {
+            return Err("has a canonicalisation other than exclusive c14n");
+        }
+        "Object" | "Manifest" | "RetrievalMethod" => {
+            return Err("has a signature Object, Manifest or RetrievalMethod");
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Whether the assertion `id` carries its own signature, i.e. a `Signature` child
