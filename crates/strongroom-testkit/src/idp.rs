@@ -41,6 +41,33 @@ pub fn idp_dir() -> Option<PathBuf> {
     None
 }
 
+/// Waits (at most 30 s) for a started IdP's `READY <url>` line and returns the URL,
+/// then keeps draining its stdout (a closed pipe would kill it at its next line);
+/// panics with its log (`what` names it) if it never gets ready.
+async fn ready(child: &mut Child, log: &std::path::Path, what: &str) -> String {
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(u) = line.strip_prefix("READY ") {
+                return Some(u.trim().to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| {
+        panic!(
+            "{what} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    });
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    url
+}
+
 /// A running `oidc-provider` on `127.0.0.1`, stopped when dropped.
 #[derive(Debug)]
 pub struct OidcIdp {
@@ -73,28 +100,7 @@ impl OidcIdp {
             .kill_on_drop(true)
             .spawn()
             .expect("node (install nodejs)");
-        let out = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(out).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(u) = line.strip_prefix("READY ") {
-                    return Some(u.trim().to_owned());
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| {
-            panic!(
-                "oidc-provider did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        // Keep reading what it prints: a closed pipe would kill it at its next line
-        // (oidc-provider logs some events to stdout).
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let issuer = ready(&mut child, &log, "oidc-provider").await;
         Some(Self {
             issuer,
             child,
@@ -403,26 +409,7 @@ impl SamlIdp {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("node (install nodejs)");
-        let out = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(out).lines();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(u) = line.strip_prefix("READY ") {
-                    return Some(u.trim().to_owned());
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| {
-            panic!(
-                "saml-idp did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let url = ready(&mut child, &log, "saml-idp").await;
         Some(Self {
             url,
             entity_id,

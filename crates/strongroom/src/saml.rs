@@ -20,7 +20,8 @@ use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
 use samael::schema::{Assertion, Response};
 use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
 use strongroom_core::identity::saml::{
-    IdpMetadata, MAX_ATTRIBUTES, SamlEngine, SpContext, VerifiedAssertion, element_span,
+    ENVELOPED, EXC_C14N, IdpMetadata, MAX_ATTRIBUTES, SamlEngine, SpContext, VerifiedAssertion,
+    element_span, same_document_reference,
 };
 use strongroom_core::identity::sso::SsoError;
 use zeroize::Zeroizing;
@@ -149,9 +150,6 @@ fn stored_certs(sp: &ServiceProvider) -> Result<Vec<CertificateDer>, SsoError> {
     signing_certs(sp).map_err(|e| internal("reading the stored IdP certificates", e))
 }
 
-const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
-const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
-
 /// What [`tree_screen`] found.
 struct Shape {
     /// The document holds an `EncryptedAssertion`.
@@ -220,16 +218,7 @@ fn screen_node(node: &libxml::tree::Node, c: &mut Counts) -> Result<(), &'static
         "Signature" => c.signatures += 1,
         "Reference" => {
             c.references += 1;
-            let uri = node.get_property("URI").unwrap_or_default();
-            let same_document = uri.is_empty()
-                || uri.strip_prefix('#').is_some_and(|id| {
-                    !id.is_empty()
-                        && id.len() <= 256
-                        && id
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-                });
-            if !same_document {
+            if !same_document_reference(&node.get_property("URI").unwrap_or_default()) {
                 return Err("has a signature referencing something outside the document");
             }
         }

@@ -348,8 +348,25 @@ pub fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
     Some((tag.at, end))
 }
 
-const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
-const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+/// Exclusive c14n, the only canonicalisation (and, with [`ENVELOPED`], transform) a
+/// SAML signature may use here.
+pub const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+/// The enveloped-signature transform.
+pub const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+
+/// Whether a signature `Reference` URI stays inside the document: absent/empty, or
+/// `#` + an id of at most 256 NCName-safe characters (never a URL, a file or an
+/// XPointer expression, which xmlsec would dereference before verifying anything).
+pub fn same_document_reference(uri: &str) -> bool {
+    uri.is_empty()
+        || uri.strip_prefix('#').is_some_and(|id| {
+            !id.is_empty()
+                && id.len() <= 256
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        })
+}
 
 /// The XML signatures a SAML document may carry, a first cheap pass on the text (the
 /// server's SAML engine checks the same again, authoritatively, on the tree libxml2
@@ -372,16 +389,7 @@ pub fn screen_signatures(xml: &str, what: &str) -> Result<(), SsoError> {
             "Signature" => signatures += 1,
             "Reference" => {
                 references += 1;
-                let uri = tag.attribute("URI")?.unwrap_or("");
-                let same_document = uri.is_empty()
-                    || uri.strip_prefix('#').is_some_and(|id| {
-                        !id.is_empty()
-                            && id.len() <= 256
-                            && id
-                                .bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-                    });
-                if !same_document {
+                if !same_document_reference(tag.attribute("URI")?.unwrap_or("")) {
                     return Err(bad("references something outside the document"));
                 }
             }
