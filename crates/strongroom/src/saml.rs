@@ -173,15 +173,19 @@ fn tree_screen(xml: &str, what: &str) -> Result<Shape, SsoError> {
         .map_err(|_| bad("is not XML"))?;
     let root = doc.get_root_element().ok_or_else(|| bad("is empty"))?;
     let mut c = Counts::default();
-    let mut stack = vec![root];
+    let mut stack = vec![(root, 0usize)];
     let mut seen = 0usize;
-    while let Some(node) = stack.pop() {
+    while let Some((node, depth)) = stack.pop() {
         seen += 1;
-        if seen > 20_000 {
-            return Err(bad("has too many elements"));
+        if seen > MAX_ELEMENTS || depth > MAX_DEPTH {
+            return Err(bad("is larger or deeper than a SAML response is"));
         }
         screen_node(&node, &mut c).map_err(&bad)?;
-        stack.extend(node.get_child_elements());
+        stack.extend(
+            node.get_child_elements()
+                .into_iter()
+                .map(|n| (n, depth + 1)),
+        );
     }
     if c.responses > 1 || c.assertions + c.encrypted > 1 {
         return Err(bad("holds more than one Response or assertion"));
@@ -194,6 +198,44 @@ fn tree_screen(xml: &str, what: &str) -> Result<Shape, SsoError> {
     Ok(Shape {
         encrypted: c.encrypted == 1,
     })
+}
+
+/// Most elements, and deepest nesting, of a document the tree screen accepts (a SAML
+/// response has some tens of elements, a dozen levels deep).
+const MAX_ELEMENTS: usize = 5_000;
+const MAX_DEPTH: usize = 64;
+
+/// The children of a transform or canonicalisation method: none, or (for exclusive
+/// c14n) one `InclusiveNamespaces` whose `PrefixList` is short — xmlsec splits it on
+/// every space and libxml2's c14n then walks the ancestors of every element once per
+/// entry, so a list of spaces is quadratic work before any signature is checked.
+fn c14n_children_ok(node: &libxml::tree::Node, exclusive: bool) -> Result<(), &'static str> {
+    let children = node.get_child_elements();
+    let ok = match children.as_slice() {
+        [] => true,
+        [inclusive] if exclusive && inclusive.get_name() == "InclusiveNamespaces" => {
+            inclusive.get_child_elements().is_empty()
+                && inclusive.get_property("PrefixList").is_none_or(|list| {
+                    list.len() <= 256
+                        && !list.starts_with(' ')
+                        && !list.ends_with(' ')
+                        && !list.contains("  ")
+                        && list.split(' ').count() <= 16
+                        && list.split(' ').all(|p| {
+                            p == "#default"
+                                || (!p.is_empty()
+                                    && p.bytes()
+                                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
+                        })
+                })
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("has signature transform parameters no SAML IdP sends (InclusiveNamespaces)")
+    }
 }
 
 /// What [`tree_screen`] counts.
@@ -225,20 +267,18 @@ fn screen_node(node: &libxml::tree::Node, c: &mut Counts) -> Result<(), &'static
         "Transform" => {
             c.transforms += 1;
             let alg = node.get_property("Algorithm").unwrap_or_default();
-            let children_ok = node
-                .get_child_elements()
-                .iter()
-                .all(|ch| alg == EXC_C14N && ch.get_name() == "InclusiveNamespaces");
-            if (alg != ENVELOPED && alg != EXC_C14N) || !children_ok {
+            if alg != ENVELOPED && alg != EXC_C14N {
                 return Err(
                     "has a signature transform other than enveloped-signature and exclusive c14n",
                 );
             }
+            c14n_children_ok(node, alg == EXC_C14N)?;
         }
-        "CanonicalizationMethod"
-            if node.get_property("Algorithm").unwrap_or_default() != EXC_C14N =>
-        {
-            return Err("has a canonicalisation other than exclusive c14n");
+        "CanonicalizationMethod" => {
+            if node.get_property("Algorithm").unwrap_or_default() != EXC_C14N {
+                return Err("has a canonicalisation other than exclusive c14n");
+            }
+            c14n_children_ok(node, true)?;
         }
         "Object" | "Manifest" | "RetrievalMethod" => {
             return Err("has a signature Object, Manifest or RetrievalMethod");
@@ -816,5 +856,50 @@ mod tests {
             let e = verify(&xml, "_abc").map(|v| v.name_id).unwrap_err().to_string();
             assert!(e.contains("refused before verification"), "{what}: {e}");
         }
+    }
+
+    #[test]
+    fn c14n_parameters_that_make_quadratic_work_are_refused() {
+        let t = "<Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>";
+        assert!(SIGNED.contains(t));
+        let with = |list: &str| {
+            SIGNED.replacen(
+                t,
+                &format!("<Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"><ec:InclusiveNamespaces xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\" PrefixList=\"{list}\"/></Transform>"),
+                1,
+            )
+        };
+        for list in [
+            " ".repeat(10_000),
+            "a  b".into(),
+            "x".repeat(300),
+            "a b c d e f g h i j k l m n o p q".into(),
+        ] {
+            let e = verify(&with(&list), "_abc")
+                .map(|v| v.name_id)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("InclusiveNamespaces"), "{}: {e}", list.len());
+        }
+        // A usual list passes the screen (and then fails only its digest: the fixture
+        // was signed without it).
+        let e = verify(&with("xs #default"), "_abc")
+            .map(|v| v.name_id)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("InclusiveNamespaces") && e.contains("do not verify"),
+            "{e}"
+        );
+        let deep = SIGNED.replacen(
+            "<samlp:Status>",
+            &format!("{}<samlp:Status>", "<x>".repeat(70) + &"</x>".repeat(70)),
+            1,
+        );
+        let e = verify(&deep, "_abc")
+            .map(|v| v.name_id)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deeper"), "{e}");
     }
 }
